@@ -1,0 +1,3 @@
+from deepfusion.cli import main
+
+raise SystemExit(main())

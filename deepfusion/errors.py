@@ -1,0 +1,38 @@
+"""Error types for bad input and failed runs.
+
+Every failure a user can cause (a wrong path, a typo in a config, a corrupt
+checkpoint) raises a subclass of :class:`DeepFusionError`. The command line
+prints its message on one line and exits non-zero; a traceback appears only
+with ``--debug``. Subclasses of ``ValueError`` so that library callers that
+already catch ``ValueError`` keep working.
+"""
+
+
+class DeepFusionError(ValueError):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+    exit_code = 2
+
+
+class ConfigError(DeepFusionError):
+    """A config file or ``key=value`` override is malformed or names an unknown key."""
+
+
+class DataError(DeepFusionError):
+    """A dataset is missing, malformed, or its labels are out of range."""
+
+
+class CheckpointError(DeepFusionError):
+    """A checkpoint is truncated, corrupt, foreign, or does not match the config."""
+
+
+class RunError(DeepFusionError):
+    """A run cannot start or must stop: unwritable folder, missing device, non-finite loss."""
+
+    exit_code = 3
+
+
+class CheckFailed(DeepFusionError):
+    """A verification (theory check, sanity experiment) did not pass."""
+
+    exit_code = 1

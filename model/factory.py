@@ -1,0 +1,28 @@
+"""Build the SimCLR model (backbone + projection head) that a config describes."""
+
+from __future__ import annotations
+
+from model.backbones import build_backbone
+from model.config import Config
+from model.heads import build_head
+from model.simclr import SimCLRModel
+
+
+def head_options(cfg: Config) -> dict:
+    """The keyword arguments of ``build_head`` for the configured head (each head takes its own)."""
+    m = cfg.model
+    if m.head == "transformer":
+        return dict(dim=m.dim, depth=m.depth, heads=m.heads, ffn_dim=m.ffn_dim, out_dim=m.out_dim,
+                    norm=m.norm, scope=m.scope, out_bn=m.out_bn)
+    if m.head in ("mlp", "mlp_nobn"):
+        return dict(hidden_dim=m.mlp_hidden, out_dim=m.out_dim)
+    if m.head == "ffn":
+        return dict(dim=m.dim, depth=m.depth, out_dim=m.out_dim)
+    return {}
+
+
+def build_model(cfg: Config, input_shape: tuple[int, ...]) -> SimCLRModel:
+    """Backbone named by ``model.backbone`` for inputs of ``input_shape``, head by ``model.head``."""
+    backbone = build_backbone(cfg.model.backbone, tuple(input_shape))
+    head = build_head(cfg.model.head, backbone.out_dim, **head_options(cfg))
+    return SimCLRModel(backbone, head)

@@ -1,0 +1,100 @@
+"""The result cache: one run folder per resolved config, trained only when missing.
+
+A run is identified by the hash of its resolved config (``model.config.config_hash``), so a
+changed preset, override or default gives a new key and a new run, while an unchanged config
+reuses the finished run. A run counts as finished when its ``eval.json`` exists (the training
+loop writes it last). A half-finished run (checkpoint, no ``eval.json``) is resumed.
+
+When the training or evaluation code changes in a way that changes results, bump
+``CACHE_VERSION`` (every run is redone) or pass a ``salt`` for the experiments affected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+from deepfusion.errors import RunError
+
+CACHE_VERSION = 1
+
+
+def _config_hash(cfg) -> str:
+    from model.config import config_hash
+
+    return config_hash(cfg)
+
+
+def _train(cfg, run_dir=None, resume=False, progress=True) -> Path:
+    from model.train import train
+
+    return train(cfg, run_dir=run_dir, resume=resume, progress=progress)
+
+
+def run_key(cfg, salt: str = "") -> str:
+    """The cache key of ``cfg``: its config hash, the cache version and the salt, hashed again."""
+    text = f"v{CACHE_VERSION}|{salt}|{_config_hash(cfg)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _slug(cfg) -> str:
+    # Readable prefix only; the key alone decides identity.
+    parts = [str(cfg.data.name), str(cfg.model.head), f"s{cfg.train.seed}"]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts))
+
+
+def run_dir_for(cfg, results_root: str | Path, salt: str = "") -> Path:
+    """Where the run of ``cfg`` lives (whether or not it exists yet)."""
+    return Path(results_root) / f"{_slug(cfg)}-{run_key(cfg, salt)}"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / "eval.json").is_file()
+
+
+def run_or_load(
+    cfg,
+    results_root: str | Path,
+    *,
+    salt: str = "",
+    train_fn: Callable[..., Path] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Return the finished run folder of ``cfg`` under ``results_root``, training it first if needed.
+
+    ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.train.train``.
+    Raises ``RunError`` if training returns without writing ``eval.json``.
+    """
+    run_dir = run_dir_for(cfg, results_root, salt)
+    if is_finished(run_dir):
+        if log:
+            log(f"cached  {run_dir.name}")
+        return run_dir
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    if log:
+        log(f"{'resume' if resume else 'train '}  {run_dir.name}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "cache.json").write_text(
+        json.dumps(
+            {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg), "salt": salt, "cache_version": CACHE_VERSION},
+            indent=2,
+        )
+    )
+    train_fn = train_fn or _train
+    result = Path(train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress) or run_dir)
+    if not is_finished(result):
+        raise RunError(f"training finished without writing {result / 'eval.json'}; see {result / 'metrics.jsonl'}")
+    return result
+
+
+def load_eval(run_dir: str | Path) -> dict:
+    """The parsed ``eval.json`` of a finished run."""
+    path = Path(run_dir) / "eval.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"cannot read {path}: {err}; delete the run folder to redo the run") from err

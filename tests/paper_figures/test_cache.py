@@ -1,0 +1,91 @@
+"""The result cache trains a config once, reuses it, and trains anew when the config changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deepfusion.errors import RunError
+from model.config import load_config
+from paper_figures import cache
+
+
+class CountingTrain:
+    """Stands in for model.train.train: records calls and writes an eval.json."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, run_dir=None, resume=False, progress=False):
+        self.calls.append((run_dir, resume))
+        (run_dir / "eval.json").write_text(json.dumps({"knn": 0.5, "linear": 0.5}))
+        return run_dir
+
+
+def test_trains_once_then_loads(tmp_path):
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    first = cache.run_or_load(cfg, tmp_path, train_fn=train)
+    second = cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    assert first == second
+    assert len(train.calls) == 1
+    assert (first / "eval.json").is_file()
+
+
+def test_changed_config_reruns(tmp_path):
+    train = CountingTrain()
+    a = cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    b = cache.run_or_load(load_config("digits", ["train.epochs=2"]), tmp_path, train_fn=train)
+    c = cache.run_or_load(load_config("digits", ["train.epochs=1", "loss.temperature=0.3"]), tmp_path, train_fn=train)
+    assert len({a, b, c}) == 3
+    assert len(train.calls) == 3
+
+
+def test_output_location_keys_do_not_rerun(tmp_path):
+    train = CountingTrain()
+    cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    cache.run_or_load(load_config("digits", ["train.epochs=1", "train.out_dir=elsewhere"]), tmp_path, train_fn=train)
+    assert len(train.calls) == 1
+
+
+def test_salt_and_version_rerun(tmp_path, monkeypatch):
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    cache.run_or_load(cfg, tmp_path, salt="loss-fix", train_fn=train)
+    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION + 1)
+    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert len(train.calls) == 3
+
+
+def test_unfinished_run_resumes(tmp_path):
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert cache.run_or_load(cfg, tmp_path, train_fn=train) == run_dir
+    assert train.calls == [(run_dir, True)]
+
+
+def test_training_without_eval_is_an_error(tmp_path):
+    cfg = load_config("digits", ["train.epochs=1"])
+    with pytest.raises(RunError, match="eval.json"):
+        cache.run_or_load(cfg, tmp_path, train_fn=lambda cfg, run_dir=None, **_: run_dir)
+
+
+def test_real_tiny_run_is_cached(tmp_path):
+    """One real training run on the synthetic preset, then a cache hit that does not train."""
+    pytest.importorskip("model.train")
+    overrides = ["train.epochs=1", "train.device=cpu", "eval.linear_epochs=2"]
+    run_dir = cache.run_or_load(load_config("synthetic", overrides), tmp_path)
+    ev = cache.load_eval(run_dir)
+    assert {"knn", "linear", "head_loo1nn", "random_knn", "random_linear"} <= set(ev)
+    mtime = (run_dir / "eval.json").stat().st_mtime_ns
+
+    def refuse(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    assert cache.run_or_load(load_config("synthetic", overrides), tmp_path, train_fn=refuse) == run_dir
+    assert (run_dir / "eval.json").stat().st_mtime_ns == mtime

@@ -1,0 +1,75 @@
+"""Regenerate a chosen set of figures into one folder and keep its index up to date."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from deepfusion.errors import ConfigError
+from paper_figures import index, runs
+from paper_figures.record import FigureRecord
+
+# key -> (module, short description); order is the order of the index
+FIGURES: dict[str, tuple[str, str]] = {
+    "F1": ("paper_figures.f1_attention_maps", "label-sorted attention maps per layer"),
+    "F2": ("paper_figures.f2_block_mass", "same-class attention mass against depth vs S4/S5"),
+    "F3": ("paper_figures.f3_theory", "theory plots: fusion region, eps_max, r_l curves"),
+    "F4": ("paper_figures.f4_head_comparison", "head comparison table over seeds"),
+    "F5": ("paper_figures.f5_ablations", "ablations: batch size, temperature, weight decay, depth"),
+}
+NEEDS_RUNS = {"F1", "F2", "F4", "F5"}  # F3 is closed-form theory: no data, no training
+
+
+def parse_only(text: str | None) -> list[str]:
+    """``"f1,F3"`` -> ``["F1", "F3"]`` in index order; ``None`` -> every figure."""
+    if not text:
+        return list(FIGURES)
+    keys = {k.strip().upper() for k in text.split(",") if k.strip()}
+    unknown = sorted(keys - FIGURES.keys())
+    if unknown:
+        raise ConfigError(f"--only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    return [k for k in FIGURES if k in keys]
+
+
+def build_figures(
+    out_dir: str | Path,
+    quick: bool,
+    data: str | Path | None = None,
+    results_root: str | Path | None = None,
+    only: list[str] | None = None,
+    seeds: int = 3,
+    ablation_seeds: int = 1,
+    log: Callable[[str], None] = print,
+    train_fn=None,
+) -> list[FigureRecord]:
+    """Make the figures ``only`` (default all) into ``out_dir`` with ``index.md``/``index.html``.
+
+    ``seeds`` runs per head for F4, ``ablation_seeds`` per swept value for F5. Runs are trained
+    through the result cache under ``results_root``; figures that need runs in paper mode need
+    ``data`` (checked before anything starts).
+    """
+    keys = list(FIGURES) if only is None else only
+    if seeds < 1 or ablation_seeds < 1:
+        raise ConfigError(f"--seeds and --ablation-seeds must be >= 1 (got {seeds}, {ablation_seeds})")
+    if NEEDS_RUNS & set(keys):
+        runs.check_data(quick, data)
+    out_dir = Path(out_dir)
+    results_root = Path(results_root or runs.DEFAULT_RESULTS)
+    options = {"F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}}
+    records: list[FigureRecord] = []
+    for n, key in enumerate(keys, 1):
+        module_name, what = FIGURES[key]
+        log(f"[{key}] ({n}/{len(keys)}) {what}")
+        start = time.perf_counter()
+        module = importlib.import_module(module_name)
+        extra = {"train_fn": train_fn} if key in NEEDS_RUNS else {}
+        made = module.make(out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra)
+        records += made
+        index.write_index(records, out_dir)  # after every figure, so a stopped job still leaves an index
+        files = ", ".join(p.name for r in made for p in r.paths)
+        log(f"[{key}] done in {time.perf_counter() - start:.1f} s: {files}")
+    paths = index.write_index(records, out_dir)
+    log(f"index: {paths[0]}")
+    return records

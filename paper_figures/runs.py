@@ -1,0 +1,143 @@
+"""Which runs the figures draw on, and how their results are read back.
+
+A run is named by a :class:`RunSpec` (preset + ``key=value`` overrides) so captions can print
+exactly what was trained. Quick mode uses the ``digits`` preset (scikit-learn's bundled 8x8
+digits, CPU-sized); paper mode the paper-scale presets on the dataset folder the user gives.
+Every number in a table or plot comes from an ``eval.json`` made through the result cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from deepfusion.errors import DataError, RunError
+from paper_figures import cache
+
+DEFAULT_RESULTS = Path("results") / "runs"  # relative to the working folder
+QUICK_PRESET = "digits"
+PAPER_PRESETS = ("cifar10", "cifar100", "tiny_imagenet")
+HEADS = ("transformer", "mlp", "mlp_nobn", "ffn")
+HEAD_LABELS = {
+    "transformer": "Transformer (across batch)",
+    "mlp": "MLP + BatchNorm (SimCLR)",
+    "mlp_nobn": "MLP, no BatchNorm",
+    "ffn": "FFN blocks (paper baseline)",
+    "random": "Random backbone",
+}
+# eval.json keys -> what the tables call them
+METRICS = {"linear": "linear probe", "knn": "kNN", "head_loo1nn": "head LOO 1-NN"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    preset: str
+    overrides: tuple[str, ...] = ()
+
+    def with_overrides(self, *more: str) -> "RunSpec":
+        # Later overrides win; drop earlier ones for the same key so the printed command stays clean.
+        keys = {m.split("=", 1)[0] for m in more}
+        kept = tuple(o for o in self.overrides if o.split("=", 1)[0] not in keys)
+        return RunSpec(self.preset, kept + tuple(more))
+
+    def config(self):
+        from model.config import load_config
+
+        return load_config(self.preset, list(self.overrides))
+
+    def describe(self) -> str:
+        return " ".join([self.preset, *self.overrides])
+
+
+def datasets(quick: bool) -> tuple[str, ...]:
+    """The presets a figure runs on: digits in quick mode, the paper's three datasets otherwise."""
+    return (QUICK_PRESET,) if quick else PAPER_PRESETS
+
+
+def base_spec(preset: str, data: str | Path | None) -> RunSpec:
+    """The preset as is, pointed at the user's dataset folder when one is given."""
+    if data is None:
+        return RunSpec(preset)
+    return RunSpec(preset, (f"data.root={Path(data)}",))
+
+
+def check_data(quick: bool, data: str | Path | None) -> None:
+    """Paper mode needs a dataset folder; quick mode uses only bundled data."""
+    if quick:
+        return
+    if data is None:
+        raise DataError(
+            "paper-scale figures need the dataset folder: pass --data DIR (holding CIFAR-10, CIFAR-100 and "
+            "Tiny-ImageNet), or use --quick for the CPU-sized version on bundled digits"
+        )
+    if not Path(data).is_dir():
+        raise DataError(f"dataset folder {data} does not exist; pass --data DIR pointing at the datasets")
+
+
+def seed_specs(spec: RunSpec, seeds: int) -> list[RunSpec]:
+    return [spec.with_overrides(f"train.seed={s}") for s in range(seeds)]
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    run_dir: Path
+    config_hash: str
+    eval: dict
+
+    def describe(self) -> str:
+        return f"{self.spec.describe()}  (config {self.config_hash})"
+
+
+def run_all(
+    specs: list[RunSpec],
+    results_root: str | Path,
+    log: Callable[[str], None] | None = None,
+    train_fn=None,
+) -> list[RunResult]:
+    """Train (or load from the cache) every spec, in order; returns their evaluations."""
+    from model.config import config_hash
+
+    out = []
+    for i, spec in enumerate(specs, 1):
+        cfg = spec.config()
+        prefix = f"  run {i}/{len(specs)} {spec.describe()}: "
+        run_dir = cache.run_or_load(
+            cfg, results_root, train_fn=train_fn, log=(lambda m: log(prefix + m)) if log else None
+        )
+        out.append(RunResult(spec, run_dir, config_hash(cfg), cache.load_eval(run_dir)))
+    return out
+
+
+def metric(ev: dict, key: str) -> float:
+    """Accuracy in percent from an ``eval.json`` entry (a number in [0, 1] or ``{"accuracy": ...}``)."""
+    if key not in ev:
+        raise RunError(f"eval.json has no {key!r} entry (keys: {', '.join(sorted(ev))}); rerun the evaluation")
+    value = ev[key]
+    if isinstance(value, dict):
+        value = value.get("accuracy", value.get("top1"))
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RunError(f"eval.json entry {key!r} is not a finite accuracy: {ev[key]!r}")
+    return 100.0 * float(value)
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float
+    std: float  # sample standard deviation (ddof=1); nan for a single seed
+    n: int
+
+    def text(self) -> str:
+        if self.n == 1:
+            return f"{self.mean:.1f} (n=1)"
+        return f"{self.mean:.1f} ± {self.std:.1f} (n={self.n})"
+
+
+def summarize(values: list[float]) -> Summary:
+    v = np.asarray(values, dtype=float)
+    std = float(v.std(ddof=1)) if v.size > 1 else float("nan")
+    return Summary(float(v.mean()), std, int(v.size))

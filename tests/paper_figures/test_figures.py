@@ -1,0 +1,116 @@
+"""Every figure script runs on a tiny results fixture and writes a non-empty PNG and PDF; no training."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations
+from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
+
+
+def _analysed_fixture(results_root):
+    spec = f1_attention_maps.main_spec(quick=True)
+    populate([spec], results_root)
+    run_dir = cache.run_dir_for(spec.config(), results_root)
+    fake_analysis(run_dir)
+    return run_dir
+
+
+def test_f1_attention_maps(tmp_path, results_root):
+    _analysed_fixture(results_root)
+    records = f1_attention_maps.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)
+    assert len(records) == 2
+    for r in records:
+        assert_figure_files(r.paths)
+        assert "--only F1" in r.command and "--quick" in r.command
+    # the fixture's head 1 has the larger same-class bias, so it is the chosen head
+    assert "head 1" in records[0].title
+
+
+def test_sort_by_label_gives_block_boundaries():
+    labels = np.array([2, 0, 1, 0, 2, 1])
+    A = np.arange(36, dtype=float).reshape(6, 6)
+    S, ys, bounds = f1_attention_maps.sort_by_label(A, labels)
+    assert ys.tolist() == [0, 0, 1, 1, 2, 2] and bounds.tolist() == [2, 4]
+    order = np.argsort(labels, kind="stable")
+    assert S[0, 1] == A[order[0], order[1]]
+
+
+def test_f2_block_mass(tmp_path, results_root):
+    _analysed_fixture(results_root)
+    (record,) = f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)
+    assert_figure_files(record.paths)
+    assert "Deep Fusion observed" in record.caption
+
+
+def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(name):
+        def draw(path):
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots()
+            ax.plot([0, 1], [0, 1])
+            fig.savefig(path)
+            plt.close(fig)
+            calls.append((name, path.suffix))
+        return draw
+
+    module = types.SimpleNamespace(**{f: fake(f) for f, *_ in f3_theory.PLOTS})
+    import theory
+
+    monkeypatch.setitem(sys.modules, "theory.plots", module)
+    monkeypatch.setattr(theory, "plots", module, raising=False)
+    records = f3_theory.make(tmp_path / "out", quick=True)
+    assert len(records) == 3 and len(calls) == 6
+    for r in records:
+        assert_figure_files(r.paths)
+
+
+def test_f3_theory_real(tmp_path):
+    pytest.importorskip("theory.plots")
+    for r in f3_theory.make(tmp_path / "out", quick=True):
+        assert_figure_files(r.paths)
+
+
+def test_f4_numbers_come_from_eval_json(tmp_path, results_root):
+    seeds = 2
+    plan = f4_head_comparison.plan(quick=True, seeds=seeds)
+    specs = [s for by_head in plan.values() for ss in by_head.values() for s in ss]
+    written = populate(specs, results_root)
+    assert len(written) == 4 * seeds
+    (record,) = f4_head_comparison.make(tmp_path / "out", quick=True, results_root=results_root, seeds=seeds,
+                                        train_fn=no_train, log=None)
+    assert_figure_files(record.paths)
+    table = next(p for p in record.paths if p.suffix == ".csv")
+    rows = {(r["head"], r["metric"]): r for r in csv.DictReader(table.open())}
+    assert {h for h, _ in rows} == {"transformer", "mlp", "mlp_nobn", "ffn", "random"}
+    ffn = [cache.load_eval(cache.run_dir_for(s.config(), results_root))["knn"] * 100 for s in plan["digits"]["ffn"]]
+    assert float(rows["ffn", "knn"]["mean"]) == pytest.approx(np.mean(ffn), abs=0.01)
+    assert float(rows["ffn", "knn"]["std"]) == pytest.approx(np.std(ffn, ddof=1), abs=0.01)
+    assert rows["ffn", "knn"]["n"] == str(seeds)
+    md = next(p for p in record.paths if p.suffix == ".md").read_text()
+    assert "Random backbone" in md and f"(n={seeds})" in md
+    assert len(record.configs) == 4 * seeds
+
+
+def test_f5_ablations(tmp_path, results_root):
+    plan = f5_ablations.plan(quick=True)
+    specs = [s for grid in plan.values() for ss in grid for s in ss]
+    written = populate(specs, results_root)
+    assert len(written) <= 12  # the quick sweep stays cheap: shared base run counted once
+    (record,) = f5_ablations.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)
+    assert_figure_files(record.paths)
+    assert len(record.configs) == len(written)
+    assert f"epochs shortened to {f5_ablations.QUICK_EPOCHS}" in record.caption
+
+
+def test_missing_run_would_train(tmp_path, results_root):
+    with pytest.raises(AssertionError, match="tried to train"):
+        f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)

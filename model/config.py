@@ -31,6 +31,7 @@ class DataConfig:
     root: Optional[str] = None  # folder holding the files; None = the loader's default
     augment: str = "default"  # augmentation preset passed to build_augment
     test_fraction: float = 0.2  # held-out share for datasets without an official test split
+    seed: int = 0  # data generation and split; fixed apart from train.seed so all seeds share a test set
     options: dict = field(default_factory=dict)  # extra loader keyword arguments
 
 
@@ -119,7 +120,7 @@ POSITIVE = {
     ("eval", "head_batch"),
 }
 NON_NEGATIVE = {
-    ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
+    ("data", "seed"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
     ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"),
 }
 

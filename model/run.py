@@ -23,12 +23,11 @@ def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.train.out_dir) / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
-def load_datasets(cfg: Config, seed: int | None = None):
-    """(train, test) ``ArrayDataset`` of the configured dataset; the split is fixed by the data seed."""
+def load_datasets(cfg: Config):
+    """(train, test) ``ArrayDataset`` of the configured dataset; ``data.seed`` fixes data and split."""
     from model.data import load_dataset
 
-    seed = cfg.train.seed if seed is None else seed
-    common = dict(root=cfg.data.root, seed=seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
+    common = dict(root=cfg.data.root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
     return load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
 
 

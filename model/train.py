@@ -150,7 +150,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
     images = len(train_ds.input_shape) == 3
     cuda = device.type == "cuda"
     fmt = torch.channels_last if (images and cuda and t.channels_last) else torch.contiguous_format
-    x_all = torch.as_tensor(np.asarray(train_ds.x)).to(device)
+    x_all = torch.as_tensor(train_ds.x).to(device)
     if images:
         x_all = x_all.contiguous(memory_format=fmt)
     augment = build_run_augment(cfg, train_ds).to(device)
@@ -233,6 +233,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
                         acc += loss.detach()
                         acc_steps += 1
                         first_bad = torch.where((first_bad < 0) & ~ok, step, first_bad)
+                    lr_used = opt.param_groups[0]["lr"]
                     sched.step()
                     step += 1
                     bar.update(1)
@@ -240,7 +241,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
                         check_finite()
                         now = time.perf_counter()
                         mean = float(acc.item()) / max(1, acc_steps)
-                        rec = dict(step=step, epoch=epoch, loss=mean, lr=opt.param_groups[0]["lr"],
+                        rec = dict(step=step, epoch=epoch, loss=mean, lr=lr_used,
                                    images_per_s=(step - last_log_step) * B / max(now - last_log, 1e-9),
                                    time=now - start_wall)
                         metrics.write(json.dumps(rec) + "\n")

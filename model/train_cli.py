@@ -62,7 +62,6 @@ def summary(run_dir: Path, wall: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from model.run import run_config
-    from model.train import TrainingInterrupted, train
 
     overrides = list(args.overrides)
     if args.out is not None:
@@ -73,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides)
         run_dir = None
+    from model.train import TrainingInterrupted, train  # after the config is checked: errors come fast
+
     start = time.perf_counter()
     try:
         run_dir = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress)

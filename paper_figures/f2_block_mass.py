@@ -35,7 +35,7 @@ def plot(stats: analysis_io.LayerStats, out_dir: Path, stem: str) -> list[Path]:
                 color=style.OKABE_ITO["blue"], label="measured, head mean (95% CI)")
     if np.isfinite(stats.predicted).any():
         ax.plot(depth, stats.predicted, marker="s", ls="--", mfc="none", color=style.OKABE_ITO["vermillion"],
-                label="S4 prediction (measured r, β_eff)")
+                label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)")
     ax.step(np.r_[depth - 0.5, L + 0.5], np.r_[stats.chance, stats.chance[-1]], where="post",
             color=style.REFERENCE_COLOR, ls=":", lw=1, label="chance (uniform attention)")
     ax.set_xticks(depth)

@@ -8,6 +8,7 @@ Every number in a table or plot comes from an ``eval.json`` made through the res
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,9 @@ def base_spec(preset: str, data: str | Path | None) -> RunSpec:
     """The preset as is, pointed at the user's dataset folder when one is given."""
     if data is None:
         return RunSpec(preset)
-    return RunSpec(preset, (f"data.root={Path(data)}",))
+    # Absolute, so the config hash does not depend on the working folder; quoted, so YAML reads a
+    # path like "2024" or "yes" as a string.
+    return RunSpec(preset, (f"data.root={json.dumps(str(Path(data).expanduser().resolve()))}",))
 
 
 def check_data(quick: bool, data: str | Path | None) -> None:

@@ -114,3 +114,20 @@ def test_f5_ablations(tmp_path, results_root):
 def test_missing_run_would_train(tmp_path, results_root):
     with pytest.raises(AssertionError, match="tried to train"):
         f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)
+
+
+def test_attention_figures_reuse_the_f4_transformer_run():
+    """F1/F2 analyse seed 0 of F4's transformer runs, so the cache trains it once for all three."""
+    f4 = f4_head_comparison.plan(quick=True, seeds=1)["digits"]["transformer"][0]
+    assert cache.run_key(f1_attention_maps.main_spec(quick=True).config()) == cache.run_key(f4.config())
+
+
+def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
+    plan4 = f4_head_comparison.plan(quick=False, data=tmp_path, seeds=2)
+    assert list(plan4) == ["cifar10", "cifar100", "tiny_imagenet"]
+    cfg = plan4["cifar100"]["mlp_nobn"][1].config()
+    assert (cfg.data.name, cfg.model.head, cfg.train.seed, cfg.data.root) == ("cifar100", "mlp_nobn", 1, str(tmp_path.resolve()))
+    plan5 = f5_ablations.plan(quick=False, data=tmp_path)
+    depths = [grid[0].config().model.depth for s, grids in plan5.items() if s.key == "model.depth" for grid in [grids[0]]]
+    assert depths == [f5_ablations.PAPER_SWEEPS[-1].values[0]]
+    assert all(ss[0].config().data.name == "cifar10" for grids in plan5.values() for ss in grids)

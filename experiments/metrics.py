@@ -269,11 +269,11 @@ def nc1(X, y) -> float:
     X, idx, counts = _tokens(X, y)
     C = len(counts)
     mu = class_means(X, y)
-    dev = X - mu[idx]
-    Sw = dev.T @ dev / X.shape[0]
-    mb = mu - X.mean(0)
-    Sb = (mb * (counts / counts.sum())[:, None]).T @ mb  # weighted by class frequency
-    return float(np.trace(Sw @ np.linalg.pinv(Sb, rcond=1e-10, hermitian=True)) / C)
+    dev = X - mu[idx]  # S_w = dev^T dev / M
+    B = (mu - X.mean(0)) * np.sqrt(counts / counts.sum())[:, None]  # S_b = B^T B, weighted by class size
+    # S_b^+ = B^+ B^+^T, so tr(S_w S_b^+) = |dev B^+|_F^2 / M: a (C, D) pseudo-inverse, not a (D, D) one.
+    # rcond 1e-5 on B's singular values is a 1e-10 cut on S_b's eigenvalues.
+    return float(((dev @ np.linalg.pinv(B, rcond=1e-5)) ** 2).sum() / X.shape[0] / C)
 
 
 def cdnv(X, y) -> float:
@@ -282,11 +282,11 @@ def cdnv(X, y) -> float:
     X, idx, counts = _tokens(X, y)
     mu = class_means(X, y)
     var = np.array([((X[idx == c] - mu[c]) ** 2).sum(1).mean() for c in range(len(counts))])
-    d2 = ((mu[:, None] - mu[None]) ** 2).sum(-1)
-    iu = np.triu_indices(len(counts), 1)
-    if np.any(d2[iu] == 0):
+    a, b = np.triu_indices(len(counts), 1)  # each unordered pair of classes once
+    d2 = ((mu[a] - mu[b]) ** 2).sum(-1)
+    if np.any(d2 == 0):
         raise DataError("two classes have identical token means; CDNV is infinite")
-    return float(((var[:, None] + var[None]) / (2 * d2))[iu].mean())
+    return float(((var[a] + var[b]) / (2 * d2)).mean())
 
 
 def residual_norm(X) -> float:

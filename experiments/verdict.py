@@ -52,6 +52,15 @@ def spearman_with_depth(layer_values) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
+def bootstrap_mean_ci(values, n_boot: int = 2000, seed: int = 0) -> list[float]:
+    """Percentile 95% bootstrap interval of the mean of ``values`` (units,); one unit gives [v, v]."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise DataError("no values to bootstrap")
+    means = v[np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))].mean(1)
+    return [float(q) for q in np.quantile(means, [0.025, 0.975])]
+
+
 def _bootstrap_layer_means(excess: np.ndarray, paired: bool, n_boot: int, rng) -> np.ndarray:
     U, L = excess.shape
     if paired:

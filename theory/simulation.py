@@ -35,8 +35,11 @@ def class_means(C, d, rho=None, dtype=torch.float64):
     return torch.as_tensor(mu, dtype=dtype)
 
 
-def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.float64):
-    """(C*n, d) tokens on the unit sphere, class-major, with spread r0 before projection.
+def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.float64, project=True):
+    """(C*n, d) tokens, class-major, spread r0; on the unit sphere unless project=False.
+
+    Unprojected tokens satisfy S2's assumptions exactly (zero class-mean deviations orthogonal to the
+    means); projecting Gaussian tokens rescales each by its own norm, which breaks them by ~1/sqrt(d).
 
     noise="gaussian": Gaussian deviations orthogonal to the means, centred per class, scaled so that
     the RMS deviation norm is r0 (norms then fluctuate by ~1/sqrt(2d)). noise="simplex": the exactly
@@ -62,7 +65,7 @@ def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.flo
     else:
         raise ConfigError(f"noise must be 'gaussian' or 'simplex', got {noise!r}")
     x = (mu[:, None, :] + e).reshape(C * n, d)
-    return x / x.norm(dim=1, keepdim=True)
+    return x / x.norm(dim=1, keepdim=True) if project else x
 
 
 def measure_tokens(x, C):

@@ -1,20 +1,25 @@
 """The S4 prediction of a layer's attention masses from its measured spread r and beta_eff.
 
 S4 (softmax attention on cosines, d -> infinity): a token sees itself at cosine 1, every other
-token of its class at s = 1/(1 + r^2) and every token of another class at rho * s, so
+token of its class at s and every token of another class at rho / (1 + r^2), so
 
-    a_self = e^beta / Z,  a_same = e^(beta s) / Z,  a_out = e^(beta rho s) / Z,
-    Z = e^beta + (n_same - 1) e^(beta s) + n_out e^(beta rho s),
+    a_self = e^beta / Z,  a_same = e^(beta s) / Z,  a_out = e^(beta rho / (1 + r^2)) / Z,
+    Z = e^beta + (n_same - 1) e^(beta s) + n_out e^(beta rho / (1 + r^2)),
 
 with n_same the visible tokens of the class (self included) and n_out those of other classes.
+A spread measured around the batch's own class means has deviations summing to zero over the n
+tokens of the class, which forces s = (1 - r^2/(n-1)) / (1 + r^2) (``centred=True``, the default;
+``experiments.metrics.relative_spread`` makes this exact for the mean same-class cosine); independent
+deviations give s = 1/(1 + r^2) (``centred=False``).
 The theory has no notion of a positive view: the sample's other view counts as one more same-class
 token. The prediction of the measured ``same_class_mass`` (self and positives excluded) is therefore
 (same-class tokens that are not views of the sample) * a_same, and that of ``block_mass`` is the
-theory's m = a_self + (n_same - 1) a_same.
+theory's m = a_self + (n_same - 1) a_same. Visible counts are taken row by row, so masked scopes
+(per-view, positive pair hidden) are predicted with the same formula.
 
-``BACKEND`` switches between this module's closed form ("local") and the one in ``theory.fusion``
-("theory"), so the experiments use the theory's own code once it is there; the tests check that
-the two agree.
+``BACKEND`` picks where the cosines come from: ``theory.fusion.cosines`` ("theory", the default) or
+this module's copy of the formula ("local"); the tests check that both agree with the theory's
+``block_mass`` on a fully visible balanced batch.
 """
 
 from __future__ import annotations
@@ -23,39 +28,36 @@ import numpy as np
 
 from deepfusion.errors import DataError
 
-BACKEND = "local"  # "local" | "theory"
+BACKEND = "theory"  # "theory" | "local"
 
 
-def _local_block_weights(r, beta, n_same, n_out, rho):
-    """S4 closed form with explicit visible counts; arrays broadcast."""
-    r, beta, n_same, n_out, rho = np.broadcast_arrays(*map(np.asarray, (r, beta, n_same, n_out, rho)))
-    s = 1.0 / (1.0 + r**2)
-    # Subtract the largest exponent before exponentiating: beta can be large for sharp heads.
-    e_self, e_same, e_out = beta * 1.0, beta * s, beta * rho * s
-    top = np.maximum(np.maximum(e_self, e_same), e_out)
-    w_self, w_same, w_out = np.exp(e_self - top), np.exp(e_same - top), np.exp(e_out - top)
-    Z = w_self + (n_same - 1) * w_same + n_out * w_out
-    return w_self / Z, w_same / Z, w_out / Z
+def _local_cosines(r, n, rho, centred):
+    r2 = np.asarray(r, dtype=float) ** 2
+    base = 1.0 / (1.0 + r2)
+    same = (1.0 - r2 / np.maximum(np.asarray(n, dtype=float) - 1.0, 1.0)) * base if centred else base
+    return same, np.asarray(rho, dtype=float) * base
 
 
-def _theory_block_weights(r, beta, n_same, n_out, rho):
-    """Adapter to theory.fusion's S4 closed form for a balanced batch of C classes of n tokens."""
-    from theory import fusion  # imported late: the theory package may still be growing
-
-    n = np.asarray(n_same)
-    C = (np.asarray(n_out) + n) / n
-    if not np.allclose(C, np.round(C)):
-        raise DataError("the theory's S4 form needs a balanced batch (visible tokens = C * n)")
-    return fusion.softmax_block_weights(r=r, beta=beta, C=np.round(C).astype(int), n=n, rho=rho)
-
-
-def block_weights(r, beta, n_same, n_out, rho):
-    """(a_self, a_same, a_out) of S4 for spread r, inverse temperature beta, visible counts and rho."""
+def cosines(r, n, rho, centred: bool = True):
+    """S4: (same-class, cross-class) cosine at spread r for classes of n tokens in the batch."""
     if BACKEND == "theory":
-        return _theory_block_weights(r, beta, n_same, n_out, rho)
+        from theory import fusion  # imported late: only the prediction needs the theory package
+
+        return fusion.cosines(r, n, rho, centred=centred)
     if BACKEND != "local":
-        raise DataError(f"unknown S4 backend {BACKEND!r}; use 'local' or 'theory'")
-    return _local_block_weights(r, beta, n_same, n_out, rho)
+        raise DataError(f"unknown S4 backend {BACKEND!r}; use 'theory' or 'local'")
+    return _local_cosines(r, n, rho, centred)
+
+
+def block_weights(r, beta, n_class, n_same, n_out, rho, centred: bool = True):
+    """(a_self, a_same, a_out) of S4 with explicit visible counts (self included in n_same) for
+    classes of n_class tokens in the batch; arrays broadcast."""
+    same, cross = cosines(r, n_class, rho, centred)
+    beta = np.asarray(beta, dtype=float)
+    # Shift by the self logit beta, the largest whenever beta >= 0 (cosines are at most 1).
+    w_same, w_out = np.exp(beta * (same - 1.0)), np.exp(beta * (cross - 1.0))
+    Z = 1.0 + (n_same - 1) * w_same + n_out * w_out
+    return 1.0 / Z, w_same / Z, w_out / Z
 
 
 def m_star(C: int, beta, rho=None):
@@ -65,7 +67,7 @@ def m_star(C: int, beta, rho=None):
     return 1.0 / (1.0 + (C - 1) * np.exp(-np.asarray(beta) * (1.0 - rho)))
 
 
-def predict_masses(r, beta, rho, y, inst, visible=None) -> dict[str, np.ndarray]:
+def predict_masses(r, beta, rho, y, inst, visible=None, centred: bool = True) -> dict[str, np.ndarray]:
     """S4 prediction of the attention masses of experiments.metrics for one batch.
 
     ``r`` (from ``relative_spread``), ``beta`` (from ``fit_beta_eff``) and ``rho`` (from
@@ -85,12 +87,13 @@ def predict_masses(r, beta, rho, y, inst, visible=None) -> dict[str, np.ndarray]
     pos = (inst[:, None] == inst[None, :]) & ~eye & vis
     if not np.all(np.diagonal(vis)):
         raise DataError("S4 assumes every token sees itself; the visible mask hides the diagonal")
-    n_same = same.sum(1)  # (M,), self included
+    n_class = (y[:, None] == y[None, :]).sum(1)  # (M,) tokens of the row's class in the batch
+    n_same = same.sum(1)  # (M,) visible ones, self included
     n_pos = pos.sum(1)
     n_out = (vis & ~same).sum(1)
     shape = np.broadcast(np.asarray(r), np.asarray(beta), np.asarray(rho)).shape
     r_, b_, p_ = (np.asarray(v, dtype=np.float64)[..., None] for v in np.broadcast_arrays(r, beta, rho))
-    a_self, a_same, a_out = block_weights(r_, b_, n_same, n_out, p_)
+    a_self, a_same, a_out = block_weights(r_, b_, n_class, n_same, n_out, p_, centred)
     out = {
         "same_class_mass": ((n_same - 1 - n_pos) * a_same).mean(-1),
         "block_mass": (a_self + (n_same - 1) * a_same).mean(-1),

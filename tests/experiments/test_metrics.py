@@ -269,7 +269,7 @@ def test_s4_prediction_matches_attention_on_exact_cosines(beta, r, scope):
            "mask_pair": ~((inst[:, None] == inst[None, :]) & ~np.eye(M, dtype=bool))}[scope]
     A = softmax_rows(beta * mt.cosine_matrix(X), vis)
     rho = -1.0 / (C - 1)
-    pred = pr.predict_masses(r, beta, rho, y, inst, vis)
+    pred = pr.predict_masses(r, beta, rho, y, inst, vis, centred=False)  # independent deviations
     assert pred["same_class_mass"] == pytest.approx(mt.same_class_mass(A, y, inst, vis), rel=1e-9)
     assert pred["block_mass"] == pytest.approx(mt.block_mass(A, y, inst, vis), rel=1e-9)
     assert pred["self_mass"] == pytest.approx(mt.self_mass(A), rel=1e-9)
@@ -283,3 +283,28 @@ def test_s4_prediction_tends_to_m_star_and_broadcasts_over_heads():
     pred = pr.predict_masses(0.0, betas, -1.0 / (C - 1), y, inst)
     assert pred["block_mass"].shape == (3,)
     assert np.allclose(pred["block_mass"], pr.m_star(C, betas))
+
+
+@pytest.mark.parametrize("backend", ["theory", "local"])
+@pytest.mark.parametrize("centred", [True, False])
+def test_s4_prediction_agrees_with_theory_block_mass(backend, centred, monkeypatch):
+    fusion = pytest.importorskip("theory.fusion")
+    monkeypatch.setattr(pr, "BACKEND", backend)
+    C, k = 4, 6
+    y, inst = batch(C, k)
+    r, beta = np.array([0.1, 0.7, 2.0]), np.array([1.0, 6.0, 20.0])
+    pred = pr.predict_masses(r, beta, -1.0 / (C - 1), y, inst, centred=centred)
+    want = fusion.block_mass(C, 2 * k, beta, r, centred=centred)
+    assert np.allclose(pred["block_mass"], want, rtol=1e-12)
+
+
+def test_centred_spread_gives_the_mean_same_class_cosine():
+    """With r measured around the batch's class means, the theory's centred s is exactly the mean
+    same-class cosine (two classes mirrored so both have the same r_c)."""
+    rng = np.random.default_rng(7)
+    n = 9
+    X1 = rng.normal(size=20) + 0.8 * rng.normal(size=(n, 20))
+    X, y = np.concatenate([X1, -X1]), np.repeat([0, 1], n)
+    same = (y[:, None] == y[None, :]) & ~np.eye(2 * n, dtype=bool)
+    s_pred, _ = pr.cosines(mt.relative_spread(X, y), n, -1.0, centred=True)
+    assert mt.cosine_matrix(X)[same].mean() == pytest.approx(s_pred, rel=1e-12)

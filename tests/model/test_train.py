@@ -17,7 +17,8 @@ from model.checkpoint import load_checkpoint
 from model.config import load_config
 
 # A few seconds on CPU: synthetic clusters, MLP backbone, 2-layer transformer head.
-TINY = ["train.epochs=3", "train.batch_size=32", "train.log_every=1", "train.device=cpu",
+TINY = ["train.epochs=3", "data.options.num_classes=4", "data.options.samples_per_class=80", "data.test_fraction=0.25",
+        "train.batch_size=32", "train.log_every=1", "train.device=cpu",
         "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8",
         "eval.linear_epochs=2", "eval.head_batch=32", "eval.knn_k=5"]
 
@@ -86,18 +87,18 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
 
     real, calls = T.nt_xent, {"n": 0}
 
-    def nan_at_step_9(*a, **k):  # step index 8 (0-based) lies in epoch 1 of 7 steps each
+    def nan_at_step_9(*a, **k):  # the 9th step has index 8; checkpoints were written at steps 2, 4, 6, 8
         calls["n"] += 1
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 9 else loss
 
     monkeypatch.setattr(T, "nt_xent", nan_at_step_9)
-    cfg = tiny(tmp_path, "train.name=nan", "train.log_every=100")
+    cfg = tiny(tmp_path, "train.name=nan", "train.log_every=100", "train.checkpoint_every=2")
     with pytest.raises(RunError, match="step 8") as info:
         T.train(cfg, progress=False)
     assert "\n" not in str(info.value)
     ckpt = load_checkpoint(tmp_path / "nan" / "checkpoints" / "last.pt")
-    assert ckpt["step"] < 9 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert ckpt["step"] == 8 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
 def test_skip_nonfinite_skips_bounded_number_of_steps(tmp_path, monkeypatch):
@@ -177,7 +178,7 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL) if proc.poll() is None else None
     proc.communicate(timeout=60)
     assert reached, f"run ended before step {kill_step}"
-    resumed = subprocess.run(_cli(tmp_path, "ignored")[:3] + ["--resume", str(tmp_path / "cut"), "--no-progress"],
+    resumed = subprocess.run(_cli(tmp_path, "ignored")[:4] + ["--resume", str(tmp_path / "cut"), "--no-progress"],
                              env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert same(weights(tmp_path / "full"), weights(tmp_path / "cut")), f"differs after kill at step {kill_step}"

@@ -109,8 +109,10 @@ def run_all(
     for i, spec in enumerate(specs, 1):
         cfg = spec.config()
         prefix = f"  run {i}/{len(specs)} {spec.describe()}: "
+        # A progress bar per training run when someone is watching (log given), none in tests.
         run_dir = cache.run_or_load(
-            cfg, results_root, train_fn=train_fn, log=(lambda m: log(prefix + m)) if log else None
+            cfg, results_root, train_fn=train_fn, progress=log is not None,
+            log=(lambda m: log(prefix + m)) if log else None,
         )
         out.append(RunResult(spec, run_dir, config_hash(cfg), cache.load_eval(run_dir)))
     return out

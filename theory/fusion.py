@@ -204,6 +204,8 @@ def mean_field(C, n, beta, alpha, r0, layers, rho=None, *, attention="softmax", 
     if attention not in ("softmax", "relu"):
         raise ConfigError(f"attention must be 'softmax' or 'relu', got {attention!r}")
     C, n, beta, alpha, r0 = (np.asarray(v, dtype=float) for v in (C, n, beta, alpha, r0))
+    if np.any(C < 2):
+        raise ConfigError("C (classes) must be an integer >= 2; fix the argument")
     rho = etf_rho(C) if rho is None else np.asarray(rho, dtype=float)
     C, n, beta, alpha, r0, rho = np.broadcast_arrays(C, n, beta, alpha, r0, rho)
     _check(C, n, beta, alpha, r0, layers, rho)

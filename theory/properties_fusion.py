@@ -14,7 +14,7 @@ betas = st.floats(0.05, 30.0)
 alphas = st.floats(0.05, 4.0)
 spreads = st.floats(0.01, 3.0)
 fractions = st.floats(0.0, 1.0)
-SETTINGS = settings(deadline=None, max_examples=80, derandomize=True)
+SETTINGS = settings(deadline=None, max_examples=50, derandomize=True)
 
 
 @SETTINGS

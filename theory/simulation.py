@@ -47,6 +47,8 @@ def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.flo
     n coordinates; needs d >= C + C n)."""
     if C < 2 or n < 2 or r0 < 0:
         raise ConfigError(f"need C >= 2, n >= 2, r0 >= 0; got C={C}, n={n}, r0={r0}")
+    # built in float64 and cast at the end, so that both precisions see the same tokens
+    out_dtype, dtype = dtype, torch.float64
     mu = class_means(C, d, rho, dtype)
     if noise == "gaussian":
         g = torch.Generator().manual_seed(seed)
@@ -65,7 +67,7 @@ def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.flo
     else:
         raise ConfigError(f"noise must be 'gaussian' or 'simplex', got {noise!r}")
     x = (mu[:, None, :] + e).reshape(C * n, d)
-    return x / x.norm(dim=1, keepdim=True) if project else x
+    return (x / x.norm(dim=1, keepdim=True) if project else x).to(out_dtype)
 
 
 def measure_tokens(x, C):

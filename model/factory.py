@@ -9,16 +9,10 @@ from model.simclr import SimCLRModel
 
 
 def head_options(cfg: Config) -> dict:
-    """The keyword arguments of ``build_head`` for the configured head (each head takes its own)."""
+    """The model config keys ``build_head`` reads; each head picks the ones it uses."""
     m = cfg.model
-    if m.head == "transformer":
-        return dict(dim=m.dim, depth=m.depth, heads=m.heads, ffn_dim=m.ffn_dim, out_dim=m.out_dim,
-                    norm=m.norm, scope=m.scope, out_bn=m.out_bn)
-    if m.head in ("mlp", "mlp_nobn"):
-        return dict(hidden_dim=m.mlp_hidden, out_dim=m.out_dim)
-    if m.head == "ffn":
-        return dict(dim=m.dim, depth=m.depth, out_dim=m.out_dim)
-    return {}
+    return dict(dim=m.dim, depth=m.depth, heads=m.heads, ffn_dim=m.ffn_dim, out_dim=m.out_dim, norm=m.norm,
+                scope=m.scope, out_bn=m.out_bn, mlp_hidden=m.mlp_hidden)
 
 
 def build_model(cfg: Config, input_shape: tuple[int, ...]) -> SimCLRModel:

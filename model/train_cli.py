@@ -45,18 +45,22 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+# (label, key of the trained model, key of the random-backbone baseline)
+REPORT = [("kNN (backbone)", "knn", "random_knn"), ("linear probe (backbone)", "linear", "random_linear"),
+          ("head leave-one-out 1-NN", "head_loo1nn", None)]
+
+
 def summary(run_dir: Path, wall: float) -> str:
     """Final report: run folder, wall time and each eval number beside its random-backbone baseline."""
     lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
     path = run_dir / "eval.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    baseline = results.get("random_backbone") if isinstance(results.get("random_backbone"), dict) else {}
-    for key, value in results.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("train_steps", "train_wall_s"):
-            base = baseline.get(key)
-            lines.append(f"  {key:<24} {_fmt(value)}" + (f"   (random backbone {_fmt(base)})" if base is not None else ""))
     if "skipped" in results:
-        lines.append(f"  evaluation skipped: {results['skipped']}")
+        lines.append(f"evaluation skipped: {results['skipped']}")
+    for label, key, base in REPORT:
+        if results.get(key) is not None:
+            beside = f"   random backbone {_fmt(results[base])}" if base and results.get(base) is not None else ""
+            lines.append(f"  {label:<26} {_fmt(results[key])}{beside}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,118 @@
+"""Checks of S1 and S6 (symbolic, numeric, property), collected by ``deepfusion verify``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theory import bounds, properties_bounds, symbolic_bounds
+from theory.check import Check
+
+S1_TOL = 1e-6  # numeric worst case vs closed form
+# S6 grid: (d, n0) with sigma = eps_max sqrt(n0), so that n_min = n0; C = 4 classes
+S6_GRID_FULL = [(16, 10), (16, 25), (64, 10), (64, 25), (256, 10), (256, 25)]
+S6_GRID_QUICK = [(16, 10), (64, 25)]
+S6_Z = 4.0  # allowed sampling error, in standard errors
+
+
+def _props(statement):
+    def run(quick):
+        names = []
+        for prop in properties_bounds.PROPERTIES[statement]:
+            prop()
+            names.append(prop.__name__)
+        return f"{len(names)} properties hold: {', '.join(names)}"
+    return run
+
+
+def s1_symbolic(quick):
+    bound, gap = symbolic_bounds.derive_s1_simple_bound()  # runs the half-angle and threshold steps
+    return (f"half-angle arcsin(eps) -> eps_max = sin((acos(rho) - pi/2)/2); tangent construction "
+            f"reaches it; bound {bound}, gap {gap} >= 0")
+
+
+def s1_numeric(quick):
+    """SLSQP threshold for C = 2..50 (ETF rho) within S1_TOL of eps_max; max inner product negative
+    just below and positive just above; the construction 1% above eps_max violates S1."""
+    Cs = np.arange(2, 51)
+    rhos = bounds.etf_rho(Cs)
+    exact = bounds.eps_max(rhos)
+    starts = 2 if quick else 4
+    found = np.array([bounds.numeric_threshold(r, starts=starts) for r in rhos])
+    err = np.abs(found - exact)
+    worst = int(Cs[np.argmax(err)])
+    assert err.max() <= S1_TOL, f"numeric threshold off by {err.max():.2e} at C={worst}"
+    for C in ((2, 3, 50) if quick else (2, 3, 5, 10, 20, 50)):
+        r, e = float(bounds.etf_rho(C)), float(bounds.eps_max(bounds.etf_rho(C)))
+        below, above = bounds.worst_cross_inner(r, 0.99 * e), bounds.worst_cross_inner(r, 1.01 * e)
+        assert below < 0 < above, f"C={C}: max inner {below:.2e} at 0.99 eps_max, {above:.2e} at 1.01"
+    viol = []
+    for r, e in zip(rhos, exact):
+        mu, noise = bounds.violating_construction(r, 1.01 * e)
+        x = mu + noise
+        viol.append(x[0] @ x[1])
+    viol = np.array(viol)
+    assert np.all(viol > 0), f"construction 1% above eps_max fails to violate at C={Cs[viol <= 0]}"
+    return (f"SLSQP threshold = eps_max to {err.max():.1e} for C=2..50; construction at 1.01 eps_max "
+            f"gives cross inner product >= {viol.min():.1e} > 0; eps_max(C=2,3) = "
+            f"{exact[0]:.3f}, {exact[1]:.3f} vs simple bound {bounds.simple_bound(rhos[0]):.3f}, "
+            f"{bounds.simple_bound(rhos[1]):.3f}")
+
+
+def s6_symbolic(quick):
+    n_min, var_sq, tol = symbolic_bounds.derive_s6()
+    return f"E||e_bar||^2 = sigma^2/n -> n_min = {n_min}; Var ||e_bar||^2 = {var_sq}; crossing within {tol}"
+
+
+def s6_crossings(grid, trials, C=4, seed=0, noise="gaussian"):
+    """S6: Monte Carlo against the chi-square law on a grid of (d, n0), sigma = eps_max sqrt(n0).
+
+    Returns one row per grid point: predicted and simulated 50% crossings (both interpolated between
+    integer n), the crossing's standard error, pointwise deviations in standard errors, the actual
+    separation failure rate at n = 1 and n0, and the count of failures S1 cannot explain."""
+    eps = float(bounds.eps_max(bounds.etf_rho(C)))
+    rows = []
+    for i, (d, n0) in enumerate(grid):
+        sigma = eps * np.sqrt(n0)
+        n_hi = int(np.ceil(1.6 * bounds.crossing_n(sigma, eps, d, C))) + 2
+        ns = np.arange(1, n_hi + 1)
+        mc = bounds.monte_carlo_batch(ns, sigma, d, C, trials, seed=seed + i, noise=noise)
+        pred = bounds.exceed_probability(ns, sigma, eps, d, C)
+        n_pred = bounds.half_crossing(ns, pred)
+        n_mc = bounds.half_crossing(ns, mc["exceed"])
+        k = int(np.floor(n_pred)) - 1  # index of the integer just below the crossing
+        slope = abs(pred[k + 1] - pred[k])  # per unit n, at the crossing
+        se_n = 0.5 / np.sqrt(trials) / slope
+        z = np.abs(mc["exceed"] - pred) / np.sqrt(np.maximum(pred * (1 - pred), 0.25 / trials) / trials)
+        rows.append(dict(d=d, sigma=sigma, C=C, n_min=n0, n_pred=n_pred, n_cont=float(
+            bounds.crossing_n(sigma, eps, d, C)), n_mc=n_mc, se_n=se_n, z_max=float(z.max()),
+            fail_n1=float(mc["fail"][0]), fail_n0=float(mc["fail"][n0 - 1]),
+            exceed_n1=float(mc["exceed"][0]), unexplained=int(mc["unexplained"].sum())))
+    return rows
+
+
+def s6_numeric(quick):
+    grid, trials = (S6_GRID_QUICK, 1500) if quick else (S6_GRID_FULL, 4000)
+    rows = s6_crossings(grid, trials)
+    for r in rows:
+        where = f"d={r['d']}, sigma={r['sigma']:.3f}"
+        assert abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"], (
+            f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} "
+            f"(se {r['se_n']:.2f})")
+        assert r["z_max"] <= 5.0, f"{where}: exceed fraction {r['z_max']:.1f} standard errors off"
+        assert r["unexplained"] == 0, f"{where}: {r['unexplained']} failures with all classes within eps_max"
+    parts = [f"d={r['d']} n_min={r['n_min']}: crossing {r['n_mc']:.1f} vs {r['n_pred']:.1f}+-{r['se_n']:.1f}, "
+             f"fail(n=1) {r['fail_n1']:.3f} vs exceed {r['exceed_n1']:.2f}" for r in rows]
+    return f"{trials} draws, C=4; " + "; ".join(parts)
+
+
+CHECKS: list[Check] = [
+    Check("S1", "symbolic", "ball half-angle -> exact threshold, tight construction, Cauchy-Schwarz gap",
+          s1_symbolic),
+    Check("S1", "numeric", "SLSQP worst case = eps_max for C=2..50; 1% above violates", s1_numeric),
+    Check("S1", "property", "admissible noise keeps blocks; tight; monotone; simple bound below",
+          _props("S1")),
+    Check("S6", "symbolic", "chi-square law of the mean noise and n_min", s6_symbolic),
+    Check("S6", "numeric", "Monte Carlo 50% crossing vs chi-square, several sigma and d", s6_numeric),
+    Check("S6", "property", "n_min grows with sigma; exceed chance falls with n; crossing -> n_min",
+          _props("S6")),
+]

@@ -170,7 +170,7 @@ def _sym(fn, label):
 CHECKS: list[Check] = [
     Check("S2", "symbolic", "block attention eigenvalues on means and deviations", s2_symbolic),
     Check("S2", "numeric", "block layer on symmetric tokens, ETF and general rho", s2_numeric),
-    Check("S2", "property", "S2 layer map sign (via S3 properties)", _props("S3")),
+    Check("S2", "property", "layer map equals the block matrix on random tokens", _props("S2")),
     Check("S3", "symbolic", "kappa - (a_self - a_same) = n (a_same - a_out)",
           _sym(symbolic_fusion.derive_s3, "derived")),
     Check("S3", "numeric", "r'/r across chance on Gaussian tokens", s3_numeric),

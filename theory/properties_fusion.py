@@ -18,6 +18,29 @@ SETTINGS = settings(deadline=None, max_examples=50, derandomize=True)
 
 
 @SETTINGS
+@given(C=st.integers(2, 6), n=st.integers(2, 6), w=st.tuples(fractions, fractions, fractions),
+       alpha=alphas, seed=st.integers(0, 10**6))
+def s2_layer_map_matches_block_matrix(C, n, w, alpha, seed):
+    """S2: one residual block layer on ETF means and zero-class-mean deviations (random, unequal
+    norms) scales means by 1 + alpha kappa(m) and deviations by 1 + alpha (a_self - a_same)."""
+    z = w[0] + (n - 1) * w[1] + (C - 1) * n * w[2]
+    assume(z > 1e-6)
+    a_self, a_same, a_out = (v / z for v in w)
+    m = a_self + (n - 1) * a_same
+    rng = np.random.default_rng(seed)
+    d = C + 5
+    mu = np.eye(C, d) - np.eye(C, d).mean(0)
+    e = rng.normal(size=(C, n, d))
+    e[..., :C] = 0.0
+    e -= e.mean(1, keepdims=True)
+    X = (mu[:, None] + e).reshape(C * n, d)
+    Y = (X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X).reshape(C, n, d)
+    mean_f, dev_f = fusion.layer_coefficients(a_self, a_same, m, C, alpha)
+    assert np.allclose(Y.mean(1), mean_f * mu, atol=1e-12)
+    assert np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12)
+
+
+@SETTINGS
 @given(C=classes, n=per_class, m=fractions, alpha=alphas, r=spreads)
 def s3_spread_shrinks_iff_above_chance(C, n, m, alpha, r):
     """S3: with a_self = a_same, r' < r iff m > 1/C (and r' > r below chance)."""
@@ -132,6 +155,7 @@ def s7_residual_keeps_class_means(C, m, alpha):
 
 
 PROPERTIES = {
+    "S2": [s2_layer_map_matches_block_matrix],
     "S3": [s3_spread_shrinks_iff_above_chance, s3_spread_shrinks_iff_same_beats_out],
     "S4": [s4_mass_above_chance, s4_mass_nonincreasing_in_r, s4_mass_tends_to_m_star],
     "S5": [s5_spread_nonincreasing, s5_mass_nondecreasing, s5_rate_tends_to_limit],

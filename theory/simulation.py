@@ -152,15 +152,20 @@ def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_at
 
 
 def simulate_fusion(C, n, d, beta, alpha, r0, layers, rho=None, noise="gaussian", seed=0,
-                    kind="softmax", residual=True, return_attention=False, dtype=torch.float64):
+                    kind="softmax", residual=True, return_attention=False, dtype=torch.float64,
+                    device="cpu"):
     """S5: make tokens (make_tokens) and run `simulate` on them; the measured r[0] is the start."""
-    x = make_tokens(C, n, d, r0, rho, noise, seed, dtype)
+    x = make_tokens(C, n, d, r0, rho, noise, seed, dtype).to(device)
     return simulate(x, C, beta, alpha, layers, kind, residual, return_attention)
 
 
-def bench_theory(repeats=3):
+def bench_theory(repeats=3, device=None):
     """Timings (s, median of `repeats`) of the two theory targets: mean_field on 10^4 points x 64
-    layers (target < 1 s) and the simulation with M = 4096, d = 512, 32 layers in float32 (< 20 s)."""
+    layers (target < 1 s) and the simulation with M = 4096, d = 512, 32 layers in float32 (< 20 s).
+
+    The simulation costs two (M x M x d) matmuls per layer, 1.1 TFLOP in all; device defaults to
+    CUDA when available."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from theory.fusion import mean_field
 
     rng = np.random.default_rng(0)
@@ -172,13 +177,15 @@ def bench_theory(repeats=3):
         t = time.perf_counter()
         mean_field(C, 64, beta, 1.0, r0, 64)
         t_mf.append(time.perf_counter() - t)
-    x = make_tokens(8, 512, 512, 1.0, dtype=torch.float32)
+    x = make_tokens(8, 512, 512, 1.0, dtype=torch.float32).to(device)
     for _ in range(repeats):
         t = time.perf_counter()
         simulate(x, 8, 8.0, 1.0, 32)
+        if device != "cpu":
+            torch.cuda.synchronize()
         t_sim.append(time.perf_counter() - t)
     return {
         "mean_field_1e4x64_s": float(np.median(t_mf)), "mean_field_target_s": 1.0,
         "simulation_M4096_d512_L32_s": float(np.median(t_sim)), "simulation_target_s": 20.0,
-        "repeats": repeats, "threads": torch.get_num_threads(),
+        "repeats": repeats, "threads": torch.get_num_threads(), "device": str(device),
     }

@@ -28,4 +28,4 @@ def test_s5_simulation_matches_recursion_in_every_regime():
 
 def test_every_property_is_listed_once():
     props = [p for ps in properties_fusion.PROPERTIES.values() for p in ps]
-    assert len(props) == len(set(props)) == 10
+    assert len(props) == len(set(props)) == 11

@@ -194,3 +194,12 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     assert "Traceback" not in err and "--resume" in out + err
     ckpt = load_checkpoint(tmp_path / "term" / "checkpoints" / "last.pt")
     assert ckpt["step"] >= 3 and not ckpt["finished"]
+
+
+@pytest.mark.slow
+def test_digits_preset_reaches_target_accuracy(tmp_path):
+    from model.train import train
+
+    run_dir = train(load_config("digits", [f"train.out_dir={tmp_path}"]), progress=False)
+    results = json.loads((run_dir / "eval.json").read_text())
+    assert results["linear"] >= 0.95 and results["knn"] >= 0.92, results

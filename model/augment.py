@@ -153,7 +153,7 @@ class Augment(nn.Module):
         x = self._unit(x)
         x = torch.cat([x, x])  # (2B, ...): one vectorised pass draws both views
         x = self._image(x, generator) if self.kind == "image" else self._vector(x, generator)
-        return self._normalise(x)
+        return self._normalise(x, inplace=True)  # x is a fresh tensor here
 
     def eval_view(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ...) float32: the sample converted and normalised, no randomness."""
@@ -171,10 +171,11 @@ class Augment(nn.Module):
             raise DataError(f"augmentation {self.name!r} expects uint8 or float input, got {x.dtype}")
         return x.float()
 
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+    def _normalise(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         if self.kind == "vector":  # vector features are used as given (loaders scale them)
             return x.contiguous()
-        return ((x - self.mean) / self.std).contiguous()
+        x = x.contiguous() if inplace else x.clone(memory_format=torch.contiguous_format)
+        return x.sub_(self.mean).div_(self.std)
 
     def _vector(self, x: torch.Tensor, g) -> torch.Tensor:
         p, dev = self.preset, x.device

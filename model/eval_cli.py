@@ -49,7 +49,8 @@ def format_table(results: dict) -> str:
         lines.append(f"{label:<26} {_fmt(results.get(key)):>8} {_fmt(results.get(base) if base else None):>16}")
     lines.append(f"kNN k={results.get('knn_k')} t={results.get('knn_t')}; linear probe on "
                  f"{100 * results.get('linear_fraction', 1.0):g}% of train, {results.get('linear_epochs')} L-BFGS "
-                 f"iterations; head 1-NN over {results.get('head_batches')} test batches of {results.get('head_batch')}")
+                 f"iterations; head 1-NN over {results.get('head_batches')} test batches of "
+                 f"{results.get('head_batch_min')}-{results.get('head_batch_max')}")
     lines.append(f"{results.get('n_train')} train / {results.get('n_test')} test samples; offline, final epoch, test split")
     return "\n".join(lines)
 

@@ -29,7 +29,8 @@ from deepfusion.errors import ConfigError, DataError
 FEATURE_BATCH = 512  # images per forward pass when extracting features
 PROTOCOL = ("offline: computed once after training from the final-epoch weights (not the best epoch), "
             "scored on the held-out test split; kNN and linear probe on frozen backbone features "
-            "(head dropped); head_loo1nn on head outputs within test batches of head_batch samples")
+            "(head dropped); head_loo1nn on head outputs within seeded, shuffled test batches of about "
+            "head_batch samples (it depends on that batching)")
 
 
 def _owner(fn) -> nn.Module | None:
@@ -235,18 +236,18 @@ def reinitialise_(module: nn.Module, seed: int) -> nn.Module:
 
 
 def head_batches(n: int, head_batch: int, seed: int) -> list[torch.Tensor]:
-    """Index batches of ``head_batch`` test samples from a seeded permutation (partial batch dropped).
+    """A seeded permutation of ``n`` test indices cut into ``round(n / head_batch)`` near-equal batches.
 
-    A test set smaller than ``head_batch`` forms one batch. Shuffling gives every batch a class mix
-    whatever order the dataset is stored in; dropping the remainder gives every sample the same
-    number of candidate neighbours.
+    Every sample is used and batch sizes differ by at most one, staying within a factor 1.5 of
+    ``head_batch`` (or the whole set, when it is smaller). Shuffling gives every batch a class mix
+    whatever order the dataset is stored in.
     """
     if head_batch < 2:
         raise ConfigError(f"eval.head_batch={head_batch} must be at least 2 (a sample needs a neighbour)")
+    if n < 2:
+        raise DataError(f"head LOO 1-NN needs at least 2 test samples, got {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    if n <= head_batch:
-        return [perm]
-    return list(perm[: (n // head_batch) * head_batch].split(head_batch))
+    return list(torch.tensor_split(perm, max(1, round(n / head_batch))))
 
 
 @torch.no_grad()
@@ -314,8 +315,9 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
         random_knn=rand["knn"], random_linear=rand["linear"],
         knn_k=min(int(eval_cfg.knn_k), len(train_ds)), knn_t=float(eval_cfg.knn_t),
         linear_epochs=int(eval_cfg.linear_epochs), linear_fraction=float(eval_cfg.linear_fraction),
-        linear_optimizer="lbfgs", head_batch=int(len(batches[0])), head_batches=len(batches),
-        head_samples=sum(len(b) for b in batches), n_train=len(train_ds), n_test=len(test_ds),
+        linear_optimizer="lbfgs", head_batch=int(eval_cfg.head_batch), head_batches=len(batches),
+        head_batch_min=min(len(b) for b in batches), head_batch_max=max(len(b) for b in batches),
+        n_train=len(train_ds), n_test=len(test_ds),
         feature_dim=trained["feature_dim"], num_classes=num_classes, seed=int(seed),
         protocol=PROTOCOL, eval_wall_s=time.perf_counter() - start,
     )

@@ -167,11 +167,13 @@ def test_loo_1nn_never_uses_the_sample_itself():
     assert loo_1nn_head_accuracy([z], [y]) == 0.0
 
 
-def test_head_batches_drop_remainder_and_cover_small_sets():
+def test_head_batches_use_every_sample_in_near_equal_batches():
     batches = head_batches(103, 25, seed=0)
-    assert [len(b) for b in batches] == [25] * 4
-    assert len(set(torch.cat(batches).tolist())) == 100
+    assert [len(b) for b in batches] == [26, 26, 26, 25]
+    assert sorted(torch.cat(batches).tolist()) == list(range(103))
+    assert [len(b) for b in head_batches(359, 256, seed=0)] == [359]
     assert [len(b) for b in head_batches(10, 25, seed=0)] == [10]
+    assert all(torch.equal(a, b) for a, b in zip(batches, head_batches(103, 25, seed=0)))
 
 
 # --- features and evaluate_model -------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_evaluate_model_returns_every_key_in_range():
     out = evaluate_model(model.train(), Augment(), train_ds, test_ds, EvalCfg, "cpu", seed=5)
     for key in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear"):
         assert 0.0 <= out[key] <= 1.0, key
-    assert out["knn_k"] == 10 and out["head_batch"] == 16 and out["head_samples"] == 32
+    assert out["knn_k"] == 10 and out["head_batch"] == 16 and (out["head_batches"], out["head_batch_min"]) == (3, 15)
     assert out["linear_fraction"] == 0.5 and "offline" in out["protocol"] and "not the best" in out["protocol"]
     json.dumps(out)  # JSON-ready
     assert model.training  # mode restored

@@ -1,10 +1,13 @@
 """Sympy derivations of S1 and S6, executed by the checks (nothing here is a pasted result).
 
 Each function derives its statement step by step and returns the derived expressions; it raises
-AssertionError if a step does not come out as the statement claims.
+AssertionError if a step does not come out as the statement claims. Results are cached per process
+(the derivations take seconds and have no inputs).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import sympy as sp
 import sympy.stats as sps
@@ -19,6 +22,7 @@ def _zero(expr, what):
     assert res == 0, f"{what}: residual {res}"
 
 
+@lru_cache(maxsize=1)
 def derive_s1_half_angle():
     """S1 step 1: the directions of mu + e, ||mu|| = 1, ||e|| <= eps < 1, fill a cap of half-angle
     arcsin(eps) around mu.
@@ -40,6 +44,7 @@ def derive_s1_half_angle():
     return sp.asin(eps)
 
 
+@lru_cache(maxsize=1)
 def derive_s1_threshold():
     """S1 step 2: two unit means at angle theta = arccos(rho); the worst noise rotates each token
     towards the other by arcsin(eps), so the smallest angle between cross-class tokens is
@@ -73,6 +78,7 @@ def derive_s1_threshold():
     return sp.sin((sp.acos(rho) - sp.pi / 2) / 2)
 
 
+@lru_cache(maxsize=1)
 def derive_s1_simple_bound():
     """S1 step 3: the Cauchy-Schwarz bound and its gap to eps_max.
 
@@ -97,6 +103,7 @@ def derive_s1_simple_bound():
     return bound, 1 - sp.sin(phi + sp.pi / 4)
 
 
+@lru_cache(maxsize=1)
 def derive_s6():
     """S6: mean noise, its chi-square law and the smallest batch.
 

@@ -26,6 +26,12 @@ def _props(statement):
 
 def s1_symbolic(quick):
     bound, gap = symbolic_bounds.derive_s1_simple_bound()  # runs the half-angle and threshold steps
+    threshold = symbolic_bounds.derive_s1_threshold()
+    for r in np.linspace(-1.0, 0.0, 9):  # the derived expressions are the ones the code computes
+        got, want = float(threshold.subs(symbolic_bounds.rho, r)), float(bounds.eps_max(r))
+        assert abs(got - want) < 1e-12, f"derived eps_max {got} vs bounds.eps_max {want} at rho={r}"
+        got, want = float(bound.subs(symbolic_bounds.rho, r)), float(bounds.simple_bound(r))
+        assert abs(got - want) < 1e-12, f"derived bound {got} vs bounds.simple_bound {want} at rho={r}"
     return (f"half-angle arcsin(eps) -> eps_max = sin((acos(rho) - pi/2)/2); tangent construction "
             f"reaches it; bound {bound}, gap {gap} >= 0")
 

@@ -117,10 +117,8 @@ def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def _evaluate(model, augment, train_ds, test_ds, cfg: Config, device) -> dict:
-    try:
-        from model.evaluate import evaluate_model
-    except ImportError:  # evaluation module not installed: record why instead of failing the run
-        return {"skipped": "model.evaluate is not available"}
+    from model.evaluate import evaluate_model
+
     return evaluate_model(model, augment, train_ds, test_ds, cfg.eval, device, cfg.train.seed)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.errors import DataError
+from deepfusion.errors import DataError, RunError
 from experiments import metrics as mt
 from experiments import prediction
 from experiments.capture import capture
@@ -131,6 +131,9 @@ def analyze_model(model, augment, dataset, batches: int = 5, per_class: int = 16
     caps, stats = None, []
     for b in range(batches):
         cap = capture(model, augment, dataset, per_class, seed + b, device, views=views)
+        if cap["attention"].shape[0] == 0:
+            raise RunError("this run's head has no attention to analyse (only transformer heads attend); "
+                           "analyse a run trained with model.head=transformer")
         caps = cap if caps is None else caps
         stats.append(batch_statistics(cap))
     record = summarise(stats, n_boot=n_boot, seed=seed)

@@ -45,7 +45,7 @@ def capture(model, augment, dataset, per_class: int, seed: int, device="cpu", vi
 
     ``views="two_views"`` feeds the training input (two augmentations drawn with ``seed``);
     ``"eval_view"`` feeds the unaugmented view once per view slot, so each token's positive is an
-    exact copy of it. Returns ``attention`` (L, H, M, M) float32, ``tokens`` (L+1, M, D) float32
+    exact copy of it. Returns ``attention`` (L, H, M, M) float32 (L = H = 0 for heads without attention), ``tokens`` (L+1, M, D) float32
     (``tokens[l]`` the input of layer l), ``out`` (M, out_dim), ``labels`` (M,), ``inst`` (M,),
     ``visible`` (M, M) bool (the head's scope), and ``indices`` (N,) into the dataset.
     """
@@ -53,8 +53,8 @@ def capture(model, augment, dataset, per_class: int, seed: int, device="cpu", vi
         raise DataError(f"views={views!r} is not valid; choose from {', '.join(VIEW_MODES)}")
     head = getattr(model, "head", None)
     if head is None or not hasattr(head, "trace"):
-        raise RunError("this model's head has no attention to analyse (only transformer heads have trace); "
-                       "analyse a run trained with model.head=transformer")
+        raise RunError("this model's head has no trace of its layers to analyse; "
+                       "analyse a run trained with model.head=transformer or ffn")
     n_views = int(getattr(head, "views", 2))
     idx = balanced_indices(np.asarray(dataset.y), per_class, seed)
     x = torch.as_tensor(np.asarray(dataset.x)[idx]).to(device)
@@ -75,9 +75,12 @@ def capture(model, augment, dataset, per_class: int, seed: int, device="cpu", vi
         model.train(was_training)
     N = len(idx)
     M = n_views * N
+    # Heads without attention (ffn, mlp) still give their per-block tokens; attention is then (0, 0, M, M).
+    attn = (torch.stack(list(trace["attention"])).float().cpu().numpy() if len(trace["attention"])
+            else np.zeros((0, 0, M, M), dtype=np.float32))
     labels = np.tile(np.asarray(dataset.y)[idx], n_views).astype(np.int64)
     return {
-        "attention": torch.stack(list(trace["attention"])).float().cpu().numpy(),  # (L, H, M, M)
+        "attention": attn,  # (L, H, M, M)
         "tokens": torch.stack(list(trace["tokens"])).float().cpu().numpy(),  # (L+1, M, D)
         "out": trace["out"].float().cpu().numpy(),
         "labels": labels,

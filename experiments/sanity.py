@@ -1,0 +1,230 @@
+"""Synthetic sanity experiments: idealised layers against the theory, and a small trained head.
+
+(a) Untrained idealised layers (softmax on cosines, identity values, residual, unit sphere;
+    theory/simulation.py) on Gaussian class tokens (C=4, n=64, d=2048, 10 layers) against the
+    mean-field recursion of S5 (theory.fusion.mean_field), in the fast-fusion, slow and
+    self-attention-trap regimes, with the theory's own tolerances on the block mass m and the
+    spread r. Fast fusion must shrink r a hundredfold and the trap must leave it in place, in both
+    the simulation and the recursion. Any disagreement fails the command (exit status 1).
+(b) The real TransformerHead trained with NT-Xent on the synthetic Gaussian mixture (preset
+    synthetic, MLP backbone), analysed like deepfusion analyze, next to the feed-forward head
+    (model.head=ffn) whose per-block features get the same spread, NC1 and residual statistics.
+    Part (b) is measured and reported, never judged: trained heads need not fuse.
+
+A summary table is printed and sanity.json written to --out (the runs of (b) go to
+--out/runs/, replaced on every call). The full command takes a few minutes on two CPU cores,
+--quick well under two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deepfusion.errors import CheckFailed, ConfigError
+
+SANITY_FILE = "sanity.json"
+# (a): S5 geometry of the theory's own check; the regimes and tolerances are imported from it.
+GEOMETRY = {"C": 4, "n": 64, "d": 2048, "layers": 10}
+# (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.
+BUDGETS = {
+    "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8, "n_boot": 500},
+    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 16, "n_boot": 2000},
+}
+HEADS = ("transformer", "ffn")
+EVAL_KEYS = ("knn", "linear", "head_loo1nn", "random_knn")
+LAYER_FIELDS = ("relative_spread", "class_mean_cosine", "nc1", "residual_ratio")
+TRANSFORMER_FIELDS = ("excess", "excess_ci", "same_class_mass", "predicted_same_class_mass", "gap", "self_mass",
+                      "positive_mass", "beta_eff", "beta_r2")
+
+
+# ----------------------------------------------------------------------------- (a) idealised layers
+
+
+def idealised_layers(quick: bool = False) -> dict:
+    """(a): simulation against mean_field per regime and seed; ``passed`` says whether all agree."""
+    from theory import fusion
+    from theory.checks_fusion import M_TOL, R_TOL, REGIMES
+    from theory.simulation import simulate_fusion
+
+    C, n, d, layers = (GEOMETRY[k] for k in ("C", "n", "d", "layers"))
+    seeds = (0,) if quick else (0, 1, 2)
+    rows = []
+    for name, (beta, alpha, r0) in REGIMES.items():
+        for seed in seeds:
+            sim = simulate_fusion(C, n, d, beta, alpha, r0, layers, seed=seed)
+            # the module attribute, looked up at call time: a patched recursion is what gets tested
+            mf = fusion.mean_field(C, n, beta, alpha, sim.r[0], layers)
+            dm = float(np.abs(sim.m - mf.m).max())
+            dr = float(np.abs(sim.r / mf.r - 1.0).max())
+            ratio_sim, ratio_mf = float(sim.r[-1] / sim.r[0]), float(mf.r[-1] / mf.r[0])
+            failures = []
+            if not dm < M_TOL:
+                failures.append(f"max |m_sim - m_mf| = {dm:.4f} >= {M_TOL}")
+            if not dr < R_TOL:
+                failures.append(f"max |r_sim / r_mf - 1| = {dr:.4f} >= {R_TOL}")
+            if name == "fast" and not (ratio_sim < 0.01 and ratio_mf < 0.01):
+                failures.append(f"fast fusion expected r_L/r_0 < 0.01, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
+            if name == "stall" and not (ratio_sim > 0.99 and ratio_mf > 0.99):
+                failures.append(f"self-attention trap expected r_L/r_0 > 0.99, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
+            rows.append({"regime": name, "seed": seed, "beta": beta, "alpha": alpha, "r0": float(sim.r[0]),
+                         "max_dm": dm, "max_dr": dr, "r_ratio_sim": ratio_sim, "r_ratio_mf": ratio_mf,
+                         "m_sim": sim.m.tolist(), "m_mf": mf.m.tolist(), "r_sim": sim.r.tolist(),
+                         "r_mf": mf.r.tolist(), "passed": not failures, "failures": failures})
+    return {"geometry": dict(GEOMETRY), "m_tol": M_TOL, "r_tol": R_TOL, "rows": rows,
+            "passed": all(r["passed"] for r in rows)}
+
+
+# ----------------------------------------------------------------------------- (b) trained heads
+
+
+def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
+    """Token statistics of every block input and the last block's output (``head.trace`` tokens),
+    averaged over ``batches`` analysis batches; works for heads with and without attention."""
+    from experiments import metrics as mt
+    from experiments.capture import capture
+
+    per_batch = []
+    for b in range(batches):
+        cap = capture(model, augment, dataset, per_class, seed + b, "cpu")
+        T, y = cap["tokens"].astype(np.float64), cap["labels"]
+        per_batch.append([{"relative_spread": mt.relative_spread(t, y), "class_mean_cosine": mt.class_mean_cosine(t, y),
+                           "nc1": mt.nc1(t, y), "residual_ratio": mt.residual_ratio(t, T[0])} for t in T])
+    return [{k: float(np.mean([pb[l][k] for pb in per_batch])) for k in LAYER_FIELDS}
+            for l in range(len(per_batch[0]))]
+
+
+def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]:
+    from model.config import load_config
+    from model.train import train
+
+    if run_dir.exists():  # sanity's own scratch run from an earlier call
+        shutil.rmtree(run_dir)
+    cfg = load_config("synthetic", [*overrides, f"model.head={head}", "train.device=cpu"])
+    start = time.perf_counter()
+    train(cfg, run_dir=run_dir, progress=False)
+    return run_dir, time.perf_counter() - start
+
+
+def trained_heads(out_dir, budget: dict) -> dict:
+    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block."""
+    from experiments.analyze import analyze_run
+    from model.run import load_run
+
+    out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
+           "batches": budget["batches"], "per_class": budget["per_class"]}
+    for head in HEADS:
+        run_dir, wall = _train(Path(out_dir) / "runs" / head, head, budget["overrides"])
+        run = load_run(run_dir, "cpu")
+        evaluation = json.loads((run_dir / "eval.json").read_text())
+        entry = {"train_wall_s": wall, "eval": {k: evaluation.get(k) for k in EVAL_KEYS},
+                 "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
+        if head == "transformer":
+            rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"], n_boot=budget["n_boot"])
+            gaps = rec["verdict_record"]["gap_measured_minus_predicted"]
+            entry["layers"] = [{"excess": e["excess_mean"], "excess_ci": e["excess_ci"],
+                                "same_class_mass": float(np.mean(e["same_class_mass"])),
+                                "predicted_same_class_mass": float(np.mean(e["predicted_same_class_mass"])),
+                                "gap": g, "self_mass": float(np.mean(e["self_mass"])),
+                                "positive_mass": float(np.mean(e["positive_mass"])),
+                                "beta_eff": float(np.mean(e["beta_eff"])), "beta_r2": float(np.mean(e["beta_r2"]))}
+                               for e, g in zip(rec["layers"], gaps)]
+            entry["chance"] = rec["chance"]["same_class_mass"]
+            entry["verdict"] = rec["verdict"]
+            entry["mean_abs_gap"] = rec["verdict_record"]["mean_abs_gap"]
+        out[head] = entry
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _f(v, fmt=".3f") -> str:
+    return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+
+
+def format_summary(result: dict) -> str:
+    a = result["idealised"]
+    lines = [f"(a) idealised layers vs mean-field recursion (C={a['geometry']['C']}, n={a['geometry']['n']}, "
+             f"d={a['geometry']['d']}, {a['geometry']['layers']} layers; tolerances |dm| < {a['m_tol']}, "
+             f"|dr/r| < {a['r_tol']})",
+             f"  {'regime':<7}{'seed':>5}{'beta':>6}{'alpha':>6}{'r0':>7}{'max|dm|':>9}{'max|dr/r|':>10}"
+             f"{'rL/r0 sim':>11}{'rL/r0 mf':>10}  result"]
+    for r in a["rows"]:
+        lines.append(f"  {r['regime']:<7}{r['seed']:>5}{r['beta']:>6.1f}{r['alpha']:>6.1f}{r['r0']:>7.3f}"
+                     f"{r['max_dm']:>9.4f}{r['max_dr']:>10.4f}{r['r_ratio_sim']:>11.3g}{r['r_ratio_mf']:>10.3g}  "
+                     + ("pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])))
+    b = result.get("trained")
+    if b:
+        lines.append(f"(b) trained heads on the synthetic mixture ({' '.join(b['overrides'])}; "
+                     f"{b['batches']} batches x {b['per_class']} per class)")
+        for head in HEADS:
+            e = b[head]
+            ev = e["eval"]
+            lines.append(f"  {head}: kNN {_f(ev['knn'])}, linear {_f(ev['linear'])}, head 1-NN {_f(ev['head_loo1nn'])} "
+                         f"(random backbone kNN {_f(ev['random_knn'])}), trained in {e['train_wall_s']:.0f} s")
+            layers = e.get("layers", [])
+            for l, blk in enumerate(e["blocks"]):
+                row = (f"    block {l if l < len(e['blocks']) - 1 else 'out'}: r {_f(blk['relative_spread'])}, "
+                       f"NC1 {_f(blk['nc1'])}, residual {_f(blk['residual_ratio'])}")
+                if l < len(layers):
+                    t = layers[l]
+                    row += (f" | excess {_f(t['excess'], '+.4f')} [{_f(t['excess_ci'][0], '+.4f')}, "
+                            f"{_f(t['excess_ci'][1], '+.4f')}], S4 gap {_f(t['gap'], '+.4f')}, "
+                            f"self {_f(t['self_mass'])}, pos {_f(t['positive_mass'])}, beta {_f(t['beta_eff'], '.2f')}")
+                lines.append(row)
+            if "verdict" in e:
+                lines.append(f"    chance {e['chance']:.4f}; mean |S4 gap| {e['mean_abs_gap']:.4f}; verdict: {e['verdict']}")
+    lines.append("(a) " + ("agrees with the theory" if a["passed"] else "DISAGREES with the theory"))
+    return "\n".join(lines)
+
+
+def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | None = None,
+               with_trained: bool = True) -> dict:
+    """Run (a) and (b), write ``sanity.json`` into ``out_dir`` and return its record.
+
+    ``check``: raise :class:`CheckFailed` (after writing the JSON) when (a) disagrees with the theory.
+    ``budget``: override the (b) budget (keys of ``BUDGETS``' entries), e.g. for tests."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create output folder {out_dir} ({err}); pass a writable --out") from None
+    start = time.perf_counter()
+    result = {"quick": bool(quick), "idealised": idealised_layers(quick)}
+    if with_trained:
+        result["trained"] = trained_heads(out_dir, budget or BUDGETS["quick" if quick else "full"])
+    result["wall_s"] = time.perf_counter() - start
+    result["passed"] = result["idealised"]["passed"]
+    (out_dir / SANITY_FILE).write_text(json.dumps(result, indent=1))
+    if check and not result["passed"]:
+        bad = [f"{r['regime']} (seed {r['seed']}): {'; '.join(r['failures'])}"
+               for r in result["idealised"]["rows"] if not r["passed"]]
+        raise CheckFailed("idealised layers disagree with the mean-field recursion: " + " | ".join(bad)
+                          + f"; details in {out_dir / SANITY_FILE}")
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="one seed in (a), a shorter training budget in (b)")
+    parser.add_argument("--out", default="results/sanity", metavar="DIR",
+                        help="folder for sanity.json and the runs of (b) (default results/sanity)")
+    parser.add_argument("--threads", type=int, default=1, metavar="T",
+                        help="CPU threads for torch and BLAS (default 1, best on small shared machines; 0 = library default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.analyze_cli import limit_threads
+
+    with limit_threads(args.threads):
+        result = run_sanity(args.out, quick=args.quick, check=False)  # print the table before failing
+    print(format_summary(result))
+    print(f"written: {Path(args.out) / SANITY_FILE} ({result['wall_s']:.0f} s)")
+    if not result["passed"]:
+        raise CheckFailed(f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}")
+    return 0

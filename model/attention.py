@@ -14,7 +14,7 @@ token may attend to:
 
 Two paths compute the same function. The fast path (``forward``) fuses the Q, K,
 V projections into one matmul and calls ``F.scaled_dot_product_attention``,
-passing a boolean mask only for ``mask_pair``. The explicit path
+passing a mask (a cached additive bias) only for ``mask_pair``. The explicit path
 (``forward(..., need_weights=True)``) writes out the softmax and also returns
 the ``(heads, M, M)`` attention weights, exactly zero where masked.
 """
@@ -69,6 +69,8 @@ class BatchAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self._mask_key: tuple | None = None
         self._mask: torch.Tensor | None = None
+        self._bias_key: tuple | None = None
+        self._bias: torch.Tensor | None = None
         # Same initialisation as nn.MultiheadAttention, so heads start comparable to the reference layer.
         nn.init.xavier_uniform_(self.qkv.weight)
         nn.init.zeros_(self.qkv.bias)
@@ -81,6 +83,18 @@ class BatchAttention(nn.Module):
             self._mask = scope_mask(self.scope, m // self.views, self.views, device)
             self._mask_key = key
         return self._mask
+
+    def additive_mask(self, m: int, device, dtype) -> torch.Tensor:
+        """The scope mask as an additive ``(M, M)`` bias (0 or -inf) in the attention dtype, cached.
+
+        SDPA would otherwise turn a boolean mask into this bias on every call of every layer.
+        """
+        key = (m, str(device), dtype)
+        if self._bias_key != key:
+            allowed = self.mask(m, device)
+            self._bias = torch.zeros(m, m, device=device, dtype=dtype).masked_fill_(~allowed, float("-inf"))
+            self._bias_key = key
+        return self._bias
 
     def forward(self, x: torch.Tensor, need_weights: bool = False):
         """``x`` (M, dim) view-major. Returns ``out`` or, with ``need_weights``, ``(out, weights)``."""
@@ -98,7 +112,7 @@ class BatchAttention(nn.Module):
         else:
             # 4-D (1, H, M, hd) inputs: the fused GPU kernels accept only 4-D tensors.
             q, k, val = qkv.view(1, m, 3, h, hd).permute(2, 0, 3, 1, 4)  # each (1, H, M, hd)
-            mask = self.mask(m, x.device) if self.scope == "mask_pair" else None
+            mask = self.additive_mask(m, x.device, q.dtype) if self.scope == "mask_pair" else None
             out = F.scaled_dot_product_attention(q, k, val, attn_mask=mask, dropout_p=p)  # (1, H, M, hd)
             out = out[0].transpose(0, 1).reshape(m, d)
         return self.proj(out)

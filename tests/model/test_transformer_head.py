@@ -195,3 +195,29 @@ def test_bad_config_raises_config_error(kw, match):
     args = dict(dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8) | kw
     with pytest.raises(ConfigError, match=match):
         TransformerHead(IN, **args)
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_bf16_autocast_runs_and_stays_close(scope):
+    torch.manual_seed(0)
+    head = TransformerHead(IN, dim=32, depth=2, heads=4, ffn_dim=64, out_dim=16, scope=scope).eval()
+    x = torch.randn(16, IN)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = head(x)
+    assert torch.isfinite(low).all()
+    torch.testing.assert_close(low.float(), head(x), rtol=0.1, atol=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("scope", SCOPES)
+def test_cuda_fast_path_matches_explicit_path(scope):
+    torch.manual_seed(0)
+    head = TransformerHead(IN, dim=64, depth=2, heads=4, ffn_dim=128, out_dim=16, scope=scope).cuda().train()
+    head.check_finite = False
+    x = torch.randn(256, IN, device="cuda")
+    torch.testing.assert_close(head(x), head(x, return_attention=True)[0], rtol=1e-3, atol=1e-3)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = head(x)
+    out.float().square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())

@@ -1,0 +1,74 @@
+"""``deepfusion sanity``: (a) agrees with the theory and fails when the recursion is perturbed;
+(b) on a tiny budget writes every field."""
+
+import json
+
+import numpy as np
+import pytest
+
+from deepfusion import cli
+from deepfusion.errors import CheckFailed
+from experiments import sanity
+from experiments.analyze_cli import limit_threads
+from theory import fusion
+
+TINY = {"overrides": ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64",
+                      "eval.linear_epochs=2", "eval.head_batch=32"], "batches": 2, "per_class": 4, "n_boot": 200}
+
+
+@pytest.fixture
+def perturbed_recursion(monkeypatch):
+    """The recursion run at a 30% higher inverse temperature: a wrong theory the check must catch."""
+    true = fusion.mean_field
+
+    def wrong(C, n, beta, alpha, r0, layers, *args, **kwargs):
+        return true(C, n, np.asarray(beta) * 1.3, alpha, r0, layers, *args, **kwargs)
+
+    monkeypatch.setattr(fusion, "mean_field", wrong)
+
+
+def test_idealised_layers_agree_with_mean_field():
+    with limit_threads(1):
+        a = sanity.idealised_layers(quick=True)
+    assert a["passed"], [r["failures"] for r in a["rows"]]
+    assert {r["regime"] for r in a["rows"]} == {"fast", "slow", "stall"}
+    fast = next(r for r in a["rows"] if r["regime"] == "fast")
+    stall = next(r for r in a["rows"] if r["regime"] == "stall")
+    assert fast["r_ratio_sim"] < 0.01 and stall["r_ratio_sim"] > 0.99
+
+
+def test_perturbed_recursion_fails_and_still_writes_json(tmp_path, perturbed_recursion):
+    with limit_threads(1), pytest.raises(CheckFailed, match="disagree"):
+        sanity.run_sanity(tmp_path, quick=True, with_trained=False)
+    record = json.loads((tmp_path / sanity.SANITY_FILE).read_text())
+    assert record["passed"] is False
+    assert any(r["failures"] for r in record["idealised"]["rows"])
+
+
+def test_cli_exits_one_when_theory_disagrees(tmp_path, perturbed_recursion, monkeypatch, capsys):
+    monkeypatch.setattr(sanity, "trained_heads", lambda out_dir, budget: {})  # (a) alone decides
+    code = cli.main(["sanity", "--quick", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "DISAGREES" in captured.out and "FAIL" in captured.out
+    assert captured.err.startswith("deepfusion sanity: error:") and len(captured.err.strip().splitlines()) == 1
+
+
+def test_trained_heads_on_tiny_budget_write_every_field(tmp_path):
+    with limit_threads(1):
+        result = sanity.run_sanity(tmp_path, quick=True, budget=TINY)
+    record = json.loads((tmp_path / sanity.SANITY_FILE).read_text())
+    assert record["passed"] is True and set(record) >= {"quick", "idealised", "trained", "wall_s", "passed"}
+    b = record["trained"]
+    for head in sanity.HEADS:
+        assert set(b[head]["eval"]) == set(sanity.EVAL_KEYS)
+        blocks = b[head]["blocks"]
+        assert len(blocks) == 3  # the preset's 2 blocks, plus the last block's output
+        for blk in blocks:
+            assert set(blk) == set(sanity.LAYER_FIELDS) and all(np.isfinite(v) for v in blk.values())
+        assert blocks[0]["residual_ratio"] == pytest.approx(1.0)
+    t = b["transformer"]
+    assert len(t["layers"]) == 2 and all(set(l) == set(sanity.TRANSFORMER_FIELDS) for l in t["layers"])
+    assert t["verdict"] in ("Deep Fusion observed", "Deep Fusion not observed")
+    assert "layers" not in b["ffn"]  # no attention to measure
+    assert "(b) trained heads" in sanity.format_summary(result)

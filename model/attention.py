@@ -17,6 +17,11 @@ V projections into one matmul and calls ``F.scaled_dot_product_attention``,
 passing a mask (a cached additive bias) only for ``mask_pair``. The explicit path
 (``forward(..., need_weights=True)``) writes out the softmax and also returns
 the ``(heads, M, M)`` attention weights, exactly zero where masked.
+
+Data-parallel training (``attend = "global"``, set by ``model.distributed.set_attend``): each
+process holds its own slice of the batch; its queries attend to the keys and values of the whole
+batch, gathered from every process with gradients, so the function equals attention on the
+concatenated batch, each process keeping its own rows. Without a process group it is local.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ def scope_mask(scope: str, n: int, views: int, device=None) -> torch.Tensor | No
     return (inst[:, None] != inst[None, :]) | (idx[:, None] == idx[None, :])
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class BatchAttention(nn.Module):
     """Multi-head self-attention whose sequence is the batch: ``(M, dim) -> (M, dim)``."""
 
@@ -65,6 +76,7 @@ class BatchAttention(nn.Module):
         self.dim, self.heads, self.views = dim, heads, views
         self.scope = check_scope(scope)
         self.dropout = float(dropout)
+        self.attend = "local"  # or "global": keys/values gathered across processes (fast path only)
         self.qkv = nn.Linear(dim, 3 * dim)  # fused Q, K, V projection
         self.proj = nn.Linear(dim, dim)
         self._mask_key: tuple | None = None
@@ -104,6 +116,8 @@ class BatchAttention(nn.Module):
         h, hd = self.heads, d // self.heads
         p = self.dropout if self.training else 0.0
         qkv = self.qkv(x)  # (M, 3D)
+        if self.attend == "global" and _world() > 1:
+            return self.proj(self._global(qkv, p))
         if self.scope == "per_view":
             v, n = self.views, m // self.views
             q, k, val = qkv.view(v, n, 3, h, hd).permute(2, 0, 3, 1, 4)  # each (V, H, N, hd)
@@ -116,6 +130,27 @@ class BatchAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, val, attn_mask=mask, dropout_p=p)  # (1, H, M, hd)
             out = out[0].transpose(0, 1).reshape(m, d)
         return self.proj(out)
+
+    def _global(self, qkv: torch.Tensor, p: float) -> torch.Tensor:
+        """Local queries against the keys and values of every process, in the global view-major order."""
+        from model.distributed import gather_rows
+
+        m, d3 = qkv.shape
+        d = d3 // 3
+        h, hd, v = self.heads, d // self.heads, self.views
+        kv, rows = gather_rows(qkv[:, d:], v)  # (Mg, 2D) global, own row indices (M,)
+        mg = kv.shape[0]
+        q = qkv[:, :d]
+        if self.scope == "per_view":  # view v's queries see view v's global tokens only
+            q = q.view(v, m // v, h, hd).transpose(1, 2)  # (V, H, n, hd)
+            k, val = kv.view(v, mg // v, 2, h, hd).permute(2, 0, 3, 1, 4)  # each (V, H, N, hd)
+            out = F.scaled_dot_product_attention(q, k, val, dropout_p=p)  # (V, H, n, hd)
+            return out.transpose(1, 2).reshape(m, d)
+        q = q.view(1, m, h, hd).transpose(1, 2)  # (1, H, M, hd)
+        k, val = kv.view(1, mg, 2, h, hd).permute(2, 0, 3, 1, 4)  # each (1, H, Mg, hd)
+        mask = self.additive_mask(mg, q.device, q.dtype)[rows] if self.scope == "mask_pair" else None
+        out = F.scaled_dot_product_attention(q, k, val, attn_mask=mask, dropout_p=p)  # (1, H, M, hd)
+        return out[0].transpose(0, 1).reshape(m, d)
 
     def _explicit(self, x: torch.Tensor):
         m, d = x.shape

@@ -77,6 +77,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # extra checkpoints every K steps; 0 = only per epoch and at the end
     skip_nonfinite: int = 0  # steps with a NaN/inf loss that may be skipped before the run stops
     deterministic: bool = True  # deterministic algorithms on CPU (bit-exact resume)
+    attend: str = "local"  # under torchrun: the head attends to this process's batch (local) or all (global)
+    threads: int = 0  # CPU threads for torch; 0 = torch's default (1 is often faster on a busy machine)
     out_dir: str = "runs"
     name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
 
@@ -104,7 +106,9 @@ class Config:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
 _SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
-OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("preset",)}
+OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("preset",)}
+# Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
+HASH_DEFAULTS = {("train", "attend"): "local"}
 
 CHOICES = {
     ("model", "backbone"): ("resnet18", "resnet50", "cnn3", "mlp"),
@@ -112,6 +116,7 @@ CHOICES = {
     ("model", "norm"): ("post", "pre"),
     ("model", "scope"): ("both_views", "per_view", "mask_pair"),
     ("optim", "name"): ("sgd", "lars", "adamw"),
+    ("train", "attend"): ("local", "global"),
 }
 POSITIVE = {
     ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),
@@ -121,7 +126,7 @@ POSITIVE = {
 }
 NON_NEGATIVE = {
     ("data", "seed"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
-    ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"),
+    ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"), ("train", "threads"),
 }
 
 
@@ -318,6 +323,9 @@ def config_hash(cfg: Config, length: int = 10) -> str:
         for k in keys[:-1]:
             node = node[k]
         node.pop(keys[-1], None)
+    for (section, key), default in HASH_DEFAULTS.items():
+        if data[section].get(key) == default:
+            data[section].pop(key)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 

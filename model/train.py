@@ -9,6 +9,13 @@ Faults: ``resume=True`` continues from ``checkpoints/last.pt`` exactly (same bat
 order, augmentation draws and RNG states; bit-identical weights on CPU); SIGTERM
 and SIGINT save a checkpoint at the next step boundary and stop; a NaN/inf loss
 stops the run naming the first bad step and leaves the last good checkpoint.
+
+Data parallel (started by ``torchrun``, see :mod:`model.distributed`): ``train.batch_size`` is
+the global batch; rank r takes its equal slice of each seeded batch, NT-Xent takes its negatives
+from every rank, and ``train.attend=global`` lets the head attend across the whole batch. Rank 0
+writes the config, metrics and checkpoints (with every rank's RNG state) and evaluates; the ranks
+agree on stopping (signals, NaN) at logging steps, their only synchronisation besides DDP's.
+BatchNorm layers use each rank's own statistics.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 from deepfusion.errors import ConfigError, RunError
 from model.checkpoint import capture_rng, check_config_matches, latest_checkpoint, load_model_state, restore_rng, save_checkpoint
 from model.config import Config, config_to_dict, save_config, validate
+from model import distributed as ddp_util
 from model.losses import nt_xent
 from model.optim import build_optimizer
 from model.run import (CHECKPOINT_DIR, CONFIG_FILE, EVAL_FILE, METRICS_FILE, build_run_augment, default_run_dir,
@@ -123,13 +131,34 @@ def _evaluate(model, augment, train_ds, test_ds, cfg: Config, device) -> dict:
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Path:
-    """Train the model a config describes; returns the run folder (see :mod:`model.run`)."""
+    """Train the model a config describes; returns the run folder (see :mod:`model.run`).
+
+    Under ``torchrun`` every process calls this; see the module docstring.
+    """
+    validate(cfg)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    dinfo, device_name = ddp_util.setup(t.device)
+    try:
+        return _train(cfg, dinfo, resolve_device(device_name), run_dir, resume, progress)
+    finally:
+        if dinfo.active:
+            ddp_util.teardown()
+
+
+def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) -> Path:
     from tqdm.auto import tqdm
     from model.factory import build_model
 
-    validate(cfg)
     t = cfg.train
-    device = resolve_device(t.device)
+    rank, world = dinfo.rank, dinfo.world
+    if t.batch_size % world:
+        raise ConfigError(f"train.batch_size={t.batch_size} (the global batch) does not split evenly over {world} "
+                          f"processes; use a multiple of {world}")
+    if world > 1 and t.skip_nonfinite:
+        raise ConfigError("train.skip_nonfinite needs a per-step decision that processes would have to share; "
+                          "set it to 0 under torchrun")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     if resume:
@@ -140,9 +169,11 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
                              sections=("data", "model", "optim", "loss"))
     elif (ckpt_dir / "last.pt").exists():
         raise RunError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or set train.name to a new name")
-    _check_writable(run_dir)
+    if dinfo.main:
+        _check_writable(run_dir)
+    ddp_util.barrier()  # no rank sees the folder before it exists
 
-    seed_everything(t.seed)
+    seed_everything(t.seed + rank)  # rank 0 of any world size seeds as a single process
     train_ds, test_ds = load_datasets(cfg)
     _check_batch(cfg, len(train_ds.y))
     images = len(train_ds.input_shape) == 3
@@ -158,6 +189,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
         head.check_finite = False  # its check syncs every step; the loop tracks non-finite losses itself
 
     n, B = len(train_ds.y), t.batch_size
+    Bl = B // world  # this rank's share of every batch
     steps_per_epoch = n // B  # drop the last partial batch: every step sees B instances
     total = t.epochs * steps_per_epoch
     opt, sched = build_optimizer(cfg, model, steps_per_epoch)
@@ -168,30 +200,40 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        restore_rng(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks")
+        restore_rng(ranks[rank] if ranks and len(ranks) == world else ckpt["rng"])
         epoch, pos, step = ckpt["epoch"], ckpt["position"], ckpt["step"]
         skipped, elapsed = ckpt["skipped"], ckpt["elapsed"]
-        _truncate_metrics(run_dir / METRICS_FILE, step)
-    save_config(cfg, run_dir / CONFIG_FILE)
+        if dinfo.main:
+            _truncate_metrics(run_dir / METRICS_FILE, step)
+    if dinfo.main:
+        save_config(cfg, run_dir / CONFIG_FILE)
 
-    fwd = torch.compile(model) if (t.compile and cuda) else model
+    ddp_util.set_attend(model, t.attend)
+    fwd = model
+    if dinfo.active:
+        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    fwd = torch.compile(fwd) if (t.compile and cuda) else fwd
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and t.amp) else nullcontext()
-    ids = torch.arange(B, device=device).repeat(2)  # view-major instance ids
+    ids = torch.arange(rank * Bl, (rank + 1) * Bl, device=device).repeat(2)  # view-major, numbered globally
+    loss_fn = ddp_util.gathered_nt_xent if dinfo.active else nt_xent
     gen = torch.Generator(device=device)
     acc = torch.zeros((), device=device)  # loss summed since the last log line
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     acc_steps, last_log, last_log_step = 0, time.perf_counter(), step
     start_wall = time.perf_counter() - elapsed
-    metrics = open(run_dir / METRICS_FILE, "a")
+    metrics = open(run_dir / METRICS_FILE if dinfo.main else os.devnull, "a")
 
     def state(ep: int, p: int) -> dict:
+        rng = ddp_util.gather_objects(capture_rng())  # every rank's, so a resume continues each exactly
+        extra = dict(rng_ranks=rng) if dinfo.active else {}
         return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    scaler=scaler.state_dict(), rng=capture_rng(), epoch=ep, position=p, step=step,
+                    scaler=scaler.state_dict(), rng=rng[0], **extra, epoch=ep, position=p, step=step,
                     skipped=skipped, elapsed=time.perf_counter() - start_wall, config=config_to_dict(cfg),
                     finished=step >= total)
 
     def check_finite() -> None:
-        bad = int(first_bad.item())
+        bad = int(ddp_util.all_reduce_max(first_bad.clone()).item())
         if bad >= 0:
             raise RunError(
                 f"loss became NaN/inf at step {bad} (epoch {bad // steps_per_epoch}); stopped and kept the last good "
@@ -200,23 +242,37 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
 
     def checkpoint(ep: int, p: int) -> None:
         check_finite()  # never overwrite a good checkpoint with poisoned weights
-        save_checkpoint(state(ep, p), ckpt_dir)
+        s = state(ep, p)
+        if dinfo.main:
+            save_checkpoint(s, ckpt_dir)
+        ddp_util.barrier()  # a resume never reads a half-written checkpoint
 
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=run_dir.name, unit="step", dynamic_ncols=True)
+    def stop_requested() -> int | None:
+        """The signal to stop on; under DDP decided jointly, and only at logging steps."""
+        if not dinfo.active:
+            return stop["signum"]
+        if step % t.log_every and step != total:
+            return None
+        flag = torch.tensor(stop["signum"] or 0, device=device)
+        flag = int(ddp_util.all_reduce_max(flag).item())
+        return flag or None
+
+    bar = tqdm(total=total, initial=step, disable=not (progress and dinfo.main), desc=run_dir.name, unit="step", dynamic_ncols=True)
     model.train()
     try:
         with _stop_on_signals() as stop, _deterministic(t.deterministic and not cuda):
             while epoch < t.epochs:
                 perm = _permutation(t.seed, epoch, n).to(device)
                 for b in range(pos, steps_per_epoch):
-                    xb = x_all[perm[b * B:(b + 1) * B]]
-                    gen.manual_seed(t.seed * 1_000_003 + step + 1)  # augmentation draws depend on the step alone
+                    xb = x_all[perm[b * B + rank * Bl:b * B + (rank + 1) * Bl]]
+                    # augmentation draws depend on the step (and rank) alone
+                    gen.manual_seed((t.seed * 1_000_003 + step + 1) * world + rank)
                     views = augment.two_views(xb, generator=gen)
                     if images and fmt is torch.channels_last:
                         views = views.contiguous(memory_format=fmt)
                     with autocast:
                         z = fwd(views)
-                    loss = nt_xent(z.float(), ids, cfg.loss.temperature)
+                    loss = loss_fn(z.float(), ids, cfg.loss.temperature)
                     ok = torch.isfinite(loss)
                     if t.skip_nonfinite and not bool(ok):  # opt-in per-step sync
                         skipped += 1
@@ -238,7 +294,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
                     if step % t.log_every == 0 or step == total:
                         check_finite()
                         now = time.perf_counter()
-                        mean = float(acc.item()) / max(1, acc_steps)
+                        mean = float(ddp_util.all_reduce_mean(acc.clone()).item()) / max(1, acc_steps)
                         rec = dict(step=step, epoch=epoch, loss=mean, lr=lr_used,
                                    images_per_s=(step - last_log_step) * B / max(now - last_log, 1e-9),
                                    time=now - start_wall)
@@ -247,12 +303,13 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
                         bar.set_postfix(loss=f"{mean:.4f}", epoch=epoch)
                         acc.zero_()
                         acc_steps, last_log, last_log_step = 0, now, step
-                    if stop["signum"] is not None:
+                    signum = stop_requested()
+                    if signum is not None:
                         checkpoint(epoch, b + 1)
-                        name = signal.Signals(stop["signum"]).name
+                        name = signal.Signals(signum).name
                         raise TrainingInterrupted(
                             f"stopped by {name} at step {step}/{total}; checkpoint saved; "
-                            f"resume with: deepfusion train --resume {run_dir}", stop["signum"])
+                            f"resume with: deepfusion train --resume {run_dir}", signum)
                     if t.checkpoint_every and step % t.checkpoint_every == 0 and b + 1 < steps_per_epoch:
                         checkpoint(epoch, b + 1)
                 epoch, pos = epoch + 1, 0
@@ -262,11 +319,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
         metrics.close()
         if head is not None and hasattr(head, "check_finite"):
             head.check_finite = True
+        ddp_util.set_attend(model, "local")  # evaluation runs in one process
 
+    if not dinfo.main:
+        ddp_util.barrier()  # wait for rank 0's evaluation
+        return run_dir
     model.eval()
     results = _evaluate(model, augment, train_ds, test_ds, cfg, device)
     results = dict(results, train_steps=step, train_wall_s=time.perf_counter() - start_wall)
     (run_dir / EVAL_FILE).write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    ddp_util.barrier()
     return run_dir
 
 

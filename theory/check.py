@@ -20,3 +20,14 @@ class Check:
     name: str
     run: Callable[[bool], str]  # run(quick) -> summary; raises AssertionError on failure
     quick: bool = True  # part of `deepfusion verify --quick`
+
+
+def run_properties(properties) -> Callable[[bool], str]:
+    """A check's ``run`` that calls each Hypothesis property (a ``@given`` function, no arguments)."""
+
+    def run(quick: bool) -> str:
+        for prop in properties:
+            prop()
+        return f"{len(properties)} properties hold: {', '.join(p.__name__ for p in properties)}"
+
+    return run

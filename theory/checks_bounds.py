@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import bounds, properties_bounds, symbolic_bounds
-from theory.check import Check
+from theory.check import Check, run_properties
 
 S1_TOL = 1e-6  # numeric worst case vs closed form
 # S6 grid: (d, n0) with sigma = eps_max sqrt(n0), so that n_min = n0; C = 4 classes
@@ -15,13 +15,7 @@ S6_Z = 4.0  # allowed sampling error, in standard errors
 
 
 def _props(statement):
-    def run(quick):
-        names = []
-        for prop in properties_bounds.PROPERTIES[statement]:
-            prop()
-            names.append(prop.__name__)
-        return f"{len(names)} properties hold: {', '.join(names)}"
-    return run
+    return run_properties(properties_bounds.PROPERTIES[statement])
 
 
 def s1_symbolic(quick):

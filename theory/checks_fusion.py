@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from theory import fusion, properties_fusion, symbolic_fusion
-from theory.check import Check
+from theory.check import Check, run_properties
 from theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
 
 # S5 regimes (C = 4, n = 64, d = 2048, 10 layers): name -> (beta, alpha, r0)
@@ -21,13 +21,7 @@ M_TOL, R_TOL = 0.01, 0.05
 
 
 def _props(statement):
-    def run(quick):
-        names = []
-        for prop in properties_fusion.PROPERTIES[statement]:
-            prop()
-            names.append(prop.__name__)
-        return f"{len(names)} properties hold: {', '.join(names)}"
-    return run
+    return run_properties(properties_fusion.PROPERTIES[statement])
 
 
 def s2_symbolic(quick):

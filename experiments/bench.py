@@ -1,0 +1,122 @@
+"""Benchmarks (not tests): the head, a full training step and the theory code, side by side.
+
+  head    forward+backward of our TransformerHead, a reference head built from
+          nn.TransformerEncoderLayer with the same sizes and weights, and the MLP head;
+          M in {512, 2048, 8192} tokens, D=256, L=6, H=8 (fp32 on CPU, bf16 on GPU)
+  train   one SimCLR step (two views, augmentation, backbone, head, loss, optimiser) in
+          images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU
+  theory  mean_field on 10^4 points x 64 layers; the simulation M=4096, d=512, 32 layers
+  all     the three
+
+Timings are medians over --repeats after warm-up (CUDA events on a GPU). Prints a table
+with each target and writes JSON (machine, device, versions, every figure) to --out.
+On CPU M=8192 is left out (the reference head needs ~12 GB there); --quick shortens
+everything further for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from deepfusion.errors import ConfigError
+from experiments.bench_timing import machine
+
+WHAT = ("head", "train", "theory", "all")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", default="all", choices=WHAT, help="which benchmark (default: all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
+    parser.add_argument("--out", default="bench.json", metavar="FILE", help="JSON output (default: bench.json)")
+
+
+def _theory(quick: bool, repeats: int, device: torch.device) -> dict:
+    import time
+
+    from theory.simulation import bench_theory, make_tokens, simulate
+
+    M, d, layers = 4096, 512, 32
+    flop = layers * 2 * (2 * M * M * d)  # cosines x x^T and the update a x, per layer
+    if quick:  # time 2 layers and scale: the cost is the same every layer
+        from theory.fusion import mean_field
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        pts = 10_000
+        t = time.perf_counter()
+        mean_field(rng.integers(2, 11, pts), 64, rng.uniform(0, 20, pts), 1.0, rng.uniform(0, 3, pts), 64)
+        mf = time.perf_counter() - t
+        x = make_tokens(8, 512, d, 1.0, dtype=torch.float32).to(device)
+        t = time.perf_counter()
+        simulate(x, 8, 8.0, 1.0, 2)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        sim = (time.perf_counter() - t) * layers / 2
+        out = dict(mean_field_1e4x64_s=mf, simulation_M4096_d512_L32_s=sim, simulation_extrapolated_from_layers=2)
+    else:
+        out = bench_theory(repeats=max(1, min(repeats, 3)), device=str(device))
+    sim = out["simulation_M4096_d512_L32_s"]
+    out.update(simulation_tflop=flop / 1e12, simulation_gflops=flop / sim / 1e9,
+               mean_field_target_s=1.0, simulation_target_s=20.0,
+               simulation_needed_gflops=flop / 20.0 / 1e9)
+    return out
+
+
+def _table(results: dict) -> str:
+    lines = []
+    for row in results.get("head", []):
+        lines.append(f"head M={row['M']:>5} {row['dtype']}: ours {row['ours_s'] * 1e3:8.1f} ms  reference "
+                     f"{row['reference_s'] * 1e3:8.1f} ms  mlp {row['mlp_s'] * 1e3:7.1f} ms  "
+                     f"ours/ref {row['ours_over_reference']:.2f}")
+    for row in results.get("train", []):
+        extra = f"  cost vs mlp {row['cost_vs_mlp']:.2f}x" if "cost_vs_mlp" in row else ""
+        lines.append(f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
+                     f"{row['images_per_s']:9.1f} images/s{extra}")
+    th = results.get("theory")
+    if th:
+        lines.append(f"theory mean_field 1e4 x 64: {th['mean_field_1e4x64_s']:.3f} s (target < 1 s)")
+        note = " (extrapolated from 2 layers)" if th.get("simulation_extrapolated_from_layers") else ""
+        lines.append(f"theory simulation M=4096 d=512 L=32: {th['simulation_M4096_d512_L32_s']:.1f} s{note} "
+                     f"(target < 20 s): {th['simulation_tflop']:.2f} TFLOP at {th['simulation_gflops']:.1f} GFLOP/s; "
+                     f"20 s needs {th['simulation_needed_gflops']:.0f} GFLOP/s")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.bench_head import bench_head
+    from experiments.bench_train import bench_train
+    from model.train import resolve_device
+
+    if args.repeats < 1 or args.threads < 0:
+        raise ConfigError("--repeats must be >= 1 and --threads >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    repeats = 2 if args.quick else args.repeats
+    results = {"machine": machine(device), "quick": args.quick, "repeats": repeats}
+    todo = WHAT[:3] if args.what == "all" else (args.what,)
+    if "head" in todo:
+        sizes = (512, 2048, 8192) if cuda else ((512,) if args.quick else (512, 2048))
+        results["head"] = bench_head(sizes, device, repeats=repeats, warmup=1 if args.quick else 2)
+    if "train" in todo:
+        batch = 512 if (cuda or not args.quick) else 128
+        results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
+                                       compile=args.compile)
+    if "theory" in todo:
+        results["theory"] = _theory(args.quick, repeats, device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"# {m['device_name']} ({m['device']}), torch {m['torch']}, {m['torch_threads']} threads; JSON: {out}")
+    print(_table(results))
+    return 0

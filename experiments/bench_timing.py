@@ -1,0 +1,47 @@
+"""Timing for the benchmarks: median over repeats after warm-up, CUDA events on a GPU."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+
+
+def time_call(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones.
+
+    On CUDA each call is bracketed by events and the host waits only after the last one, so
+    the timed region holds no host synchronisation of ours."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize(device)
+        return statistics.median(s.elapsed_time(e) / 1000.0 for s, e in events)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def machine(device: torch.device) -> dict:
+    """What produced the numbers: host, CPU count, threads, device name, versions."""
+    info = dict(host=platform.node(), platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_count=__import__("os").cpu_count(), torch_threads=torch.get_num_threads(),
+                python=platform.python_version(), torch=torch.__version__, device=str(device))
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(device_name=props.name, device_memory_gib=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    else:
+        info.update(device_name="cpu")
+    return info

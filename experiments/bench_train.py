@@ -1,0 +1,69 @@
+"""Training-step benchmark: one full SimCLR step in images per second, transformer head against MLP head.
+
+A step is what ``model.train`` does: index a batch of resident uint8 images, two augmented views
+on the device, backbone, head, NT-Xent, backward, optimiser step. On CUDA: bf16 autocast,
+channels_last, optional ``torch.compile``; the timed loop holds no host synchronisation.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from experiments.bench_timing import time_call
+from model.augment import build_augment
+from model.backbones import build_backbone
+from model.heads import build_head
+from model.losses import nt_xent
+from model.simclr import SimCLRModel
+
+
+def make_step(backbone: str, head: str, batch: int, device, image_size=32, compile=False, dim=256, depth=6,
+              heads=8, pool=4096):
+    """A closure running one training step on random resident CIFAR-shaped data."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    shape = (3, image_size, image_size)
+    torch.manual_seed(0)
+    data = torch.randint(0, 256, (max(pool, batch), *shape), dtype=torch.uint8, device=device)
+    augment = build_augment("default", "image", shape).to(device)
+    net = build_backbone(backbone, shape)
+    model = SimCLRModel(net, build_head(head, net.out_dim, dim=dim, depth=depth, heads=heads, ffn_dim=4 * dim,
+                                        out_dim=512, mlp_hidden=2048)).to(device=device, memory_format=fmt)
+    if hasattr(model.head, "check_finite"):
+        model.head.check_finite = False
+    fwd = torch.compile(model) if (compile and cuda) else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    ids = torch.arange(batch, device=device).repeat(2)
+    gen = torch.Generator(device=device).manual_seed(0)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    state = {"i": 0}
+
+    def step():
+        start = (state["i"] * batch) % (data.shape[0] - batch + 1)
+        state["i"] += 1
+        views = augment.two_views(data[start:start + batch], generator=gen).contiguous(memory_format=fmt)
+        with autocast():
+            z = fwd(views)
+        loss = nt_xent(z.float(), ids, 0.5)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_train(device="cpu", backbone=None, batch=512, repeats=5, warmup=2, compile=False) -> list[dict]:
+    """Images per second of a full step with the transformer head and with the MLP head."""
+    device = torch.device(device)
+    backbone = backbone or ("resnet18" if device.type == "cuda" else "cnn3")
+    rows = []
+    for head in ("transformer", "mlp"):
+        seconds = time_call(make_step(backbone, head, batch, device, compile=compile), device, repeats,
+                            warmup + (3 if compile else 0))
+        rows.append(dict(backbone=backbone, head=head, batch=batch, compile=bool(compile and device.type == "cuda"),
+                         step_s=seconds, images_per_s=batch / seconds))
+    rows[0]["cost_vs_mlp"] = rows[0]["step_s"] / rows[1]["step_s"]
+    return rows

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     try:
         parser, module = _command_parser(name)
-        args = parser.parse_args(rest[1:])
+        # Intermixed: `train --no-progress model.head=mlp` puts overrides after options too.
+        args = parser.parse_intermixed_args(rest[1:])
         args.debug = debug or args.debug
         return int(module.run(args) or 0)
     except DeepFusionError as err:

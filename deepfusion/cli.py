@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from deepfusion.errors import DeepFusionError
@@ -27,8 +28,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line on stderr, exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepfusion",
         description=(
             "Deep Fusion verification suite: a SimCLR model whose projection head is a "
@@ -46,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"deepfusion {name}",
         description=(module.__doc__ or help_text).strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -82,6 +91,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deepfusion {name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a path or the disk, not the code: the modules name paths where they can
+        if debug:
+            raise
+        print(f"deepfusion {name}: error: {os_message(err)}; rerun with --debug for the traceback", file=sys.stderr)
+        return 3
+    except (MemoryError, RuntimeError) as err:
+        if debug or not is_out_of_memory(err):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        print(f"deepfusion {name}: error: out of memory ({first}); lower the batch size (train.batch_size, "
+              "eval.head_batch) or the model size; rerun with --debug for the traceback", file=sys.stderr)
+        return 3
+
+
+def os_message(err: OSError) -> str:
+    """``cannot use PATH (reason)`` for an ``OSError``, naming both paths of a failed rename or link."""
+    reason = err.strerror or str(err) or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    if isinstance(err, FileExistsError) and paths and os.path.isfile(paths[0]):
+        reason = "a file stands where a folder is needed"  # mkdir(parents=True) below a file
+    if not paths:
+        return f"{reason} (an input/output error; check free disk space and the output folder)"
+    return f"cannot use {' -> '.join(map(str, paths))} ({reason}); check the path exists and is writable"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Host ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA) or the CPU allocator's RuntimeError."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
 
 
 if __name__ == "__main__":

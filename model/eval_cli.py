@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     _apply_eval_overrides(run_config(run_dir), list(args.overrides))  # bad overrides fail before loading anything
-    try:
-        device = resolve_device(args.device)
-    except RunError as err:
-        raise RunError(str(err).replace("train.device=", "--device ")) from None
+    device = resolve_device(args.device, option="--device")
     loaded = load_run(run_dir, device)
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
@@ -102,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(out)
     except OSError as err:
-        raise RunError(f"cannot write {out} ({err.strerror}); pass --json PATH to a writable place or --no-write") from None
+        where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
+        raise RunError(f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write") from None
     print(f"wrote {out}")
     return 0

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -51,15 +52,18 @@ class TrainingInterrupted(RunError):
         self.exit_code = 128 + signum
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:K`` as a device; ``option`` names the setting in errors."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise ConfigError(f"{option}={name!r} is not a device; use auto, cpu, cuda or cuda:K")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RunError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+            raise RunError(f"{option}={name} but no CUDA device is available; use {option}=cpu or auto")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise RunError(f"train.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise RunError(f"{option}={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device(name)
 
 

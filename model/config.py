@@ -265,6 +265,8 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"data.{key}={cfg.data.test_fraction!r} must lie strictly between 0 and 1")
     if not 0.0 < cfg.eval.linear_fraction <= 1.0:
         raise ConfigError(f"eval.linear_fraction={cfg.eval.linear_fraction!r} must lie in (0, 1]")
+    if cfg.eval.head_batch < 2:  # checked here, not only in the evaluation that follows hours of training
+        raise ConfigError(f"eval.head_batch={cfg.eval.head_batch} must be at least 2 (a sample needs a neighbour)")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use auto, cpu, cuda or cuda:K")
     if cfg.model.head == "transformer" and cfg.model.dim % cfg.model.heads:

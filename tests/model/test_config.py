@@ -63,7 +63,8 @@ def test_type_errors_name_key_type_and_value(override, expected):
 
 
 @pytest.mark.parametrize("override", ["model.head=lstm", "optim.name=rmsprop", "train.device=tpu",
-                                      "loss.temperature=0", "train.batch_size=1", "model.heads=5"])
+                                      "loss.temperature=0", "train.batch_size=1", "model.heads=5",
+                                      "eval.head_batch=1"])
 def test_invalid_values_rejected(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config("digits", [override])

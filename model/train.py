@@ -83,12 +83,17 @@ def _check_writable(run_dir: Path) -> None:
         raise RunError(f"cannot write to run folder {run_dir} ({err.strerror}); set train.out_dir or --out to a writable folder") from None
 
 
-def _check_batch(cfg: Config, n_train: int) -> None:
+def _check_batch(cfg: Config, n_train: int, world: int = 1) -> None:
     from model.attention import MIN_INSTANCES
 
     need = max(2, MIN_INSTANCES.get(cfg.model.scope, 1) if cfg.model.head == "transformer" else 2)
     if cfg.train.batch_size < need:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is too small for model.scope={cfg.model.scope}; use at least {need}")
+    seen = cfg.train.batch_size // world  # with train.attend=local the head sees one process's share
+    if world > 1 and cfg.train.attend == "local" and seen < need:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} gives each of {world} processes {seen} samples, too few "
+                          f"for model.scope={cfg.model.scope} with train.attend=local; use at least {need * world} "
+                          "or train.attend=global")
     if cfg.train.batch_size > n_train:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {n_train} training samples; lower it")
 
@@ -179,7 +184,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
 
     seed_everything(t.seed + rank)  # rank 0 of any world size seeds as a single process
     train_ds, test_ds = load_datasets(cfg)
-    _check_batch(cfg, len(train_ds.y))
+    _check_batch(cfg, len(train_ds.y), world)
     images = len(train_ds.input_shape) == 3
     cuda = device.type == "cuda"
     fmt = torch.channels_last if (images and cuda and t.channels_last) else torch.contiguous_format
@@ -248,7 +253,11 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
         check_finite()  # never overwrite a good checkpoint with poisoned weights
         s = state(ep, p)
         if dinfo.main:
-            save_checkpoint(s, ckpt_dir)
+            try:
+                save_checkpoint(s, ckpt_dir)
+            except OSError as err:  # disk full, folder gone: the earlier checkpoint is untouched
+                raise RunError(f"cannot write a checkpoint to {ckpt_dir} ({err.strerror or err}); any earlier "
+                               f"checkpoint there is intact: free space, then resume with --resume {run_dir}") from None
         ddp_util.barrier()  # a resume never reads a half-written checkpoint
 
     def stop_requested() -> int | None:
@@ -318,6 +327,10 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
                         checkpoint(epoch, b + 1)
                 epoch, pos = epoch + 1, 0
                 checkpoint(epoch, 0)
+    except torch.OutOfMemoryError as err:  # a shared GPU can fill up hours into a run
+        first = (str(err).strip().splitlines() or ["out of memory"])[0][:120]
+        raise RunError(f"out of {device.type} memory at step {step} ({first}); resume with --resume {run_dir} once "
+                       "memory is free, or start a new run with a smaller train.batch_size or model") from None
     finally:
         bar.close()
         metrics.close()

@@ -131,6 +131,44 @@ def test_bad_setups_fail_before_work(tmp_path, override, error, match):
     assert not list(tmp_path.rglob("last.pt"))
 
 
+def test_batch_share_too_small_for_scope_under_data_parallel(tmp_path):
+    from model.train import _check_batch
+
+    cfg = tiny(tmp_path, "model.scope=per_view", "train.batch_size=2")
+    _check_batch(cfg, 100, world=1)  # one process: the head sees both instances
+    with pytest.raises(ConfigError, match="each of 2 processes 1 samples.*per_view.*at least 4"):
+        _check_batch(cfg, 100, world=2)
+    _check_batch(tiny(tmp_path, "model.scope=per_view", "train.batch_size=2", "train.attend=global"), 100, world=2)
+
+
+def test_checkpoint_write_failure_is_a_run_error(tmp_path, monkeypatch):
+    import model.train as T
+
+    def disk_full(state, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(T, "save_checkpoint", disk_full)
+    with pytest.raises(RunError, match="cannot write a checkpoint.*No space left.*--resume") as info:
+        T.train(tiny(tmp_path, "train.name=full"), progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_out_of_memory_names_the_step(tmp_path, monkeypatch):
+    import model.train as T
+
+    real, calls = T.nt_xent, {"n": 0}
+
+    def oom_at_step_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(*a, **k)
+
+    monkeypatch.setattr(T, "nt_xent", oom_at_step_3)
+    with pytest.raises(RunError, match="out of cpu memory at step 2.*--resume"):
+        T.train(tiny(tmp_path, "train.name=oom"), progress=False)
+
+
 def test_unwritable_output_folder(tmp_path):
     from model.train import train
 
@@ -184,13 +222,14 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     assert same(weights(tmp_path / "full"), weights(tmp_path / "cut")), f"differs after kill at step {kill_step}"
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
     proc = subprocess.Popen(_cli(tmp_path, "term", "train.epochs=50", "train.checkpoint_every=0"), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert _wait_for_step(proc, tmp_path / "term" / "metrics.jsonl", 3)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "--resume" in out + err
     ckpt = load_checkpoint(tmp_path / "term" / "checkpoints" / "last.pt")
     assert ckpt["step"] >= 3 and not ckpt["finished"]

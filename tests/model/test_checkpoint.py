@@ -6,6 +6,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deepfusion.errors import CheckpointError
 from model import checkpoint as ck
@@ -147,3 +149,31 @@ def test_errors_are_one_line(tmp_path):
     with pytest.raises(CheckpointError) as info:
         ck.load_checkpoint(tmp_path / "x.pt")
     assert "\n" not in str(info.value)
+
+
+_FUZZ_BLOB = {}
+
+
+def _checkpoint_bytes(tmp_path_factory) -> bytes:
+    if "blob" not in _FUZZ_BLOB:
+        folder = tmp_path_factory.mktemp("ckpt")
+        ck.save_checkpoint(_state(), folder)
+        _FUZZ_BLOB["blob"] = (folder / "last.pt").read_bytes()
+    return _FUZZ_BLOB["blob"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_damaged_checkpoints_raise_only_checkpoint_error(data, tmp_path_factory):
+    """Cut and flipped checkpoint files either load (a harmless flip) or raise CheckpointError, one line."""
+    blob = bytearray(_checkpoint_bytes(tmp_path_factory))
+    blob = blob[: data.draw(st.integers(0, len(blob)), label="cut")]
+    for _ in range(data.draw(st.integers(0, 4), label="flips")):
+        if blob:
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path_factory.mktemp("fuzz") / "last.pt"
+    path.write_bytes(bytes(blob))
+    try:
+        ck.load_checkpoint(path)
+    except CheckpointError as err:
+        assert "\n" not in str(err)

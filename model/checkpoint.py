@@ -94,6 +94,8 @@ def save_checkpoint(state: dict, folder: str | Path) -> Path:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f".{LAST}.*.tmp"):  # left by a process killed mid-write; one writer per folder
+        stale.unlink(missing_ok=True)
     last = folder / LAST
     payload = {"format": FORMAT, "version": VERSION, **state}
     if last.exists():

@@ -66,6 +66,13 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_temp_file_of_a_killed_write_is_cleared(tmp_path):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"PK\x03\x04 half")  # as SIGKILL mid-write leaves it
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]
+
+
 def test_atomic_save_uses_replace_in_same_folder(tmp_path, monkeypatch):
     seen = []
     real = os.replace

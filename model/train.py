@@ -244,9 +244,11 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
     def check_finite() -> None:
         bad = int(ddp_util.all_reduce_max(first_bad.clone()).item())
         if bad >= 0:
+            kept = (f"kept the last good checkpoint in {ckpt_dir}" if (ckpt_dir / "last.pt").exists()
+                    else "no checkpoint had been written yet")
             raise RunError(
-                f"loss became NaN/inf at step {bad} (epoch {bad // steps_per_epoch}); stopped and kept the last good "
-                f"checkpoint in {ckpt_dir}; lower optim.lr, raise loss.temperature, or allow train.skip_nonfinite=K"
+                f"loss became NaN/inf at step {bad} (epoch {bad // steps_per_epoch}); stopped and {kept}; "
+                "lower optim.lr, raise loss.temperature, or allow train.skip_nonfinite=K"
             )
 
     def checkpoint(ep: int, p: int) -> None:

@@ -8,6 +8,12 @@ x_i <- normalise(x_i + alpha * sum_j A_ij x_j), or normalise(sum_j A_ij x_j) wit
 Precision: float64 by default, because under fast fusion r shrinks geometrically and the deviations
 fall below float32 resolution of a unit token (~1e-7) within a few dozen layers; float32 is accurate
 to ~1e-6 in cosines, far below the ~1/sqrt(d) finite-d fluctuations, and is what the benchmark uses.
+
+Two paths compute the same layer. The general one (torch, any device) forms the attention matrix.
+The BLAS one (CPU softmax, float32/float64) uses that the scores are symmetric: one syrk gives the
+upper triangle of beta (S - c) (half the flops of x x^T), exp runs on that triangle only, and one
+symm of the unnormalised E with [x, 1] gives the numerators and the row sums together; rows are
+divided afterwards. 3 M^2 d flops per layer instead of 4 M^2 d.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.linalg.blas import get_blas_funcs
 
 from deepfusion.errors import ConfigError
 
@@ -87,8 +94,8 @@ def attention(x, beta, kind="softmax"):
     """(M, M) attention rows of unit tokens x: softmax(beta * cos) or relu(cos)/row sum (S4, S1)."""
     cos = x @ x.T
     if kind == "softmax":
-        # unit tokens: the self score 1 is the row maximum, so shifting by beta is safe
-        a = cos.sub_(1.0).mul_(beta).exp_()
+        # shift by the row maximum (the self score 1 for unit tokens): exp cannot overflow
+        a = cos.sub_(cos.amax(dim=1, keepdim=True)).mul_(beta).exp_()
     elif kind == "relu":
         a = cos.clamp_(min=0.0)
     else:
@@ -118,45 +125,129 @@ class Trajectory:
     r: np.ndarray
     rho: np.ndarray
     attention: list = field(default_factory=list)
+    method: str = "general"
 
     def __getitem__(self, key):
         return getattr(self, key)
 
 
-def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_attention=False):
-    """S5: run `layers` idealised layers on unit tokens x (class-major, C classes) and measure each."""
+# Largest beta * (max - min squared token norm) for the BLAS path. Its one shift c = max |x_i|^2 for
+# all rows keeps exp from overflowing (s_ij <= |x_i||x_j| <= c); a row's largest entry is then at
+# least exp(-beta (c - |x_i|^2)), which these limits keep far from underflow (exp(-87) in float32).
+_SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 400.0}
+METHODS = ("auto", "blas", "general")
+
+
+def _blas_blocker(x, beta, kind, return_attention):
+    """Why the BLAS path cannot run these tokens, or None when it can."""
+    if kind != "softmax" or return_attention:
+        return "it computes softmax attention without returning it"
+    if x.device.type != "cpu" or x.dtype not in _SPREAD_LIMIT:
+        return "it needs float32 or float64 tokens on the CPU"
+    sq = x.pow(2).sum(dim=1)
+    if beta * float(sq.max() - sq.min()) > _SPREAD_LIMIT[x.dtype]:
+        return "the token norms differ too much for one shared exp shift"
+    return None
+
+
+def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_attention=False,
+             method="auto"):
+    """S5: run `layers` idealised layers on unit tokens x (class-major, C classes) and measure each.
+
+    method: "general" (torch, forms the attention), "blas" (symmetric BLAS path, CPU softmax only)
+    or "auto" (BLAS where it applies). Both give the same trajectory to rounding."""
     if layers < 0 or beta < 0 or alpha < 0:
         raise ConfigError("layers, beta and alpha must be non-negative")
     if x.shape[0] % C:
         raise ConfigError(f"{x.shape[0]} tokens do not split into C={C} equal classes")
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    blocker = None if method == "general" else _blas_blocker(x, beta, kind, return_attention)
+    if method == "blas" and blocker:
+        raise ConfigError(f"method='blas' cannot run here: {blocker}; use method='auto' or 'general'")
+    use_blas = method != "general" and blocker is None
     rows = {k: [] for k in ("m", "a_self", "a_same", "a_out")}
     r, rho = [], []
     attn = []
+    layer = _BlasLayer(x, C, beta) if use_blas else None
     for _ in range(layers):
         rr, rh = measure_tokens(x, C)
         r.append(rr)
         rho.append(rh)
-        a = attention(x, beta, kind)
-        for k, v in zip(rows, block_stats(a, C)):
+        if use_blas:
+            y, stats = layer(x)
+        else:
+            a = attention(x, beta, kind)
+            stats = block_stats(a, C)
+            if return_attention:
+                attn.append(a.cpu().numpy().copy())
+            y = a @ x
+        for k, v in zip(rows, stats):
             rows[k].append(v)
-        if return_attention:
-            attn.append(a.cpu().numpy().copy())
-        y = a @ x
         x = x + alpha * y if residual else y
         x = x / x.norm(dim=1, keepdim=True)
     rr, rh = measure_tokens(x, C)
     r.append(rr)
     rho.append(rh)
-    return Trajectory(r=np.array(r), rho=np.array(rho), attention=attn,
+    return Trajectory(r=np.array(r), rho=np.array(rho), attention=attn, method="blas" if use_blas else "general",
                       **{k: np.array(v) for k, v in rows.items()})
+
+
+class _BlasLayer:
+    """Softmax attention output a x and block_stats(a) of (M, d) CPU tokens, through syrk and symm.
+
+    Buffers are allocated once and reused every layer: E (M, M) in Fortran order, of which only the
+    upper triangle is ever valid, and [x | 1] (M, d + 1) with its product."""
+
+    SLAB = 256  # rows per exp slab: only the triangle is exponentiated, in cache-sized strips
+
+    def __init__(self, x, C, beta):
+        M, d = x.shape
+        dt = x.numpy().dtype
+        self.C, self.beta, self.d = C, float(beta), d
+        self.syrk, self.symm = get_blas_funcs(("syrk", "symm"), dtype=dt)
+        self.E = np.empty((M, M), dt, order="F")
+        self.lower = torch.from_numpy(self.E.T)  # row-major view: E's upper triangle is its lower one
+        self.xb = np.ones((M, d + 1), dt)  # [x | 1]
+        self.out = np.empty((M, d + 1), dt)  # E [x | 1]: numerators and row sums
+
+    def _slabs(self):
+        M = self.E.shape[0]
+        for i in range(0, M, self.SLAB):
+            yield self.lower[i:i + self.SLAB, :i + self.SLAB]  # covers the lower triangle of its rows
+
+    def __call__(self, x):
+        M, d, C, beta = x.shape[0], self.d, self.C, self.beta
+        n = M // C
+        shift = float(x.pow(2).sum(dim=1).max())  # c >= every score, so exp(beta (s - c)) <= 1
+        for slab in self._slabs():
+            slab.fill_(-beta * shift)
+        xb = self.xb
+        xb[:, :d] = x.numpy()
+        # upper triangle of beta x x^T - beta c, written in place; a = x^T (d, M) column-major
+        self.syrk(beta, xb[:, :d].T, beta=1.0, c=self.E, trans=1, overwrite_c=1)
+        for slab in self._slabs():
+            slab.exp_()
+        # out^T = [x | 1]^T E, i.e. out = E [x | 1] in row-major memory
+        self.symm(1.0, self.E, xb.T, beta=0.0, c=self.out.T, side=1, overwrite_c=1)
+        out = torch.from_numpy(self.out)
+        s = out[:, d]  # row sums of E
+        # block_stats without the matrix: diagonal of E and row sums of its C diagonal blocks
+        low = self.lower.view(C, n, C, n).diagonal(dim1=0, dim2=2).permute(2, 0, 1).tril()  # (C, n, n)
+        diag = low.diagonal(dim1=1, dim2=2)  # (C, n)
+        own = (low.sum(2) + low.sum(1) - diag).reshape(M)
+        m = float((own / s).sum() / M)
+        a_self = float((diag.reshape(M) / s).mean())
+        stats = (m, a_self, (m - a_self) / (n - 1), (1.0 - m) / ((C - 1) * n))
+        return out[:, :d].div_(s[:, None]), stats
 
 
 def simulate_fusion(C, n, d, beta, alpha, r0, layers, rho=None, noise="gaussian", seed=0,
                     kind="softmax", residual=True, return_attention=False, dtype=torch.float64,
-                    device="cpu"):
+                    device="cpu", method="auto"):
     """S5: make tokens (make_tokens) and run `simulate` on them; the measured r[0] is the start."""
     x = make_tokens(C, n, d, r0, rho, noise, seed, dtype).to(device)
-    return simulate(x, C, beta, alpha, layers, kind, residual, return_attention)
+    return simulate(x, C, beta, alpha, layers, kind, residual, return_attention, method)
 
 
 def bench_theory(repeats=3, device=None):

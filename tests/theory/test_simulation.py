@@ -6,7 +6,7 @@ import torch
 
 from deepfusion.errors import ConfigError
 from theory import fusion
-from theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
+from theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate, simulate_fusion
 
 
 def test_gaussian_tokens_have_requested_spread_and_etf_means():
@@ -45,6 +45,43 @@ def test_float32_and_float64_agree_while_r_is_resolvable():
     a = simulate_fusion(4, 16, 128, 3.0, 0.5, 1.0, 6, dtype=torch.float32)
     b = simulate_fusion(4, 16, 128, 3.0, 0.5, 1.0, 6, dtype=torch.float64)
     assert np.allclose(a.r, b.r, rtol=1e-4) and np.allclose(a.m, b.m, atol=1e-5)
+
+
+TRAJECTORY = ("r", "rho", "m", "a_self", "a_same", "a_out")
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("C, n, d, beta, alpha, residual", [
+    (4, 16, 128, 3.0, 0.5, True), (3, 10, 40, 8.0, 1.0, False), (2, 33, 70, 20.0, 0.2, True)])
+def test_blas_and_general_paths_agree(dtype, tol, C, n, d, beta, alpha, residual):
+    x = make_tokens(C, n, d, 1.0, dtype=dtype, seed=C)
+    fast = simulate(x, C, beta, alpha, 6, residual=residual)
+    ref = simulate(x, C, beta, alpha, 6, residual=residual, method="general")
+    assert (fast.method, ref.method) == ("blas", "general")
+    for k in TRAJECTORY:
+        np.testing.assert_allclose(fast[k], ref[k], rtol=tol, atol=tol, err_msg=k)
+
+
+def test_blas_path_handles_tokens_off_the_sphere():
+    # norms from 0.6 to 1.4: a shift of 1 would not bound the scores; one shift by the largest norm does
+    x = make_tokens(3, 12, 48, 1.0, project=False) * torch.linspace(0.6, 1.4, 36, dtype=torch.float64)[:, None]
+    fast, ref = simulate(x, 3, 6.0, 1.0, 4), simulate(x, 3, 6.0, 1.0, 4, method="general")
+    assert fast.method == "blas"
+    for k in TRAJECTORY:
+        np.testing.assert_allclose(fast[k], ref[k], rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+def test_auto_takes_general_path_where_blas_does_not_apply():
+    x = make_tokens(2, 4, 32, 1.0)
+    assert simulate(x, 2, 2.0, 1.0, 2, kind="relu").method == "general"
+    assert simulate(x, 2, 2.0, 1.0, 2, return_attention=True).method == "general"
+    assert simulate(x.to(torch.float16), 2, 2.0, 1.0, 1).method == "general"
+    wide = x * torch.linspace(0.1, 3.0, 8, dtype=x.dtype)[:, None]  # beta * norm spread far past the limit
+    assert simulate(wide, 2, 100.0, 1.0, 1).method == "general"
+    with pytest.raises(ConfigError, match="blas"):
+        simulate(x, 2, 2.0, 1.0, 2, kind="relu", method="blas")
+    with pytest.raises(ConfigError, match="method"):
+        simulate(x, 2, 2.0, 1.0, 2, method="fast")
 
 
 def test_bad_input_raises():

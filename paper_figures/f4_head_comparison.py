@@ -76,7 +76,8 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
     width = style.COLUMN_WIDTH if len(presets) == 1 else style.FULL_WIDTH
     fig, axes = style.subplots(1, len(presets), width=width, height=2.6, sharey=True)
     colors = dict(zip(heads, style.PALETTE[: len(heads) - 1] + [style.OKABE_ITO["black"]]))
-    bar = 0.8 / len(heads)
+    step = 0.8 / len(heads)
+    shown = [v for p, h, m, vals in rows if m in CHART_METRICS for v in vals]
     for ax, preset in zip(axes[0], presets):
         for j, head in enumerate(heads):
             for i, m in enumerate(CHART_METRICS):
@@ -84,13 +85,20 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
                 if not values:
                     continue
                 s = runs.summarize(values)
-                x = i + (j - (len(heads) - 1) / 2) * bar
-                ax.bar(x, s.mean, bar * 0.9, color=colors[head], label=runs.HEAD_LABELS[head] if i == 0 else None,
-                       yerr=s.std if s.n > 1 else None, ecolor="black", error_kw={"elinewidth": 0.8})
-                ax.plot(np.full(len(values), x), values, "o", ms=2, color="white", mec="black", mew=0.4, zorder=3)
+                x = i + (j - (len(heads) - 1) / 2) * step
+                # Mean with a +-1 std whisker and every seed as a dot: accuracies differ by a point or
+                # two, which bars drawn from zero would hide.
+                ax.errorbar(x, s.mean, yerr=s.std if s.n > 1 else None, fmt="D", ms=4, color=colors[head],
+                            ecolor=colors[head], elinewidth=1.0, capsize=2,
+                            label=runs.HEAD_LABELS[head] if i == 0 else None, zorder=2)
+                ax.plot(np.full(len(values), x + step * 0.3), values, "o", ms=2, color="white", mec="black",
+                        mew=0.4, zorder=3)
         ax.set_xticks(range(len(CHART_METRICS)), [runs.METRICS[m] for m in CHART_METRICS])
+        for i in range(len(CHART_METRICS) - 1):
+            ax.axvline(i + 0.5, color="0.85", lw=0.6, zorder=0)
         ax.set_title(preset)
-        ax.set_ylim(0, 100)
+        if shown:
+            ax.set_ylim(max(0.0, np.floor(min(shown)) - 1.0), min(100.0, np.ceil(max(shown)) + 1.0))
     axes[0][0].set_ylabel("test accuracy (%)")
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=min(3, len(heads)),
                bbox_to_anchor=(0.5, 0.0), fontsize=7)
@@ -111,9 +119,9 @@ def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log
     caption = (
         f"Linear probe and kNN test accuracy (%) of SimCLR with four projection heads on {presets}: "
         f"the transformer head attending across the batch, the SimCLR MLP with and without BatchNorm, "
-        f"and the paper's feed-forward baseline (Linear + BatchNorm + ReLU blocks). Bars are means over "
-        f"{seeds} seed(s) (train.seed = 0..{seeds - 1}), error bars the sample standard deviation, dots the "
-        f"single seeds; the black bar is an untrained (random) backbone evaluated the same way, from the "
+        f"and the paper's feed-forward baseline (Linear + BatchNorm + ReLU blocks). Diamonds are means over "
+        f"{seeds} seed(s) (train.seed = 0..{seeds - 1}), whiskers the sample standard deviation, small dots the "
+        f"single seeds; black is an untrained (random) backbone evaluated the same way, from the "
         f"transformer runs. {n_runs} runs, every number read from their eval.json; the table files also "
         f"give the head's leave-one-out 1-NN accuracy on test batches."
         + (" Quick mode: the digits preset on CPU, not the paper's datasets." if quick else "")

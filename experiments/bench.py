@@ -6,6 +6,7 @@
   train   one SimCLR step (two views, augmentation, backbone, head, loss, optimiser) in
           images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU
   theory  mean_field on 10^4 points x 64 layers; the simulation M=4096, d=512, 32 layers
+          at full size (--quick: 2 layers, scaled), with its FLOP count and rate
   all     the three
 
 Timings are medians over --repeats after warm-up (CUDA events on a GPU). Prints a table
@@ -31,42 +32,23 @@ WHAT = ("head", "train", "theory", "all")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", default="all", choices=WHAT, help="which benchmark (default: all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (and for BLAS in the theory benchmark); 0 = the libraries' default")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
     parser.add_argument("--out", default="bench.json", metavar="FILE", help="JSON output (default: bench.json)")
 
 
-def _theory(quick: bool, repeats: int, device: torch.device) -> dict:
-    import time
+def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> dict:
+    """The theory targets at full size (32 layers); --quick times 2 layers and scales to 32."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    from theory.simulation import bench_theory, make_tokens, simulate
+    from theory.simulation import bench_theory  # loads scipy's BLAS, so the limit below reaches it
 
-    M, d, layers = 4096, 512, 32
-    flop = layers * 2 * (2 * M * M * d)  # cosines x x^T and the update a x, per layer
-    if quick:  # time 2 layers and scale: the cost is the same every layer
-        from theory.fusion import mean_field
-        import numpy as np
-
-        rng = np.random.default_rng(0)
-        pts = 10_000
-        t = time.perf_counter()
-        mean_field(rng.integers(2, 11, pts), 64, rng.uniform(0, 20, pts), 1.0, rng.uniform(0, 3, pts), 64)
-        mf = time.perf_counter() - t
-        x = make_tokens(8, 512, d, 1.0, dtype=torch.float32).to(device)
-        t = time.perf_counter()
-        simulate(x, 8, 8.0, 1.0, 2)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        sim = (time.perf_counter() - t) * layers / 2
-        out = dict(mean_field_1e4x64_s=mf, simulation_M4096_d512_L32_s=sim, simulation_extrapolated_from_layers=2)
-    else:
-        out = bench_theory(repeats=max(1, min(repeats, 3)), device=str(device))
-    sim = out["simulation_M4096_d512_L32_s"]
-    out.update(simulation_tflop=flop / 1e12, simulation_gflops=flop / sim / 1e9,
-               mean_field_target_s=1.0, simulation_target_s=20.0,
-               simulation_needed_gflops=flop / 20.0 / 1e9)
+    with threadpool_limits(limits=threads or None, user_api="blas"):
+        out = bench_theory(repeats=repeats, device=str(device), layers=2 if quick else 32)
+        out["blas_threads"] = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=0)
     return out
 
 
@@ -83,10 +65,14 @@ def _table(results: dict) -> str:
     th = results.get("theory")
     if th:
         lines.append(f"theory mean_field 1e4 x 64: {th['mean_field_1e4x64_s']:.3f} s (target < 1 s)")
-        note = " (extrapolated from 2 layers)" if th.get("simulation_extrapolated_from_layers") else ""
-        lines.append(f"theory simulation M=4096 d=512 L=32: {th['simulation_M4096_d512_L32_s']:.1f} s{note} "
-                     f"(target < 20 s): {th['simulation_tflop']:.2f} TFLOP at {th['simulation_gflops']:.1f} GFLOP/s; "
-                     f"20 s needs {th['simulation_needed_gflops']:.0f} GFLOP/s")
+        layers = th["simulation_timed_layers"]
+        note = f" (scaled from {layers} layers)" if layers != 32 else f" (median of {th['repeats']})"
+        work = ("syrk M^2 d + symm 2 M^2 (d+1)" if th["simulation_method"] == "blas" else "2 x 2 M^2 d")
+        lines.append(f"theory simulation M=4096 d=512 L=32, {th['simulation_method']} path, "
+                     f"{th['blas_threads']} BLAS threads: {th['simulation_M4096_d512_L32_s']:.1f} s{note} (target < 20 s)")
+        lines.append(f"  {work} per layer x 32 = {th['simulation_tflop']:.3f} TFLOP "
+                     f"(forming the attention: {th['simulation_general_tflop']:.3f}) at {th['simulation_gflops']:.1f} "
+                     f"GFLOP/s; 20 s needs {th['simulation_needed_gflops']:.1f} GFLOP/s")
     return "\n".join(lines)
 
 
@@ -112,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
                                        compile=args.compile)
     if "theory" in todo:
-        results["theory"] = _theory(args.quick, repeats, device)
+        results["theory"] = _theory(args.quick, repeats, device, args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -33,9 +33,21 @@ def time_call(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> fl
     return statistics.median(times)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: torch.device) -> dict:
-    """What produced the numbers: host, CPU count, threads, device name, versions."""
-    info = dict(host=platform.node(), platform=platform.platform(), processor=platform.processor() or platform.machine(),
+    """What produced the numbers: host, CPU model and count, threads, device name, versions."""
+    info = dict(host=platform.node(), platform=platform.platform(), processor=_cpu_model(),
                 cpu_count=__import__("os").cpu_count(), torch_threads=torch.get_num_threads(),
                 python=platform.python_version(), torch=torch.__version__, device=str(device))
     if device.type == "cuda":
@@ -43,5 +55,5 @@ def machine(device: torch.device) -> dict:
         info.update(device_name=props.name, device_memory_gib=round(props.total_memory / 2**30, 1),
                     cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     else:
-        info.update(device_name="cpu")
+        info.update(device_name=info["processor"])
     return info

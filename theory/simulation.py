@@ -250,12 +250,19 @@ def simulate_fusion(C, n, d, beta, alpha, r0, layers, rho=None, noise="gaussian"
     return simulate(x, C, beta, alpha, layers, kind, residual, return_attention, method)
 
 
-def bench_theory(repeats=3, device=None):
+def simulation_flops(M, d, layers, method):
+    """Flops of the simulation's two products over `layers` layers: 4 M^2 d per layer when the attention
+    is formed (x x^T and a x), M^2 d + 2 M^2 (d + 1) on the BLAS path (syrk triangle, symm with [x, 1])."""
+    per_layer = 4 * M * M * d if method == "general" else M * M * d + 2 * M * M * (d + 1)
+    return layers * per_layer
+
+
+def bench_theory(repeats=3, device=None, layers=32, method="auto"):
     """Timings (s, median of `repeats`) of the two theory targets: mean_field on 10^4 points x 64
     layers (target < 1 s) and the simulation with M = 4096, d = 512, 32 layers in float32 (< 20 s).
 
-    The simulation costs two (M x M x d) matmuls per layer, 1.1 TFLOP in all; device defaults to
-    CUDA when available."""
+    layers < 32 times that many layers and scales to 32 (every layer costs the same); the result says
+    so. device defaults to CUDA when available; on the CPU `method="auto"` takes the BLAS path."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     from theory.fusion import mean_field
 
@@ -268,15 +275,22 @@ def bench_theory(repeats=3, device=None):
         t = time.perf_counter()
         mean_field(C, 64, beta, 1.0, r0, 64)
         t_mf.append(time.perf_counter() - t)
-    x = make_tokens(8, 512, 512, 1.0, dtype=torch.float32).to(device)
+    M, d, full = 4096, 512, 32
+    x = make_tokens(8, M // 8, d, 1.0, dtype=torch.float32).to(device)
     for _ in range(repeats):
         t = time.perf_counter()
-        simulate(x, 8, 8.0, 1.0, 32)
+        used = simulate(x, 8, 8.0, 1.0, layers, method=method).method
         if device != "cpu":
             torch.cuda.synchronize()
         t_sim.append(time.perf_counter() - t)
+    sim = float(np.median(t_sim)) * full / layers
+    flop = simulation_flops(M, d, full, used)
     return {
         "mean_field_1e4x64_s": float(np.median(t_mf)), "mean_field_target_s": 1.0,
-        "simulation_M4096_d512_L32_s": float(np.median(t_sim)), "simulation_target_s": 20.0,
+        "simulation_M4096_d512_L32_s": sim, "simulation_target_s": 20.0, "simulation_timed_layers": layers,
+        "simulation_runs_s": [float(t) for t in t_sim], "simulation_method": used,
+        "simulation_tflop": flop / 1e12, "simulation_gflops": flop / sim / 1e9,
+        "simulation_needed_gflops": flop / 20.0 / 1e9,
+        "simulation_general_tflop": simulation_flops(M, d, full, "general") / 1e12,
         "repeats": repeats, "threads": torch.get_num_threads(), "device": str(device),
     }

@@ -224,7 +224,7 @@ class _BlasLayer:
             slab.fill_(-beta * shift)
         xb = self.xb
         xb[:, :d] = x.numpy()
-        # upper triangle of beta x x^T - beta c, written in place; a = x^T (d, M) column-major
+        # upper triangle of beta x x^T - beta c, written in place (scipy copies the strided x^T: O(M d))
         self.syrk(beta, xb[:, :d].T, beta=1.0, c=self.E, trans=1, overwrite_c=1)
         for slab in self._slabs():
             slab.exp_()

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--repeats must be >= 1 and --threads >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, option="--device")
     cuda = device.type == "cuda"
     repeats = 2 if args.quick else args.repeats
     results = {"machine": machine(device), "quick": args.quick, "repeats": repeats}

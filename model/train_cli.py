@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -84,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
-    print(summary(run_dir, time.perf_counter() - start))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports (it wrote eval.json)
+        print(summary(run_dir, time.perf_counter() - start))
     return 0

@@ -78,6 +78,9 @@ def deep_fusion_verdict(excess, paired: bool = True, n_boot: int = 2000, seed: i
     ``measured`` and ``predicted`` (layers,), if given, add the per-layer gap measured - predicted.
     """
     excess = np.asarray(excess, dtype=np.float64)
+    if excess.ndim == 2 and excess.shape[0] >= 1 and excess.shape[1] == 1:
+        raise DataError("the Deep Fusion verdict compares layers, and this head has one attention layer; "
+                        "train with model.depth >= 2")
     if excess.ndim != 2 or excess.shape[1] < 2 or excess.shape[0] < 1:
         raise DataError(f"excess has shape {excess.shape}; expected (units >= 1, layers >= 2)")
     if not np.all(np.isfinite(excess)):

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from experiments.bench_timing import time_call
+from experiments.bench_timing import time_interleaved
 from model.mlp_heads import MLPHead
 from model.transformer_head import TransformerHead
 
@@ -79,8 +79,9 @@ def bench_head(sizes=(512, 2048, 8192), device="cpu", in_dim=512, dim=256, depth
             return go
 
         row = dict(M=m, dim=dim, depth=depth, heads=heads, dtype="bf16" if cuda else "fp32")
-        for name, module in (("ours_s", ours), ("reference_s", ref), ("mlp_s", mlp)):
-            row[name] = time_call(step(module), device, repeats, warmup)
+        contenders = {"ours_s": ours, "reference_s": ref, "mlp_s": mlp}
+        row.update(time_interleaved({k: step(m) for k, m in contenders.items()}, device, repeats, warmup))
+        for module in contenders.values():
             module.zero_grad(set_to_none=True)
         row["ours_over_reference"] = row["ours_s"] / row["reference_s"]
         row["speedup"] = row["reference_s"] / row["ours_s"]

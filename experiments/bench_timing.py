@@ -33,6 +33,21 @@ def time_call(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> fl
     return statistics.median(times)
 
 
+def time_interleaved(fns: dict, device: torch.device, repeats: int = 5, warmup: int = 2) -> dict:
+    """Median seconds of each ``fns[name]()``, the calls taken in turn (a, b, c, a, b, c, ...).
+
+    Side-by-side figures on a shared machine: a burst of load then slows every contender in
+    the same round instead of one of them, so their ratio stays meaningful."""
+    times = {name: [] for name in fns}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(time_call(fn, device, repeats=1, warmup=0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _cpu_model() -> str:
     """The CPU's model name (Linux), else what platform knows."""
     try:

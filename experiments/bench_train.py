@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import torch
 
-from experiments.bench_timing import time_call
+from experiments.bench_timing import time_interleaved
 from model.augment import build_augment
 from model.backbones import build_backbone
 from model.heads import build_head
@@ -59,11 +59,10 @@ def bench_train(device="cpu", backbone=None, batch=512, repeats=5, warmup=2, com
     """Images per second of a full step with the transformer head and with the MLP head."""
     device = torch.device(device)
     backbone = backbone or ("resnet18" if device.type == "cuda" else "cnn3")
-    rows = []
-    for head in ("transformer", "mlp"):
-        seconds = time_call(make_step(backbone, head, batch, device, compile=compile), device, repeats,
-                            warmup + (3 if compile else 0))
-        rows.append(dict(backbone=backbone, head=head, batch=batch, compile=bool(compile and device.type == "cuda"),
-                         step_s=seconds, images_per_s=batch / seconds))
+    heads = ("transformer", "mlp")
+    steps = {head: make_step(backbone, head, batch, device, compile=compile) for head in heads}
+    seconds = time_interleaved(steps, device, repeats, warmup + (3 if compile else 0))
+    rows = [dict(backbone=backbone, head=head, batch=batch, compile=bool(compile and device.type == "cuda"),
+                 step_s=seconds[head], images_per_s=batch / seconds[head]) for head in heads]
     rows[0]["cost_vs_mlp"] = rows[0]["step_s"] / rows[1]["step_s"]
     return rows

@@ -71,6 +71,10 @@ class ResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.out_dim = cin
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """He (fan-out) init of every convolution; also what a re-initialised (random) baseline gets."""
         for mod in self.modules():
             if isinstance(mod, nn.Conv2d):
                 nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")

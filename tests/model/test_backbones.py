@@ -58,3 +58,15 @@ def test_unknown_name_lists_valid_ones():
 def test_bad_input_shapes(name, shape, match):
     with pytest.raises(ConfigError, match=match):
         build_backbone(name, shape)
+
+
+def test_resnet_reinitialisation_uses_its_own_conv_init():
+    """The random-backbone baseline re-draws a ResNet with the He init it was built with
+    (PyTorch's default conv init would give about twice this std here)."""
+    from model.evaluate import reinitialise_
+
+    net = build_backbone("resnet18", (3, 8, 8))
+    reinitialise_(net, seed=0)
+    conv = net.stem[0].weight  # (64, 3, 3, 3): fan-out = 64 * 9
+    expected_std = (2.0 / (64 * 9)) ** 0.5
+    assert abs(conv.std().item() - expected_std) / expected_std < 0.1

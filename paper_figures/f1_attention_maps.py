@@ -94,8 +94,7 @@ def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, wh
 def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None) -> list[FigureRecord]:
     """Analyse (or load) the main transformer run; write the chosen-head and head-mean map figures."""
     out_dir = Path(out_dir)
-    results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    runs.check_data(quick, data)
+    results_root = runs.checked_root(quick, data, results_root)
     result = analysed_run(quick, data, results_root, log=log, train_fn=train_fn)
     attn, labels = analysis_io.load_attention(result.run_dir)
     h, why = choose_head(result.run_dir)

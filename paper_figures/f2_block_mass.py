@@ -49,8 +49,7 @@ def plot(stats: analysis_io.LayerStats, out_dir: Path, stem: str) -> list[Path]:
 def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None) -> list[FigureRecord]:
     """Analyse (or load) the main transformer run and plot its per-layer same-class mass."""
     out_dir = Path(out_dir)
-    results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    runs.check_data(quick, data)
+    results_root = runs.checked_root(quick, data, results_root)
     result = analysed_run(quick, data, results_root, log=log, train_fn=train_fn)
     stats = analysis_io.load_layer_stats(result.run_dir)
     with style.context():

@@ -108,8 +108,7 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
 def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log=print, train_fn=None) -> list[FigureRecord]:
     """Train or load the runs, write ``f4_head_comparison.{png,pdf,md,csv}``; one record."""
     out_dir = Path(out_dir)
-    results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    runs.check_data(quick, data)
+    results_root = runs.checked_root(quick, data, results_root)
     rows, used = collect(quick, data, results_root, seeds, log=log, train_fn=train_fn)
     stem = "f4_head_comparison"
     with style.context():

@@ -108,8 +108,7 @@ def plot(data, base_values, out_dir: Path, stem: str) -> list[Path]:
 def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 1, log=print, train_fn=None) -> list[FigureRecord]:
     """Train or load the sweep runs, write ``f5_ablations.{png,pdf}``; one record."""
     out_dir = Path(out_dir)
-    results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    runs.check_data(quick, data)
+    results_root = runs.checked_root(quick, data, results_root)
     curves, base_values, used = collect(quick, data, results_root, seeds, log=log, train_fn=train_fn)
     with style.context():
         paths = plot(curves, base_values, out_dir, "f5_ablations")

@@ -81,6 +81,12 @@ def check_data(quick: bool, data: str | Path | None) -> None:
         raise DataError(f"dataset folder {data} does not exist; pass --data DIR pointing at the datasets")
 
 
+def checked_root(quick: bool, data: str | Path | None, results_root: str | Path | None) -> Path:
+    """The result cache folder (``DEFAULT_RESULTS`` when not given), once the mode's data is checked."""
+    check_data(quick, data)
+    return Path(results_root or DEFAULT_RESULTS)
+
+
 def seed_specs(spec: RunSpec, seeds: int) -> list[RunSpec]:
     return [spec.with_overrides(f"train.seed={s}") for s in range(seeds)]
 

@@ -25,7 +25,7 @@ import contextlib
 
 import numpy as np
 
-from deepfusion.errors import ConfigError, RunError
+from deepfusion.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,16 +68,6 @@ def limit_threads(n: int):
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
-    return name
 
 
 def _mean(x) -> float:
@@ -138,11 +128,12 @@ def format_table(record: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from experiments.analyze import ANALYSIS_FILE, analyze_run
+    from model.train import resolve_device
 
     for name in ("batches", "per_class", "n_boot"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, option="--device")
     with limit_threads(args.threads):
         record = analyze_run(args.run, batches=args.batches, per_class=args.per_class, seed=args.seed,
                              device=device, split=args.split, views=args.views, n_boot=args.n_boot)

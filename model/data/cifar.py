@@ -21,7 +21,6 @@ import numpy as np
 from deepfusion.errors import DataError
 from model.data.base import ArrayDataset, check_label_range, default_root, labels_array
 
-OPTIONS: dict = {}
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),

@@ -13,8 +13,6 @@ import numpy as np
 from deepfusion.errors import DataError
 from model.data.base import ArrayDataset, bool_option, choose_split
 
-OPTIONS = {"as_vectors": False, "test_fraction": 0.25}
-
 
 def load(root=None, split="train", seed=0, as_vectors=False, test_fraction=0.25) -> ArrayDataset:
     as_vectors = bool_option("as_vectors", as_vectors)

@@ -22,7 +22,6 @@ from deepfusion.errors import DataError
 from model.data.base import ArrayDataset, check_label_range
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-OPTIONS: dict = {}
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                "Ankle boot")
 SUBFOLDERS = (".", "fashion-mnist", "fashion_mnist", "FashionMNIST/raw")

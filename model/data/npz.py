@@ -24,7 +24,6 @@ import numpy as np
 from deepfusion.errors import ConfigError, DataError
 from model.data.base import ArrayDataset, check_label_range, choose_split, int_option, labels_array
 
-OPTIONS = {"layout": "auto", "num_classes": None, "test_fraction": 0.25}
 LAYOUTS = ("auto", "nchw", "nhwc")
 
 

@@ -15,9 +15,6 @@ import numpy as np
 
 from model.data.base import ArrayDataset, choose_split, float_option, int_option
 
-VECTOR_OPTIONS = {"num_classes": 10, "dim": 32, "samples_per_class": 200, "noise": 0.5, "test_fraction": 0.25}
-IMAGE_OPTIONS = {"num_classes": 10, "size": 16, "samples_per_class": 200, "noise": 0.1, "test_fraction": 0.25}
-
 
 def class_means(num_classes: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     """(C, d) unit vectors drawn uniformly on the sphere."""

@@ -26,7 +26,6 @@ import numpy as np
 from deepfusion.errors import DataError
 from model.data.base import ArrayDataset, bool_option, check_label_range, default_root, int_option
 
-OPTIONS = {"cache": True, "cache_dir": None, "workers": None}
 FOLDER = "tiny-imagenet-200"
 SIZE = 64
 

@@ -140,6 +140,8 @@ class Augment(nn.Module):
         self.register_buffer("std", std.expand(C).clone().view(view) if len(std) == 1 else std.view(view),
                              persistent=False)
         self.register_buffer("yiq", _RGB2YIQ.clone(), persistent=False)
+        # Inverted once here: torch.linalg.inv on every batch would also sync a CUDA device (its error check).
+        self.register_buffer("yiq_inv", torch.linalg.inv(_RGB2YIQ), persistent=False)
 
     def extra_repr(self) -> str:
         return f"preset={self.name!r}, kind={self.kind!r}, input_shape={self.input_shape}"
@@ -258,13 +260,13 @@ class Augment(nn.Module):
         if x.shape[1] != 3:
             return y
         eye = torch.eye(3, device=dev).expand(B, 3, 3)
-        luma = torch.tensor([0.299, 0.587, 0.114], device=dev).expand(3, 3)  # every row the luma weights
+        luma = self.yiq[0].expand(3, 3)  # every row the luma weights (the Y row of YIQ)
         sat = s.view(-1, 1, 1) * eye + (1 - s).view(-1, 1, 1) * luma  # blend with the grey image
         rot = torch.zeros(B, 3, 3, device=dev)  # rotation of the (I, Q) chroma plane
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2] = torch.cos(ang), -torch.sin(ang)
         rot[:, 2, 1], rot[:, 2, 2] = torch.sin(ang), torch.cos(ang)
-        mat = torch.linalg.inv(self.yiq) @ rot @ self.yiq @ sat  # (B, 3, 3), RGB -> RGB
+        mat = self.yiq_inv @ rot @ self.yiq @ sat  # (B, 3, 3), RGB -> RGB
         mat = torch.where(apply.view(-1, 1, 1), mat, eye)
         return torch.bmm(mat, y.reshape(B, 3, -1)).view_as(y).clamp_(0, 1)
 

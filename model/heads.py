@@ -7,7 +7,7 @@ from torch import nn
 from deepfusion.errors import ConfigError
 from model.attention import check_scope
 from model.mlp_heads import FFNHead, MLPHead
-from model.transformer_head import NORMS, TransformerHead
+from model.transformer_head import NORMS, TransformerHead, check_positive_ints
 
 HEADS = ("transformer", "mlp", "mlp_nobn", "ffn")
 
@@ -24,9 +24,7 @@ def _validate(options: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown head option(s) {', '.join(unknown)}; valid options: {', '.join(OPTIONS)}")
     opts = {k: v for k, v in options.items() if k in OPTIONS and v is not None}
-    for key in _INTS:
-        if key in opts and (isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < 1):
-            raise ConfigError(f"model.{key}={opts[key]!r} must be a positive integer")
+    check_positive_ints(**{key: opts[key] for key in _INTS if key in opts})
     if "norm" in opts and opts["norm"] not in NORMS:
         raise ConfigError(f"model.norm={opts['norm']!r} is not valid; choose from {', '.join(NORMS)}")
     if "scope" in opts:

@@ -17,14 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deepfusion.errors import ConfigError
-from model.transformer_head import BiasFreeBatchNorm1d, check_head_input
-
-
-def _positive(**values: int) -> None:
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{key}={value!r} must be a positive integer")
+from model.transformer_head import BiasFreeBatchNorm1d, check_head_input, check_positive_ints
 
 
 class _FeedForwardHead(nn.Module):
@@ -62,7 +55,7 @@ class MLPHead(_FeedForwardHead):
 
     def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, batchnorm: bool = True):
         super().__init__()
-        _positive(in_dim=in_dim, mlp_hidden=hidden_dim, out_dim=out_dim)
+        check_positive_ints(in_dim=in_dim, mlp_hidden=hidden_dim, out_dim=out_dim)
         self.in_dim, self.out_dim, self.batchnorm = in_dim, out_dim, batchnorm
         self.check_finite = True
         self.stem = nn.Identity()
@@ -78,7 +71,7 @@ class FFNHead(_FeedForwardHead):
 
     def __init__(self, in_dim: int, dim: int = 256, depth: int = 10, out_dim: int = 512, out_bn: bool = True):
         super().__init__()
-        _positive(in_dim=in_dim, dim=dim, depth=depth, out_dim=out_dim)
+        check_positive_ints(in_dim=in_dim, dim=dim, depth=depth, out_dim=out_dim)
         self.in_dim, self.dim, self.depth, self.out_dim = in_dim, dim, depth, out_dim
         self.check_finite = True
         self.stem = nn.Linear(in_dim, dim)

@@ -37,6 +37,13 @@ class BiasFreeBatchNorm1d(nn.BatchNorm1d):
         self.register_parameter("bias", None)  # F.batch_norm accepts bias=None
 
 
+def check_positive_ints(**values) -> None:
+    """Raise ``ConfigError`` naming the first of the model options ``values`` that is not a positive integer."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"model.{key}={value!r} must be a positive integer")
+
+
 def check_head_input(x: torch.Tensor, in_dim: int, views: int = 1, min_instances: int = 1,
                      scope: str = "", check_finite: bool = True) -> None:
     """Raise ``DataError`` naming what is wrong with a head's input ``x`` (expected ``(V*N, in_dim)``)."""
@@ -106,10 +113,8 @@ class TransformerHead(nn.Module):
         super().__init__()
         if norm not in NORMS:
             raise ConfigError(f"model.norm={norm!r} is not valid; choose from {', '.join(NORMS)}")
-        for key, value in (("in_dim", in_dim), ("dim", dim), ("depth", depth), ("heads", heads),
-                           ("ffn_dim", ffn_dim), ("out_dim", out_dim), ("views", views)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"model.{key}={value!r} must be a positive integer")
+        check_positive_ints(in_dim=in_dim, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim, out_dim=out_dim,
+                            views=views)
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout={dropout!r} must lie in [0, 1)")
         self.in_dim, self.dim, self.depth, self.heads = in_dim, dim, depth, heads

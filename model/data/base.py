@@ -8,6 +8,8 @@ Images are uint8 ``(N, C, H, W)``, vectors float32 ``(N, d)``, labels int64 ``(N
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -202,3 +204,11 @@ def default_root() -> str:
     import os
 
     return os.environ.get("DEEPFUSION_DATA") or "data"
+
+
+def find_folder(root, folder: str, marker: str) -> tuple[Path | None, list[Path]]:
+    """The dataset folder, ``root`` itself or ``root/folder``, whichever holds the file ``marker``
+    (None if neither), and the two candidates looked at, for the error message."""
+    base = Path(root if root is not None else default_root())
+    cands = [base, base / folder]
+    return next((c for c in cands if (c / marker).is_file()), None), cands

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from model.data.base import ArrayDataset, check_label_range, default_root, labels_array
+from model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -69,22 +69,15 @@ def _names(path: Path, key: str, count: int) -> tuple[str, ...]:
     return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
 
 
-def _find(root, folder: str, marker: str) -> tuple[Path, list[Path]]:
-    """The dataset folder (``root`` itself or ``root/folder``) and the candidates looked at."""
-    base = Path(root if root is not None else default_root())
-    cands = [base, base / folder]
-    return next((c for c in cands if (c / marker).is_file()), cands[1]), cands
-
-
 def _missing(name: str, cands: list[Path], files: list[str]) -> DataError:
     return DataError(f"{name} not found: expected {', '.join(files)} in {cands[0]} or {cands[1]}. Download and "
                      "unpack the python version, then pass its folder (or the folder holding it) as data.root")
 
 
 def load_cifar10(root=None, split="train", seed=0) -> ArrayDataset:
-    folder, cands = _find(root, "cifar-10-batches-py", "batches.meta")
+    folder, cands = find_folder(root, "cifar-10-batches-py", "batches.meta")
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    if not all((folder / f).is_file() for f in files + ["batches.meta"]):
+    if folder is None or not all((folder / f).is_file() for f in files + ["batches.meta"]):
         raise _missing("CIFAR-10", cands, ["data_batch_1..5", "test_batch", "batches.meta"])
     parts = [_batch(folder / f, "labels") for f in files]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -94,9 +87,9 @@ def load_cifar10(root=None, split="train", seed=0) -> ArrayDataset:
 
 
 def load_cifar100(root=None, split="train", seed=0) -> ArrayDataset:
-    folder, cands = _find(root, "cifar-100-python", "meta")
+    folder, cands = find_folder(root, "cifar-100-python", "meta")
     name = "train" if split == "train" else "test"
-    if not all((folder / f).is_file() for f in (name, "meta")):
+    if folder is None or not all((folder / f).is_file() for f in (name, "meta")):
         raise _missing("CIFAR-100", cands, ["train", "test", "meta"])
     x, y = _batch(folder / name, "fine_labels")
     check_label_range(y, 100, f"CIFAR-100 {split} fine labels in {folder / name}")

@@ -24,18 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from model.data.base import ArrayDataset, bool_option, check_label_range, default_root, int_option
+from model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
 
 FOLDER = "tiny-imagenet-200"
 SIZE = 64
 
 
 def _folder(root) -> Path:
-    base = Path(root if root is not None else default_root())
-    cands = [base, base / FOLDER]
-    for cand in cands:
-        if (cand / "wnids.txt").is_file():
-            return cand
+    folder, cands = find_folder(root, FOLDER, "wnids.txt")
+    if folder is not None:
+        return folder
     raise DataError(f"Tiny-ImageNet not found: expected wnids.txt, train/<wnid>/images/*.JPEG and "
                     f"val/val_annotations.txt with val/images/*.JPEG in {cands[0]} or {cands[1]}; "
                     f"unpack tiny-imagenet-200.zip and pass its folder (or the folder holding it) as data.root")

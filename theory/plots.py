@@ -29,8 +29,6 @@ RC = {"font.size": 9, "axes.labelsize": 9, "legend.fontsize": 7.5, "xtick.labels
       "legend.frameon": False, "pdf.fonttype": 42, "savefig.dpi": 200, "savefig.bbox": "tight"}
 WIDTH = 3.4  # inches: one paper column
 
-# S5 regimes shared with the checks of theory/checks_fusion.py: name -> (beta, alpha, r0)
-REGIMES = {"fast": (8.0, 1.0, 1.0), "slow": (2.0, 0.3, 1.0), "stall": (20.0, 1.0, 1.5)}
 FIG_C, FIG_N, FIG_D, FIG_LAYERS = 4, 64, 2048, 10
 
 
@@ -113,7 +111,9 @@ def plot_eps_max(path, C_max=50):
 
 @lru_cache(maxsize=1)
 def recursion_data(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS, seed=0):
-    """S5: per regime, the mean-field (r, m) and a finite simulation's (r, m) on the same settings."""
+    """S5: per regime of the S5 check (checks_fusion.REGIMES), the mean-field (r, m) and a finite
+    simulation's (r, m) on the same settings."""
+    from theory.checks_fusion import REGIMES
     from theory.fusion import mean_field
     from theory.simulation import simulate_fusion
 

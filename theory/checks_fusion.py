@@ -106,12 +106,12 @@ def s5_gaps(layers=10, d=2048, n=64, C=4, seed=0):
     out = {}
     for name, (beta, alpha, r0) in REGIMES.items():
         sim = simulate_fusion(C, n, d, beta, alpha, r0, layers, seed=seed)
-        row = {}
+        row, mf = {}, {}
         for label, centred in (("centred", True), ("uncentred", False)):
-            mf = fusion.mean_field(C, n, beta, alpha, sim.r[0], layers, centred=centred)
-            row[label] = (float(np.abs(sim.m - mf.m).max()), float(np.abs(sim.r / mf.r - 1).max()))
+            f = mf[label] = fusion.mean_field(C, n, beta, alpha, sim.r[0], layers, centred=centred)
+            row[label] = (float(np.abs(sim.m - f.m).max()), float(np.abs(sim.r / f.r - 1).max()))
         row["r_ratio_sim"] = float(sim.r[-1] / sim.r[0])
-        row["r_ratio_mf"] = float(fusion.mean_field(C, n, beta, alpha, sim.r[0], layers).r[-1] / sim.r[0])
+        row["r_ratio_mf"] = float(mf["centred"].r[-1] / sim.r[0])
         out[name] = row
     return out
 

@@ -63,9 +63,7 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
             raise ConfigError(f"override {text!r}: deepfusion eval changes only eval.* settings "
                               "(the model and data are fixed by the run); retrain to change the rest")
         apply_override(cfg, text)
-    validate(cfg)
-    if cfg.eval.head_batch < 2:
-        raise ConfigError(f"eval.head_batch={cfg.eval.head_batch} must be at least 2 (a sample needs a neighbour)")
+    validate(cfg)  # also rejects eval.head_batch < 2
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from model.config import load_config, presets
+from model.eval_cli import ROWS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,19 +47,16 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-# (label, key of the trained model, key of the random-backbone baseline)
-REPORT = [("kNN (backbone)", "knn", "random_knn"), ("linear probe (backbone)", "linear", "random_linear"),
-          ("head leave-one-out 1-NN", "head_loo1nn", None)]
-
-
 def summary(run_dir: Path, wall: float) -> str:
     """Final report: run folder, wall time and each eval number beside its random-backbone baseline."""
     lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
-    path = run_dir / "eval.json"
+    from model.run import EVAL_FILE
+
+    path = run_dir / EVAL_FILE
     results = json.loads(path.read_text()) if path.exists() else {}
     if "skipped" in results:
         lines.append(f"evaluation skipped: {results['skipped']}")
-    for label, key, base in REPORT:
+    for label, key, base in ROWS:
         if results.get(key) is not None:
             beside = f"   random backbone {_fmt(results[base])}" if base and results.get(base) is not None else ""
             lines.append(f"  {label:<26} {_fmt(results[key])}{beside}")

@@ -22,11 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deepfusion.errors import ConfigError
-
-
-def etf_rho(C):
-    """The cross-class cosine of a simplex ETF of C unit means, -1/(C-1) (S2-S5 default)."""
-    return -1.0 / (np.asarray(C, dtype=float) - 1.0)
+from theory.bounds import etf_rho  # the ETF cross-class cosine, default rho of S2-S5
 
 
 def kappa(m, C):

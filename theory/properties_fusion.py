@@ -17,6 +17,17 @@ fractions = st.floats(0.0, 1.0)
 SETTINGS = settings(deadline=None, max_examples=50, derandomize=True)
 
 
+def _block_tokens(C, n, d, seed):
+    """(C, d) ETF means (centred basis vectors) and (C, n, d) random deviations orthogonal to them
+    with zero class mean: S2's setting with unequal deviation norms."""
+    rng = np.random.default_rng(seed)
+    mu = np.eye(C, d) - np.eye(C, d).mean(0)
+    e = rng.normal(size=(C, n, d))
+    e[..., :C] = 0.0
+    e -= e.mean(1, keepdims=True)
+    return mu, e
+
+
 @SETTINGS
 @given(C=st.integers(2, 6), n=st.integers(2, 6), w=st.tuples(fractions, fractions, fractions),
        alpha=alphas, seed=st.integers(0, 10**6))
@@ -27,12 +38,8 @@ def s2_layer_map_matches_block_matrix(C, n, w, alpha, seed):
     assume(z > 1e-6)
     a_self, a_same, a_out = (v / z for v in w)
     m = a_self + (n - 1) * a_same
-    rng = np.random.default_rng(seed)
     d = C + 5
-    mu = np.eye(C, d) - np.eye(C, d).mean(0)
-    e = rng.normal(size=(C, n, d))
-    e[..., :C] = 0.0
-    e -= e.mean(1, keepdims=True)
+    mu, e = _block_tokens(C, n, d, seed)
     X = (mu[:, None] + e).reshape(C * n, d)
     Y = (X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X).reshape(C, n, d)
     mean_f, dev_f = fusion.layer_coefficients(a_self, a_same, m, C, alpha)
@@ -134,12 +141,8 @@ def s7_collapse_without_residual(C, n, a, seed):
     a_self = a * m  # any split of the in-class mass between self and the others
     a_same = (m - a_self) / (n - 1)
     A = fusion.block_matrix(C, n, a_self, a_same, (1 - m) / ((C - 1) * n))
-    rng = np.random.default_rng(seed)
     d = C + 4
-    mu = np.eye(C, d) - np.eye(C, d).mean(0)
-    e = rng.normal(size=(C, n, d))
-    e[..., :C] = 0.0
-    e -= e.mean(1, keepdims=True)
+    mu, e = _block_tokens(C, n, d, seed)
     X = (mu[:, None] + e).reshape(C * n, d)
     means = (A @ X).reshape(C, n, d).mean(1)
     assert np.abs(means).max() < 1e-12

@@ -21,7 +21,6 @@ BatchNorm layers use each rank's own statistics.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import re
@@ -352,10 +351,9 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
 
 
 def _json_default(obj):
+    # json calls this only for objects it cannot encode; floats (inf and NaN included) never get here
     if isinstance(obj, (np.generic, torch.Tensor)):
         return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
     return str(obj)
 
 

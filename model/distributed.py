@@ -135,17 +135,28 @@ def gather_rows(x: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor
     return out, rows
 
 
-def gathered_nt_xent(z: torch.Tensor, local_ids: torch.Tensor, temperature: float, views: int = 2) -> torch.Tensor:
-    """NT-Xent of this rank's anchors against the gathered batch of every rank.
+class GatheredNTXent:
+    """NT-Xent of this rank's anchors against the gathered batch of every rank, for fixed ids.
 
     ``local_ids`` are this rank's instance ids ``(V*n,)`` numbered *globally* (distinct across ranks).
-    Without a process group this is ``nt_xent(z, local_ids, temperature)``.
+    They are gathered once here, so each call gathers only the embeddings (one collective, not two).
+    Without a process group a call is ``nt_xent(z, local_ids, temperature)``.
     """
-    from model.losses import nt_xent
 
-    zg, rows = gather_rows(z, views)
-    ids, _ = gather_rows(local_ids, views)
-    return nt_xent(zg, ids, temperature, rows=rows)
+    def __init__(self, local_ids: torch.Tensor, views: int = 2):
+        self.views = views
+        self.ids, self.rows = gather_rows(local_ids, views)
+
+    def __call__(self, z: torch.Tensor, temperature: float) -> torch.Tensor:
+        from model.losses import nt_xent
+
+        zg, _ = gather_rows(z, self.views)
+        return nt_xent(zg, self.ids, temperature, rows=self.rows)
+
+
+def gathered_nt_xent(z: torch.Tensor, local_ids: torch.Tensor, temperature: float, views: int = 2) -> torch.Tensor:
+    """One call of :class:`GatheredNTXent` (a loop with fixed ids should build that once)."""
+    return GatheredNTXent(local_ids, views)(z, temperature)
 
 
 def set_attend(model: torch.nn.Module, attend: str) -> None:

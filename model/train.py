@@ -224,7 +224,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
     fwd = torch.compile(fwd) if (t.compile and cuda) else fwd
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and t.amp) else nullcontext()
     ids = torch.arange(rank * Bl, (rank + 1) * Bl, device=device).repeat(2)  # view-major, numbered globally
-    loss_fn = ddp_util.gathered_nt_xent if dinfo.active else nt_xent
+    loss_fn = ddp_util.GatheredNTXent(ids) if dinfo.active else (lambda z, temp: nt_xent(z, ids, temp))
     gen = torch.Generator(device=device)
     acc = torch.zeros((), device=device)  # loss summed since the last log line
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -286,7 +286,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
                         views = views.contiguous(memory_format=fmt)
                     with autocast:
                         z = fwd(views)
-                    loss = loss_fn(z.float(), ids, cfg.loss.temperature)
+                    loss = loss_fn(z.float(), cfg.loss.temperature)
                     ok = torch.isfinite(loss)
                     if t.skip_nonfinite and not bool(ok):  # opt-in per-step sync
                         skipped += 1

@@ -20,6 +20,7 @@ views), i.e. the order one process would use.
 
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,9 +78,25 @@ def setup(device_name: str) -> tuple[DistInfo, str]:
     return DistInfo(rank, world, local), device_name
 
 
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def teardown(clean: bool = True) -> None:
+    """Leave the process group so that no rank's exit races another's.
+
+    DDP's reducer sits in reference cycles, so without a collection the gloo group lives until
+    interpreter exit, where its destructor can run while the peer has already closed its sockets
+    ("terminate called without an active exception", SIGABRT). Collect those cycles first, then
+    meet at a barrier so both ranks destroy the group while the other is still there. After an
+    error (``clean=False``) the peers may be stuck in another collective, so skip the barrier and let
+    the launcher stop them.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    try:
+        if clean and dist.get_world_size() > 1:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()
+        gc.collect()
 
 
 def info() -> DistInfo:

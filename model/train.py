@@ -148,11 +148,14 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
     if t.threads:
         torch.set_num_threads(t.threads)
     dinfo, device_name = ddp_util.setup(t.device)
+    clean = False
     try:
-        return _train(cfg, dinfo, resolve_device(device_name), run_dir, resume, progress)
+        out = _train(cfg, dinfo, resolve_device(device_name), run_dir, resume, progress)
+        clean = True
+        return out
     finally:
         if dinfo.active:
-            ddp_util.teardown()
+            ddp_util.teardown(clean)
 
 
 def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) -> Path:

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from model.distributed import gather_rows, gathered_nt_xent, set_attend
+from model.distributed import gather_rows, gathered_nt_xent, set_attend, teardown
 from model.losses import nt_xent
 from model.transformer_head import TransformerHead
 
@@ -30,12 +30,14 @@ CASES = [("transformer", "both_views"), ("transformer", "per_view"), ("transform
 def _worker(rank, store, temperature):
     # one spawn for every case: starting processes costs far more than the cases themselves
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    clean = False
     try:
         _check_gather_order(rank)
         for head, scope in CASES:
             _compare(rank, head, scope, temperature)
+        clean = True
     finally:
-        dist.destroy_process_group()
+        teardown(clean)  # the product's teardown: without it the gloo group can abort at exit
 
 
 def _compare(rank, head, scope, temperature):

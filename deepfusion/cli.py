@@ -17,14 +17,14 @@ from deepfusion.errors import DeepFusionError
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "reproduce": ("paper_figures.reproduce", "the main job: theory checks, sanity runs, head comparison and figures"),
-    "train": ("model.train_cli", "train a SimCLR model (backbone + projection head) from a preset and overrides"),
-    "eval": ("model.eval_cli", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
-    "verify": ("theory.verify", "run every symbolic, numeric and property check of the theory (S1-S7)"),
-    "analyze": ("experiments.analyze_cli", "measure a trained head's attention layer by layer against the theory"),
-    "sanity": ("experiments.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
-    "figures": ("paper_figures.cli", "regenerate the paper's figures and tables into one folder with an index"),
-    "bench": ("experiments.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
+    "reproduce": ("deepfusion.commands.reproduce", "the main job: theory checks, sanity runs, head comparison and figures"),
+    "train": ("deepfusion.commands.train", "train a SimCLR model (backbone + projection head) from a preset and overrides"),
+    "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
+    "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S7)"),
+    "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
+    "sanity": ("deepfusion.experiments.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
+    "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
+    "bench": ("deepfusion.commands.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
 }
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError, RunError
-from experiments import metrics as mt
-from experiments import prediction
-from experiments.capture import capture
-from experiments.verdict import RULE, bootstrap_mean_ci, deep_fusion_verdict
+from deepfusion.experiments import metrics as mt
+from deepfusion.experiments import prediction
+from deepfusion.experiments.capture import capture
+from deepfusion.experiments.verdict import RULE, bootstrap_mean_ci, deep_fusion_verdict
 
 ANALYSIS_FILE, ATTENTION_FILE = "analysis.json", "attention.npz"
 HEAD_STATS = ("same_class_mass", "excess", "self_mass", "positive_mass", "block_mass", "block_distance",
@@ -154,7 +154,7 @@ def analyze_run(run_dir, batches: int = 5, per_class: int = 16, seed: int = 0, d
                 split: str = "test", views: str = "two_views", n_boot: int = 2000) -> dict:
     """Analyse a run folder's trained head on ``split`` data; write ``analysis.json`` and
     ``attention.npz`` there and return the analysis record."""
-    from model.run import load_run
+    from deepfusion.model.runs.folder import load_run
 
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")

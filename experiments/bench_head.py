@@ -13,9 +13,9 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from experiments.bench_timing import time_interleaved
-from model.mlp_heads import MLPHead
-from model.transformer_head import TransformerHead
+from deepfusion.experiments.bench_timing import time_interleaved
+from deepfusion.model.network.mlp_heads import MLPHead
+from deepfusion.model.network.transformer_head import TransformerHead
 
 
 class ReferenceHead(nn.Module):

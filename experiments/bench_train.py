@@ -11,12 +11,12 @@ from contextlib import nullcontext
 
 import torch
 
-from experiments.bench_timing import time_interleaved
-from model.augment import build_augment
-from model.backbones import build_backbone
-from model.heads import build_head
-from model.losses import nt_xent
-from model.simclr import SimCLRModel
+from deepfusion.experiments.bench_timing import time_interleaved
+from deepfusion.model.data.augment import build_augment
+from deepfusion.model.network.backbones import build_backbone
+from deepfusion.model.network.heads import build_head
+from deepfusion.model.network.losses import nt_xent
+from deepfusion.model.network.simclr import SimCLRModel
 
 
 def make_step(backbone: str, head: str, batch: int, device, image_size=32, compile=False, dim=256, depth=6,

@@ -33,7 +33,7 @@ def balanced_indices(labels, per_class: int, seed: int) -> np.ndarray:
 
 
 def _visible(head, M: int, views: int) -> np.ndarray:
-    from model.attention import scope_mask
+    from deepfusion.model.network.attention import scope_mask
 
     mask = scope_mask(getattr(head, "scope", "both_views"), M // views, views)
     return np.ones((M, M), dtype=bool) if mask is None else mask.cpu().numpy()

@@ -41,7 +41,7 @@ def _local_cosines(r, n, rho, centred):
 def cosines(r, n, rho, centred: bool = True):
     """S4: (same-class, cross-class) cosine at spread r for classes of n tokens in the batch."""
     if BACKEND == "theory":
-        from theory import fusion  # imported late: only the prediction needs the theory package
+        from deepfusion.theory import fusion  # imported late: only the prediction needs the theory package
 
         return fusion.cosines(r, n, rho, centred=centred)
     if BACKEND != "local":

@@ -48,9 +48,9 @@ TRANSFORMER_FIELDS = ("excess", "excess_ci", "same_class_mass", "predicted_same_
 
 def idealised_layers(quick: bool = False) -> dict:
     """(a): simulation against mean_field per regime and seed; ``passed`` says whether all agree."""
-    from theory import fusion
-    from theory.checks_fusion import M_TOL, R_TOL, REGIMES
-    from theory.simulation import simulate_fusion
+    from deepfusion.theory import fusion
+    from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
+    from deepfusion.theory.simulation import simulate_fusion
 
     C, n, d, layers = (GEOMETRY[k] for k in ("C", "n", "d", "layers"))
     seeds = (0,) if quick else (0, 1, 2)
@@ -86,8 +86,8 @@ def idealised_layers(quick: bool = False) -> dict:
 def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
-    from experiments import metrics as mt
-    from experiments.capture import capture
+    from deepfusion.experiments import metrics as mt
+    from deepfusion.experiments.capture import capture
 
     per_batch = []
     for b in range(batches):
@@ -100,8 +100,8 @@ def block_statistics(model, augment, dataset, batches: int, per_class: int, seed
 
 
 def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]:
-    from model.config import load_config
-    from model.train import train
+    from deepfusion.model.runs.config import load_config
+    from deepfusion.model.runs.loop import train
 
     if run_dir.exists():  # sanity's own scratch run from an earlier call
         shutil.rmtree(run_dir)
@@ -113,8 +113,8 @@ def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]
 
 def trained_heads(out_dir, budget: dict) -> dict:
     """(b): train the transformer and ffn heads on the synthetic mixture and measure each block."""
-    from experiments.analyze import analyze_run
-    from model.run import load_run
+    from deepfusion.experiments.analyze import analyze_run
+    from deepfusion.model.runs.folder import load_run
 
     out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
            "batches": budget["batches"], "per_class": budget["per_class"]}
@@ -219,7 +219,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.analyze_cli import limit_threads
+    from deepfusion.commands.analyze import limit_threads
 
     with limit_threads(args.threads):
         result = run_sanity(args.out, quick=args.quick, check=False)  # print the table before failing

@@ -41,7 +41,7 @@ def ensure_analysis(run_dir: str | Path, log=None) -> Path:
     """Analyse ``run_dir`` unless its analysis files are already there; returns the run folder."""
     run_dir = Path(run_dir)
     if not ((run_dir / ANALYSIS_FILE).is_file() and (run_dir / ATTENTION_FILE).is_file()):
-        from experiments.analyze import analyze_run
+        from deepfusion.experiments.analyze import analyze_run
 
         if log:
             log(f"  analysing attention of {run_dir.name}")

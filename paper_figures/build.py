@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Callable
 
 from deepfusion.errors import ConfigError
-from paper_figures import index, runs
-from paper_figures.record import FigureRecord
+from deepfusion.paper_figures import index, runs
+from deepfusion.paper_figures.record import FigureRecord
 
 # key -> (module, short description); order is the order of the index
 FIGURES: dict[str, tuple[str, str]] = {
-    "F1": ("paper_figures.f1_attention_maps", "label-sorted attention maps per layer"),
-    "F2": ("paper_figures.f2_block_mass", "same-class attention mass against depth vs S4/S5"),
-    "F3": ("paper_figures.f3_theory", "theory plots: fusion region, eps_max, r_l curves"),
-    "F4": ("paper_figures.f4_head_comparison", "head comparison table over seeds"),
-    "F5": ("paper_figures.f5_ablations", "ablations: batch size, temperature, weight decay, depth"),
+    "F1": ("deepfusion.paper_figures.f1_attention_maps", "label-sorted attention maps per layer"),
+    "F2": ("deepfusion.paper_figures.f2_block_mass", "same-class attention mass against depth vs S4/S5"),
+    "F3": ("deepfusion.paper_figures.f3_theory", "theory plots: fusion region, eps_max, r_l curves"),
+    "F4": ("deepfusion.paper_figures.f4_head_comparison", "head comparison table over seeds"),
+    "F5": ("deepfusion.paper_figures.f5_ablations", "ablations: batch size, temperature, weight decay, depth"),
 }
 NEEDS_RUNS = {"F1", "F2", "F4", "F5"}  # F3 is closed-form theory: no data, no training
 

@@ -23,13 +23,13 @@ CACHE_VERSION = 1
 
 
 def _config_hash(cfg) -> str:
-    from model.config import config_hash
+    from deepfusion.model.runs.config import config_hash
 
     return config_hash(cfg)
 
 
 def _train(cfg, run_dir=None, resume=False, progress=True) -> Path:
-    from model.train import train
+    from deepfusion.model.runs.loop import train
 
     return train(cfg, run_dir=run_dir, resume=resume, progress=progress)
 

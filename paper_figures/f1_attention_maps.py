@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures import analysis_io, runs, style
-from paper_figures.record import FigureRecord, figures_command
+from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F1"
 TITLE = "Label-sorted attention maps per layer"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures import analysis_io, runs, style
-from paper_figures.f1_attention_maps import analysed_run
-from paper_figures.record import FigureRecord, figures_command
+from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.paper_figures.f1_attention_maps import analysed_run
+from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F2"
 TITLE = "Same-class attention mass against depth: measured vs S4/S5 prediction"

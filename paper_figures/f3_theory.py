@@ -1,4 +1,4 @@
-"""F3: the theory figures, drawn by ``theory.plots`` (no training, no data).
+"""F3: the theory figures, drawn by ``paper_figures.theory_plots`` (no training, no data).
 
 Three plots of the project's formalisation: the fusion region of S5 in (β, r0), the largest
 admissible augmentation ε_max of S1 against the number of classes C, and the spread recursion
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paper_figures import style
-from paper_figures.record import FigureRecord, figures_command
+from deepfusion.paper_figures import style
+from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F3"
 PLOTS = (
-    # (function in theory.plots, file stem, title, caption)
+    # (function in paper_figures.theory_plots, file stem, title, caption)
     ("plot_fusion_region", "f3_fusion_region", "Fusion region of S5 in (β, r0)",
      "Where iterating the one-layer map of S2 with S4's softmax block weights shrinks the within-class "
      "spread r to 0 (fusion) and where it stalls (the self-attention trap), over the inverse temperature β "
@@ -31,7 +31,7 @@ PLOTS = (
 
 def make(out_dir, quick: bool, data=None, results_root=None, log=print, **_) -> list[FigureRecord]:
     """Write the three theory figures as PNG and PDF; one record each."""
-    from theory import plots
+    from deepfusion.paper_figures import theory_plots as plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,6 +41,6 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, **_) -> 
         with style.context():
             for p in paths:
                 getattr(plots, func)(p)
-        records.append(FigureRecord(KEY, title, paths, caption + f" Drawn by theory.plots.{func}.",
+        records.append(FigureRecord(KEY, title, paths, caption + f" Drawn by paper_figures.theory_plots.{func}.",
                                     figures_command(KEY, quick)))
     return records

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures import runs, style
-from paper_figures.record import FigureRecord, figures_command
+from deepfusion.paper_figures import runs, style
+from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F4"
 TITLE = "Projection heads compared: linear probe and kNN over seeds"

@@ -6,7 +6,7 @@ import html
 import os
 from pathlib import Path
 
-from paper_figures.record import FigureRecord
+from deepfusion.paper_figures.record import FigureRecord
 
 TITLE = "Deep Fusion: regenerated figures and tables"
 

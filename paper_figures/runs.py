@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from deepfusion.errors import DataError, RunError
-from paper_figures import cache
+from deepfusion.paper_figures import cache
 
 DEFAULT_RESULTS = Path("results") / "runs"  # relative to the working folder
 QUICK_PRESET = "digits"
@@ -46,7 +46,7 @@ class RunSpec:
         return RunSpec(self.preset, kept + tuple(more))
 
     def config(self):
-        from model.config import load_config
+        from deepfusion.model.runs.config import load_config
 
         return load_config(self.preset, list(self.overrides))
 
@@ -109,7 +109,7 @@ def run_all(
     train_fn=None,
 ) -> list[RunResult]:
     """Train (or load from the cache) every spec, in order; returns their evaluations."""
-    from model.config import config_hash
+    from deepfusion.model.runs.config import config_hash
 
     out = []
     for i, spec in enumerate(specs, 1):

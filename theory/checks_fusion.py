@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from theory import fusion, properties_fusion, symbolic_fusion
-from theory.check import Check, run_properties
-from theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
+from deepfusion.theory import fusion, properties_fusion, symbolic_fusion
+from deepfusion.theory.check import Check, run_properties
+from deepfusion.theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
 
 # S5 regimes (C = 4, n = 64, d = 2048, 10 layers): name -> (beta, alpha, r0)
 REGIMES = {"fast": (8.0, 1.0, 1.0), "slow": (2.0, 0.3, 1.0), "stall": (20.0, 1.0, 1.5)}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deepfusion.errors import ConfigError
-from theory.bounds import etf_rho  # the ETF cross-class cosine, default rho of S2-S5
+from deepfusion.theory.bounds import etf_rho  # the ETF cross-class cosine, default rho of S2-S5
 
 
 def kappa(m, C):

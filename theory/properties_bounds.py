@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from theory import bounds
+from deepfusion.theory import bounds
 
 classes = st.integers(2, 12)
 rhos = st.floats(-1.0, 0.0)

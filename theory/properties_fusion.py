@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from theory import fusion
+from deepfusion.theory import fusion
 
 classes = st.integers(2, 12)
 per_class = st.integers(2, 128)

@@ -264,7 +264,7 @@ def bench_theory(repeats=3, device=None, layers=32, method="auto"):
     layers < 32 times that many layers and scales to 32 (every layer costs the same); the result says
     so. device defaults to CUDA when available; on the CPU `method="auto"` takes the BLAS path."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from theory.fusion import mean_field
+    from deepfusion.theory.fusion import mean_field
 
     rng = np.random.default_rng(0)
     pts = 10_000

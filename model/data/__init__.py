@@ -14,8 +14,8 @@ from __future__ import annotations
 import inspect
 
 from deepfusion.errors import ConfigError
-from model.data import cifar, digits, fashion_mnist, npz, synthetic, tiny_imagenet
-from model.data.base import ArrayDataset, float_option, int_option, stratified_split, stratified_take
+from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, tiny_imagenet
+from deepfusion.model.data.base import ArrayDataset, float_option, int_option, stratified_split, stratified_take
 
 __all__ = ["ArrayDataset", "DATASETS", "SPLITS", "load_dataset", "dataset_options", "stratified_split"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
+from deepfusion.model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from model.data.base import ArrayDataset, check_label_range
+from deepfusion.model.data.base import ArrayDataset, check_label_range
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -45,6 +45,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     if int(np.prod(shape, dtype=object)) != body:
         raise DataError(f"{path}: the header declares shape {shape} ({int(np.prod(shape, dtype=object))} bytes) "
                         f"but the file holds {body} data bytes; the file is truncated or not {expected}")
+    if 0 in shape:
+        raise DataError(f"{path}: the header declares shape {shape}, which holds no data; expected {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import ConfigError, DataError
-from model.data.base import ArrayDataset, check_label_range, choose_split, int_option, labels_array
+from deepfusion.model.data.base import ArrayDataset, check_label_range, choose_split, int_option, labels_array
 
 LAYOUTS = ("auto", "nchw", "nhwc")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.data.base import ArrayDataset, choose_split, float_option, int_option
+from deepfusion.model.data.base import ArrayDataset, choose_split, float_option, int_option
 
 
 def class_means(num_classes: int, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
+from deepfusion.model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
 
 FOLDER = "tiny-imagenet-200"
 SIZE = 64

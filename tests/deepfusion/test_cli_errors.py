@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from deepfusion.cli import main
-from tests.model.data_files import write_fashion
+from tests.model.data.data_files import write_fashion
 
 # A run of a few seconds: synthetic clusters, MLP backbone, 1-layer transformer head.
 TINY = ["train.epochs=1", "data.options.num_classes=3", "data.options.samples_per_class=40", "train.batch_size=30",
@@ -159,12 +159,12 @@ def test_bad_input_gives_one_line_and_nonzero_exit(argv, code, words, tmp_path, 
     (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 bytes"), ["out of memory"]),
 ])
 def test_os_and_memory_errors_are_one_line(monkeypatch, capsys, raised, words):
-    import model.eval_cli
+    from deepfusion.commands import evaluate
 
     def fail(args):
         raise raised
 
-    monkeypatch.setattr(model.eval_cli, "run", fail)
+    monkeypatch.setattr(evaluate, "run", fail)
     assert main(["eval", "--run", "x"]) == 3
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), lines
@@ -172,9 +172,9 @@ def test_os_and_memory_errors_are_one_line(monkeypatch, capsys, raised, words):
 
 def test_bugs_are_not_hidden(monkeypatch):
     """An error that is not the user's (a bug) keeps its traceback."""
-    import model.eval_cli
+    from deepfusion.commands import evaluate
 
-    monkeypatch.setattr(model.eval_cli, "run", lambda args: 1 // 0)
+    monkeypatch.setattr(evaluate, "run", lambda args: 1 // 0)
     with pytest.raises(ZeroDivisionError):
         main(["eval", "--run", "x"])
 

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from deepfusion.errors import DataError, RunError
-from experiments import analyze
-from experiments.capture import balanced_indices, capture
-from experiments.verdict import NOT_OBSERVED, OBSERVED, RULE
-from model.transformer_head import TransformerHead
+from deepfusion.experiments import analyze
+from deepfusion.experiments.capture import balanced_indices, capture
+from deepfusion.experiments.verdict import NOT_OBSERVED, OBSERVED, RULE
+from deepfusion.model.network.transformer_head import TransformerHead
 
 
 class TinyModel(nn.Module):
@@ -91,12 +91,12 @@ def test_analyze_run_writes_files_the_figures_read(tmp_path, monkeypatch):
     torch.manual_seed(0)
     ds = dataset()
     loaded = SimpleNamespace(model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds)
-    monkeypatch.setattr("model.run.load_run", lambda run_dir, device="cpu": loaded)
+    monkeypatch.setattr("deepfusion.model.runs.folder.load_run", lambda run_dir, device="cpu": loaded)
     analyze.analyze_run(tmp_path, batches=2, per_class=3, n_boot=200)
     assert json.loads((tmp_path / "analysis.json").read_text())["rule"] == RULE
     with np.load(tmp_path / "attention.npz") as f:
         assert f["attention"].shape == (3, 2, 18, 18) and f["labels"].shape == (18,)
-    io = pytest.importorskip("paper_figures.analysis_io")
+    io = pytest.importorskip("deepfusion.paper_figures.analysis_io")
     stats = io.load_layer_stats(tmp_path)
     assert stats.mass.shape == (3, 2) and np.all(np.isfinite(stats.predicted))
 

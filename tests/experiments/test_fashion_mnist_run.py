@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.analyze_cli import limit_threads
+from deepfusion.commands.analyze import limit_threads
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _fashion_root():
-    from model.data.fashion_mnist import DEFAULT_ROOT
+    from deepfusion.model.data.fashion_mnist import DEFAULT_ROOT
 
     root = Path(DEFAULT_ROOT)
     have = all((root / f).exists() or (root / f"{f}.gz").exists() for f in FILES)
@@ -31,10 +31,10 @@ SMALL = ["data.options={limit: 400}", "model.backbone=cnn3", "model.dim=32", "mo
 
 @pytest.mark.skipif(ROOT is None, reason="Fashion-MNIST IDX files are not installed")
 def test_small_fashion_mnist_run_trains_and_analyses(tmp_path):
-    from experiments.analyze import analyze_run
-    from model.config import load_config
-    from model.run import load_run
-    from model.train import train
+    from deepfusion.experiments.analyze import analyze_run
+    from deepfusion.model.runs.config import load_config
+    from deepfusion.model.runs.folder import load_run
+    from deepfusion.model.runs.loop import train
 
     with limit_threads(1):
         run_dir = train(load_config("fashion_mnist", SMALL), run_dir=tmp_path / "fmnist", progress=False)

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import DataError
-from experiments import metrics as mt
-from experiments import prediction as pr
+from deepfusion.experiments import metrics as mt
+from deepfusion.experiments import prediction as pr
 
 
 def batch(C, k, views=2):
@@ -288,7 +288,7 @@ def test_s4_prediction_tends_to_m_star_and_broadcasts_over_heads():
 @pytest.mark.parametrize("backend", ["theory", "local"])
 @pytest.mark.parametrize("centred", [True, False])
 def test_s4_prediction_agrees_with_theory_block_mass(backend, centred, monkeypatch):
-    fusion = pytest.importorskip("theory.fusion")
+    fusion = pytest.importorskip("deepfusion.theory.fusion")
     monkeypatch.setattr(pr, "BACKEND", backend)
     C, k = 4, 6
     y, inst = batch(C, k)

@@ -8,9 +8,9 @@ import pytest
 
 from deepfusion import cli
 from deepfusion.errors import CheckFailed
-from experiments import sanity
-from experiments.analyze_cli import limit_threads
-from theory import fusion
+from deepfusion.experiments import sanity
+from deepfusion.commands.analyze import limit_threads
+from deepfusion.theory import fusion
 
 TINY = {"overrides": ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64",
                       "eval.linear_epochs=2", "eval.head_batch=32"], "batches": 2, "per_class": 4, "n_boot": 200}

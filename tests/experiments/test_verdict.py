@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepfusion.errors import DataError
-from experiments.verdict import NOT_OBSERVED, OBSERVED, RULE, deep_fusion_verdict, spearman_with_depth
+from deepfusion.experiments.verdict import NOT_OBSERVED, OBSERVED, RULE, deep_fusion_verdict, spearman_with_depth
 
 
 def noisy(mean_per_layer, units=6, noise=0.01, seed=0):

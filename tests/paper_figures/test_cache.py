@@ -7,8 +7,8 @@ import json
 import pytest
 
 from deepfusion.errors import RunError
-from model.config import load_config
-from paper_figures import cache
+from deepfusion.model.runs.config import load_config
+from deepfusion.paper_figures import cache
 
 
 class CountingTrain:
@@ -77,7 +77,7 @@ def test_training_without_eval_is_an_error(tmp_path):
 
 def test_real_tiny_run_is_cached(tmp_path):
     """One real training run on the synthetic preset, then a cache hit that does not train."""
-    for module in ("model.train", "model.augment", "model.evaluate"):
+    for module in ("deepfusion.model.runs.loop", "deepfusion.model.data.augment", "deepfusion.model.runs.evaluate"):
         pytest.importorskip(module)  # the training stack lands piece by piece
     overrides = ["train.epochs=1", "train.device=cpu", "eval.linear_epochs=2"]
     run_dir = cache.run_or_load(load_config("synthetic", overrides), tmp_path)

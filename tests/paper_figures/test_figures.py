@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations
+from deepfusion.paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 
@@ -63,10 +63,10 @@ def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
         return draw
 
     module = types.SimpleNamespace(**{f: fake(f) for f, *_ in f3_theory.PLOTS})
-    import theory
+    import deepfusion.paper_figures
 
-    monkeypatch.setitem(sys.modules, "theory.plots", module)
-    monkeypatch.setattr(theory, "plots", module, raising=False)
+    monkeypatch.setitem(sys.modules, "deepfusion.paper_figures.theory_plots", module)
+    monkeypatch.setattr(deepfusion.paper_figures, "theory_plots", module, raising=False)
     records = f3_theory.make(tmp_path / "out", quick=True)
     assert len(records) == 3 and len(calls) == 6
     for r in records:
@@ -74,7 +74,7 @@ def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
 
 
 def test_f3_theory_real(tmp_path):
-    pytest.importorskip("theory.plots")
+    pytest.importorskip("deepfusion.paper_figures.theory_plots")
     for r in f3_theory.make(tmp_path / "out", quick=True):
         assert_figure_files(r.paths)
 

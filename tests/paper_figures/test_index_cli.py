@@ -7,8 +7,9 @@ import argparse
 import pytest
 
 from deepfusion.errors import ConfigError, DataError
-from paper_figures import build, cache, cli, f1_attention_maps, f4_head_comparison, f5_ablations, index
-from paper_figures.record import FigureRecord
+from deepfusion.commands import figures as cli
+from deepfusion.paper_figures import build, cache, f1_attention_maps, f4_head_comparison, f5_ablations, index
+from deepfusion.paper_figures.record import FigureRecord
 from tests.paper_figures.conftest import fake_analysis, no_train, populate
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deepfusion.errors import ConfigError
-from theory import bounds, checks_bounds, properties_bounds
+from deepfusion.theory import bounds, checks_bounds, properties_bounds
 
 
 def test_eps_max_known_values():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from theory import properties_fusion
-from theory.checks_fusion import CHECKS, M_TOL, R_TOL, s5_gaps
+from deepfusion.theory import properties_fusion
+from deepfusion.theory.checks_fusion import CHECKS, M_TOL, R_TOL, s5_gaps
 
 
 def test_every_statement_has_all_three_kinds():

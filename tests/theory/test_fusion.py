@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deepfusion.errors import ConfigError
-from theory import fusion
+from deepfusion.theory import fusion
 
 
 def test_kappa_is_zero_at_chance_and_one_at_full_mass():
@@ -75,5 +75,5 @@ def test_bad_input_raises_config_error(kwargs, word):
 
 @pytest.mark.slow
 def test_mean_field_benchmark_target():
-    from theory.simulation import bench_theory
+    from deepfusion.theory.simulation import bench_theory
     assert bench_theory(repeats=1)["mean_field_1e4x64_s"] < 1.0

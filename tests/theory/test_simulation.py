@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from deepfusion.errors import ConfigError
-from theory import fusion
-from theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate, simulate_fusion
+from deepfusion.theory import fusion
+from deepfusion.theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate, simulate_fusion
 
 
 def test_gaussian_tokens_have_requested_spread_and_etf_means():
@@ -95,5 +95,5 @@ def test_bad_input_raises():
 
 @pytest.mark.slow
 def test_bench_theory_reports_both_targets():
-    out = __import__("theory.simulation", fromlist=["bench_theory"]).bench_theory(repeats=1)
+    out = __import__("deepfusion.theory.simulation", fromlist=["bench_theory"]).bench_theory(repeats=1)
     assert out["mean_field_1e4x64_s"] > 0 and out["simulation_M4096_d512_L32_s"] > 0

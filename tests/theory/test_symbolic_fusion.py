@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import fusion, symbolic_fusion as sf
+from deepfusion.theory import fusion, symbolic_fusion as sf
 
 
 def test_s2_eigenvalues_match_numeric_layer_coefficients():

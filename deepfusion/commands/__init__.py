@@ -1,0 +1,1 @@
+"""The command modules of the ``deepfusion`` command line, one per sub-command."""

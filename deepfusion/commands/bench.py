@@ -1,0 +1,108 @@
+"""Benchmarks (not tests): the head, a full training step and the theory code, side by side.
+
+  head    forward+backward of our TransformerHead, a reference head built from
+          nn.TransformerEncoderLayer with the same sizes and weights, and the MLP head;
+          M in {512, 2048, 8192} tokens, D=256, L=6, H=8 (fp32 on CPU, bf16 on GPU)
+  train   one SimCLR step (two views, augmentation, backbone, head, loss, optimiser) in
+          images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU
+  theory  mean_field on 10^4 points x 64 layers; the simulation M=4096, d=512, 32 layers
+          at full size (--quick: 2 layers, scaled), with its FLOP count and rate
+  all     the three
+
+Timings are medians over --repeats after warm-up (CUDA events on a GPU). Prints a table
+with each target and writes JSON (machine, device, versions, every figure) to --out.
+On CPU M=8192 is left out (the reference head needs ~12 GB there); --quick shortens
+everything further for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from deepfusion.errors import ConfigError
+from deepfusion.experiments.bench_timing import machine
+
+WHAT = ("head", "train", "theory", "all")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", default="all", choices=WHAT, help="which benchmark (default: all)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (and for BLAS in the theory benchmark); 0 = the libraries' default")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
+    parser.add_argument("--out", default="bench.json", metavar="FILE", help="JSON output (default: bench.json)")
+
+
+def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> dict:
+    """The theory targets at full size (32 layers); --quick times 2 layers and scales to 32."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from deepfusion.theory.simulation import bench_theory  # loads scipy's BLAS, so the limit below reaches it
+
+    with threadpool_limits(limits=threads or None, user_api="blas"):
+        out = bench_theory(repeats=repeats, device=str(device), layers=2 if quick else 32)
+        out["blas_threads"] = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=0)
+    return out
+
+
+def _table(results: dict) -> str:
+    lines = []
+    for row in results.get("head", []):
+        lines.append(f"head M={row['M']:>5} {row['dtype']}: ours {row['ours_s'] * 1e3:8.1f} ms  reference "
+                     f"{row['reference_s'] * 1e3:8.1f} ms  mlp {row['mlp_s'] * 1e3:7.1f} ms  "
+                     f"ours/ref {row['ours_over_reference']:.2f}")
+    for row in results.get("train", []):
+        extra = f"  cost vs mlp {row['cost_vs_mlp']:.2f}x" if "cost_vs_mlp" in row else ""
+        lines.append(f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
+                     f"{row['images_per_s']:9.1f} images/s{extra}")
+    th = results.get("theory")
+    if th:
+        lines.append(f"theory mean_field 1e4 x 64: {th['mean_field_1e4x64_s']:.3f} s (target < 1 s)")
+        layers = th["simulation_timed_layers"]
+        note = f" (scaled from {layers} layers)" if layers != 32 else f" (median of {th['repeats']})"
+        work = ("syrk M^2 d + symm 2 M^2 (d+1)" if th["simulation_method"] == "blas" else "2 x 2 M^2 d")
+        lines.append(f"theory simulation M=4096 d=512 L=32, {th['simulation_method']} path, "
+                     f"{th['blas_threads']} BLAS threads: {th['simulation_M4096_d512_L32_s']:.1f} s{note} (target < 20 s)")
+        lines.append(f"  {work} per layer x 32 = {th['simulation_tflop']:.3f} TFLOP "
+                     f"(forming the attention: {th['simulation_general_tflop']:.3f}) at {th['simulation_gflops']:.1f} "
+                     f"GFLOP/s; 20 s needs {th['simulation_needed_gflops']:.1f} GFLOP/s")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfusion.experiments.bench_head import bench_head
+    from deepfusion.experiments.bench_train import bench_train
+    from deepfusion.model.runs.loop import resolve_device
+
+    if args.repeats < 1 or args.threads < 0:
+        raise ConfigError("--repeats must be >= 1 and --threads >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, option="--device")
+    cuda = device.type == "cuda"
+    repeats = 2 if args.quick else args.repeats
+    results = {"machine": machine(device), "quick": args.quick, "repeats": repeats}
+    todo = WHAT[:3] if args.what == "all" else (args.what,)
+    if "head" in todo:
+        sizes = (512, 2048, 8192) if cuda else ((512,) if args.quick else (512, 2048))
+        results["head"] = bench_head(sizes, device, repeats=repeats, warmup=1 if args.quick else 2)
+    if "train" in todo:
+        batch = 512 if (cuda or not args.quick) else 128
+        results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
+                                       compile=args.compile)
+    if "theory" in todo:
+        results["theory"] = _theory(args.quick, repeats, device, args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"# {m['device_name']} ({m['device']}), torch {m['torch']}, {m['torch_threads']} threads; JSON: {out}")
+    print(_table(results))
+    return 0

@@ -1,0 +1,53 @@
+"""Regenerate the paper's figures and tables (F1-F5) into one folder, with an index.
+
+F1 label-sorted attention maps per layer; F2 same-class attention mass against depth beside the
+S4/S5 prediction; F3 theory plots; F4 the head comparison table (transformer vs MLP with and
+without BatchNorm vs FFN blocks, over seeds); F5 ablations (batch size, temperature, weight decay,
+depth). Every figure is written as PNG and PDF, tables also as Markdown and CSV, and index.md /
+index.html show each one with its caption and the command that made it.
+
+Runs are trained once and cached under --results, keyed by the hash of their resolved config: a
+second call reuses finished runs, a changed config trains anew.
+
+  --quick   CPU-sized: the bundled digits data (F4: 4 heads x --seeds runs; F5: ~9 short runs)
+  default   the paper-scale presets cifar10, cifar100, tiny_imagenet on the folder given by --data
+            (a GPU is expected; training takes hours to days)
+
+Examples:
+  deepfusion figures --quick --out figures
+  deepfusion figures --only F3
+  deepfusion figures --data ~/datasets --out paper --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepfusion.paper_figures import runs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="CPU-sized figures on bundled digits instead of the paper's datasets")
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="folder for figures, tables and the index (default: figures)")
+    parser.add_argument("--data", type=Path, default=None, help="folder holding the datasets; needed without --quick")
+    parser.add_argument("--results", type=Path, default=runs.DEFAULT_RESULTS,
+                        help=f"result cache: one run folder per config hash (default: {runs.DEFAULT_RESULTS})")
+    parser.add_argument("--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per head for the F4 table (default: 3)")
+    parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds per swept value for F5 (default: 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfusion.paper_figures.build import build_figures, parse_only
+
+    build_figures(
+        args.out,
+        quick=args.quick,
+        data=args.data,
+        results_root=args.results,
+        only=parse_only(args.only),
+        seeds=args.seeds,
+        ablation_seeds=args.ablation_seeds,
+    )
+    return 0

@@ -1,0 +1,142 @@
+"""The main job: check the theory, run the sanity experiments, compare heads, draw every figure.
+
+Steps, in order, each writing into --out:
+  1. theory      every symbolic, numeric and property check of S1-S7 (deepfusion verify)
+  2. sanity      idealised layers against the mean-field recursion, and a small trained head
+                 on synthetic data measured layer by layer (deepfusion sanity)
+  3. figures     F1-F5 (deepfusion figures): attention maps and same-class mass of a trained
+                 digits run against the S4 prediction, theory plots, the head comparison over
+                 --seeds seeds (transformer vs MLP with/without BatchNorm vs FFN blocks), ablations
+and ends with a summary table (summary.md, summary.json): checks passed, Deep Fusion verdicts,
+head comparison.
+
+  --quick   CPU-sized everywhere (quick theory checks, short sanity runs, digits figures); about
+            10 minutes on two CPU cores
+  default   full theory checks and sanity runs; figures on digits, or with --data on the
+            paper's datasets (CIFAR-10/100, Tiny-ImageNet; a GPU is expected)
+
+Training runs are cached by their resolved config under --out/runs, so a second call only
+redraws. Examples:
+  deepfusion reproduce --quick
+  deepfusion reproduce --out results --data ~/datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+from deepfusion.errors import CheckFailed
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (about 10 min on 2 cores)")
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="folder for everything the job writes (default: results)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset folder: figures on CIFAR-10/100 and Tiny-ImageNet instead of digits (not with --quick)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per head in the head comparison (default: 3)")
+    parser.add_argument("--threads", type=int, default=1, metavar="T",
+                        help="CPU threads for torch and BLAS (default 1: fastest for these small models on "
+                             "a busy machine; 0 = library default)")
+
+
+def _theory(quick: bool, log) -> dict:
+    from deepfusion.commands.verify import run_checks, table
+
+    results = run_checks(quick)
+    log(table(results))
+    ran = [r for r in results if r["status"] != "skip"]
+    passed = sum(r["status"] == "pass" for r in ran)
+    return {"passed": passed, "total": len(ran), "ok": passed == len(ran),
+            "failed": [f"{r['statement']} {r['kind']} {r['name']}" for r in ran if r["status"] != "pass"]}
+
+
+def _sanity(out_dir: Path, quick: bool, log) -> dict:
+    from deepfusion.experiments.sanity import format_summary, run_sanity
+
+    result = run_sanity(out_dir, quick=quick, check=False)
+    log(format_summary(result))
+    trained = result.get("trained", {})
+    return {"ok": bool(result["passed"]),
+            "verdict": trained.get("transformer", {}).get("verdict"),
+            "mean_abs_gap": trained.get("transformer", {}).get("mean_abs_gap")}
+
+
+def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
+    from deepfusion.paper_figures import analysis_io, f1_attention_maps
+    from deepfusion.paper_figures.build import build_figures
+
+    records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log)
+    main = f1_attention_maps.analysed_run(quick_figures, data, runs_dir)  # cached: no training here
+    analysis = json.loads((Path(main.run_dir) / analysis_io.ANALYSIS_FILE).read_text())
+    heads = []
+    with (out_dir / "f4_head_comparison.csv").open() as f:
+        for row in csv.DictReader(f):
+            heads.append({k: row[k] for k in ("dataset", "head", "metric", "mean", "std", "n")})
+    return {"files": sorted(str(p.relative_to(out_dir)) for r in records for p in r.paths),
+            "index": str(out_dir / "index.md"),
+            "verdict": analysis.get("verdict"), "verdict_run": main.spec.describe(),
+            "mean_abs_gap": analysis.get("verdict_record", {}).get("mean_abs_gap"),
+            "heads": heads}
+
+
+def summary_markdown(summary: dict) -> str:
+    """The closing table: one line per step, then the head comparison."""
+    t, s, f = summary["theory"], summary["sanity"], summary["figures"]
+    gap = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = ["| step | result |", "|---|---|",
+             f"| theory checks (S1-S7) | {t['passed']}/{t['total']} passed |",
+             f"| sanity (a): idealised layers vs recursion | {'agree' if s['ok'] else 'DISAGREE'} |",
+             f"| sanity (b): Deep Fusion, synthetic transformer head | {s['verdict']} (mean abs S4 gap {gap(s['mean_abs_gap'])}) |",
+             f"| Deep Fusion, {f['verdict_run']} | {f['verdict']} (mean abs S4 gap {gap(f['mean_abs_gap'])}) |",
+             "", "| dataset | head | metric | mean % | std | seeds |", "|---|---|---|---|---|---|"]
+    lines += [f"| {h['dataset']} | {h['head']} | {h['metric']} | {h['mean']} | {h['std']} | {h['n']} |" for h in f["heads"]]
+    lines.append(f"\nfigures: {f['index']}; wall time {summary['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> dict:
+    """Run the three steps into ``out``; returns (and writes) the summary record."""
+    from deepfusion.paper_figures.runs import check_data
+
+    out = Path(out)
+    quick_figures = quick or data is None
+    if not quick_figures:
+        check_data(False, data)  # a wrong --data fails before an hour of theory checks, not after
+    start = time.perf_counter()
+    log(f"== 1/3 theory checks ({'quick' if quick else 'full'})")
+    theory = _theory(quick, log)
+    log(f"== 2/3 sanity experiments ({'quick' if quick else 'full'})")
+    sanity = _sanity(out / "sanity", quick, log)
+    log(f"== 3/3 figures ({'digits, CPU' if quick_figures else f'paper datasets in {data}'})")
+    figures = _figures(out / "figures", out / "runs", quick_figures, data, seeds, log)
+    summary = {"quick": quick, "theory": theory, "sanity": sanity, "figures": figures,
+               "wall_s": time.perf_counter() - start}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=1))
+    (out / SUMMARY_MD).write_text(summary_markdown(summary) + "\n")
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepfusion.commands.analyze import limit_threads
+
+    if args.quick and args.data is not None:
+        from deepfusion.errors import ConfigError
+
+        raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
+    with limit_threads(args.threads):
+        summary = reproduce(args.out, args.quick, args.data, args.seeds)
+    print("\n== summary\n" + summary_markdown(summary))
+    print(f"written: {args.out / SUMMARY_MD}, {args.out / SUMMARY_JSON}")
+    failed = summary["theory"]["failed"] + ([] if summary["sanity"]["ok"] else ["sanity (a)"])
+    if failed:
+        raise CheckFailed("checks failed: " + "; ".join(failed))
+    return 0

@@ -1,0 +1,1 @@
+"""The network: backbones, attention across the batch, heads, losses."""

@@ -1,0 +1,1 @@
+"""Run machinery: config, training loop, checkpoints, devices, processes, evaluation, run folders."""

@@ -1,0 +1,337 @@
+"""The run configuration: nested dataclasses, YAML presets and ``key=value`` overrides.
+
+A config is resolved in three layers: the dataclass defaults below, a preset
+(``model/runs/configs/<name>.yaml``) or a YAML file, then command-line overrides
+``section.key=value`` whose values follow YAML's scalar rules (``true``, ``1e-3``,
+``null``, ``[1, 2]``). Every key is checked: an unknown one, a wrong type or an
+invalid choice raises :class:`ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from deepfusion.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # dataset name passed to model.data.load_dataset
+    root: Optional[str] = None  # folder holding the files; None = the loader's default
+    augment: str = "default"  # augmentation preset passed to build_augment
+    test_fraction: float = 0.2  # held-out share for datasets without an official test split
+    seed: int = 0  # data generation and split; fixed apart from train.seed so all seeds share a test set
+    options: dict = field(default_factory=dict)  # extra loader keyword arguments
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"
+    head: str = "transformer"  # transformer | mlp | mlp_nobn | ffn
+    dim: int = 256  # token width D of the transformer/ffn head
+    depth: int = 10  # layers L
+    heads: int = 16  # attention heads H
+    ffn_dim: int = 1024
+    out_dim: int = 512  # projection (loss) dimension
+    norm: str = "post"  # post-LN (paper) or pre-LN
+    scope: str = "both_views"  # both_views (paper) | per_view | mask_pair
+    out_bn: bool = True  # BatchNorm1d without bias on the output (paper)
+    mlp_hidden: int = 512  # hidden width of the mlp / mlp_nobn heads
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd (with momentum) | lars | adamw
+    lr: float = 0.3  # per 256 samples: the effective lr is lr * batch_size / 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to zero (per step)
+
+
+@dataclass
+class LossConfig:
+    temperature: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 256  # N samples per step; the head sees 2N tokens
+    seed: int = 123
+    device: str = "auto"  # auto | cpu | cuda | cuda:K
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the model (CUDA only)
+    channels_last: bool = True  # memory format for image batches on CUDA
+    log_every: int = 50  # steps between metric lines (the only host syncs of the loop)
+    checkpoint_every: int = 0  # extra checkpoints every K steps; 0 = only per epoch and at the end
+    skip_nonfinite: int = 0  # steps with a NaN/inf loss that may be skipped before the run stops
+    deterministic: bool = True  # deterministic algorithms on CPU (bit-exact resume)
+    attend: str = "local"  # under torchrun: the head attends to this process's batch (local) or all (global)
+    threads: int = 0  # CPU threads for torch; 0 = torch's default (1 is often faster on a busy machine)
+    out_dir: str = "runs"
+    name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 20
+    knn_t: float = 0.1  # temperature of the weighted kNN vote
+    linear_epochs: int = 100
+    linear_fraction: float = 1.0  # share of the training set used to fit the linear probe
+    head_batch: int = 256  # test batch size for the head's leave-one-out 1-NN
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    preset: str = "custom"  # label only: names the run folder, excluded from the hash
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
+_SECTION_TYPES = get_type_hints(Config)
+# Keys that say where results go, not what they are: left out of config_hash.
+OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("preset",)}
+# Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
+HASH_DEFAULTS = {("train", "attend"): "local"}
+
+CHOICES = {
+    ("model", "backbone"): ("resnet18", "resnet50", "cnn3", "mlp"),
+    ("model", "head"): ("transformer", "mlp", "mlp_nobn", "ffn"),
+    ("model", "norm"): ("post", "pre"),
+    ("model", "scope"): ("both_views", "per_view", "mask_pair"),
+    ("optim", "name"): ("sgd", "lars", "adamw"),
+    ("train", "attend"): ("local", "global"),
+}
+POSITIVE = {
+    ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),
+    ("model", "mlp_hidden"), ("optim", "lr"), ("loss", "temperature"), ("train", "epochs"),
+    ("train", "batch_size"), ("train", "log_every"), ("eval", "knn_k"), ("eval", "knn_t"),
+    ("eval", "head_batch"),
+}
+NON_NEGATIVE = {
+    ("data", "seed"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
+    ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"), ("train", "threads"),
+}
+
+
+def presets() -> list[str]:
+    """Names of the bundled presets (``model/runs/configs/*.yaml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _valid_keys(section: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(_SECTION_TYPES[section])]
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the annotation ``hint``; returns the (lightly coerced) value."""
+    if get_origin(hint) is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    ok = False
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                value, ok = float(value), True
+            except OverflowError:
+                ok = False
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{where}: expected {name}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _apply(cfg: Config, data: Any, source: str) -> None:
+    """Merge a nested mapping ``{section: {key: value}}`` into ``cfg`` in place."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
+    for section, values in data.items():
+        if section == "preset":
+            setattr(cfg, "preset", _coerce(f"{source}: preset", values, str))
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {section!r}; valid sections: {', '.join(SECTIONS)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping of keys, got {values!r}")
+        obj = getattr(cfg, section)
+        hints = get_type_hints(type(obj))
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key}; valid keys of {section!r}: {', '.join(_valid_keys(section))}"
+                )
+            setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    return _parse_yaml(text, str(path))
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
+        raise ConfigError(f"malformed YAML in {source}: {err}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.1"`` -> ``(["optim", "lr"], 0.1)``; the value follows YAML scalar rules."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value (e.g. train.epochs=5)")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(
+            f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
+        )
+    value = _parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
+    return parts, value
+
+
+def apply_override(cfg: Config, text: str) -> None:
+    """Apply one ``section.key=value`` (``data.options.k=v`` reaches into the options mapping)."""
+    parts, value = parse_override(text)
+    section = parts[0]
+    if len(parts) > 2:
+        if (section, parts[1]) != ("data", "options"):
+            raise ConfigError(f"override {text!r}: only data.options accepts nested keys (data.options.NAME=value)")
+        options = dict(cfg.data.options)
+        node = options
+        for p in parts[2:-1]:
+            node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else {}
+        node[parts[-1]] = value
+        _apply(cfg, {"data": {"options": options}}, "override")
+        return
+    _apply(cfg, {section: {parts[1]: value}}, "override")
+
+
+def validate(cfg: Config) -> Config:
+    """Range and choice checks across the whole config (types are checked while merging)."""
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}={value!r} is not valid; choose from {', '.join(allowed)}")
+    for section, key in POSITIVE | NON_NEGATIVE:
+        value = getattr(getattr(cfg, section), key)
+        bad = not (value > 0) if (section, key) in POSITIVE else not (value >= 0)
+        if bad or (isinstance(value, float) and not math.isfinite(value)):
+            sign = "> 0" if (section, key) in POSITIVE else ">= 0"
+            raise ConfigError(f"{section}.{key}={value!r} must be finite and {sign}")
+    for key in ("test_fraction",):
+        if not 0.0 < cfg.data.test_fraction < 1.0:
+            raise ConfigError(f"data.{key}={cfg.data.test_fraction!r} must lie strictly between 0 and 1")
+    if not 0.0 < cfg.eval.linear_fraction <= 1.0:
+        raise ConfigError(f"eval.linear_fraction={cfg.eval.linear_fraction!r} must lie in (0, 1]")
+    if cfg.eval.head_batch < 2:  # checked here, not only in the evaluation that follows hours of training
+        raise ConfigError(f"eval.head_batch={cfg.eval.head_batch} must be at least 2 (a sample needs a neighbour)")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
+        raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use auto, cpu, cuda or cuda:K")
+    if cfg.model.head == "transformer" and cfg.model.dim % cfg.model.heads:
+        raise ConfigError(
+            f"model.dim={cfg.model.dim} is not divisible by model.heads={cfg.model.heads}; "
+            "pick heads that divide dim"
+        )
+    if cfg.train.batch_size < 2:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is too small: NT-Xent needs at least one negative "
+            "and the head's BatchNorm at least two samples; use 2 or more"
+        )
+    if cfg.train.name is not None and (not cfg.train.name or "/" in cfg.train.name or cfg.train.name in (".", "..")):
+        raise ConfigError(f"train.name={cfg.train.name!r} must be a plain folder name without '/'")
+    return cfg
+
+
+def load_config(preset_or_path: str | Path = "digits", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve a preset name (``digits``) or YAML path, then apply ``section.key=value`` overrides."""
+    cfg = Config()
+    text = str(preset_or_path)
+    path = Path(text)
+    if text in presets():
+        path, label = PRESET_DIR / f"{text}.yaml", text
+    elif path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {text} not found; give a YAML path or a preset: {', '.join(presets())}")
+        label = path.stem
+    else:
+        raise ConfigError(f"unknown preset {text!r}; presets: {', '.join(presets())} (or give a YAML file path)")
+    _apply(cfg, _read_yaml(path), str(path))
+    if cfg.preset == "custom":
+        cfg.preset = label
+    for item in overrides:
+        apply_override(cfg, item)
+    return validate(cfg)
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain nested dict (only str/int/float/bool/None/dict/list), safe for YAML, JSON and checkpoints."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict, source: str = "config") -> Config:
+    """Inverse of :func:`config_to_dict`; checks every key and type like a YAML file."""
+    cfg = Config()
+    _apply(cfg, data, source)
+    return validate(cfg)
+
+
+def config_hash(cfg: Config, length: int = 10) -> str:
+    """Stable hash of the resolved config without output-location keys (cache key for results)."""
+    data = config_to_dict(cfg)
+    for keys in OUTPUT_KEYS:
+        node = data
+        for k in keys[:-1]:
+            node = node[k]
+        node.pop(keys[-1], None)
+    for (section, key), default in HASH_DEFAULTS.items():
+        if data[section].get(key) == default:
+            data[section].pop(key)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (readable by :func:`load_config`)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

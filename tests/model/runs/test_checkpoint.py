@@ -1,0 +1,186 @@
+"""Checkpoints: atomic writes, round trips, and every kind of bad file -> CheckpointError."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deepfusion.errors import CheckpointError
+from deepfusion.model.runs import checkpoint as ck
+
+
+def _state(value=1.0):
+    model = torch.nn.Linear(3, 2)
+    torch.nn.init.constant_(model.weight, value)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    return dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=ck.capture_rng(), epoch=2,
+                position=3, step=11, config={"model": {"head": "mlp"}, "train": {"name": None}})
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    state = _state()
+    ck.save_checkpoint(state, tmp_path)
+    back = ck.load_checkpoint(tmp_path / "last.pt")
+    assert back["step"] == 11 and back["config"] == state["config"]
+    for k, v in state["model"].items():
+        assert torch.equal(back["model"][k], v)
+    assert back["optimizer"]["param_groups"][0]["lr"] == 0.1
+
+
+def test_rng_states_restore_exactly():
+    torch.manual_seed(0); np.random.seed(0); random.seed(0)
+    saved = ck.capture_rng()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5); np.random.rand(5); random.random()
+    ck.restore_rng(saved)
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_previous_checkpoint_is_kept(tmp_path):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    assert ck.load_checkpoint(tmp_path / "prev.pt")["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]  # no temp files left
+
+
+def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+
+    def crash(obj, f):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", crash)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    monkeypatch.undo()
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_temp_file_of_a_killed_write_is_cleared(tmp_path):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"PK\x03\x04 half")  # as SIGKILL mid-write leaves it
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]
+
+
+def test_atomic_save_uses_replace_in_same_folder(tmp_path, monkeypatch):
+    seen = []
+    real = os.replace
+    monkeypatch.setattr(ck.os, "replace", lambda a, b: (seen.append((str(a), str(b))), real(a, b)))
+    ck.atomic_save({"x": 1}, tmp_path / "f.pt")
+    src, dst = seen[-1]
+    assert os.path.dirname(src) == str(tmp_path) and dst == str(tmp_path / "f.pt")
+
+
+def test_truncated_file(tmp_path):
+    ck.save_checkpoint(_state(), tmp_path)
+    data = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        ck.load_checkpoint(tmp_path / "last.pt")
+
+
+def test_latest_falls_back_to_previous(tmp_path):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04garbage")
+    assert ck.latest_checkpoint(tmp_path)["step"] == 1
+
+
+def test_corrupt_file(tmp_path):
+    ck.save_checkpoint(_state(), tmp_path)
+    path = tmp_path / "last.pt"
+    data = bytearray(path.read_bytes())
+    # flip bytes inside the stored tensors but keep the zip directory intact
+    for i in range(200, min(len(data) - 400, 1200)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt|truncated|not a deepfusion"):
+        ck.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"hello world", b""])
+def test_foreign_file(tmp_path, content):
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a deepfusion checkpoint"):
+        ck.load_checkpoint(tmp_path / "x.pt")
+
+
+def test_foreign_torch_file(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="foreign"):
+        ck.load_checkpoint(tmp_path / "x.pt")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "obj": object()}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ck.load_checkpoint(tmp_path / "x.pt")
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        ck.load_checkpoint(tmp_path / "none.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        ck.latest_checkpoint(tmp_path)
+
+
+def test_mismatched_model(tmp_path):
+    ck.save_checkpoint(_state(), tmp_path)
+    state = ck.load_checkpoint(tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        ck.load_model_state(torch.nn.Linear(4, 2), state["model"])
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        ck.load_model_state(torch.nn.Sequential(torch.nn.Linear(3, 2)), state["model"])
+
+
+def test_mismatched_config(tmp_path):
+    with pytest.raises(CheckpointError, match="model.head"):
+        ck.check_config_matches({"model": {"head": "mlp"}}, {"model": {"head": "transformer"}})
+    ck.check_config_matches({"model": {"head": "mlp"}, "train": {"epochs": 1}},
+                            {"model": {"head": "mlp"}, "train": {"epochs": 9}})
+
+
+def test_errors_are_one_line(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 50)
+    with pytest.raises(CheckpointError) as info:
+        ck.load_checkpoint(tmp_path / "x.pt")
+    assert "\n" not in str(info.value)
+
+
+_FUZZ_BLOB = {}
+
+
+def _checkpoint_bytes(tmp_path_factory) -> bytes:
+    if "blob" not in _FUZZ_BLOB:
+        folder = tmp_path_factory.mktemp("ckpt")
+        ck.save_checkpoint(_state(), folder)
+        _FUZZ_BLOB["blob"] = (folder / "last.pt").read_bytes()
+    return _FUZZ_BLOB["blob"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_damaged_checkpoints_raise_only_checkpoint_error(data, tmp_path_factory):
+    """Cut and flipped checkpoint files either load (a harmless flip) or raise CheckpointError, one line."""
+    blob = bytearray(_checkpoint_bytes(tmp_path_factory))
+    blob = blob[: data.draw(st.integers(0, len(blob)), label="cut")]
+    for _ in range(data.draw(st.integers(0, 4), label="flips")):
+        if blob:
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path_factory.mktemp("fuzz") / "last.pt"
+    path.write_bytes(bytes(blob))
+    try:
+        ck.load_checkpoint(path)
+    except CheckpointError as err:
+        assert "\n" not in str(err)

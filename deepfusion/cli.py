@@ -1,9 +1,9 @@
 """The ``deepfusion`` command line.
 
 Each sub-command lives in the package that owns it; this module only routes.
-A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``
-and is imported only when its command runs, so ``deepfusion verify`` never
-pays for importing torch.
+A command module (``deepfusion/commands/``) exposes ``add_arguments(parser)``
+and ``run(args) -> int`` and is imported only when its command runs, so
+``deepfusion --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
     "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S7)"),
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
-    "sanity": ("deepfusion.experiments.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
+    "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
     "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
     "bench": ("deepfusion.commands.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
 }

@@ -18,7 +18,6 @@ A summary table is printed and sanity.json written to --out (the runs of (b) go 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -208,23 +207,3 @@ def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | 
         raise CheckFailed("idealised layers disagree with the mean-field recursion: " + " | ".join(bad)
                           + f"; details in {out_dir / SANITY_FILE}")
     return result
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="one seed in (a), a shorter training budget in (b)")
-    parser.add_argument("--out", default="results/sanity", metavar="DIR",
-                        help="folder for sanity.json and the runs of (b) (default results/sanity)")
-    parser.add_argument("--threads", type=int, default=1, metavar="T",
-                        help="CPU threads for torch and BLAS (default 1, best on small shared machines; 0 = library default)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from deepfusion.commands.analyze import limit_threads
-
-    with limit_threads(args.threads):
-        result = run_sanity(args.out, quick=args.quick, check=False)  # print the table before failing
-    print(format_summary(result))
-    print(f"written: {Path(args.out) / SANITY_FILE} ({result['wall_s']:.0f} s)")
-    if not result["passed"]:
-        raise CheckFailed(f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}")
-    return 0

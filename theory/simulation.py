@@ -18,7 +18,6 @@ divided afterwards. 3 M^2 d flops per layer instead of 4 M^2 d.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -255,42 +254,3 @@ def simulation_flops(M, d, layers, method):
     is formed (x x^T and a x), M^2 d + 2 M^2 (d + 1) on the BLAS path (syrk triangle, symm with [x, 1])."""
     per_layer = 4 * M * M * d if method == "general" else M * M * d + 2 * M * M * (d + 1)
     return layers * per_layer
-
-
-def bench_theory(repeats=3, device=None, layers=32, method="auto"):
-    """Timings (s, median of `repeats`) of the two theory targets: mean_field on 10^4 points x 64
-    layers (target < 1 s) and the simulation with M = 4096, d = 512, 32 layers in float32 (< 20 s).
-
-    layers < 32 times that many layers and scales to 32 (every layer costs the same); the result says
-    so. device defaults to CUDA when available; on the CPU `method="auto"` takes the BLAS path."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from deepfusion.theory.fusion import mean_field
-
-    rng = np.random.default_rng(0)
-    pts = 10_000
-    C = rng.integers(2, 11, pts)
-    beta, r0 = rng.uniform(0, 20, pts), rng.uniform(0, 3, pts)
-    t_mf, t_sim = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        mean_field(C, 64, beta, 1.0, r0, 64)
-        t_mf.append(time.perf_counter() - t)
-    M, d, full = 4096, 512, 32
-    x = make_tokens(8, M // 8, d, 1.0, dtype=torch.float32).to(device)
-    for _ in range(repeats):
-        t = time.perf_counter()
-        used = simulate(x, 8, 8.0, 1.0, layers, method=method).method
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t_sim.append(time.perf_counter() - t)
-    sim = float(np.median(t_sim)) * full / layers
-    flop = simulation_flops(M, d, full, used)
-    return {
-        "mean_field_1e4x64_s": float(np.median(t_mf)), "mean_field_target_s": 1.0,
-        "simulation_M4096_d512_L32_s": sim, "simulation_target_s": 20.0, "simulation_timed_layers": layers,
-        "simulation_runs_s": [float(t) for t in t_sim], "simulation_method": used,
-        "simulation_tflop": flop / 1e12, "simulation_gflops": flop / sim / 1e9,
-        "simulation_needed_gflops": flop / 20.0 / 1e9,
-        "simulation_general_tflop": simulation_flops(M, d, full, "general") / 1e12,
-        "repeats": repeats, "threads": torch.get_num_threads(), "device": str(device),
-    }

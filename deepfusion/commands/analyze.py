@@ -21,7 +21,6 @@ attention.npz are written into the run folder. Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import numpy as np
 
@@ -45,29 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads for torch and BLAS; 1 (default) avoids oversubscription on "
                              "shared small machines, where the many small matrices gain nothing from more; "
                              "0 leaves the libraries' defaults")
-
-
-@contextlib.contextmanager
-def limit_threads(n: int):
-    """Run the body with ``n`` torch and BLAS threads (0: unchanged), restoring them afterwards.
-
-    Busy CPUs make multi-threaded small matrix products tens of times slower (threads spin-wait
-    for each other), and the analysis is made of small matrices."""
-    if n < 0:
-        raise ConfigError(f"threads={n} must be >= 0 (0 keeps the default)")
-    if n == 0:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _mean(x) -> float:
@@ -128,7 +104,7 @@ def format_table(record: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.analyze import ANALYSIS_FILE, analyze_run
-    from deepfusion.model.runs.loop import resolve_device
+    from deepfusion.model.runs.devices import limit_threads, resolve_device
 
     for name in ("batches", "per_class", "n_boot"):
         if getattr(args, name) < 1:

@@ -44,7 +44,7 @@ def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> di
     """The theory targets at full size (32 layers); --quick times 2 layers and scales to 32."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from deepfusion.theory.simulation import bench_theory  # loads scipy's BLAS, so the limit below reaches it
+    from deepfusion.experiments.bench_theory import bench_theory  # loads scipy's BLAS, so the limit below reaches it
 
     with threadpool_limits(limits=threads or None, user_api="blas"):
         out = bench_theory(repeats=repeats, device=str(device), layers=2 if quick else 32)
@@ -79,7 +79,7 @@ def _table(results: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.bench_head import bench_head
     from deepfusion.experiments.bench_train import bench_train
-    from deepfusion.model.runs.loop import resolve_device
+    from deepfusion.model.runs.devices import resolve_device
 
     if args.repeats < 1 or args.threads < 0:
         raise ConfigError("--repeats must be >= 1 and --threads >= 0")

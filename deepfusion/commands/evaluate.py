@@ -69,7 +69,7 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.evaluate import evaluate_model
     from deepfusion.model.runs.folder import EVAL_FILE, load_run, run_config
-    from deepfusion.model.runs.loop import resolve_device
+    from deepfusion.model.runs.devices import resolve_device
 
     run_dir = Path(args.run)
     _apply_eval_overrides(run_config(run_dir), list(args.overrides))  # bad overrides fail before loading anything

@@ -126,7 +126,7 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> d
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.commands.analyze import limit_threads
+    from deepfusion.model.runs.devices import limit_threads
 
     if args.quick and args.data is not None:
         from deepfusion.errors import ConfigError

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -36,6 +35,7 @@ import torch
 from deepfusion.errors import ConfigError, RunError
 from deepfusion.model.runs.checkpoint import capture_rng, check_config_matches, latest_checkpoint, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
+from deepfusion.model.runs.devices import resolve_device
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.runs.optim import build_optimizer
@@ -49,21 +49,6 @@ class TrainingInterrupted(RunError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-def resolve_device(name: str, option: str = "train.device") -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:K`` as a device; ``option`` names the setting in errors."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
-        raise ConfigError(f"{option}={name!r} is not a device; use auto, cpu, cuda or cuda:K")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RunError(f"{option}={name} but no CUDA device is available; use {option}=cpu or auto")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise RunError(f"{option}={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 from deepfusion import cli
 from deepfusion.errors import CheckFailed
 from deepfusion.experiments import sanity
-from deepfusion.commands.analyze import limit_threads
+from deepfusion.model.runs.devices import limit_threads
 from deepfusion.theory import fusion
 
 TINY = {"overrides": ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfusion.paper_figures import analysis_io, cache, runs
+from deepfusion.paper_figures import analysis_io, cache
 
 
 def no_train(cfg, run_dir=None, resume=False, progress=False):

@@ -72,8 +72,3 @@ def test_bad_input_raises_config_error(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         fusion.mean_field(**args)
 
-
-@pytest.mark.slow
-def test_mean_field_benchmark_target():
-    from deepfusion.theory.simulation import bench_theory
-    assert bench_theory(repeats=1)["mean_field_1e4x64_s"] < 1.0

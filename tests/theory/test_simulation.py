@@ -92,8 +92,3 @@ def test_bad_input_raises():
     with pytest.raises(ConfigError, match="rho"):
         make_tokens(4, 16, 32, 1.0, rho=-0.5)
 
-
-@pytest.mark.slow
-def test_bench_theory_reports_both_targets():
-    out = __import__("deepfusion.theory.simulation", fromlist=["bench_theory"]).bench_theory(repeats=1)
-    assert out["mean_field_1e4x64_s"] > 0 and out["simulation_M4096_d512_L32_s"] > 0

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from deepfusion import cli
-from deepfusion.commands import analyze as analyze_cli
+from deepfusion.model.runs.devices import limit_threads
 
 TINY = ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64", "model.depth=3",
         "eval.linear_epochs=2", "eval.head_batch=32", "train.device=cpu"]
@@ -17,7 +17,7 @@ def tiny_run(tmp_path_factory):
     from deepfusion.model.runs.loop import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    with analyze_cli.limit_threads(1):
+    with limit_threads(1):
         train(load_config("synthetic", TINY), run_dir=run_dir, progress=False)
     return run_dir
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from deepfusion.errors import ConfigError, DeepFusionError
-from deepfusion.model.runs.config import (Config, config_from_dict, config_hash, config_to_dict, load_config, presets,
+from deepfusion.model.runs.config import (config_from_dict, config_hash, config_to_dict, load_config, presets,
                           save_config)
 
 

@@ -1,7 +1,6 @@
 """Data parallel on CPU with 2 gloo processes: gathered NT-Xent and global-batch attention under DDP give
 the loss and the gradients of one process on the concatenated batch."""
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

@@ -10,8 +10,7 @@ attention, labels and instance ids, for the attention-map figure) are written in
 
 from __future__ import annotations
 
-import json
-import os
+import io
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,8 @@ from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.capture import capture
 from deepfusion.experiments.verdict import RULE, bootstrap_mean_ci, deep_fusion_verdict
+from deepfusion.model.runs.layout import RunFolder, write_bytes_atomic, write_json
 
-ANALYSIS_FILE, ATTENTION_FILE = "analysis.json", "attention.npz"
 HEAD_STATS = ("same_class_mass", "excess", "self_mass", "positive_mass", "block_mass", "block_distance",
               "effective_rank", "beta_eff", "beta_r2", "predicted_same_class_mass", "predicted_block_mass",
               "predicted_self_mass")
@@ -64,20 +63,9 @@ def batch_statistics(cap: dict) -> dict:
 
 
 def _finite(x):
-    """Plain floats or lists of them; ``_clean`` later turns non-finite ones into null."""
+    """Plain floats or lists of them; writing the JSON turns non-finite ones into null."""
     a = np.asarray(x, dtype=np.float64)
     return a.tolist() if a.ndim else float(a)
-
-
-def _clean(obj):
-    """JSON-safe: NaN and infinities (e.g. an undefined fit) become null instead of invalid JSON."""
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def summarise(stats: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
@@ -144,17 +132,11 @@ def analyze_model(model, augment, dataset, batches: int = 5, per_class: int = 16
     return record, caps
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def analyze_run(run_dir, batches: int = 5, per_class: int = 16, seed: int = 0, device="cpu",
                 split: str = "test", views: str = "two_views", n_boot: int = 2000) -> dict:
     """Analyse a run folder's trained head on ``split`` data; write ``analysis.json`` and
     ``attention.npz`` there and return the analysis record."""
-    from deepfusion.model.runs.folder import load_run
+    from deepfusion.model.runs.loading import load_run
 
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")
@@ -164,12 +146,9 @@ def analyze_run(run_dir, batches: int = 5, per_class: int = 16, seed: int = 0, d
     record["settings"]["split"] = split
     record["run_dir"] = Path(run_dir).name
     run_dir = Path(run_dir)
-    text = json.dumps(_clean(record), indent=1)
-    _write_atomic(run_dir / ANALYSIS_FILE, lambda p: p.write_text(text))
-
-    def write_npz(path: Path) -> None:
-        with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz" to the temp name
-            np.savez_compressed(f, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
-
-    _write_atomic(run_dir / ATTENTION_FILE, write_npz)
+    folder = RunFolder(run_dir)
+    write_json(folder.analysis, record, indent=1)
+    buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
+    np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
+    write_bytes_atomic(folder.attention, buf.getvalue())
     return record

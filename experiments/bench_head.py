@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deepfusion.experiments.bench_timing import time_interleaved
+from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.mlp_heads import MLPHead
 from deepfusion.model.network.transformer_head import TransformerHead
 
@@ -64,7 +65,6 @@ def bench_head(sizes=(512, 2048, 8192), device="cpu", in_dim=512, dim=256, depth
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
     torch.manual_seed(0)
     ours = TransformerHead(in_dim, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim, out_dim=out_dim).to(device)
-    ours.check_finite = False  # as in training: no host sync inside the step
     ref = reference_head(ours)
     mlp = MLPHead(in_dim, hidden_dim=2048, out_dim=out_dim, batchnorm=True).to(device)
     rows = []
@@ -73,7 +73,7 @@ def bench_head(sizes=(512, 2048, 8192), device="cpu", in_dim=512, dim=256, depth
 
         def step(module):
             def go():
-                with autocast():
+                with autocast(), forward_options(check_inputs=False):  # as in training: no host sync
                     out = module(x)
                 out.float().square().mean().backward()
             return go

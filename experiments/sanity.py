@@ -113,14 +113,15 @@ def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]
 def trained_heads(out_dir, budget: dict) -> dict:
     """(b): train the transformer and ffn heads on the synthetic mixture and measure each block."""
     from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.model.runs.folder import load_run
+    from deepfusion.model.runs.layout import RunFolder
+    from deepfusion.model.runs.loading import load_run
 
     out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
            "batches": budget["batches"], "per_class": budget["per_class"]}
     for head in HEADS:
         run_dir, wall = _train(Path(out_dir) / "runs" / head, head, budget["overrides"])
         run = load_run(run_dir, "cpu")
-        evaluation = json.loads((run_dir / "eval.json").read_text())
+        evaluation = json.loads(RunFolder(run_dir).eval.read_text())
         entry = {"train_wall_s": wall, "eval": {k: evaluation.get(k) for k in EVAL_KEYS},
                  "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
         if head == "transformer":

@@ -22,8 +22,7 @@ import numpy as np
 
 from deepfusion.errors import RunError
 
-ANALYSIS_FILE = "analysis.json"
-ATTENTION_FILE = "attention.npz"
+from deepfusion.model.runs.layout import RunFolder
 
 
 @dataclass
@@ -40,7 +39,7 @@ class LayerStats:
 def ensure_analysis(run_dir: str | Path, log=None) -> Path:
     """Analyse ``run_dir`` unless its analysis files are already there; returns the run folder."""
     run_dir = Path(run_dir)
-    if not ((run_dir / ANALYSIS_FILE).is_file() and (run_dir / ATTENTION_FILE).is_file()):
+    if not (RunFolder(run_dir).analysis.is_file() and RunFolder(run_dir).attention.is_file()):
         from deepfusion.experiments.analyze import analyze_run
 
         if log:
@@ -73,7 +72,7 @@ def _nanmean(x) -> float:
 
 def load_layer_stats(run_dir: str | Path) -> LayerStats:
     """The per-layer statistics F2 plots, from ``analysis.json``."""
-    path = Path(run_dir) / ANALYSIS_FILE
+    path = RunFolder(run_dir).analysis
     a = _read(path)
     try:
         layers = a["layers"]
@@ -91,7 +90,7 @@ def load_layer_stats(run_dir: str | Path) -> LayerStats:
 
 def load_attention(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(attention (L, H, M, M), labels (M,))`` of the analysis batch, from ``attention.npz``."""
-    path = Path(run_dir) / ATTENTION_FILE
+    path = RunFolder(run_dir).attention
     f = _read(path)
     if "attention" not in f or "labels" not in f:
         raise RunError(f"{path} must hold arrays 'attention' (L, H, M, M) and 'labels' (M,); rerun the analysis")

@@ -52,7 +52,9 @@ def run_dir_for(cfg, results_root: str | Path, salt: str = "") -> Path:
 
 
 def is_finished(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / "eval.json").is_file()
+    from deepfusion.model.runs.layout import RunFolder
+
+    return RunFolder(run_dir).eval.is_file()
 
 
 def run_or_load(
@@ -74,26 +76,27 @@ def run_or_load(
         if log:
             log(f"cached  {run_dir.name}")
         return run_dir
-    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    from deepfusion.model.runs.layout import RunFolder, write_json
+
+    folder = RunFolder(run_dir)
+    resume = folder.last.is_file()
     if log:
         log(f"{'resume' if resume else 'train '}  {run_dir.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "cache.json").write_text(
-        json.dumps(
-            {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg), "salt": salt, "cache_version": CACHE_VERSION},
-            indent=2,
-        )
-    )
+    write_json(run_dir / "cache.json", {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg), "salt": salt,
+                                        "cache_version": CACHE_VERSION})
     train_fn = train_fn or _train
     result = Path(train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress) or run_dir)
     if not is_finished(result):
-        raise RunError(f"training finished without writing {result / 'eval.json'}; see {result / 'metrics.jsonl'}")
+        raise RunError(f"training finished without writing {RunFolder(result).eval}; see {RunFolder(result).metrics}")
     return result
 
 
 def load_eval(run_dir: str | Path) -> dict:
     """The parsed ``eval.json`` of a finished run."""
-    path = Path(run_dir) / "eval.json"
+    from deepfusion.model.runs.layout import RunFolder
+
+    path = RunFolder(run_dir).eval
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -27,7 +27,7 @@ def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, dict[str, list[run
     out = {}
     for preset in runs.datasets(quick):
         base = runs.base_spec(preset, data)
-        out[preset] = {h: runs.seed_specs(base.with_overrides(f"model.head={h}"), seeds) for h in runs.HEADS}
+        out[preset] = {h: runs.seed_specs(base.with_overrides(f"model.head={h}"), seeds) for h in runs.heads()}
     return out
 
 
@@ -64,7 +64,7 @@ def write_tables(rows, out_dir: Path, stem: str) -> list[Path]:
         lines.append("| head | " + " | ".join(runs.METRICS[c] for c in cols) + " |")
         lines.append("|---|" + "---|" * len(cols))
         for h in heads:
-            lines.append(f"| {runs.HEAD_LABELS[h]} | " + " | ".join(cells.get((h, c), "n/a") for c in cols) + " |")
+            lines.append(f"| {runs.head_label(h)} | " + " | ".join(cells.get((h, c), "n/a") for c in cols) + " |")
         lines.append("")
     md_path.write_text("\n".join(lines))
     return [md_path, csv_path]
@@ -72,7 +72,7 @@ def write_tables(rows, out_dir: Path, stem: str) -> list[Path]:
 
 def plot(rows, out_dir: Path, stem: str) -> list[Path]:
     presets = list(dict.fromkeys(r[0] for r in rows))
-    heads = [h for h in (*runs.HEADS, "random") if any(r[1] == h for r in rows)]
+    heads = [h for h in (*runs.heads(), "random") if any(r[1] == h for r in rows)]
     width = style.COLUMN_WIDTH if len(presets) == 1 else style.FULL_WIDTH
     fig, axes = style.subplots(1, len(presets), width=width, height=2.6, sharey=True)
     colors = dict(zip(heads, style.PALETTE[: len(heads) - 1] + [style.OKABE_ITO["black"]]))
@@ -90,7 +90,7 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
                 # two, which bars drawn from zero would hide.
                 ax.errorbar(x, s.mean, yerr=s.std if s.n > 1 else None, fmt="D", ms=4, color=colors[head],
                             ecolor=colors[head], elinewidth=1.0, capsize=2,
-                            label=runs.HEAD_LABELS[head] if i == 0 else None, zorder=2)
+                            label=runs.head_label(head) if i == 0 else None, zorder=2)
                 ax.plot(np.full(len(values), x + step * 0.3), values, "o", ms=2, color="white", mec="black",
                         mew=0.4, zorder=3)
         ax.set_xticks(range(len(CHART_METRICS)), [runs.METRICS[m] for m in CHART_METRICS])

@@ -22,14 +22,22 @@ from deepfusion.paper_figures import cache
 DEFAULT_RESULTS = Path("results") / "runs"  # relative to the working folder
 QUICK_PRESET = "digits"
 PAPER_PRESETS = ("cifar10", "cifar100", "tiny_imagenet")
-HEADS = ("transformer", "mlp", "mlp_nobn", "ffn")
-HEAD_LABELS = {
-    "transformer": "Transformer (across batch)",
-    "mlp": "MLP + BatchNorm (SimCLR)",
-    "mlp_nobn": "MLP, no BatchNorm",
-    "ffn": "FFN blocks (paper baseline)",
-    "random": "Random backbone",
-}
+
+
+def heads() -> tuple[str, ...]:
+    """Every registered head, in registration order: the rows of the head comparison."""
+    from deepfusion.model.network.registry import HEADS
+
+    return HEADS.names()
+
+
+def head_label(name: str) -> str:
+    """The label figures and tables give a head (or the random-backbone baseline)."""
+    from deepfusion.model.network.registry import HEADS
+
+    return "Random backbone" if name == "random" else HEADS.get(name).label
+
+
 # eval.json keys -> what the tables call them
 METRICS = {"linear": "linear probe", "knn": "kNN", "head_loo1nn": "head LOO 1-NN"}
 

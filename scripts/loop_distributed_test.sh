@@ -19,7 +19,7 @@ if [ "$load" = 1 ]; then
 fi
 passed=0
 for i in $(seq "$runs"); do
-    if python -m pytest -q -p no:cacheprovider tests/model/test_distributed.py \
+    if python -m pytest -q -p no:cacheprovider tests/model/runs/test_distributed.py \
         -k two_processes_match >/dev/null 2>&1; then
         passed=$((passed + 1))
     else

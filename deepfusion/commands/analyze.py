@@ -103,7 +103,8 @@ def format_table(record: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.experiments.analyze import ANALYSIS_FILE, analyze_run
+    from deepfusion.experiments.analyze import analyze_run
+    from deepfusion.model.runs.layout import RunFolder
     from deepfusion.model.runs.devices import limit_threads, resolve_device
 
     for name in ("batches", "per_class", "n_boot"):
@@ -114,5 +115,5 @@ def run(args: argparse.Namespace) -> int:
         record = analyze_run(args.run, batches=args.batches, per_class=args.per_class, seed=args.seed,
                              device=device, split=args.split, views=args.views, n_boot=args.n_boot)
     print(format_table(record))
-    print(f"written: {args.run}/{ANALYSIS_FILE}")
+    print(f"written: {RunFolder(args.run).analysis}")
     return 0

@@ -68,7 +68,8 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.evaluate import evaluate_model
-    from deepfusion.model.runs.folder import EVAL_FILE, load_run, run_config
+    from deepfusion.model.runs.layout import RunFolder, write_json
+    from deepfusion.model.runs.loading import load_run, run_config
     from deepfusion.model.runs.devices import resolve_device
 
     run_dir = Path(args.run)
@@ -83,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     if args.no_write:
         return 0
-    out = Path(args.json) if args.json else run_dir / EVAL_FILE
-    if out == run_dir / EVAL_FILE and out.is_file():
+    out = Path(args.json) if args.json else RunFolder(run_dir).eval
+    if out == RunFolder(run_dir).eval and out.is_file():
         try:
             previous = json.loads(out.read_text())
         except json.JSONDecodeError:
@@ -93,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
             results.update({k: previous[k] for k in KEEP_FROM_TRAINING if k in previous})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(out)
+        write_json(out, results)
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
         raise RunError(f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write") from None

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from deepfusion.errors import CheckFailed
+from deepfusion.model.runs.layout import RunFolder
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -70,12 +71,12 @@ def _sanity(out_dir: Path, quick: bool, log) -> dict:
 
 
 def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
-    from deepfusion.paper_figures import analysis_io, f1_attention_maps
+    from deepfusion.paper_figures import f1_attention_maps
     from deepfusion.paper_figures.build import build_figures
 
     records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log)
     main = f1_attention_maps.analysed_run(quick_figures, data, runs_dir)  # cached: no training here
-    analysis = json.loads((Path(main.run_dir) / analysis_io.ANALYSIS_FILE).read_text())
+    analysis = json.loads(RunFolder(main.run_dir).analysis.read_text())
     heads = []
     with (out_dir / "f4_head_comparison.csv").open() as f:
         for row in csv.DictReader(f):

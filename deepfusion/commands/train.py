@@ -50,9 +50,9 @@ def _fmt(value) -> str:
 def summary(run_dir: Path, wall: float) -> str:
     """Final report: run folder, wall time and each eval number beside its random-backbone baseline."""
     lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
-    from deepfusion.model.runs.folder import EVAL_FILE
+    from deepfusion.model.runs.layout import RunFolder
 
-    path = run_dir / EVAL_FILE
+    path = RunFolder(run_dir).eval
     results = json.loads(path.read_text()) if path.exists() else {}
     if "skipped" in results:
         lines.append(f"evaluation skipped: {results['skipped']}")
@@ -64,7 +64,7 @@ def summary(run_dir: Path, wall: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.model.runs.folder import run_config
+    from deepfusion.model.runs.loading import run_config
 
     overrides = list(args.overrides)
     if args.out is not None:

@@ -18,7 +18,7 @@ passing a mask (a cached additive bias) only for ``mask_pair``. The explicit pat
 (``forward(..., need_weights=True)``) writes out the softmax and also returns
 the ``(heads, M, M)`` attention weights, exactly zero where masked.
 
-Data-parallel training (``attend = "global"``, set by ``model.distributed.set_attend``): each
+Data-parallel training (``forward_options(attend="global")``, set by the training loop): each
 process holds its own slice of the batch; its queries attend to the keys and values of the whole
 batch, gathered from every process with gradients, so the function equals attention on the
 concatenated batch, each process keeping its own rows. Without a process group it is local.
@@ -33,31 +33,46 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.collectives import gather_rows
+from deepfusion.model.network.forward_options import current
+from deepfusion.model.network.registry import SCOPES
 
-SCOPES = ("both_views", "per_view", "mask_pair")
 
-# Smallest number of instances per view for each scope, so that every token has
-# someone besides itself to attend to (per_view and mask_pair hide the positive).
-MIN_INSTANCES = {"both_views": 1, "per_view": 2, "mask_pair": 2}
+
+@SCOPES.register("both_views", label="both views (paper)", min_instances=1,
+                 summary="every token sees all V*N tokens, itself and its positive view(s) included")
+def _both_views_mask(n: int, views: int, device=None) -> torch.Tensor | None:
+    return None
+
+
+@SCOPES.register("per_view", label="within each view", min_instances=2,
+                 summary="a token sees only the tokens of its own view")
+def _per_view_mask(n: int, views: int, device=None) -> torch.Tensor:
+    view = torch.arange(n * views, device=device) // n
+    return view[:, None] == view[None, :]
+
+
+@SCOPES.register("mask_pair", label="positive view hidden", min_instances=2,
+                 summary="a token does not see its positive view(s); it still sees itself")
+def _mask_pair_mask(n: int, views: int, device=None) -> torch.Tensor:
+    idx = torch.arange(n * views, device=device)
+    inst = idx % n  # hide same instance, other token
+    return (inst[:, None] != inst[None, :]) | (idx[:, None] == idx[None, :])
 
 
 def check_scope(scope: str) -> str:
-    if scope not in SCOPES:
-        raise ConfigError(f"model.scope={scope!r} is not a valid attention scope; choose from {', '.join(SCOPES)}")
-    return scope
+    return SCOPES.check(scope)
+
+
+def min_instances(scope: str) -> int:
+    """Smallest number of instances per view for ``scope``, so that every token has someone besides
+    itself to attend to (per_view and mask_pair hide the positive)."""
+    return SCOPES.get(scope).extra["min_instances"]
 
 
 def scope_mask(scope: str, n: int, views: int, device=None) -> torch.Tensor | None:
     """Boolean ``(M, M)`` matrix, True where token ``i`` may attend to token ``j``; None for ``both_views``."""
-    check_scope(scope)
-    if scope == "both_views":
-        return None
-    idx = torch.arange(n * views, device=device)
-    if scope == "per_view":
-        view = idx // n
-        return view[:, None] == view[None, :]
-    inst = idx % n  # mask_pair: hide same instance, other token
-    return (inst[:, None] != inst[None, :]) | (idx[:, None] == idx[None, :])
+    return SCOPES.get(scope).build(n, views, device)
 
 
 def _world() -> int:
@@ -76,7 +91,6 @@ class BatchAttention(nn.Module):
         self.dim, self.heads, self.views = dim, heads, views
         self.scope = check_scope(scope)
         self.dropout = float(dropout)
-        self.attend = "local"  # or "global": keys/values gathered across processes (fast path only)
         self.qkv = nn.Linear(dim, 3 * dim)  # fused Q, K, V projection
         self.proj = nn.Linear(dim, dim)
         self._mask_key: tuple | None = None
@@ -116,7 +130,7 @@ class BatchAttention(nn.Module):
         h, hd = self.heads, d // self.heads
         p = self.dropout if self.training else 0.0
         qkv = self.qkv(x)  # (M, 3D)
-        if self.attend == "global" and _world() > 1:
+        if current().attend == "global" and _world() > 1:
             return self.proj(self._global(qkv, p))
         if self.scope == "per_view":
             v, n = self.views, m // self.views
@@ -133,8 +147,6 @@ class BatchAttention(nn.Module):
 
     def _global(self, qkv: torch.Tensor, p: float) -> torch.Tensor:
         """Local queries against the keys and values of every process, in the global view-major order."""
-        from deepfusion.model.runs.distributed import gather_rows
-
         m, d3 = qkv.shape
         d = d3 // 3
         h, hd, v = self.heads, d // self.heads, self.views

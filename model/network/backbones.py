@@ -12,8 +12,8 @@ from __future__ import annotations
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.registry import BACKBONES
 
-BACKBONES = ("resnet18", "resnet50", "cnn3", "mlp")
 MIN_SIDE = 8
 
 
@@ -128,19 +128,33 @@ def _image_shape(name: str, input_shape: tuple) -> tuple[int, int, int]:
     return c, h, w
 
 
+@BACKBONES.register("resnet18", label="ResNet-18 (CIFAR stem)", inputs="image",
+                    summary="ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)")
+def _resnet18(input_shape) -> nn.Module:
+    return ResNet(BasicBlock, (2, 2, 2, 2), _image_shape("resnet18", input_shape)[0])
+
+
+@BACKBONES.register("resnet50", label="ResNet-50 (CIFAR stem)", inputs="image",
+                    summary="ResNet-50 with the CIFAR stem")
+def _resnet50(input_shape) -> nn.Module:
+    return ResNet(Bottleneck, (3, 4, 6, 3), _image_shape("resnet50", input_shape)[0])
+
+
+@BACKBONES.register("cnn3", label="3-layer CNN", inputs="image", summary="a small 3-layer CNN for CPU runs")
+def _cnn3(input_shape) -> nn.Module:
+    return CNN3(_image_shape("cnn3", input_shape)[0])
+
+
+@BACKBONES.register("mlp", label="MLP", inputs="vector", summary="Linear-BN-ReLU layers for vector data")
+def _mlp(input_shape) -> nn.Module:
+    if len(input_shape) != 1 or int(input_shape[0]) < 1:
+        raise ConfigError(f"backbone 'mlp' needs vector input (d,), got input shape {tuple(input_shape)}; "
+                          f"use one of {', '.join(b.name for b in BACKBONES.entries() if b.extra['inputs'] == 'image')} "
+                          "for images")
+    return MLPBackbone(int(input_shape[0]))
+
+
 def build_backbone(name: str, input_shape) -> nn.Module:
-    """The backbone ``name`` for inputs of shape ``(C, H, W)`` (images) or ``(d,)`` (vectors); has ``out_dim``."""
-    input_shape = tuple(input_shape)
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
-    if name == "mlp":
-        if len(input_shape) != 1 or int(input_shape[0]) < 1:
-            raise ConfigError(f"backbone 'mlp' needs vector input (d,), got input shape {input_shape}; "
-                              "use resnet18, resnet50 or cnn3 for images")
-        return MLPBackbone(int(input_shape[0]))
-    c, _, _ = _image_shape(name, input_shape)
-    if name == "cnn3":
-        return CNN3(c)
-    if name == "resnet18":
-        return ResNet(BasicBlock, (2, 2, 2, 2), c)
-    return ResNet(Bottleneck, (3, 4, 6, 3), c)
+    """The registered backbone ``name`` for inputs of shape ``(C, H, W)`` (images) or ``(d,)`` (vectors);
+    has ``out_dim``."""
+    return BACKBONES.get(name).build(tuple(input_shape))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepfusion.model.network.forward_options import current
+from deepfusion.model.network.registry import HEADS
 from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, check_head_input, check_positive_ints
 
 
@@ -29,7 +31,7 @@ class _FeedForwardHead(nn.Module):
     tail: nn.Module
 
     def _run(self, x: torch.Tensor, keep_tokens: bool):
-        check_head_input(x, self.in_dim, check_finite=self.check_finite)
+        check_head_input(x, self.in_dim, check_finite=current().check_inputs)
         z = self.stem(x)
         tokens = []
         for block in self.blocks:
@@ -50,6 +52,13 @@ class _FeedForwardHead(nn.Module):
         return {"out": out, "tokens": tokens, "attention": []}
 
 
+# Decorators apply bottom-up: mlp registers before mlp_nobn.
+@HEADS.register("mlp_nobn", label="MLP, no BatchNorm", attends=False, fixed={"batchnorm": False},
+                summary="Linear-ReLU-Linear: nothing mixes the samples of a batch",
+                options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"})
+@HEADS.register("mlp", label="MLP + BatchNorm (SimCLR)", attends=False, fixed={"batchnorm": True},
+                summary="SimCLR's head: Linear-BN-ReLU-Linear",
+                options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"})
 class MLPHead(_FeedForwardHead):
     """SimCLR's projection head: Linear-BN-ReLU-Linear (``batchnorm=False``: Linear-ReLU-Linear)."""
 
@@ -57,7 +66,6 @@ class MLPHead(_FeedForwardHead):
         super().__init__()
         check_positive_ints(in_dim=in_dim, mlp_hidden=hidden_dim, out_dim=out_dim)
         self.in_dim, self.out_dim, self.batchnorm = in_dim, out_dim, batchnorm
-        self.check_finite = True
         self.stem = nn.Identity()
         # The BN that follows removes any bias, so the Linear before it has none.
         layers = [nn.Linear(in_dim, hidden_dim, bias=not batchnorm)]
@@ -66,6 +74,9 @@ class MLPHead(_FeedForwardHead):
         self.tail = nn.Linear(hidden_dim, out_dim)
 
 
+@HEADS.register("ffn", label="FFN blocks (paper baseline)", attends=False,
+                summary="the paper's baseline: the transformer's layout with Linear-BN-ReLU blocks",
+                options=("dim", "depth", "out_dim", "out_bn"))
 class FFNHead(_FeedForwardHead):
     """The paper's feed-forward baseline: Linear to ``dim``, ``depth`` Linear-BN-ReLU blocks, output Linear + BN."""
 
@@ -73,7 +84,6 @@ class FFNHead(_FeedForwardHead):
         super().__init__()
         check_positive_ints(in_dim=in_dim, dim=dim, depth=depth, out_dim=out_dim)
         self.in_dim, self.dim, self.depth, self.out_dim = in_dim, dim, depth, out_dim
-        self.check_finite = True
         self.stem = nn.Linear(in_dim, dim)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True))

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepfusion.errors import ConfigError, DataError
-from deepfusion.model.network.attention import MIN_INSTANCES, BatchAttention, check_scope
-
-NORMS = ("post", "pre")
+from deepfusion.model.network.attention import BatchAttention, check_scope, min_instances
+from deepfusion.model.network.forward_options import current
+from deepfusion.model.network.registry import HEADS, NORMS
 
 
 class BiasFreeBatchNorm1d(nn.BatchNorm1d):
@@ -68,12 +68,31 @@ def check_head_input(x: torch.Tensor, in_dim: int, views: int = 1, min_instances
         raise DataError("head input contains NaN or inf features; check the backbone and the learning rate")
 
 
+@NORMS.register("post", label="post-LN (paper)", summary="Z = LN(Z + MHA(Z)); Z = LN(Z + FFN(Z))",
+                final_ln=False)
+def post_ln(block: "TransformerBlock", z: torch.Tensor, need_weights: bool):
+    a, weights = block.attend(z, need_weights)
+    z = block.ln1(z + block.drop(a))
+    return block.ln2(z + block.ffn(z)), weights
+
+
+@NORMS.register("pre", label="pre-LN", summary="Z = Z + MHA(LN(Z)); Z = Z + FFN(LN(Z)), and a final LN",
+                final_ln=True)
+def pre_ln(block: "TransformerBlock", z: torch.Tensor, need_weights: bool):
+    a, weights = block.attend(block.ln1(z), need_weights)
+    z = z + block.drop(a)
+    return z + block.ffn(block.ln2(z)), weights
+
+
 class TransformerBlock(nn.Module):
-    """One block: batch attention and a GELU feed-forward layer, each with a residual and LayerNorm."""
+    """One block: batch attention and a GELU feed-forward layer, each with a residual and LayerNorm
+    placed as the registered ``norm`` says (``post_ln``, ``pre_ln``)."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, norm: str, scope: str, views: int, dropout: float):
         super().__init__()
+        self.norm = NORMS.check(norm)
         self.pre = norm == "pre"
+        self._layout = NORMS.get(norm).build
         self.attn = BatchAttention(dim, heads, scope=scope, views=views, dropout=dropout)
         self.ln1 = nn.LayerNorm(dim)
         self.ln2 = nn.LayerNorm(dim)
@@ -81,29 +100,24 @@ class TransformerBlock(nn.Module):
         self.fc2 = nn.Linear(ffn_dim, dim)
         self.dropout = float(dropout)
 
-    def _drop(self, z: torch.Tensor) -> torch.Tensor:
+    def drop(self, z: torch.Tensor) -> torch.Tensor:
         return F.dropout(z, self.dropout, True) if (self.training and self.dropout) else z
 
-    def _ffn(self, z: torch.Tensor) -> torch.Tensor:
-        return self._drop(self.fc2(self._drop(F.gelu(self.fc1(z)))))
+    def ffn(self, z: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(z)))))
+
+    def attend(self, a: torch.Tensor, need_weights: bool):
+        """Attention output and its (heads, M, M) weights (None unless ``need_weights``)."""
+        return self.attn(a, need_weights=True) if need_weights else (self.attn(a), None)
 
     def forward(self, z: torch.Tensor, need_weights: bool = False):
         """``z`` (M, dim) -> ``(z', weights)``; weights (heads, M, M) or None."""
-        weights = None
-        a = self.ln1(z) if self.pre else z
-        if need_weights:
-            a, weights = self.attn(a, need_weights=True)
-        else:
-            a = self.attn(a)
-        if self.pre:
-            z = z + self._drop(a)
-            z = z + self._ffn(self.ln2(z))
-        else:
-            z = self.ln1(z + self._drop(a))
-            z = self.ln2(z + self._ffn(z))
-        return z, weights
+        return self._layout(self, z, need_weights)
 
 
+@HEADS.register("transformer", label="Transformer (across batch)", attends=True,
+                summary="the paper's head: blocks of attention across the batch and a GELU FFN",
+                options=("dim", "depth", "heads", "ffn_dim", "out_dim", "norm", "scope", "views", "out_bn", "dropout"))
 class TransformerHead(nn.Module):
     """Transformer head attending across the batch; see the module docstring."""
 
@@ -111,8 +125,7 @@ class TransformerHead(nn.Module):
                  out_dim: int = 512, norm: str = "post", scope: str = "both_views", views: int = 2,
                  out_bn: bool = True, dropout: float = 0.0):
         super().__init__()
-        if norm not in NORMS:
-            raise ConfigError(f"model.norm={norm!r} is not valid; choose from {', '.join(NORMS)}")
+        NORMS.check(norm)
         check_positive_ints(in_dim=in_dim, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim, out_dim=out_dim,
                             views=views)
         if not 0.0 <= dropout < 1.0:
@@ -120,11 +133,10 @@ class TransformerHead(nn.Module):
         self.in_dim, self.dim, self.depth, self.heads = in_dim, dim, depth, heads
         self.out_dim, self.norm, self.views = out_dim, norm, views
         self.scope = check_scope(scope)
-        self.check_finite = True  # the NaN/inf check syncs device and host; a GPU loop may switch it off
         self.inp = nn.Linear(in_dim, dim)
         self.blocks = nn.ModuleList(
             TransformerBlock(dim, heads, ffn_dim, norm, scope, views, dropout) for _ in range(depth))
-        self.final_ln = nn.LayerNorm(dim) if norm == "pre" else nn.Identity()
+        self.final_ln = nn.LayerNorm(dim) if NORMS.get(norm).extra["final_ln"] else nn.Identity()
         self.out = nn.Linear(dim, out_dim)
         self.bn = BiasFreeBatchNorm1d(out_dim) if out_bn else nn.Identity()
 
@@ -135,7 +147,8 @@ class TransformerHead(nn.Module):
                    scope="both_views", views=2, out_bn=True)
 
     def _check(self, x: torch.Tensor) -> None:
-        check_head_input(x, self.in_dim, self.views, MIN_INSTANCES[self.scope], self.scope, self.check_finite)
+        check_head_input(x, self.in_dim, self.views, min_instances(self.scope), self.scope,
+                         current().check_inputs)
 
     def _run(self, x: torch.Tensor, need_weights: bool, keep_tokens: bool):
         self._check(x)

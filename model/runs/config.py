@@ -21,6 +21,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -110,11 +111,10 @@ OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), 
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
 HASH_DEFAULTS = {("train", "attend"): "local"}
 
+# Choices of the network parts come from their registries (deepfusion.model.network.registry).
+REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("model", "norm"): NORMS,
+              ("model", "scope"): SCOPES}
 CHOICES = {
-    ("model", "backbone"): ("resnet18", "resnet50", "cnn3", "mlp"),
-    ("model", "head"): ("transformer", "mlp", "mlp_nobn", "ffn"),
-    ("model", "norm"): ("post", "pre"),
-    ("model", "scope"): ("both_views", "per_view", "mask_pair"),
     ("optim", "name"): ("sgd", "lars", "adamw"),
     ("train", "attend"): ("local", "global"),
 }
@@ -254,6 +254,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
             raise ConfigError(f"{section}.{key}={value!r} is not valid; choose from {', '.join(allowed)}")
+    for (section, key), registry in REGISTERED.items():
+        registry.check(getattr(getattr(cfg, section), key))
     for section, key in POSITIVE | NON_NEGATIVE:
         value = getattr(getattr(cfg, section), key)
         bad = not (value > 0) if (section, key) in POSITIVE else not (value >= 0)

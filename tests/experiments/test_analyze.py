@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from deepfusion.errors import DataError, RunError
+from deepfusion.model.runs import layout
 from deepfusion.experiments import analyze
 from deepfusion.experiments.capture import balanced_indices, capture
 from deepfusion.experiments.verdict import NOT_OBSERVED, OBSERVED, RULE
@@ -77,7 +78,7 @@ def test_analyze_model_record_is_complete_json():
     torch.manual_seed(0)
     record, cap = analyze.analyze_model(TinyModel(6), JitterAugment(), dataset(), batches=2, per_class=3,
                                         n_boot=200)
-    back = json.loads(json.dumps(analyze._clean(record)))
+    back = json.loads(json.dumps(layout._clean(record)))
     assert back["rule"] == RULE and back["verdict"] in (OBSERVED, NOT_OBSERVED)
     assert len(back["layers"]) == 3 and back["num_classes"] == 3
     layer = back["layers"][0]
@@ -91,7 +92,7 @@ def test_analyze_run_writes_files_the_figures_read(tmp_path, monkeypatch):
     torch.manual_seed(0)
     ds = dataset()
     loaded = SimpleNamespace(model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds)
-    monkeypatch.setattr("deepfusion.model.runs.folder.load_run", lambda run_dir, device="cpu": loaded)
+    monkeypatch.setattr("deepfusion.model.runs.loading.load_run", lambda run_dir, device="cpu": loaded)
     analyze.analyze_run(tmp_path, batches=2, per_class=3, n_boot=200)
     assert json.loads((tmp_path / "analysis.json").read_text())["rule"] == RULE
     with np.load(tmp_path / "attention.npz") as f:

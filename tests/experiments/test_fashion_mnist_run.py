@@ -33,7 +33,7 @@ SMALL = ["data.options={limit: 400}", "model.backbone=cnn3", "model.dim=32", "mo
 def test_small_fashion_mnist_run_trains_and_analyses(tmp_path):
     from deepfusion.experiments.analyze import analyze_run
     from deepfusion.model.runs.config import load_config
-    from deepfusion.model.runs.folder import load_run
+    from deepfusion.model.runs.loading import load_run
     from deepfusion.model.runs.loop import train
 
     with limit_threads(1):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfusion.paper_figures import analysis_io, cache
+from deepfusion.model.runs.layout import RunFolder
+from deepfusion.paper_figures import cache
 
 
 def no_train(cfg, run_dir=None, resume=False, progress=False):
@@ -57,9 +58,9 @@ def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6,
         ex = float(np.mean(mass) - chance)
         layers.append({"layer": l, "same_class_mass": mass, "chance": chance, "excess_mean": ex,
                        "excess_ci": [ex - 0.02, ex + 0.02], "predicted_same_class_mass": [m * 0.9 for m in mass]})
-    (run_dir / analysis_io.ANALYSIS_FILE).write_text(
+    RunFolder(run_dir).analysis.write_text(
         json.dumps({"num_classes": C, "layers": layers, "verdict": "Deep Fusion observed"}))
-    np.savez(run_dir / analysis_io.ATTENTION_FILE, attention=attn, labels=labels, inst=inst)
+    np.savez(RunFolder(run_dir).attention, attention=attn, labels=labels, inst=inst)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import ConfigError
-from deepfusion.model.network.attention import SCOPES, BatchAttention, scope_mask
+from deepfusion.model.network.attention import BatchAttention, scope_mask
+from deepfusion.model.network.registry import SCOPES
 
 
 def _attention(scope, n, views, dim=16, heads=4, dtype=torch.float64, seed=0):
@@ -62,7 +63,7 @@ def test_both_views_sees_every_token():
 @settings(deadline=None, max_examples=15)
 @given(st.data())
 def test_attention_rows_sum_to_one(data):
-    scope = data.draw(st.sampled_from(SCOPES), label="scope")
+    scope = data.draw(st.sampled_from(SCOPES.names()), label="scope")
     n = data.draw(st.integers(2, 6), label="n")
     views = data.draw(st.integers(1, 3), label="views")
     attn, x = _attention(scope, n, views, seed=data.draw(st.integers(0, 99)))
@@ -71,7 +72,7 @@ def test_attention_rows_sum_to_one(data):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("scope", SCOPES.names())
 @pytest.mark.parametrize("views", [1, 2, 3])
 def test_fast_and_explicit_paths_agree(scope, views, dtype, tol):
     attn, x = _attention(scope, 7, views, dim=32, heads=8, dtype=dtype)
@@ -80,7 +81,7 @@ def test_fast_and_explicit_paths_agree(scope, views, dtype, tol):
     torch.testing.assert_close(fast, explicit, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("scope", SCOPES.names())
 def test_fast_and_explicit_gradients_agree(scope):
     attn, x = _attention(scope, 4, 2)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from deepfusion.errors import ConfigError
-from deepfusion.model.network.backbones import BACKBONES, build_backbone
+from deepfusion.model.network.backbones import build_backbone
+from deepfusion.model.network.registry import BACKBONES
 
 CASES = [
     ("resnet18", (3, 8, 8), 512),
@@ -45,7 +46,7 @@ def test_resnet_blocks():
 
 
 def test_unknown_name_lists_valid_ones():
-    with pytest.raises(ConfigError, match="unknown backbone 'vgg'.*" + ", ".join(BACKBONES)):
+    with pytest.raises(ConfigError, match="model.backbone='vgg' is not a valid backbone; choose from " + ", ".join(BACKBONES.names())):
         build_backbone("vgg", (3, 32, 32))
 
 

@@ -32,7 +32,7 @@ def test_none_and_config_only_keys_are_ignored():
 
 
 def test_unknown_head_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown head 'vit'.*transformer, mlp, mlp_nobn, ffn"):
+    with pytest.raises(ConfigError, match="model.head='vit' is not a valid head; choose from transformer, mlp, mlp_nobn, ffn"):
         build_head("vit", 10)
 
 

@@ -6,7 +6,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from deepfusion.model.runs.distributed import gather_rows, gathered_nt_xent, set_attend, teardown
+from deepfusion.model.network.collectives import gather_rows, gathered_nt_xent
+from deepfusion.model.network.forward_options import forward_options
+from deepfusion.model.runs.distributed import teardown
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.network.transformer_head import TransformerHead
 
@@ -50,11 +52,11 @@ def _compare(rank, head, scope, temperature):
     ref_grads = [p.grad.clone() for p in ref.parameters()]
     # this rank's slice under DDP, attention and loss over the global batch
     model = build(head, scope)
-    set_attend(model, "global")
     ddp = nn.parallel.DistributedDataParallel(model)
     sl = slice(rank * N, (rank + 1) * N)
     local_ids = torch.arange(WORLD * N)[sl].repeat(2)
-    loss = gathered_nt_xent(ddp(x[:, sl].reshape(-1, IN)), local_ids, temperature)
+    with forward_options(attend="global"):
+        loss = gathered_nt_xent(ddp(x[:, sl].reshape(-1, IN)), local_ids, temperature)
     loss.backward()
     total = loss.detach().clone()
     dist.all_reduce(total)
@@ -84,8 +86,8 @@ def test_without_a_process_group_everything_is_local():
     model = build("transformer", "mask_pair")
     x = torch.randn(8, IN, dtype=torch.float64)
     out = model(x)
-    set_attend(model, "global")
-    torch.testing.assert_close(model(x), out)
+    with forward_options(attend="global"):
+        torch.testing.assert_close(model(x), out)
 
 
 def test_nt_xent_rows_average_to_the_full_loss():

@@ -54,7 +54,7 @@ def test_tiny_run_writes_every_file(tmp_path):
 
 def test_default_run_folder_is_preset_and_hash(tmp_path):
     from deepfusion.model.runs.config import config_hash
-    from deepfusion.model.runs.folder import default_run_dir
+    from deepfusion.model.runs.run_folder import default_run_dir
 
     cfg = tiny(tmp_path)
     assert default_run_dir(cfg) == tmp_path / f"synthetic-{config_hash(cfg)}"
@@ -132,7 +132,7 @@ def test_bad_setups_fail_before_work(tmp_path, override, error, match):
 
 
 def test_batch_share_too_small_for_scope_under_data_parallel(tmp_path):
-    from deepfusion.model.runs.loop import _check_batch
+    from deepfusion.model.runs.controls import check_batch as _check_batch
 
     cfg = tiny(tmp_path, "model.scope=per_view", "train.batch_size=2")
     _check_batch(cfg, 100, world=1)  # one process: the head sees both instances

@@ -1,7 +1,6 @@
-"""Run folders: where a run lives, and loading a trained one back.
+"""Loading a run back: its config, datasets, augmentation and trained model.
 
-A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds ``config.yaml``,
-``metrics.jsonl``, ``checkpoints/last.pt`` (and ``prev.pt``) and ``eval.json``.
+The files of a run folder are named in :mod:`deepfusion.model.runs.layout`.
 """
 
 from __future__ import annotations
@@ -13,14 +12,9 @@ import torch
 
 from deepfusion.errors import CheckpointError, ConfigError, RunError
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
-from deepfusion.model.runs.config import Config, config_hash, config_to_dict, load_config
+from deepfusion.model.runs.config import Config, config_to_dict, load_config
+from deepfusion.model.runs.layout import RunFolder
 
-CONFIG_FILE, METRICS_FILE, EVAL_FILE, CHECKPOINT_DIR = "config.yaml", "metrics.jsonl", "eval.json", "checkpoints"
-
-
-def default_run_dir(cfg: Config) -> Path:
-    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set."""
-    return Path(cfg.train.out_dir) / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
 def load_datasets(cfg: Config):
@@ -39,11 +33,11 @@ def build_run_augment(cfg: Config, dataset):
 
 def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The resolved config saved in a run folder, with optional overrides."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = RunFolder(run_dir).config
     if not Path(run_dir).is_dir():
         raise RunError(f"run folder {run_dir} does not exist; train one with: deepfusion train --config digits")
     if not path.is_file():
-        raise RunError(f"{run_dir} is not a run folder (no {CONFIG_FILE}); give the folder printed by deepfusion train")
+        raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
     return load_config(path, list(overrides))
 
 
@@ -63,7 +57,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    ckpt = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)
     try:
         check_config_matches(ckpt["config"], config_to_dict(cfg), source=f"checkpoint in {run_dir}")
     except KeyError:

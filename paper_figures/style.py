@@ -4,6 +4,10 @@ Sizes are chosen for a two-column paper: a single-column figure is 3.4 inches wi
 text is 8-9 pt once printed at 100%. Lines and bars cycle through the Okabe-Ito palette,
 which stays distinguishable under the common colour-vision deficiencies; heat maps use
 ``cividis``, which is perceptually uniform and reads the same in grayscale.
+
+Figures are ``matplotlib.figure.Figure`` objects made here, never pyplot's: no backend is chosen
+on import, no global figure list grows, and every figure, theory plots included, draws with this
+one style.
 """
 
 from __future__ import annotations
@@ -11,11 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # figures are written to files, never shown; works without a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-from cycler import cycler  # noqa: E402
+from cycler import cycler
+from matplotlib.figure import Figure
 
 # Okabe & Ito (2008), "Color Universal Design"; black last so it can mark references.
 OKABE_ITO = {
@@ -66,20 +67,26 @@ def context():
 
 
 def subplots(nrows: int = 1, ncols: int = 1, width: float = COLUMN_WIDTH, height: float | None = None, **kwargs):
-    """``plt.subplots`` at paper size; the height defaults to a 4:3 panel per row."""
+    """A figure at paper size and its axes (a 2-D array unless ``squeeze=True``); the height defaults
+    to a 4:3 panel per row. Call it inside :func:`context` so the axes take the style."""
     if height is None:
         height = width / ncols * 0.75 * nrows
     kwargs.setdefault("squeeze", False)
-    return plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``name.png`` (200 dpi) and ``name.pdf`` into ``out_dir``, close the figure, return both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    """Write ``name.png`` (200 dpi) and ``name.pdf`` into ``out_dir``; return both paths."""
+    return save_to(fig, Path(out_dir) / name)
+
+
+def save_to(fig, path: str | Path) -> list[Path]:
+    """Write ``path`` if it ends in .png or .pdf, else ``path.png`` and ``path.pdf``; return the paths."""
+    path = Path(path)
+    paths = [path] if path.suffix in (".png", ".pdf") else [path.with_name(path.name + s) for s in (".png", ".pdf")]
+    path.parent.mkdir(parents=True, exist_ok=True)
     with context():
-        fig.savefig(paths[0], dpi=DPI)
-        fig.savefig(paths[1])
-    plt.close(fig)
+        for p in paths:
+            fig.savefig(p, dpi=DPI)
     return paths

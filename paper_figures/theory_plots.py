@@ -2,44 +2,26 @@
 
 Each ``plot_*(path)`` draws from the closed forms (and, for the curves, a finite simulation) and
 writes ``path``; a path ending in .png or .pdf gets that file, a path without either suffix gets both
-``path.png`` and ``path.pdf``. Returns the list of files written. Colours: Okabe-Ito (colour-blind
-safe) and the cividis map; sizes fit one column of a two-column paper.
+``path.png`` and ``path.pdf``. Returns the list of files written. They draw with the figures' one
+style (``paper_figures/style.py``).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
 import matplotlib
+import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display
+from deepfusion.paper_figures import style
+from deepfusion.theory import bounds
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402, F401
-import numpy as np  # noqa: E402
-
-from deepfusion.theory import bounds  # noqa: E402
-
-BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE = ("#0072B2", "#E69F00", "#009E73", "#D55E00",
-                                                "#56B4E9", "#CC79A7")
-GRAY, BLACK = "#555555", "#000000"
-RC = {"font.size": 9, "axes.labelsize": 9, "legend.fontsize": 7.5, "xtick.labelsize": 8,
-      "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
-      "legend.frameon": False, "pdf.fonttype": 42, "savefig.dpi": 200, "savefig.bbox": "tight"}
-WIDTH = 3.4  # inches: one paper column
+C_ = style.OKABE_ITO
+BLUE, ORANGE, GREEN, VERMILLION, BLACK = C_["blue"], C_["orange"], C_["green"], C_["vermillion"], C_["black"]
+GRAY = style.REFERENCE_COLOR
+WIDTH = style.COLUMN_WIDTH
 
 FIG_C, FIG_N, FIG_D, FIG_LAYERS = 4, 64, 2048, 10
-
-
-def _save(fig, path) -> list[Path]:
-    path = Path(path)
-    paths = [path] if path.suffix in (".png", ".pdf") else [path.with_name(path.name + s) for s in (".png", ".pdf")]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p)
-    plt.close(fig)
-    return paths
 
 
 @lru_cache(maxsize=2)
@@ -56,19 +38,19 @@ def fusion_region_data(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS, size=160)
     return beta, r0, ratio, mf.a_self[..., 0]
 
 
-def plot_fusion_region(path, C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
+def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
     """S5: where L layers of the mean-field recursion fuse (r_L << r0) and where the self-attention
     trap stalls fusion, in the (beta, r0) plane."""
     beta, r0, ratio, a_self = fusion_region_data(C, n, alpha, layers)
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(WIDTH, 2.7))
+    with style.context():
+        fig, ax = style.subplots(width=WIDTH, height=2.7, squeeze=True)
         lo = max(-8.0, float(np.floor(ratio.min())))
         im = ax.pcolormesh(beta, r0, np.clip(ratio, lo, None), cmap="cividis", shading="auto",
                            vmin=lo, vmax=max(0.0, float(ratio.max())), rasterized=True)
         cb = fig.colorbar(im, ax=ax, pad=0.02)
         cb.set_label(rf"$\log_{{10}}(r_{{{layers}}}/r_0)$")
         ax.contour(beta, r0, ratio, levels=[-1.0], colors=[ORANGE], linewidths=1.5)
-        with plt.rc_context({"hatch.color": VERMILLION, "hatch.linewidth": 0.8}):
+        with matplotlib.rc_context({"hatch.color": VERMILLION, "hatch.linewidth": 0.8}):
             ax.contourf(beta, r0, a_self, levels=[0.5, 2.0], colors="none", hatches=["////"])
         ax.contour(beta, r0, a_self, levels=[0.5], colors=[VERMILLION], linewidths=1.2, linestyles="--")
         ax.plot([], [], color=ORANGE, label=rf"$r_{{{layers}}} = r_0/10$")
@@ -78,10 +60,10 @@ def plot_fusion_region(path, C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
         ax.set_ylabel(r"initial spread $r_0$")
         ax.set_title(f"S5 fusion region (C={C}, n={n}, $\\alpha$={alpha:g}, L={layers})", fontsize=8)
         ax.legend(loc="upper right", fontsize=6.5, frameon=True, framealpha=0.9)
-        return _save(fig, path)
+        return fig
 
 
-def plot_eps_max(path, C_max=50):
+def figure_eps_max(C_max=50):
     """S1: the exact threshold eps_max and the Cauchy-Schwarz bound against C (ETF rho), with the
     SLSQP worst case at a few C and the same-class limit 1/sqrt(2)."""
     Cs = np.arange(2, C_max + 1)
@@ -89,8 +71,8 @@ def plot_eps_max(path, C_max=50):
     marks = np.array([2, 3, 5, 10, 20, 50])
     marks = marks[marks <= C_max]
     numeric = [bounds.numeric_threshold(bounds.etf_rho(c), starts=2) for c in marks]
-    with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(WIDTH, 2.5))
+    with style.context():
+        fig, ax = style.subplots(width=WIDTH, height=2.5, squeeze=True)
         ax.plot(Cs, bounds.eps_max(rho), color=BLUE, label=r"exact $\varepsilon_{max}$ (S1)")
         ax.plot(Cs, bounds.simple_bound(rho), color=VERMILLION, ls="--",
                 label=r"Cauchy-Schwarz bound $\sqrt{1-\rho}-1$")
@@ -106,7 +88,7 @@ def plot_eps_max(path, C_max=50):
         ax.set_xlabel(r"classes $C$ (simplex ETF, $\rho=-1/(C-1)$)")
         ax.set_ylabel(r"largest noise radius $\varepsilon$")
         ax.legend(loc="center right", bbox_to_anchor=(1.0, 0.6))
-        return _save(fig, path)
+        return fig
 
 
 @lru_cache(maxsize=1)
@@ -126,14 +108,14 @@ def recursion_data(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS, seed=0):
     return out
 
 
-def plot_recursion_curves(path, C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS):
+def figure_recursion_curves(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS):
     """S5: r_l and m_l against layer l from the recursion (lines) with a finite token simulation
     (markers, d tokens dimensions) on top, for a fast, a slow and a stalled regime."""
     data = recursion_data(C, n, d, layers)
     colours = {"fast": BLUE, "slow": GREEN, "stall": VERMILLION}
     marks = {"fast": "o", "slow": "s", "stall": "^"}
-    with plt.rc_context(RC):
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(2 * WIDTH * 0.95, 2.5))
+    with style.context():
+        fig, (a1, a2) = style.subplots(1, 2, width=2 * WIDTH * 0.95, height=2.5, squeeze=True)
         for name, v in data.items():
             c = colours[name]
             lab = rf"{name}: $\beta$={v['beta']:g}, $\alpha$={v['alpha']:g}, $r_0$={v['r0']:g}"
@@ -153,4 +135,19 @@ def plot_recursion_curves(path, C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS):
         a2.set_ylim(0, 1.02)
         a1.legend(loc="lower left", fontsize=6.5)
         fig.tight_layout()
-        return _save(fig, path)
+        return fig
+
+
+def plot_fusion_region(path, C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
+    """Draw :func:`figure_fusion_region` into ``path`` (see the module docstring); returns the files."""
+    return style.save_to(figure_fusion_region(C, n, alpha, layers), path)
+
+
+def plot_eps_max(path, C_max=50):
+    """Draw :func:`figure_eps_max` into ``path`` (see the module docstring); returns the files."""
+    return style.save_to(figure_eps_max(C_max), path)
+
+
+def plot_recursion_curves(path, C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS):
+    """Draw :func:`figure_recursion_curves` into ``path`` (see the module docstring); returns the files."""
+    return style.save_to(figure_recursion_curves(C, n, d, layers), path)

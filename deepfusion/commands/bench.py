@@ -18,7 +18,6 @@ everything further for a smoke run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -37,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
-    parser.add_argument("--out", default="bench.json", metavar="FILE", help="JSON output (default: bench.json)")
+    parser.add_argument("--out", default=str(Path("results") / "bench.json"), metavar="FILE",
+                        help="JSON output (default: results/bench.json)")
 
 
 def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> dict:
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.bench_head import bench_head
     from deepfusion.experiments.bench_train import bench_train
     from deepfusion.model.runs.devices import resolve_device
+    from deepfusion.model.runs.layout import write_json
 
     if args.repeats < 1 or args.threads < 0:
         raise ConfigError("--repeats must be >= 1 and --threads >= 0")
@@ -101,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         results["theory"] = _theory(args.quick, repeats, device, args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out, results)
     m = results["machine"]
-    print(f"# {m['device_name']} ({m['device']}), torch {m['torch']}, {m['torch_threads']} threads; JSON: {out}")
+    print(f"# {m['device_name']} ({m['device']}), torch {m['torch']}, {m['torch_threads']} threads")
     print(_table(results))
+    print(f"written: {out}")
     return 0

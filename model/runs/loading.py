@@ -53,7 +53,7 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Config, trained model (eval mode), augmentation and datasets of a finished or partial run."""
-    from deepfusion.model.network.factory import build_model
+    from deepfusion.model.runs.factory import build_model
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
 
 def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds) -> Setup:
     """Data on the device, augmentation, model, optimiser and loss of one run."""
-    from deepfusion.model.network.factory import build_model
+    from deepfusion.model.runs.factory import build_model
     from deepfusion.model.runs.optim import build_optimizer
 
     t = cfg.train
@@ -282,7 +283,7 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool)
     t, n = setup.cfg.train, len(setup.x_all)
     meter, gen = LossMeter(setup.device), torch.Generator(device=setup.device)
     clock = dict(time=time.perf_counter(), step=state.step, start=start_wall, lr=0.0)
-    show = progress and setup.dinfo.main
+    show = progress and setup.dinfo.main and sys.stderr.isatty()  # no \r lines in logs
     bar = tqdm(total=setup.total, initial=state.step, disable=not show, desc=setup.folder.name, unit="step",
                dynamic_ncols=True)
     setup.model.train()

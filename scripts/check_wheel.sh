@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the wheel, install it into a fresh virtual environment outside the checkout, and use it
+# there: `deepfusion verify --quick`, a short training run, and no bare top-level `model`,
+# `theory`, `experiments` or `paper_figures` package (only `deepfusion` is installed).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo"
+python3 -m venv "$work/venv"
+. "$work/venv/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q torch==2.13.0
+python -m pip install -q "$work"/dist/deepfusion-*.whl
+cd "$work"  # nothing of the checkout on sys.path
+for name in model theory experiments paper_figures; do
+    if python -c "import $name" 2>/dev/null; then
+        echo "wheel check: a bare top-level package '$name' is importable" >&2
+        exit 1
+    fi
+done
+python -c "import deepfusion.model.runs.config as c; assert c.presets(), 'no presets in the wheel'"
+deepfusion verify --quick > verify.txt || { cat verify.txt; exit 1; }
+tail -1 verify.txt
+deepfusion train --config synthetic train.epochs=1 train.device=cpu train.threads=1 eval.linear_epochs=2 \
+    --out "$work/runs" --no-progress > train.txt || { cat train.txt; exit 1; }
+grep -q "kNN" train.txt || { cat train.txt; exit 1; }
+echo "wheel check: passed"

@@ -20,7 +20,8 @@ from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.capture import capture
 from deepfusion.experiments.verdict import RULE, bootstrap_mean_ci, deep_fusion_verdict
-from deepfusion.model.runs.layout import RunFolder, write_bytes_atomic, write_json
+from deepfusion.model.runs.layout import write_bytes_atomic, write_json
+from deepfusion.model.runs.run_folder import folder_lock
 
 HEAD_STATS = ("same_class_mass", "excess", "self_mass", "positive_mass", "block_mass", "block_distance",
               "effective_rank", "beta_eff", "beta_r2", "predicted_same_class_mass", "predicted_block_mass",
@@ -142,13 +143,12 @@ def analyze_run(run_dir, batches: int = 5, per_class: int = 16, seed: int = 0, d
         raise DataError(f"split={split!r} is not valid; choose train or test")
     run = load_run(run_dir, device)
     dataset = run.test_ds if split == "test" else run.train_ds
-    record, cap = analyze_model(run.model, run.augment, dataset, batches, per_class, seed, device, views, n_boot)
-    record["settings"]["split"] = split
-    record["run_dir"] = Path(run_dir).name
-    run_dir = Path(run_dir)
-    folder = RunFolder(run_dir)
-    write_json(folder.analysis, record, indent=1)
-    buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
-    np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
-    write_bytes_atomic(folder.attention, buf.getvalue())
+    with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
+        record, cap = analyze_model(run.model, run.augment, dataset, batches, per_class, seed, device, views, n_boot)
+        record["settings"]["split"] = split
+        record["run_dir"] = Path(run_dir).name
+        write_json(folder.analysis, record, indent=1)
+        buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
+        np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
+        write_bytes_atomic(folder.attention, buf.getvalue())
     return record

@@ -67,14 +67,26 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.model.runs.evaluate import evaluate_model
-    from deepfusion.model.runs.layout import RunFolder, write_json
-    from deepfusion.model.runs.loading import load_run, run_config
+    from contextlib import nullcontext
+
     from deepfusion.model.runs.devices import resolve_device
+    from deepfusion.model.runs.loading import run_config
+    from deepfusion.model.runs.run_folder import folder_lock
 
     run_dir = Path(args.run)
     _apply_eval_overrides(run_config(run_dir), list(args.overrides))  # bad overrides fail before loading anything
     device = resolve_device(args.device, option="--device")
+    # Writing eval.json into the run folder takes the folder's lock; --no-write and --json elsewhere read only.
+    writes_run = not args.no_write and not args.json
+    with folder_lock(run_dir, "evaluate") if writes_run else nullcontext():
+        return _evaluate(args, run_dir, device)
+
+
+def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
+    from deepfusion.model.runs.evaluate import evaluate_model
+    from deepfusion.model.runs.layout import RunFolder, write_json
+    from deepfusion.model.runs.loading import load_run
+
     loaded = load_run(run_dir, device)
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
@@ -98,5 +110,4 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
         raise RunError(f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write") from None
-    print(f"wrote {out}")
     return 0

@@ -1,16 +1,19 @@
-"""Analyse a trained run's attention layer by layer against the theory.
+"""Analyse trained runs' attention layer by layer against the theory and judge Deep Fusion.
 
-For several fixed, class-balanced analysis batches (``experiments.capture``), every statistic of
-``experiments.metrics`` is measured per layer and head, the S4 prediction of the masses is made from
-each layer's measured spread r, class-mean cosine rho and each head's beta_eff
-(``experiments.prediction``), and the pre-registered verdict (``experiments.verdict``) is applied.
-``analysis.json`` (statistics, prediction, rule and verdict) and ``attention.npz`` (the first batch's
-attention, labels and instance ids, for the attention-map figure) are written into the run folder.
+For disjoint, class-balanced analysis batches (``experiments.capture``), every statistic of
+``experiments.metrics`` is measured per layer and head, the S4 prediction of the masses is made
+from each layer's measured spread r, class-mean cosine rho and each head's beta_eff
+(``experiments.prediction``), and the verdict's two nulls are computed on the same batches
+(``experiments.nulls``): label permutations and the untrained head. ``analyze_run`` writes one run
+folder's ``analysis.json`` (``experiments.record.RunAnalysis``) and ``attention.npz`` (the first
+batch's attention, for the attention-map figure); ``pool`` judges several training seeds of one
+config together (``experiments.verdict``), the seed being the unit.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +21,10 @@ import numpy as np
 from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
-from deepfusion.experiments.capture import capture
-from deepfusion.experiments.verdict import RULE, bootstrap_mean_ci, deep_fusion_verdict
-from deepfusion.model.runs.layout import write_bytes_atomic, write_json
-from deepfusion.model.runs.run_folder import folder_lock
-
-HEAD_STATS = ("same_class_mass", "excess", "self_mass", "positive_mass", "block_mass", "block_distance",
-              "effective_rank", "beta_eff", "beta_r2", "predicted_same_class_mass", "predicted_block_mass",
-              "predicted_self_mass")
-TOKEN_STATS = ("relative_spread", "class_mean_cosine", "nc1", "cdnv", "residual_ratio")
+from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
+from deepfusion.experiments.nulls import permuted_same_class_mass, untrained_head
+from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
+from deepfusion.experiments.verdict import MIN_PERMUTATIONS, deep_fusion_verdict
 
 
 def batch_statistics(cap: dict) -> dict:
@@ -35,6 +33,7 @@ def batch_statistics(cap: dict) -> dict:
     T = np.asarray(cap["tokens"], dtype=np.float64)  # (L+1, M, D)
     y, inst, vis = cap["labels"], cap["inst"], cap["visible"]
     L = A.shape[0]
+    chance = mt.same_class_chance(y, inst, vis)
     s = {
         "same_class_mass": mt.same_class_mass(A, y, inst, vis),
         "self_mass": mt.self_mass(A),
@@ -43,8 +42,7 @@ def batch_statistics(cap: dict) -> dict:
         "block_distance": mt.block_distance(A, y, vis),
         "effective_rank": mt.effective_rank(A),
     }
-    chance = mt.same_class_chance(y, inst, vis)
-    s["excess"] = s["same_class_mass"] - chance
+    s["ratio"] = s["same_class_mass"] / chance
     fits = [mt.fit_beta_eff(A[l], T[l], visible=vis) for l in range(L)]
     s["beta_eff"] = np.stack([f[0] for f in fits])
     s["beta_r2"] = np.stack([f[1] for f in fits])
@@ -63,92 +61,138 @@ def batch_statistics(cap: dict) -> dict:
     return s
 
 
-def _finite(x):
-    """Plain floats or lists of them; writing the JSON turns non-finite ones into null."""
-    a = np.asarray(x, dtype=np.float64)
-    return a.tolist() if a.ndim else float(a)
-
-
-def summarise(stats: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Combine per-batch statistics into the analysis record (per layer: head values averaged over
-    batches, their spread, the bootstrap interval of the head-averaged excess) and the verdict."""
-    B = len(stats)
-    L, H = stats[0]["same_class_mass"].shape
+def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:
     head = {k: np.stack([s[k] for s in stats]) for k in HEAD_STATS}  # each (B, L, H)
     tok = {k: np.stack([s[k] for s in stats]) for k in TOKEN_STATS}  # each (B, L+1)
-    chance = float(np.mean([s["chance"] for s in stats]))
-    if B >= 2:  # units: batches, head-averaged, paired across layers
-        units, paired = head["excess"].mean(2), True  # (B, L)
-    else:  # units: heads of the single batch, independent per layer
-        units, paired = head["excess"][0].T, False  # (H, L)
-    measured = head["same_class_mass"].mean((0, 2))
-    predicted = head["predicted_same_class_mass"].mean((0, 2))
-    verdict = deep_fusion_verdict(units, paired=paired, n_boot=n_boot, seed=seed,
-                                  measured=measured, predicted=predicted)
-    layers = []
-    for l in range(L):
-        entry = {"layer": l, "chance": chance}
-        for k in HEAD_STATS:
-            entry[k] = _finite(head[k][:, l].mean(0))  # (H,)
-            entry[f"{k}_std"] = _finite(head[k][:, l].std(0))  # spread over batches
-        entry["excess_mean"] = float(units[:, l].mean())
-        entry["excess_ci"] = bootstrap_mean_ci(units[:, l], n_boot, seed + l)
-        entry["tokens"] = {k: _finite(tok[k][:, l].mean()) for k in TOKEN_STATS}
-        layers.append(entry)
-    return {
-        "layers": layers,
-        "output_tokens": {k: _finite(tok[k][:, L].mean()) for k in TOKEN_STATS},
-        "chance": {"same_class_mass": chance,
-                   "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
-                   "block_mass": float(np.mean([s["block_chance"] for s in stats]))},
-        "measured_same_class_mass": measured.tolist(),
-        "predicted_same_class_mass": predicted.tolist(),
-        "rule": RULE,
-        "verdict": verdict["verdict"],
-        "verdict_record": verdict,
-        "s4_backend": prediction.BACKEND,
-        "num_layers": L,
-        "num_heads": H,
-    }
+    L = head["same_class_mass"].shape[1]
+    layers = [LayerRecord(l, chance, {k: head[k][:, l].mean(0).tolist() for k in HEAD_STATS},
+                          {k: head[k][:, l].std(0).tolist() for k in HEAD_STATS},
+                          {k: float(tok[k][:, l].mean()) for k in TOKEN_STATS}) for l in range(L)]
+    return layers, {k: float(tok[k][:, L].mean()) for k in TOKEN_STATS}
 
 
-def analyze_model(model, augment, dataset, batches: int = 5, per_class: int = 16, seed: int = 0,
-                  device="cpu", views: str = "two_views", n_boot: int = 2000) -> tuple[dict, dict]:
-    """Analyse ``batches`` analysis batches (seeds ``seed, seed+1, ...``); returns (record, first capture)."""
-    if batches < 1:
-        raise DataError(f"batches={batches} must be at least 1")
-    caps, stats = None, []
-    for b in range(batches):
-        cap = capture(model, augment, dataset, per_class, seed + b, device, views=views)
-        if cap["attention"].shape[0] == 0:
+def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int = MIN_PERMUTATIONS,
+                        n_boot: int = 2000, seed: int = 0, settings: dict | None = None,
+                        identity: dict | None = None) -> RunAnalysis:
+    """The analysis record of captured batches (``experiments.capture``: attention, tokens, labels,
+    inst, visible) and the untrained head's attention (L, H, M, M) on each; pure numpy."""
+    stats, mass, perm, untrained_mass = [], [], [], []
+    for b, (cap, A0) in enumerate(zip(caps, untrained_attention)):
+        if np.asarray(cap["attention"]).shape[0] == 0:
             raise RunError("this run's head has no attention to analyse (only transformer heads attend); "
                            "analyse a run trained with model.head=transformer")
-        caps = cap if caps is None else caps
-        stats.append(batch_statistics(cap))
-    record = summarise(stats, n_boot=n_boot, seed=seed)
-    record["num_classes"] = int(len(np.unique(caps["labels"])))
-    record["settings"] = {"batches": batches, "per_class": per_class, "seed": seed, "views": views,
-                          "tokens_per_batch": int(len(caps["labels"])), "n_boot": n_boot,
-                          "scope": str(getattr(model.head, "scope", "both_views"))}
-    return record, caps
+        s = batch_statistics(cap)
+        stats.append(s)
+        mass.append(s["same_class_mass"])
+        perm.append(permuted_same_class_mass(np.asarray(cap["attention"]).mean(1), cap["labels"], cap["inst"], n_perm,
+                                             seed=seed * 1_000_003 + b))
+        untrained_mass.append(mt.same_class_mass(A0, cap["labels"], cap["inst"], cap["visible"]))
+    chance = float(np.mean([s["chance"] for s in stats]))
+    layers, output_tokens = _layers(stats, chance)
+    mass, perm, untrained_mass = np.stack(mass), np.stack(perm, axis=1), np.stack(untrained_mass)
+    verdict = deep_fusion_verdict(mass.mean(-1)[None], chance, perm[:, None], untrained_mass.mean(-1)[None],
+                                  n_boot=n_boot, seed=seed)
+    first = caps[0]
+    base = dict(batches=len(caps), per_class=0, seed=seed, views="two_views", split="test", scope="both_views")
+    base.update(settings or {})
+    ident = {**dict(run="", config_hash="", train_seed=0, step=0, finished=False), **(identity or {})}
+    return RunAnalysis(**ident, settings=Settings(n_perm=n_perm, n_boot=n_boot,
+                                                  tokens_per_batch=int(len(first["labels"])), **base),
+                       num_classes=int(len(np.unique(first["labels"]))), num_layers=len(layers),
+                       num_heads=int(mass.shape[-1]),
+                       chance={"same_class_mass": chance,
+                               "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
+                               "block_mass": float(np.mean([s["block_chance"] for s in stats]))},
+                       layers=layers, output_tokens=output_tokens, mass=mass.tolist(), perm_mass=perm.tolist(),
+                       untrained_mass=untrained_mass.tolist(), verdict=verdict)
 
 
-def analyze_run(run_dir, batches: int = 5, per_class: int = 16, seed: int = 0, device="cpu",
-                split: str = "test", views: str = "two_views", n_boot: int = 2000) -> dict:
+def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_class: int | None = None, seed: int = 0,
+                  device="cpu", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS, n_boot: int = 2000,
+                  split: str = "test", identity: dict | None = None) -> tuple[RunAnalysis, dict]:
+    """Analyse ``batches`` disjoint batches (drawn with ``seed``) with the trained head and
+    ``untrained`` (a head at initialisation); returns the record and the first batch's capture."""
+    if batches < 2:
+        raise DataError(f"--batches {batches}: the verdict needs at least 2 analysis batches")
+    labels = np.asarray(dataset.y)
+    if per_class is None:
+        per_class = fit_per_class(labels, batches)
+        if per_class < 2:
+            raise DataError(f"the split has too few samples for {batches} disjoint batches of at least 2 per class "
+                            f"(smallest class: {min(np.unique(labels, return_counts=True)[1])}); lower --batches")
+    caps, untrained_attention = [], []
+    for b, idx in enumerate(disjoint_batches(labels, batches, per_class, seed)):
+        batch = batch_features(model, augment, dataset, idx, seed + b, device, views)
+        caps.append({**batch, **trace_head(model.head, batch["features"])})
+        untrained_attention.append(trace_head(untrained, batch["features"])["attention"])
+    settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")))
+    record = record_from_batches(caps, untrained_attention, n_perm, n_boot, seed, settings, identity)
+    return record, caps[0]
+
+
+def read_analysis(run_dir) -> RunAnalysis | None:
+    """The run folder's ``analysis.json`` as a record, None when there is none."""
+    from deepfusion.model.runs.layout import RunFolder
+
+    path = RunFolder(run_dir).analysis
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read {path} ({err}); redo it with deepfusion analyze --force") from None
+    return RunAnalysis.from_json(data, str(path))
+
+
+def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: int = 0, device="cpu",
+                split: str = "test", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS, n_boot: int = 2000,
+                force: bool = False) -> RunAnalysis:
     """Analyse a run folder's trained head on ``split`` data; write ``analysis.json`` and
-    ``attention.npz`` there and return the analysis record."""
+    ``attention.npz`` there and return the record.
+
+    An analysis already in the folder is reused when it was made with the same settings of the same
+    checkpoint; one made otherwise is replaced only with ``force``.
+    """
+    from deepfusion.model.runs.config import config_hash
+    from deepfusion.model.runs.layout import write_bytes_atomic, write_json
     from deepfusion.model.runs.loading import load_run
+    from deepfusion.model.runs.run_folder import folder_lock
 
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")
+    if n_perm < MIN_PERMUTATIONS:
+        raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
     run = load_run(run_dir, device)
-    dataset = run.test_ds if split == "test" else run.train_ds
     with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
-        record, cap = analyze_model(run.model, run.augment, dataset, batches, per_class, seed, device, views, n_boot)
-        record["settings"]["split"] = split
-        record["run_dir"] = Path(run_dir).name
-        write_json(folder.analysis, record, indent=1)
+        old = None if force else _existing(run_dir)
+        dataset = run.test_ds if split == "test" else run.train_ds
+        per = per_class if per_class is not None else fit_per_class(dataset.y, batches)
+        disjoint_batches(dataset.y, batches, per, seed)  # a split too small fails before anything else
+        wanted = dict(batches=batches, per_class=per, seed=seed, views=views, split=split, n_perm=n_perm, n_boot=n_boot)
+        if old is not None:
+            same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
+            if same and old.config_hash == config_hash(run.cfg):
+                return old
+            raise RunError(f"{folder.analysis} holds an analysis with other settings or of another checkpoint "
+                           f"(step {old.step}); pass --force to replace it")
+        head = untrained_head(run.cfg, run.train_ds.input_shape).to(device)
+        identity = dict(run=Path(run_dir).name, config_hash=config_hash(run.cfg), train_seed=run.cfg.train.seed,
+                        step=run.step, finished=run.finished)
+        record, cap = analyze_model(run.model, run.augment, dataset, head, batches, per, seed, device, views, n_perm,
+                                    n_boot, split, identity)
+        write_json(folder.analysis, record.to_json(), indent=1)
         buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
         np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
         write_bytes_atomic(folder.attention, buf.getvalue())
     return record
+
+
+def _existing(run_dir) -> RunAnalysis | None:
+    """The analysis in the folder, or None; an unreadable or older one counts as another analysis."""
+    from deepfusion.model.runs.layout import RunFolder
+
+    try:
+        return read_analysis(run_dir)
+    except DataError:
+        raise RunError(f"{RunFolder(run_dir).analysis} is from another version or unreadable; pass --force to "
+                       "replace it") from None

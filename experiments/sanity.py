@@ -33,12 +33,12 @@ GEOMETRY = {"C": 4, "n": 64, "d": 2048, "layers": 10}
 # (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.
 BUDGETS = {
     "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8, "n_boot": 500},
-    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 16, "n_boot": 2000},
+    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 8, "n_boot": 2000},
 }
 HEADS = ("transformer", "ffn")
 EVAL_KEYS = ("knn", "linear", "head_loo1nn", "random_knn")
 LAYER_FIELDS = ("relative_spread", "class_mean_cosine", "nc1", "residual_ratio")
-TRANSFORMER_FIELDS = ("excess", "excess_ci", "same_class_mass", "predicted_same_class_mass", "gap", "self_mass",
+TRANSFORMER_FIELDS = ("ratio", "ratio_ci", "same_class_mass", "predicted_same_class_mass", "self_mass",
                       "positive_mass", "beta_eff", "beta_r2")
 
 
@@ -86,11 +86,11 @@ def block_statistics(model, augment, dataset, batches: int, per_class: int, seed
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
     from deepfusion.experiments import metrics as mt
-    from deepfusion.experiments.capture import capture
+    from deepfusion.experiments.capture import capture, disjoint_batches
 
     per_batch = []
-    for b in range(batches):
-        cap = capture(model, augment, dataset, per_class, seed + b, "cpu")
+    for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
+        cap = capture(model, augment, dataset, idx, seed + b, "cpu")
         T, y = cap["tokens"].astype(np.float64), cap["labels"]
         per_batch.append([{"relative_spread": mt.relative_spread(t, y), "class_mean_cosine": mt.class_mean_cosine(t, y),
                            "nc1": mt.nc1(t, y), "residual_ratio": mt.residual_ratio(t, T[0])} for t in T])
@@ -125,18 +125,20 @@ def trained_heads(out_dir, budget: dict) -> dict:
         entry = {"train_wall_s": wall, "eval": {k: evaluation.get(k) for k in EVAL_KEYS},
                  "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
         if head == "transformer":
-            rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"], n_boot=budget["n_boot"])
-            gaps = rec["verdict_record"]["gap_measured_minus_predicted"]
-            entry["layers"] = [{"excess": e["excess_mean"], "excess_ci": e["excess_ci"],
-                                "same_class_mass": float(np.mean(e["same_class_mass"])),
-                                "predicted_same_class_mass": float(np.mean(e["predicted_same_class_mass"])),
-                                "gap": g, "self_mass": float(np.mean(e["self_mass"])),
-                                "positive_mass": float(np.mean(e["positive_mass"])),
-                                "beta_eff": float(np.mean(e["beta_eff"])), "beta_r2": float(np.mean(e["beta_r2"]))}
-                               for e, g in zip(rec["layers"], gaps)]
-            entry["chance"] = rec["chance"]["same_class_mass"]
-            entry["verdict"] = rec["verdict"]
-            entry["mean_abs_gap"] = rec["verdict_record"]["mean_abs_gap"]
+            rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"],
+                              n_boot=budget["n_boot"], force=True)
+            v = rec.verdict
+            entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
+                                "same_class_mass": float(np.mean(e.heads["same_class_mass"])),
+                                "predicted_same_class_mass": float(np.nanmean(e.heads["predicted_same_class_mass"])),
+                                "self_mass": float(np.mean(e.heads["self_mass"])),
+                                "positive_mass": float(np.mean(e.heads["positive_mass"])),
+                                "beta_eff": float(np.nanmean(e.heads["beta_eff"])),
+                                "beta_r2": float(np.nanmean(e.heads["beta_r2"]))}
+                               for l, e in enumerate(rec.layers)]
+            entry["chance"] = rec.chance["same_class_mass"]
+            entry["verdict"] = v.label
+            entry["decided_by"] = v.decided_by
         out[head] = entry
     return out
 
@@ -174,12 +176,12 @@ def format_summary(result: dict) -> str:
                        f"NC1 {_f(blk['nc1'])}, residual {_f(blk['residual_ratio'])}")
                 if l < len(layers):
                     t = layers[l]
-                    row += (f" | excess {_f(t['excess'], '+.4f')} [{_f(t['excess_ci'][0], '+.4f')}, "
-                            f"{_f(t['excess_ci'][1], '+.4f')}], S4 gap {_f(t['gap'], '+.4f')}, "
+                    row += (f" | ratio {_f(t['ratio'], '.2f')}x [{_f(t['ratio_ci'][0], '.2f')}, "
+                            f"{_f(t['ratio_ci'][1], '.2f')}], S4 {_f(t['predicted_same_class_mass'] / e['chance'], '.2f')}x, "
                             f"self {_f(t['self_mass'])}, pos {_f(t['positive_mass'])}, beta {_f(t['beta_eff'], '.2f')}")
                 lines.append(row)
             if "verdict" in e:
-                lines.append(f"    chance {e['chance']:.4f}; mean |S4 gap| {e['mean_abs_gap']:.4f}; verdict: {e['verdict']}")
+                lines.append(f"    chance {e['chance']:.4f}; verdict: {e['verdict']}: {e['decided_by']}")
     lines.append("(a) " + ("agrees with the theory" if a["passed"] else "DISAGREES with the theory"))
     return "\n".join(lines)
 

@@ -46,7 +46,8 @@ def build_figures(
 ) -> list[FigureRecord]:
     """Make the figures ``only`` (default all) into ``out_dir`` with ``index.md``/``index.html``.
 
-    ``seeds`` runs per head for F4, ``ablation_seeds`` per swept value for F5. Runs are trained
+    ``seeds`` runs per head for F4 (their transformer runs are F2's seeds), ``ablation_seeds`` per
+    swept value for F5. Runs are trained
     through the result cache under ``results_root``; figures that need runs in paper mode need
     ``data`` (checked before anything starts).
     """
@@ -57,7 +58,7 @@ def build_figures(
         runs.check_data(quick, data)
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    options = {"F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}}
+    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}}
     records: list[FigureRecord] = []
     for n, key in enumerate(keys, 1):
         module_name, what = FIGURES[key]

@@ -42,14 +42,10 @@ def sort_by_label(A: np.ndarray, labels: np.ndarray):
 
 
 def choose_head(run_dir) -> tuple[int, str]:
-    """The head with the largest same-class excess in the last layer (from the analysis), else head 0."""
-    try:
-        stats = analysis_io.load_layer_stats(run_dir)
-    except Exception as err:  # the maps do not need the statistics; say why head 0 was used
-        return 0, f"head 0 (no per-head statistics: {err})"
-    last = stats.mass[-1] - stats.chance[-1]
-    h = int(np.argmax(last))
-    return h, f"head {h}, the head with the largest same-class excess over chance in the last layer"
+    """The head with the largest same-class ratio to chance in the last layer (from the analysis)."""
+    ratio = analysis_io.ensure_analysis(run_dir).layer_values("ratio")[-1]
+    h = int(np.argmax(ratio))
+    return h, f"head {h}, the head with the largest same-class mass over chance in the last layer ({ratio[h]:.2f}x)"
 
 
 def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, what: str) -> list[Path]:

@@ -1,9 +1,11 @@
-"""F2: same-class attention mass against depth, measured beside the S4/S5 prediction.
+"""F2: same-class attention against depth over training seeds, beside the nulls and the S4 prediction.
 
-Per layer of the trained transformer head: the head-averaged same-class mass (self and positive
-views excluded) with the bootstrap 95% interval of its excess over chance, the single heads as
-faint points, the S4 prediction from the layer's measured token spread and fitted inverse
-temperature, and the chance level of uniform attention.
+Per layer of the trained transformer head, pooled over the seeds of F4's transformer runs: the
+head-averaged same-class mass (self and positive views excluded) as a multiple of its chance
+level, with its 95% interval (seeds, and batches inside seeds); each seed's own curve faintly; the
+97.5% quantile of the label-permutation null; the untrained head on the same batches; the S4
+prediction from each layer's measured token spread and fitted inverse temperature; chance (1x) and
+the verdict's effect line. The caption carries the verdict (rule v2).
 """
 
 from __future__ import annotations
@@ -13,54 +15,71 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.paper_figures import analysis_io, runs, style
-from deepfusion.paper_figures.f1_attention_maps import analysed_run
+from deepfusion.paper_figures.f1_attention_maps import main_spec
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F2"
-TITLE = "Same-class attention mass against depth: measured vs S4/S5 prediction"
+TITLE = "Same-class attention against depth over seeds: measured, nulls and S4 prediction"
 
 
-def plot(stats: analysis_io.LayerStats, out_dir: Path, stem: str) -> list[Path]:
-    L, H = stats.mass.shape
+def seed_runs(quick: bool, data, results_root, seeds: int, log=None, train_fn=None) -> list[runs.RunResult]:
+    """The transformer runs F2 pools: seeds 0..seeds-1 of F1's run (F4's transformer runs, cached)."""
+    specs = runs.seed_specs(main_spec(quick, data), seeds)
+    return runs.run_all(specs, results_root, log=log, train_fn=train_fn)
+
+
+def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[Path]:
+    v = pooled.verdict
+    L = pooled.num_layers
     depth = np.arange(1, L + 1)
-    fig, axes = style.subplots(1, 1, width=style.COLUMN_WIDTH, height=2.5)
+    fig, axes = style.subplots(1, 1, width=style.COLUMN_WIDTH, height=2.6)
     ax = axes[0][0]
-    mean = stats.mass.mean(1)
-    # The interval is of the excess over chance; shifted by the (fixed) chance level it bounds the mass.
-    lo, hi = stats.excess_ci[:, 0] + stats.chance, stats.excess_ci[:, 1] + stats.chance
-    jitter = np.linspace(-0.12, 0.12, H) if H > 1 else np.zeros(1)
-    ax.scatter((depth[:, None] + jitter[None, :]).ravel(), stats.mass.ravel(), s=5, color=style.OKABE_ITO["sky"],
-               alpha=0.7, lw=0, label="single heads")
-    ax.errorbar(depth, mean, yerr=np.vstack([mean - lo, hi - mean]).clip(min=0), marker="o",
-                color=style.OKABE_ITO["blue"], label="measured, head mean (95% CI)")
-    if np.isfinite(stats.predicted).any():
-        ax.plot(depth, stats.predicted, marker="s", ls="--", mfc="none", color=style.OKABE_ITO["vermillion"],
+    for i, curve in enumerate(per_seed):
+        ax.plot(depth, curve, color=style.OKABE_ITO["sky"], lw=0.8, alpha=0.8, label="single seeds" if i == 0 else None)
+    ci = np.asarray(v.layers_ci)
+    mean = np.asarray(v.layers)
+    ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
+                color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (95% CI)")
+    ax.plot(depth, v.permutation_null["layers_q975"], color=style.REFERENCE_COLOR, ls="--", lw=1,
+            label="labels permuted, 97.5% quantile")
+    ax.plot(depth, v.untrained_null["layers"], color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
+            label="untrained head")
+    predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
+                          for e in pooled.layers]) / pooled.chance
+    if np.isfinite(predicted).any():
+        ax.plot(depth, predicted, marker="s", ls="--", mfc="none", color=style.OKABE_ITO["vermillion"],
                 label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)")
-    ax.step(np.r_[depth - 0.5, L + 0.5], np.r_[stats.chance, stats.chance[-1]], where="post",
-            color=style.REFERENCE_COLOR, ls=":", lw=1, label="chance (uniform attention)")
+    ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
+    ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
     ax.set_xticks(depth)
     ax.set_xlabel("layer of the head (depth)")
-    ax.set_ylabel("same-class attention mass")
-    ax.set_ylim(0, max(1e-3, float(np.nanmax([stats.mass.max(), hi.max(), np.nanmax(stats.predicted) if np.isfinite(stats.predicted).any() else 0]))) * 1.1)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=7)
+    ax.set_ylabel("same-class mass / chance")
+    top = np.nanmax([ci.max(), np.max(per_seed), v.line, np.nanmax(predicted) if np.isfinite(predicted).any() else 0])
+    ax.set_ylim(min(0.9, float(np.min(per_seed)) - 0.05), float(top) * 1.08)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=6.5)
     return style.save(fig, out_dir, stem)
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None) -> list[FigureRecord]:
-    """Analyse (or load) the main transformer run and plot its per-layer same-class mass."""
+def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
+    """Train or load the seeds' transformer runs, analyse and pool them, plot the per-layer ratio."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
-    result = analysed_run(quick, data, results_root, log=log, train_fn=train_fn)
-    stats = analysis_io.load_layer_stats(result.run_dir)
+    results = seed_runs(quick, data, results_root, seeds, log=log, train_fn=train_fn)
+    pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
+    per_seed = [analysis_io.ensure_analysis(r.run_dir).head_mean("mass").mean(0) / pooled.chance for r in results]
     with style.context():
-        paths = plot(stats, out_dir, "f2_block_mass")
-    L, H = stats.mass.shape
+        paths = plot(pooled, per_seed, out_dir, "f2_block_mass")
+    v, s = pooled.verdict, pooled.settings
     caption = (
-        f"Same-class attention mass per layer of the trained transformer head (run {result.spec.describe()}, "
-        f"{H} heads, {L} layers, {stats.num_classes} classes): the weight a token puts on other samples of its "
-        f"class, its own token and its positive view excluded, averaged over the analysis batch. Dark: head mean "
-        f"with the bootstrap 95% interval of its excess over chance; light: single heads; dashed: the S4 "
-        f"prediction from each layer's measured within-class spread r and fitted inverse temperature β_eff; "
-        f"dotted: chance level under uniform attention. Pre-registered verdict: {stats.verdict or 'n/a'}."
+        f"Same-class attention of the trained transformer head ({main_spec(quick, data).describe()}, seeds "
+        f"0-{seeds - 1}; {pooled.num_heads} heads, {pooled.num_layers} layers, {pooled.num_classes} classes): the "
+        f"weight a token puts on other samples of its class, its own token and positive view excluded, averaged "
+        f"over heads and {s.batches} disjoint analysis batches of {s.tokens_per_batch} tokens, as a multiple of "
+        f"its chance level under uniform attention (1x, dotted). Dark: mean over seeds with the 95% interval of "
+        f"the verdict (seeds, batches inside seeds); light: single seeds; dashed gray: the 97.5% quantile with "
+        f"class labels permuted; orange: the untrained head on the same batches; vermillion: the S4 prediction "
+        f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
+        f"Verdict: {v.label}: {v.decided_by}."
     )
-    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), [result.describe()])]
+    configs = [r.describe() for r in results]
+    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), configs)]

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
 from deepfusion.errors import CheckFailed
-from deepfusion.model.runs.layout import RunFolder
+from deepfusion.model.runs.layout import write_json, write_text_atomic
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -64,39 +63,38 @@ def _sanity(out_dir: Path, quick: bool, log) -> dict:
 
     result = run_sanity(out_dir, quick=quick, check=False)
     log(format_summary(result))
-    trained = result.get("trained", {})
-    return {"ok": bool(result["passed"]),
-            "verdict": trained.get("transformer", {}).get("verdict"),
-            "mean_abs_gap": trained.get("transformer", {}).get("mean_abs_gap")}
+    trained = result.get("trained", {}).get("transformer", {})
+    return {"ok": bool(result["passed"]), "verdict": trained.get("verdict"),
+            "decided_by": trained.get("decided_by")}
 
 
 def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
-    from deepfusion.paper_figures import f1_attention_maps
+    from deepfusion.paper_figures import analysis_io, f2_block_mass
     from deepfusion.paper_figures.build import build_figures
 
     records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log)
-    main = f1_attention_maps.analysed_run(quick_figures, data, runs_dir)  # cached: no training here
-    analysis = json.loads(RunFolder(main.run_dir).analysis.read_text())
+    results = f2_block_mass.seed_runs(quick_figures, data, runs_dir, seeds)  # cached: no training here
+    pooled = analysis_io.pooled_analysis([r.run_dir for r in results])
     heads = []
     with (out_dir / "f4_head_comparison.csv").open() as f:
         for row in csv.DictReader(f):
             heads.append({k: row[k] for k in ("dataset", "head", "metric", "mean", "std", "n")})
     return {"files": sorted(str(p.relative_to(out_dir)) for r in records for p in r.paths),
             "index": str(out_dir / "index.md"),
-            "verdict": analysis.get("verdict"), "verdict_run": main.spec.describe(),
-            "mean_abs_gap": analysis.get("verdict_record", {}).get("mean_abs_gap"),
-            "heads": heads}
+            "verdict": pooled.verdict.label, "decided_by": pooled.verdict.decided_by,
+            "verdict_runs": f"{results[0].spec.describe()} and {len(results) - 1} more seed(s)",
+            "effect": pooled.verdict.effect, "effect_ci": pooled.verdict.effect_ci, "heads": heads}
 
 
 def summary_markdown(summary: dict) -> str:
     """The closing table: one line per step, then the head comparison."""
     t, s, f = summary["theory"], summary["sanity"], summary["figures"]
-    gap = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["| step | result |", "|---|---|",
-             f"| theory checks (S1-S7) | {t['passed']}/{t['total']} passed |",
+             f"| theory checks | {t['passed']}/{t['total']} passed |",
              f"| sanity (a): idealised layers vs recursion | {'agree' if s['ok'] else 'DISAGREE'} |",
-             f"| sanity (b): Deep Fusion, synthetic transformer head | {s['verdict']} (mean abs S4 gap {gap(s['mean_abs_gap'])}) |",
-             f"| Deep Fusion, {f['verdict_run']} | {f['verdict']} (mean abs S4 gap {gap(f['mean_abs_gap'])}) |",
+             f"| sanity (b): synthetic transformer head, 1 seed | {s['verdict']}: {s['decided_by']} |",
+             f"| Deep Fusion, {f['verdict_runs']} | {f['verdict']}: last layer {f['effect']:.2f}x chance "
+             f"[{f['effect_ci'][0]:.2f}, {f['effect_ci'][1]:.2f}]; {f['decided_by']} |",
              "", "| dataset | head | metric | mean % | std | seeds |", "|---|---|---|---|---|---|"]
     lines += [f"| {h['dataset']} | {h['head']} | {h['metric']} | {h['mean']} | {h['std']} | {h['n']} |" for h in f["heads"]]
     lines.append(f"\nfigures: {f['index']}; wall time {summary['wall_s']:.0f} s")
@@ -121,8 +119,8 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> d
     summary = {"quick": quick, "theory": theory, "sanity": sanity, "figures": figures,
                "wall_s": time.perf_counter() - start}
     out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=1))
-    (out / SUMMARY_MD).write_text(summary_markdown(summary) + "\n")
+    write_json(out / SUMMARY_JSON, summary, indent=1)
+    write_text_atomic(out / SUMMARY_MD, summary_markdown(summary) + "\n")
     return summary
 
 

@@ -49,6 +49,8 @@ class LoadedRun:
     train_ds: object
     test_ds: object
     run_dir: Path
+    step: int = 0  # the step of the checkpoint loaded
+    finished: bool = False  # whether that checkpoint ended the training
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -70,4 +72,5 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} is not valid ({err}); use cpu or cuda") from None
-    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir)
+    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir,
+                     int(ckpt.get("step", 0)), bool(ckpt.get("finished", False)))

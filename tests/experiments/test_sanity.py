@@ -69,6 +69,6 @@ def test_trained_heads_on_tiny_budget_write_every_field(tmp_path):
         assert blocks[0]["residual_ratio"] == pytest.approx(1.0)
     t = b["transformer"]
     assert len(t["layers"]) == 2 and all(set(l) == set(sanity.TRANSFORMER_FIELDS) for l in t["layers"])
-    assert t["verdict"] in ("Deep Fusion observed", "Deep Fusion not observed")
+    assert t["verdict"].startswith("Deep Fusion ") and "(1 seed; rule v2)" in t["verdict"] and t["decided_by"]
     assert "layers" not in b["ffn"]  # no attention to measure
     assert "(b) trained heads" in sanity.format_summary(result)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepfusion.model.runs.config import save_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.paper_figures import cache
 
@@ -21,46 +22,56 @@ def fake_eval(rng: np.random.Generator) -> dict:
 
 
 def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
-    """Write a finished-run eval.json for each spec where the cache will look; returns {config_hash-free run dir: eval}."""
+    """Write a finished run's config.yaml and eval.json for each spec where the cache will look;
+    returns {run folder name: eval}."""
     rng = np.random.default_rng(seed)
     written = {}
     for spec in specs:
-        run_dir = cache.run_dir_for(spec.config(), results_root)
+        cfg = spec.config()
+        run_dir = cache.run_dir_for(cfg, results_root)
         if run_dir.name in written:
             continue
         run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, RunFolder(run_dir).config)
         ev = fake_eval(rng)
-        (run_dir / "eval.json").write_text(json.dumps(ev))
+        RunFolder(run_dir).eval.write_text(json.dumps(ev))
         written[run_dir.name] = ev
     return written
 
 
 def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6, seed: int = 0) -> None:
-    """analysis.json + attention.npz of a batch whose attention gathers in class blocks with depth."""
+    """analysis.json + attention.npz of batches whose attention gathers in class blocks with depth
+    (head 1 more than head 0), made by the real record builder."""
+    from deepfusion.experiments.analyze import record_from_batches
+    from deepfusion.model.runs.config import load_config
+
     rng = np.random.default_rng(seed)
     N = C * n
-    labels_half = rng.permutation(np.repeat(np.arange(C), n))
-    labels = np.concatenate([labels_half, labels_half])  # view-major: both views of N samples
-    inst = np.concatenate([np.arange(N), np.arange(N)])
-    M = 2 * N
-    same = labels[:, None] == labels[None, :]
-    attn = np.empty((L, H, M, M))
-    layers = []
-    chance = (same.sum(1) - 2).mean() / (M - 1)
-    for l in range(L):
-        for h in range(H):
-            logits = rng.normal(0, 0.3, (M, M)) + (1.0 + l + 0.5 * h) * same + 2.0 * np.eye(M)
-            A = np.exp(logits)
-            attn[l, h] = A / A.sum(1, keepdims=True)
-        pos = (inst[:, None] == inst[None, :]) & ~np.eye(M, dtype=bool)
-        mask = same & ~np.eye(M, dtype=bool) & ~pos
-        mass = [(attn[l, h] * mask).sum(1).mean() for h in range(H)]
-        ex = float(np.mean(mass) - chance)
-        layers.append({"layer": l, "same_class_mass": mass, "chance": chance, "excess_mean": ex,
-                       "excess_ci": [ex - 0.02, ex + 0.02], "predicted_same_class_mass": [m * 0.9 for m in mass]})
-    RunFolder(run_dir).analysis.write_text(
-        json.dumps({"num_classes": C, "layers": layers, "verdict": "Deep Fusion observed"}))
-    np.savez(RunFolder(run_dir).attention, attention=attn, labels=labels, inst=inst)
+    caps, untrained = [], []
+    for _ in range(3):
+        labels_half = rng.permutation(np.repeat(np.arange(C), n))
+        labels = np.concatenate([labels_half, labels_half])  # view-major: both views of N samples
+        inst = np.concatenate([np.arange(N), np.arange(N)])
+        M = 2 * N
+        same = labels[:, None] == labels[None, :]
+        attn = np.empty((L, H, M, M))
+        for l in range(L):
+            for h in range(H):
+                logits = rng.normal(0, 0.3, (M, M)) + (0.3 + 0.6 * l + 0.5 * h) * same + 2.0 * np.eye(M)
+                A = np.exp(logits)
+                attn[l, h] = A / A.sum(1, keepdims=True)
+        caps.append({"attention": attn, "tokens": rng.standard_normal((L + 1, M, 8)), "labels": labels, "inst": inst,
+                     "visible": np.ones((M, M), bool)})
+        U = np.exp(rng.normal(0, 0.3, (L, H, M, M)))
+        untrained.append(U / U.sum(-1, keepdims=True))
+    cfg = load_config(RunFolder(run_dir).config) if RunFolder(run_dir).config.is_file() else None
+    identity = {"run": Path(run_dir).name, "step": 10, "finished": True,
+                "train_seed": cfg.train.seed if cfg else 0}
+    record = record_from_batches(caps, untrained, n_boot=200, seed=seed, identity=identity,
+                                 settings={"per_class": n})
+    RunFolder(run_dir).analysis.write_text(json.dumps(record.to_json()))
+    np.savez(RunFolder(run_dir).attention, attention=caps[0]["attention"], labels=caps[0]["labels"],
+             inst=caps[0]["inst"])
 
 
 @pytest.fixture

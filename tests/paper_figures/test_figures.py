@@ -9,16 +9,16 @@ import types
 import numpy as np
 import pytest
 
-from deepfusion.paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations
+from deepfusion.paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 
-def _analysed_fixture(results_root):
-    spec = f1_attention_maps.main_spec(quick=True)
-    populate([spec], results_root)
-    run_dir = cache.run_dir_for(spec.config(), results_root)
-    fake_analysis(run_dir)
-    return run_dir
+def _analysed_fixture(results_root, seeds: int = 1):
+    specs = runs.seed_specs(f1_attention_maps.main_spec(quick=True), seeds)
+    populate(specs, results_root)
+    for i, spec in enumerate(specs):
+        fake_analysis(cache.run_dir_for(spec.config(), results_root), seed=i)
+    return cache.run_dir_for(specs[0].config(), results_root)
 
 
 def test_f1_attention_maps(tmp_path, results_root):
@@ -41,11 +41,12 @@ def test_sort_by_label_gives_block_boundaries():
     assert S[0, 1] == A[order[0], order[1]]
 
 
-def test_f2_block_mass(tmp_path, results_root):
-    _analysed_fixture(results_root)
-    (record,) = f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None)
+def test_f2_block_mass_pools_the_seeds(tmp_path, results_root):
+    _analysed_fixture(results_root, seeds=3)
+    (record,) = f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None,
+                                   seeds=3)
     assert_figure_files(record.paths)
-    assert "Deep Fusion observed" in record.caption
+    assert "(3 seeds; rule v2)" in record.caption and len(record.configs) == 3
 
 
 def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):

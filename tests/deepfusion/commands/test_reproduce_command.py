@@ -18,12 +18,14 @@ def fake_steps(monkeypatch):
 
     def sanity(out_dir, quick, log):
         calls.append(("sanity", quick))
-        return {"ok": True, "verdict": "Deep Fusion observed", "mean_abs_gap": 0.01}
+        return {"ok": True, "verdict": "Deep Fusion inconclusive (1 seed; rule v2)", "decided_by": "failed: rise"}
 
     def figures(out_dir, runs_dir, quick_figures, data, seeds, log):
         calls.append(("figures", quick_figures, seeds))
-        return {"files": ["f3_eps_max.png"], "index": str(out_dir / "index.md"), "verdict": "not observed",
-                "verdict_run": "digits model.head=transformer train.seed=0", "mean_abs_gap": None,
+        return {"files": ["f3_eps_max.png"], "index": str(out_dir / "index.md"),
+                "verdict": "Deep Fusion not observed (3 seeds; rule v2)", "decided_by": "below the line",
+                "verdict_runs": "digits model.head=transformer train.seed=0 and 2 more seed(s)", "effect": 1.01,
+                "effect_ci": [0.98, 1.04],
                 "heads": [{"dataset": "digits", "head": "transformer", "metric": "linear", "mean": "97.0",
                            "std": "0.5", "n": "3"}]}
 
@@ -38,9 +40,9 @@ def test_steps_run_in_order_and_summary_is_written(tmp_path, fake_steps):
     assert [c[0] for c in fake_steps] == ["theory", "sanity", "figures"]
     assert fake_steps[2] == ("figures", True, 2)
     saved = json.loads((tmp_path / reproduce.SUMMARY_JSON).read_text())
-    assert saved["theory"]["passed"] == 21 and saved["figures"]["verdict"] == "not observed"
+    assert saved["theory"]["passed"] == 21 and saved["figures"]["verdict"].startswith("Deep Fusion not observed")
     md = (tmp_path / reproduce.SUMMARY_MD).read_text()
-    assert "21/21 passed" in md and "| digits | transformer | linear | 97.0 | 0.5 | 3 |" in md
+    assert "21/21 passed" in md and "1.01x chance [0.98, 1.04]" in md and "| digits | transformer | linear | 97.0 | 0.5 | 3 |" in md
     assert summary["wall_s"] >= 0
 
 

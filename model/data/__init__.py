@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 
 from deepfusion.errors import ConfigError
-from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, tiny_imagenet
+from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, theory_features, tiny_imagenet
 from deepfusion.model.data.base import ArrayDataset, float_option, int_option, stratified_split, stratified_take
 
 __all__ = ["ArrayDataset", "DATASETS", "SPLITS", "load_dataset", "dataset_options", "stratified_split"]
@@ -23,6 +23,7 @@ __all__ = ["ArrayDataset", "DATASETS", "SPLITS", "load_dataset", "dataset_option
 _LOADERS = {
     "synthetic": synthetic.load_vectors,
     "synthetic_images": synthetic.load_images,
+    "theory": theory_features.load,
     "digits": digits.load,
     "fashion_mnist": fashion_mnist.load,
     "cifar10": cifar.load_cifar10,

@@ -9,6 +9,8 @@ average pool, so the same network runs on 8x8 digits and 64 px images.
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import nn
 
 from deepfusion.errors import ConfigError
@@ -152,6 +154,58 @@ def _mlp(input_shape) -> nn.Module:
                           f"use one of {', '.join(b.name for b in BACKBONES.entries() if b.extra['inputs'] == 'image')} "
                           "for images")
     return MLPBackbone(int(input_shape[0]))
+
+
+class Identity(nn.Module):
+    """Vectors as they are: the head sees the data's own features (the theory's generator)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, x):
+        return x
+
+
+class PCAWhiten(nn.Module):
+    """A fixed feature map: flatten, centre, project on the top principal directions of the training
+    inputs, scale each to unit variance. ``fit`` sets it from data; the buffers travel in checkpoints."""
+
+    def __init__(self, in_dim: int, components: int = 128, eps: float = 1e-5):
+        super().__init__()
+        self.out_dim = min(components, in_dim)
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("proj", torch.eye(in_dim)[:, : self.out_dim].clone())
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> "PCAWhiten":
+        flat = x.reshape(len(x), -1).to(torch.float64)
+        mean = flat.mean(0)
+        cov = torch.cov((flat - mean).T)
+        values, vectors = torch.linalg.eigh(cov)  # ascending
+        top = torch.argsort(values, descending=True)[: self.out_dim]
+        proj = vectors[:, top] / torch.sqrt(values[top].clamp(min=0) + self.eps)
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.proj.copy_(proj.to(self.proj.dtype))
+        return self
+
+    def forward(self, x):
+        return (x.reshape(len(x), -1) - self.mean) @ self.proj
+
+
+@BACKBONES.register("identity", label="identity (the data's features)", inputs="vector",
+                    summary="no backbone: the head sees the input vectors (use with train.freeze_backbone)")
+def _identity(input_shape) -> nn.Module:
+    if len(input_shape) != 1:
+        raise ConfigError(f"backbone 'identity' needs vector input (d,), got input shape {tuple(input_shape)}")
+    return Identity(int(input_shape[0]))
+
+
+@BACKBONES.register("pca", label="PCA-whitened inputs", inputs="any", fits_data=True,
+                    summary="a fixed map: the top 128 principal directions of the training inputs, whitened")
+def _pca(input_shape) -> nn.Module:
+    return PCAWhiten(int(np.prod(input_shape)))
 
 
 def build_backbone(name: str, input_shape) -> nn.Module:

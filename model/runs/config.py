@@ -49,6 +49,7 @@ class ModelConfig:
     scope: str = "both_views"  # both_views (paper) | per_view | mask_pair
     out_bn: bool = True  # BatchNorm1d without bias on the output (paper)
     mlp_hidden: int = 512  # hidden width of the mlp / mlp_nobn heads
+    backbone_from: Optional[str] = None  # a run folder whose trained backbone weights to start from
 
 
 @dataclass
@@ -82,6 +83,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch; 0 = torch's default (1 is often faster on a busy machine)
     out_dir: str = "runs"
     name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
+    freeze_backbone: bool = False  # head-only training: the backbone is a fixed feature map
 
 
 @dataclass
@@ -109,7 +111,7 @@ _SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
 OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("preset",)}
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
-HASH_DEFAULTS = {("train", "attend"): "local"}
+HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None}
 
 # Choices of the network parts come from their registries (deepfusion.model.network.registry).
 REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("model", "norm"): NORMS,

@@ -19,4 +19,4 @@ def build_model(cfg: Config, input_shape: tuple[int, ...]) -> SimCLRModel:
     """Backbone named by ``model.backbone`` for inputs of ``input_shape``, head by ``model.head``."""
     backbone = build_backbone(cfg.model.backbone, tuple(input_shape))
     head = build_head(cfg.model.head, backbone.out_dim, **head_options(cfg))
-    return SimCLRModel(backbone, head)
+    return SimCLRModel(backbone, head, freeze_backbone=cfg.train.freeze_backbone)

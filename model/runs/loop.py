@@ -150,6 +150,7 @@ def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds)
         x_all = x_all.contiguous(memory_format=fmt)
     augment = build_run_augment(cfg, train_ds).to(device)
     model = build_model(cfg, tuple(train_ds.input_shape)).to(device=device, memory_format=fmt)
+    prepare_backbone(cfg, model, augment, x_all)
     steps_per_epoch = len(train_ds.y) // t.batch_size  # drop the last partial batch: every step sees B instances
     opt, sched = build_optimizer(cfg, model, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling; kept for fp16 use
@@ -162,6 +163,30 @@ def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds)
     loss_fn = GatheredNTXent(ids) if dinfo.active else (lambda z, temp: nt_xent(z, ids, temp))
     return Setup(cfg, folder, dinfo, device, model, fwd, opt, sched, scaler, augment, x_all, channels_last,
                  loss_fn, steps_per_epoch, t.epochs * steps_per_epoch)
+
+
+def prepare_backbone(cfg: Config, model, augment, x_all: torch.Tensor) -> None:
+    """Start the backbone from another run's weights (``model.backbone_from``), and fit a fixed
+    feature map (the ``pca`` backbone) on the unaugmented training inputs."""
+    if cfg.model.backbone_from:
+        load_backbone(model, cfg.model.backbone_from)
+    fit = getattr(model.backbone, "fit", None)
+    if fit is not None:
+        with torch.no_grad():
+            fit(torch.cat([augment.eval_view(x_all[i:i + 4096]) for i in range(0, len(x_all), 4096)]))
+
+
+def load_backbone(model, run_dir: str) -> None:
+    """The backbone weights of a trained run (its newest loadable checkpoint) into ``model.backbone``."""
+    from deepfusion.model.runs.checkpoint import latest_checkpoint
+
+    folder = RunFolder(run_dir)
+    if not folder.checkpoints.is_dir():
+        raise ConfigError(f"model.backbone_from={run_dir}: no run folder with checkpoints there; give a folder "
+                          "written by deepfusion train")
+    state = {k[len("backbone."):]: v for k, v in latest_checkpoint(folder.checkpoints)["model"].items()
+             if k.startswith("backbone.")}
+    load_model_state(model.backbone, state, source=f"the backbone of {run_dir} (model.backbone_from)")
 
 
 def restore(setup: Setup, ckpt: dict) -> Progress:

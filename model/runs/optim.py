@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import Config
 
 
@@ -60,6 +61,9 @@ def build_optimizer(cfg: Config, model: nn.Module, steps_per_epoch: int):
     """(optimizer, LambdaLR scheduler stepped once per training step)."""
     o, lr = cfg.optim, scaled_lr(cfg)
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: every parameter is frozen (train.freeze_backbone=true and a head "
+                          "without parameters); train the backbone or pick a head that learns")
     if o.name == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     elif o.name == "lars":

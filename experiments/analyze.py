@@ -43,7 +43,7 @@ def batch_statistics(cap: dict) -> dict:
         "effective_rank": mt.effective_rank(A),
     }
     s["ratio"] = s["same_class_mass"] / chance
-    fits = [mt.fit_beta_eff(A[l], T[l], visible=vis) for l in range(L)]
+    fits = [_beta_fit(A[l], T[l], vis) for l in range(L)]
     s["beta_eff"] = np.stack([f[0] for f in fits])
     s["beta_r2"] = np.stack([f[1] for f in fits])
     s["relative_spread"] = np.array([mt.relative_spread(t, y) for t in T])
@@ -59,6 +59,16 @@ def batch_statistics(cap: dict) -> dict:
     s["positive_chance"] = mt.positive_chance(y, inst, vis)
     s["block_chance"] = float(mt.block_mass(vis / vis.sum(1, keepdims=True), y, inst, vis))
     return s
+
+
+def _beta_fit(A, T, vis):
+    """beta_eff and R^2 of one layer; undefined (NaN) when the tokens' cosines do not vary, as in a
+    collapsed or untrained layer, instead of stopping the analysis."""
+    try:
+        return mt.fit_beta_eff(A, T, visible=vis)
+    except DataError:
+        nan = np.full(A.shape[:-2], np.nan)
+        return nan, nan
 
 
 def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:

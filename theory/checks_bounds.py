@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepfusion.theory import bounds, properties_bounds, symbolic_bounds
-from deepfusion.theory.check import Check, run_properties
+from deepfusion.theory.check import Check, require, run_properties
 
 S1_TOL = 1e-6  # numeric worst case vs closed form
 # S6 grid: (d, n0) with sigma = eps_max sqrt(n0), so that n_min = n0; C = 4 classes
@@ -23,9 +23,9 @@ def s1_symbolic(quick):
     threshold = symbolic_bounds.derive_s1_threshold()
     for r in np.linspace(-1.0, 0.0, 9):  # the derived expressions are the ones the code computes
         got, want = float(threshold.subs(symbolic_bounds.rho, r)), float(bounds.eps_max(r))
-        assert abs(got - want) < 1e-12, f"derived eps_max {got} vs bounds.eps_max {want} at rho={r}"
+        require(abs(got - want) < 1e-12, f"derived eps_max {got} vs bounds.eps_max {want} at rho={r}")
         got, want = float(bound.subs(symbolic_bounds.rho, r)), float(bounds.simple_bound(r))
-        assert abs(got - want) < 1e-12, f"derived bound {got} vs bounds.simple_bound {want} at rho={r}"
+        require(abs(got - want) < 1e-12, f"derived bound {got} vs bounds.simple_bound {want} at rho={r}")
     return (f"half-angle arcsin(eps) -> eps_max = sin((acos(rho) - pi/2)/2); tangent construction "
             f"reaches it; bound {bound}, gap {gap} >= 0")
 
@@ -42,18 +42,18 @@ def s1_numeric(quick):
     found = np.array([bounds.numeric_threshold(r, starts=starts) for r in rhos])
     err = np.abs(found - exact)
     worst = int(Cs[np.argmax(err)])
-    assert err.max() <= S1_TOL, f"numeric threshold off by {err.max():.2e} at C={worst}"
+    require(err.max() <= S1_TOL, f"numeric threshold off by {err.max():.2e} at C={worst}")
     for C in ((2, 3, 50) if quick else (2, 3, 5, 10, 20, 50)):
         r, e = float(bounds.etf_rho(C)), float(bounds.eps_max(bounds.etf_rho(C)))
         below, above = bounds.worst_cross_inner(r, 0.99 * e), bounds.worst_cross_inner(r, 1.01 * e)
-        assert below < 0 < above, f"C={C}: max inner {below:.2e} at 0.99 eps_max, {above:.2e} at 1.01"
+        require(below < 0 < above, f"C={C}: max inner {below:.2e} at 0.99 eps_max, {above:.2e} at 1.01")
     viol = []
     for r, e in zip(rhos, exact):
         mu, noise = bounds.violating_construction(r, 1.01 * e)
         x = mu + noise
         viol.append(x[0] @ x[1])
     viol = np.array(viol)
-    assert np.all(viol > 0), f"construction 1% above eps_max fails to violate at C={Cs[viol <= 0]}"
+    require(np.all(viol > 0), f"construction 1% above eps_max fails to violate at C={Cs[viol <= 0]}")
     return (f"SLSQP threshold = eps_max to {err.max():.1e} for C=2..50; construction at 1.01 eps_max "
             f"gives cross inner product >= {viol.min():.1e} > 0; eps_max(C=2,3) = "
             f"{exact[0]:.3f}, {exact[1]:.3f} vs simple bound {bounds.simple_bound(rhos[0]):.3f}, "
@@ -97,11 +97,10 @@ def s6_numeric(quick):
     rows = s6_crossings(grid, trials)
     for r in rows:
         where = f"d={r['d']}, sigma={r['sigma']:.3f}"
-        assert abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"], (
-            f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} "
-            f"(se {r['se_n']:.2f})")
-        assert r["z_max"] <= 5.0, f"{where}: exceed fraction {r['z_max']:.1f} standard errors off"
-        assert r["unexplained"] == 0, f"{where}: {r['unexplained']} failures with all classes within eps_max"
+        require(abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"],
+                f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} (se {r['se_n']:.2f})")
+        require(r["z_max"] <= 5.0, f"{where}: exceed fraction {r['z_max']:.1f} standard errors off")
+        require(r["unexplained"] == 0, f"{where}: {r['unexplained']} failures with all classes within eps_max")
     parts = [f"d={r['d']} n_min={r['n_min']}: crossing {r['n_mc']:.1f} vs {r['n_pred']:.1f}+-{r['se_n']:.1f}, "
              f"fail(n=1) {r['fail_n1']:.3f} vs exceed {r['exceed_n1']:.2f}" for r in rows]
     return f"{trials} draws, C=4; " + "; ".join(parts)

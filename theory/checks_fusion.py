@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from deepfusion.theory import fusion, properties_fusion, symbolic_fusion
-from deepfusion.theory.check import Check, run_properties
+from deepfusion.theory.check import Check, require, run_properties
 from deepfusion.theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
 
 # S5 regimes (C = 4, n = 64, d = 2048, 10 layers): name -> (beta, alpha, r0)
@@ -58,7 +58,7 @@ def s2_numeric(quick):
         r1, rho1 = measure_tokens(y, C)
         rp, rhop = fusion.layer_map_general(r0, rho0, w[0], w[1], m, C, alpha)
         worst = max(worst, abs(r1 / rp - 1), abs(rho1 - rhop))
-    assert worst < 1e-10, f"S2 factors off by {worst:.2e}"
+    require(worst < 1e-10, f"S2 factors off by {worst:.2e}")
     return f"block layer on symmetric tokens (ETF and rho=0.3, -0.2): max error {worst:.1e}"
 
 
@@ -75,8 +75,8 @@ def s3_numeric(quick):
         pred = 1.0 / (1.0 + alpha * fusion.kappa(m, C))
         worst = max(worst, abs(r1 / r0 - pred))
         if abs(m - 1 / C) > 1e-6:
-            assert (r1 < r0) == (m > 1 / C), f"S3 sign fails at m={m:.3f}"
-    assert worst < 1e-10, f"S3 ratio off by {worst:.2e}"
+            require((r1 < r0) == (m > 1 / C), f"S3 sign fails at m={m:.3f}")
+    require(worst < 1e-10, f"S3 ratio off by {worst:.2e}")
     return f"r'/r = 1/(1+alpha kappa(m)) on a grid of 20 m, sign flips at 1/C; max error {worst:.1e}"
 
 
@@ -92,10 +92,10 @@ def s4_numeric(quick):
         x = make_tokens(C, n, 4096, r, seed=C)
         m_sim = block_stats(attention(x, beta), C)[0]
         worst_d = max(worst_d, abs(m_sim - fusion.block_mass(C, n, beta, measure_tokens(x, C)[0])))
-    assert worst_exact < 1e-12, f"S4 closed forms off by {worst_exact:.2e} on the symmetric configuration"
-    assert worst_d < M_TOL, f"S4 m off by {worst_d:.3f} on Gaussian tokens (d=4096)"
+    require(worst_exact < 1e-12, f"S4 closed forms off by {worst_exact:.2e} on the symmetric configuration")
+    require(worst_d < M_TOL, f"S4 m off by {worst_d:.3f} on Gaussian tokens (d=4096)")
     lim = abs(fusion.block_mass(4, 64, 8.0, 1e-8) - fusion.m_star(4, 8.0))
-    assert lim < 1e-12
+    require(lim < 1e-12, f"S4: |m(1e-8) - m*| = {lim:.1e}")
     return (f"closed forms exact to {worst_exact:.1e} (symmetric), m within {worst_d:.1e} "
             f"(Gaussian, d=4096), |m(1e-8) - m*| = {lim:.1e}")
 
@@ -122,13 +122,14 @@ def s5_numeric(quick):
     gaps = s5_gaps()
     for name, row in gaps.items():
         dm, dr = row["centred"]
-        assert dm < M_TOL, f"S5 {name}: m gap {dm:.4f} >= {M_TOL}"
-        assert dr < R_TOL, f"S5 {name}: r gap {dr:.4f} >= {R_TOL}"
-    assert gaps["fast"]["r_ratio_mf"] < 0.01 and gaps["fast"]["r_ratio_sim"] < 0.01
-    assert gaps["stall"]["r_ratio_mf"] > 0.99 and gaps["stall"]["r_ratio_sim"] > 0.99
+        require(dm < M_TOL, f"S5 {name}: m gap {dm:.4f} >= {M_TOL}")
+        require(dr < R_TOL, f"S5 {name}: r gap {dr:.4f} >= {R_TOL}")
+    fast, stall = gaps["fast"], gaps["stall"]
+    require(fast["r_ratio_mf"] < 0.01 and fast["r_ratio_sim"] < 0.01, f"S5 fast regime did not fuse: {fast}")
+    require(stall["r_ratio_mf"] > 0.99 and stall["r_ratio_sim"] > 0.99, f"S5 trap regime did not stall: {stall}")
     x = simulate_fusion(4, 8, 4 + 32, 3.0, 0.5, 1.0, 10, noise="simplex")
     exact = np.abs(x.r / fusion.mean_field(4, 8, 3.0, 0.5, x.r[0], 10).r - 1).max()
-    assert exact < 1e-9, f"S5 symmetric configuration deviates from the recursion by {exact:.1e}"
+    require(exact < 1e-9, f"S5 symmetric configuration deviates from the recursion by {exact:.1e}")
     parts = [f"{k}: dm={v['centred'][0]:.1e} dr={v['centred'][1]:.1e} (n->inf form dr={v['uncentred'][1]:.1e})"
              for k, v in gaps.items()]
     return "; ".join(parts) + f"; symmetric config exact to {exact:.0e}"
@@ -142,14 +143,14 @@ def s7_numeric(quick):
     A = attention(x.clone(), 0.0)  # beta = 0: uniform, m = 1/C exactly
     y = A @ x
     spread = float((y - y.mean(0)).norm() / x.norm())
-    assert spread < 1e-12, f"S7: uniform attention leaves spread {spread:.1e}"
+    require(spread < 1e-12, f"S7: uniform attention leaves spread {spread:.1e}")
     m = 1.0 / C
     B = torch.as_tensor(fusion.block_matrix(C, n, 0.6 * m, 0.4 * m / (n - 1), (1 - m) / ((C - 1) * n)))
     means = float((B @ x).reshape(C, n, -1).mean(1).norm() / x.reshape(C, n, -1).mean(1).norm())
-    assert means < 1e-12, f"S7: class means survive at chance without residual ({means:.1e})"
+    require(means < 1e-12, f"S7: class means survive at chance without residual ({means:.1e})")
     sim = simulate_fusion(C, n, C + C * n, 0.0, 1.0, 1.0, 5, noise="simplex")
     drift = float(np.abs(sim.r / sim.r[0] - 1).max())
-    assert drift < 1e-10, f"S7: at chance with the residual r must stay put, moved {drift:.1e}"
+    require(drift < 1e-10, f"S7: at chance with the residual r must stay put, moved {drift:.1e}")
     return (f"no residual: class means {means:.0e}, uniform collapse {spread:.0e}; with residual at "
             f"chance r constant to {drift:.0e}")
 

@@ -7,6 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deepfusion.theory import fusion
+from deepfusion.theory.check import require
 
 classes = st.integers(2, 12)
 per_class = st.integers(2, 128)
@@ -43,8 +44,8 @@ def s2_layer_map_matches_block_matrix(C, n, w, alpha, seed):
     X = (mu[:, None] + e).reshape(C * n, d)
     Y = (X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X).reshape(C, n, d)
     mean_f, dev_f = fusion.layer_coefficients(a_self, a_same, m, C, alpha)
-    assert np.allclose(Y.mean(1), mean_f * mu, atol=1e-12)
-    assert np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12)
+    require(np.allclose(Y.mean(1), mean_f * mu, atol=1e-12), 'failed: np.allclose(Y.mean(1), mean_f * mu, atol=1e-12)')
+    require(np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12), 'failed: np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12)')
 
 
 @SETTINGS
@@ -53,7 +54,7 @@ def s3_spread_shrinks_iff_above_chance(C, n, m, alpha, r):
     """S3: with a_self = a_same, r' < r iff m > 1/C (and r' > r below chance)."""
     assume(abs(m - 1.0 / C) > 1e-9 and alpha * fusion.kappa(m, C) > -1.0)
     r_next = fusion.layer_map(r, m / n, m / n, m, C, alpha)
-    assert (r_next < r) == (m > 1.0 / C), (C, n, m, alpha, r, r_next)
+    require((r_next < r) == (m > 1.0 / C), (C, n, m, alpha, r, r_next))
 
 
 @SETTINGS
@@ -67,14 +68,14 @@ def s3_spread_shrinks_iff_same_beats_out(C, n, w, alpha):
     assume(abs(a_same - a_out) > 1e-9)
     m = a_self + (n - 1) * a_same
     r_next = fusion.layer_map(1.0, a_self, a_same, m, C, alpha)
-    assert (r_next < 1.0) == (a_same > a_out)
+    require((r_next < 1.0) == (a_same > a_out), 'failed: (r_next < 1.0) == (a_same > a_out)')
 
 
 @SETTINGS
 @given(C=classes, n=per_class, beta=betas, r=spreads, centred=st.booleans())
 def s4_mass_above_chance(C, n, beta, r, centred):
     """S4: softmax same-class mass m(r) > 1/C for beta > 0 (ETF means)."""
-    assert fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C
+    require(fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C, 'failed: fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C')
 
 
 @SETTINGS
@@ -85,7 +86,7 @@ def s4_mass_nonincreasing_in_r(C, n, beta, r, dr, t, centred):
     rho = -t / (C - 1)
     m1 = fusion.block_mass(C, n, beta, r, rho, centred)
     m2 = fusion.block_mass(C, n, beta, r + dr, rho, centred)
-    assert m2 <= m1 + 1e-12, (m1, m2)
+    require(m2 <= m1 + 1e-12, (m1, m2))
 
 
 @SETTINGS
@@ -93,7 +94,7 @@ def s4_mass_nonincreasing_in_r(C, n, beta, r, dr, t, centred):
 def s4_mass_tends_to_m_star(C, n, beta, t):
     """S4: m(r) -> m* = 1/(1 + (C-1) exp(-beta (1 - rho))) as r -> 0."""
     rho = -t / (C - 1)
-    assert abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9
+    require(abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9, 'failed: abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9')
 
 
 def _centred_range(C, n):
@@ -109,9 +110,9 @@ def s5_spread_nonincreasing(C, n, beta, alpha, t):
     r0 = t * _centred_range(C, n)
     f = fusion.mean_field(C, n, beta, alpha, r0, 30)
     steps = np.diff(f.r)
-    assert np.all(steps <= 0.0), f.r
+    require(np.all(steps <= 0.0), f.r)
     resolvable = n * (f.a_same - f.a_out) > 1e-9
-    assert np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0)
+    require(np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0), 'failed: np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0)')
 
 
 @SETTINGS
@@ -119,8 +120,8 @@ def s5_spread_nonincreasing(C, n, beta, alpha, t):
 def s5_mass_nondecreasing(C, n, beta, alpha, t):
     """S5: m_l is non-decreasing in l and stays below m* (ETF means, r0 in the fusion range)."""
     f = fusion.mean_field(C, n, beta, alpha, t * _centred_range(C, n), 30)
-    assert np.all(np.diff(f.m) >= -1e-12), f.m
-    assert np.all(f.m <= f.m_star + 1e-12)
+    require(np.all(np.diff(f.m) >= -1e-12), f.m)
+    require(np.all(f.m <= f.m_star + 1e-12), 'failed: np.all(f.m <= f.m_star + 1e-12)')
 
 
 @settings(deadline=None, max_examples=30, derandomize=True)
@@ -129,7 +130,7 @@ def s5_rate_tends_to_limit(C, n, beta, alpha, r0):
     """S5: r_{l+1}/r_l -> 1/(1 + alpha kappa(m*)) once r_l is small."""
     f = fusion.mean_field(C, n, beta, alpha, r0, 250)
     assume(1e-250 < f.r[-1] < 1e-5)
-    assert abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate
+    require(abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate, 'failed: abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate')
 
 
 @SETTINGS
@@ -145,7 +146,7 @@ def s7_collapse_without_residual(C, n, a, seed):
     mu, e = _block_tokens(C, n, d, seed)
     X = (mu[:, None] + e).reshape(C * n, d)
     means = (A @ X).reshape(C, n, d).mean(1)
-    assert np.abs(means).max() < 1e-12
+    require(np.abs(means).max() < 1e-12, 'failed: np.abs(means).max() < 1e-12')
 
 
 @SETTINGS
@@ -154,7 +155,7 @@ def s7_residual_keeps_class_means(C, m, alpha):
     """S7: with the residual, ETF class means are scaled by 1 + alpha kappa(m) >= 1 when m >= 1/C."""
     assume(m >= 1.0 / C)
     mean_f, _ = fusion.layer_coefficients(0.0, 0.0, m, C, alpha)
-    assert mean_f >= 1.0 - 1e-12
+    require(mean_f >= 1.0 - 1e-12, 'failed: mean_f >= 1.0 - 1e-12')
 
 
 PROPERTIES = {

@@ -1,6 +1,6 @@
 """Sympy derivations of S2, S3, S4, S5 and S7, executed by the checks (nothing here is a pasted result).
 
-Each function derives its statement and returns the derived expressions; it raises AssertionError if
+Each function derives its statement and returns the derived expressions; it raises CheckFailed if
 a step does not simplify to what the statement claims.
 """
 
@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sympy as sp
 
+from deepfusion.theory.check import require
+
 C, n, alpha, beta, r = sp.symbols("C n alpha beta r", positive=True)
 a_self, a_same, a_out, m = sp.symbols("a_self a_same a_out m", nonnegative=True)
 rho = sp.Symbol("rho", real=True)
 
 
 def _zero(expr, what):
-    assert sp.simplify(expr) == 0, f"{what}: residual {sp.simplify(expr)}"
+    res = sp.simplify(expr)
+    require(res == 0, f"{what}: residual {res}")
 
 
 def _given_c_above_1(expr):
@@ -71,8 +74,8 @@ def derive_s2_explicit(Cv=3, nv=2):
     sub = {a_out: (1 - mm) / ((Cv - 1) * nv)}
     mean_err = (A * X_mu).subs(sub) - kappa_expr(mm).subs(C, Cv) * X_mu
     dev_err = A * X_e - (a_self - a_same) * X_e
-    assert sp.simplify(mean_err) == sp.zeros(M, d), "S2 explicit: means not scaled by kappa(m)"
-    assert sp.simplify(dev_err) == sp.zeros(M, d), "S2 explicit: deviations not scaled by a_self - a_same"
+    require(sp.simplify(mean_err) == sp.zeros(M, d), "S2 explicit: means not scaled by kappa(m)")
+    require(sp.simplify(dev_err) == sp.zeros(M, d), "S2 explicit: deviations not scaled by a_self - a_same")
     return True
 
 
@@ -90,7 +93,7 @@ def derive_s3():
     equal_m = sp.simplify(equal.subs(a_same, mm / n))
     _zero(equal_m + alpha * kappa_expr(mm) / (1 + alpha * kappa_expr(mm)), "S3 a_self = a_same")
     root = sp.solve(sp.Eq(kappa_expr(mm), 0), mm)
-    assert root == [1 / C], f"S3: chance level {root} != 1/C"
+    require(root == [1 / C], f"S3: chance level {root} != 1/C")
     return {"ratio_minus_one": equal_m, "chance": root[0]}
 
 
@@ -121,11 +124,11 @@ def derive_s4():
     w_expr = (n - 1) * sp.exp(beta * s) / (sp.exp(beta) + (n - 1) * sp.exp(beta * s))
     _zero(dlogR - (beta * rho - beta * w_expr), "S4 dlogR/ds")
     rho_np = sp.Symbol("rho_np", nonpositive=True)
-    assert (beta * rho_np - beta * w).is_negative, "S4: dlogR/ds < 0 needs rho <= 0"
+    require((beta * rho_np - beta * w).is_negative, "S4: dlogR/ds < 0 needs rho <= 0")
     ds_dr = sp.diff(1 / (1 + r**2), r)
-    assert ds_dr.is_negative, "S4: s must decrease in r"
+    require(ds_dr.is_negative, "S4: s must decrease in r")
     dm_dR = sp.diff(1 / (1 + (C - 1) * sp.Symbol("R", positive=True)), sp.Symbol("R", positive=True))
-    assert _given_c_above_1(dm_dR).is_negative, "S4: m must decrease in R"
+    require(_given_c_above_1(dm_dR).is_negative, "S4: m must decrease in R")
     # chain rule: dm/dr = dm/dR * R * dlogR/ds * ds/dr: (-) (+) (-) (-) < 0
     # above chance: m > 1/C iff e^beta + (n-1) e^{beta s} > n e^{beta rho s}
     # each same-class weight exceeds each cross-class one (s > rho s), and there are n of each per class
@@ -155,10 +158,10 @@ def derive_s7(Cv=3, nv=2):
     M = Cv * nv
     X = sp.Matrix(M, 4, lambda i, j: sp.Symbol(f"x_{i}_{j}"))
     AX = sp.ones(M, M) / M * X
-    assert AX.rank() <= 1, "S7: uniform attention must collapse to rank 1"
+    require(AX.rank() <= 1, "S7: uniform attention must collapse to rank 1")
     # with residual the mean factor is 1 + alpha kappa(m) >= 1 when m >= 1/C
     mm = sp.Symbol("m", nonnegative=True)
     factor = 1 + alpha * kappa_expr(mm)
     _zero(factor.subs(mm, 1 / C) - 1, "S7 residual factor at chance")
-    assert _given_c_above_1(sp.diff(factor, mm)).is_positive, "S7: residual factor must grow with m"
+    require(_given_c_above_1(sp.diff(factor, mm)).is_positive, "S7: residual factor must grow with m")
     return {"residual_factor": factor, "rank_uniform": AX.rank()}

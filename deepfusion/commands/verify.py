@@ -46,9 +46,9 @@ def _run_one(check, quick):
     t = time.perf_counter()
     try:
         summary, status = check.run(quick), "pass"
-    except AssertionError as err:
-        summary, status = f"AssertionError: {err}", "fail"
-    except Exception as err:
+    except CheckFailed as err:  # the contract of theory.check: a check fails by raising CheckFailed
+        summary, status = f"CheckFailed: {err}", "fail"
+    except Exception as err:  # anything else, an AssertionError included, is a crash: ERROR
         summary = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
         status = "error"
     return dict(statement=check.statement, kind=check.kind, name=check.name, status=status,

@@ -6,6 +6,7 @@ import pytest
 
 from deepfusion import cli
 from deepfusion.commands import verify
+from deepfusion.errors import CheckFailed
 from deepfusion.theory.check import Check
 
 
@@ -18,7 +19,7 @@ def _ok(q):
 
 
 def _bad(q):
-    raise AssertionError("claim wrong")
+    raise CheckFailed("claim wrong")
 
 
 def test_table_has_one_row_per_statement(monkeypatch, tmp_path, capsys):
@@ -47,6 +48,15 @@ def test_crash_is_an_error_not_a_pass(monkeypatch):
     _fake(monkeypatch, [Check("S2", "numeric", "c", crash)])
     (res,) = verify.run_checks(False)
     assert res["status"] == "error" and "ZeroDivisionError" in res["summary"]
+
+
+def test_assert_in_a_check_is_an_error_not_a_fail(monkeypatch):
+    # the contract is CheckFailed; an AssertionError would vanish under python -O, so it is flagged
+    def asserting(q):
+        raise AssertionError("used assert")
+    _fake(monkeypatch, [Check("S2", "numeric", "c", asserting)])
+    (res,) = verify.run_checks(False)
+    assert res["status"] == "error" and "AssertionError" in res["summary"]
 
 
 def test_broken_module_is_reported(monkeypatch):

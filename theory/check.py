@@ -47,3 +47,19 @@ def run_properties(properties) -> Callable[[bool], str]:
         return f"{len(properties)} properties hold: {', '.join(p.__name__ for p in properties)}"
 
     return run
+
+
+def agree_at_points(label, expr, symbols, numeric, points, tol=1e-10) -> float:
+    """Evaluate the sympy ``expr`` (in ``symbols``) and the numeric code ``numeric`` at each of
+    ``points`` (tuples in the order of ``symbols``); raise CheckFailed unless they agree to ``tol``
+    (relative, or absolute below 1). Returns the worst disagreement."""
+    import sympy as sp
+
+    f = sp.lambdify(symbols, expr, "numpy")
+    worst = 0.0
+    for p in points:
+        got, want = float(f(*p)), float(numeric(*p))
+        err = abs(got - want) / max(1.0, abs(want))
+        worst = max(worst, err)
+        require(err < tol, f"{label}: derived {got!r} vs code {want!r} at {dict(zip(map(str, symbols), p))}")
+    return worst

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import optimize
 
 from deepfusion.theory import bounds, properties_bounds, symbolic_bounds
 from deepfusion.theory.check import Check, require, run_properties
@@ -12,6 +13,9 @@ S1_TOL = 1e-6  # numeric worst case vs closed form
 S6_GRID_FULL = [(16, 10), (16, 25), (64, 10), (64, 25), (256, 10), (256, 25)]
 S6_GRID_QUICK = [(16, 10), (64, 25)]
 S6_Z = 4.0  # allowed sampling error, in standard errors
+# linear interpolation of exceed_probability between integers against its exact root crossing_n:
+# at most 0.025 on the grid (a smooth, monotone curve), so 0.1 leaves room and still sees a shift by 1
+S6_INTERP_TOL = 0.1
 
 
 def _props(statement):
@@ -61,8 +65,32 @@ def s1_numeric(quick):
 
 
 def s6_symbolic(quick):
+    """The derived mean and variance of ||e_bar||^2 are those of ``mean_noise_law``; the derived
+    'some class exceeds' probability and crossing tail are those of ``exceed_probability`` and
+    ``crossing_n`` (solved independently from the law), at drawn (n, sigma, d, C)."""
     n_min, var_sq, tol = symbolic_bounds.derive_s6()
-    return f"E||e_bar||^2 = sigma^2/n -> n_min = {n_min}; Var ||e_bar||^2 = {var_sq}; crossing within {tol}"
+    some, tail = symbolic_bounds.derive_s6_crossing()
+    sb = symbolic_bounds
+    rng = np.random.default_rng(6)
+    worst = 0.0
+    for _ in range(6 if quick else 20):
+        n, d, C = int(rng.integers(1, 60)), int(rng.integers(2, 300)), int(rng.integers(1, 11))
+        sigma, eps = float(rng.uniform(0.2, 3.0)), float(rng.uniform(0.05, 0.7))
+        law = bounds.mean_noise_law(n, sigma, d)
+        at = {sb.sigma: sigma, sb.n: n, sb.d: d}
+        err = [law.mean() / float((sb.sigma**2 / sb.n).subs(at)) - 1, law.var() / float(var_sq.subs(at)) - 1]
+        p1 = law.sf(eps**2)
+        want = float(some.subs({sb.p_tail: p1, sb.n_classes: C}))
+        err.append(bounds.exceed_probability(n, sigma, eps, d, C) - want)
+        p_half = float(tail.subs(sb.n_classes, C))
+        n_half = optimize.brentq(lambda x: bounds.mean_noise_law(x, sigma, d).sf(eps**2) - p_half, 1e-6, 1e9,
+                                 xtol=1e-12, rtol=1e-12)
+        err.append(bounds.crossing_n(sigma, eps, d, C) / n_half - 1)
+        worst = max(worst, float(np.max(np.abs(err))))
+        require(worst < 1e-8, f"S6 code disagrees with the derivation by {worst:.1e} at n={n}, d={d}, C={C}, "
+                f"sigma={sigma:.3f}, eps={eps:.3f} (law moments, exceed probability, crossing)")
+    return (f"E||e_bar||^2 = sigma^2/n -> n_min = {n_min}; Var ||e_bar||^2 = {var_sq}; crossing tail {tail}; "
+            f"code matches at drawn points to {worst:.0e}")
 
 
 def s6_crossings(grid, trials, C=4, seed=0, noise="gaussian"):
@@ -95,7 +123,11 @@ def s6_crossings(grid, trials, C=4, seed=0, noise="gaussian"):
 def s6_numeric(quick):
     grid, trials = (S6_GRID_QUICK, 1500) if quick else (S6_GRID_FULL, 4000)
     rows = s6_crossings(grid, trials)
+    known = bounds.half_crossing([1, 2, 3, 4], [0.9, 0.7, 0.3, 0.1])  # linear between 2 and 3: 2.5
+    require(abs(known - 2.5) < 1e-12, f"half_crossing of a known fraction gives {known}, not 2.5")
     for r in rows:
+        require(abs(r["n_pred"] - r["n_cont"]) < S6_INTERP_TOL,
+                f"d={r['d']}: interpolated crossing {r['n_pred']:.3f} vs exact root {r['n_cont']:.3f}")
         where = f"d={r['d']}, sigma={r['sigma']:.3f}"
         require(abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"],
                 f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} (se {r['se_n']:.2f})")

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deepfusion.theory import bounds
+from deepfusion.theory import bounds, fusion
 from deepfusion.theory.check import require
 
 classes = st.integers(2, 12)
@@ -91,6 +91,32 @@ def s1_simple_bound_below_eps_max(rho):
 
 
 @SETTINGS
+@given(C=classes, n=st.integers(1, 4), width=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def s1_zero_cross_inner_product_counts_as_separated(C, n, width, seed):
+    """S1(a) is an inequality <= 0: tokens with positive entries on disjoint coordinate blocks, one
+    block per class, have cross-class inner products exactly 0 and count as separated."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(C), n)
+    x = np.zeros((C * n, C * width))
+    for i, c in enumerate(labels):
+        x[i, c * width:(c + 1) * width] = rng.uniform(0.1, 2.0, width)
+    require(bounds.separated(x, labels), (C, n, width))
+    x[0, (labels[0] + 1) % C * width] = 1e-3  # one positive cross-class inner product
+    require(not bounds.separated(x, labels), "a positive cross-class inner product went unnoticed")
+
+
+@SETTINGS
+@given(C=classes, n=st.integers(2, 64), r=st.floats(0.0, 5.0), t=fractions)
+def s1_relu_block_weights_have_no_cross_class_mass(C, n, r, t):
+    """S1: for rho <= 0 every cross-class cosine rho/(1 + r^2) of the symmetric configuration is
+    <= 0, so ReLU attention puts exactly zero weight across classes; weights are >= 0, rows sum to 1."""
+    rho = -t / (C - 1)
+    a_self, a_same, a_out = fusion.relu_block_weights(C, n, r, rho)
+    require(a_out == 0.0 and a_self > 0 and a_same >= 0, (a_self, a_same, a_out))
+    require(abs(a_self + (n - 1) * a_same + (C - 1) * n * a_out - 1) < 1e-12, "rows do not sum to one")
+
+
+@SETTINGS
 @given(s1=sigmas, s2=sigmas, C=classes)
 def s6_n_min_increasing_in_sigma(s1, s2, C):
     """S6: noisier augmentation needs a larger batch: n_min is increasing in sigma."""
@@ -121,6 +147,7 @@ def s6_crossing_near_n_min(sigma, C, d):
 
 PROPERTIES = {
     "S1": [s1_admissible_noise_keeps_blocks, s1_construction_is_tight, s1_no_noise_beats_worst_cosine,
-           s1_eps_max_decreasing_in_rho, s1_simple_bound_below_eps_max],
+           s1_eps_max_decreasing_in_rho, s1_simple_bound_below_eps_max,
+           s1_zero_cross_inner_product_counts_as_separated, s1_relu_block_weights_have_no_cross_class_mass],
     "S6": [s6_n_min_increasing_in_sigma, s6_exceed_probability_falls_with_n, s6_crossing_near_n_min],
 }

@@ -17,6 +17,7 @@ from deepfusion.theory.check import require
 eps, t, theta, phi = sp.symbols("epsilon t theta phi", positive=True)
 rho = sp.Symbol("rho", real=True)
 sigma, n, d = sp.symbols("sigma n d", positive=True)
+p_tail, n_classes = sp.symbols("p C", positive=True)  # S6(c): one class's tail, number of classes
 
 
 def _zero(expr, what):
@@ -133,3 +134,17 @@ def derive_s6():
     require(sp.limit(cheb[0], d, sp.oo) == 0, 'failed: sp.limit(cheb[0], d, sp.oo) == 0')
     var_sq = sp.simplify((sigma**2 / (d * n)) ** 2 * var_q)  # Var ||e_bar||^2 = 2 sigma^4/(d n^2)
     return n_min, var_sq, cheb[0]
+
+
+@lru_cache(maxsize=1)
+def derive_s6_crossing():
+    """S6(c): C independent classes each exceed with probability p, so some class exceeds with
+    probability 1 - (1 - p)^C; that equals 1/2 at p = 1 - 2^(-1/C), the upper tail a single class's
+    chi^2_d law must have at the crossing. Returns (P(some exceeds) in p and C, the p at 1/2)."""
+    p, k = p_tail, n_classes
+    some = 1 - (1 - p) ** k
+    sol = sp.solve(sp.Eq(some, sp.Rational(1, 2)), p)
+    require(len(sol) == 1, f"crossing tail solutions {sol}")
+    _zero(sol[0] - (1 - 2 ** (-1 / k)), "tail at the crossing")
+    _zero(some.subs(k, 1) - p, "one class")
+    return some, sol[0]

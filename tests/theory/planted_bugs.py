@@ -1,0 +1,60 @@
+"""Planted bugs: one-token mutations of the theory code, for tests that the checks catch them.
+
+Each bug names a function, a fragment of its source and the fragment's replacement. ``plant`` takes
+the function's real source, applies the replacement (it must occur exactly once), compiles the result
+in the module's namespace and puts it in place of the function, so the check under test runs the
+mutated code and nothing else changes. Product code contains no switch for any of this.
+
+Used in-process (``plant(name, monkeypatch)``) and from a ``sitecustomize`` that a subprocess test
+writes into a temporary folder (``plant(name)`` at interpreter start, for ``python -O`` runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+
+# name -> (module, function, fragment, replacement, what it breaks)
+BUGS = {
+    "layer_map_abs": ("deepfusion.theory.fusion", "layer_map", "np.abs(dev_f)", "dev_f",
+                      "S2: the absolute value of the deviation factor dropped"),
+    "etf_snap_1e-3": ("deepfusion.theory.fusion", "layer_map_general", "u2 < 1e-12", "u2 < 1e-3",
+                      "S2: means up to 1e-3 off the ETF snapped onto it"),
+    "separated_strict": ("deepfusion.theory.bounds", "separated", "g <= 0", "g < 0",
+                         "S1: a zero cross-class inner product counted as not separated"),
+    "chi2_law_d_minus_1": ("deepfusion.theory.bounds", "mean_noise_law", "stats.chi2(d,", "stats.chi2(d - 1,",
+                           "S6: the law of the mean noise with d - 1 degrees of freedom"),
+    "chi2_exceed_d_minus_1": ("deepfusion.theory.bounds", "exceed_probability", "sigma**2, d)",
+                              "sigma**2, d - 1)", "S6: exceed probability with d - 1 degrees of freedom"),
+    "chi2_crossing_d_minus_1": ("deepfusion.theory.bounds", "crossing_n", "/ C), d)", "/ C), d - 1)",
+                                "S6: crossing with d - 1 degrees of freedom"),
+    "relu_cross_unclamped": ("deepfusion.theory.fusion", "relu_block_weights",
+                             "np.maximum(cross, 0.0)", "cross", "S1/S4: ReLU cross-class weights not clamped"),
+    "half_crossing_plus_one": ("deepfusion.theory.bounds", "half_crossing", "float(ns[i] +", "float(ns[i] + 1 +",
+                               "S6: the 50% crossing shifted by one"),
+    "half_crossing_right_end": ("deepfusion.theory.bounds", "half_crossing", "i = idx[0]", "i = idx[0] + 1",
+                                "S6: the 50% crossing read one interval late"),
+}
+
+
+def mutated(name):
+    """The mutated function of bug ``name`` (the module is left untouched)."""
+    module_name, func, fragment, replacement, _ = BUGS[name]
+    module = importlib.import_module(module_name)
+    src = textwrap.dedent(inspect.getsource(getattr(module, func)))
+    count = src.count(fragment)
+    if count != 1:
+        raise RuntimeError(f"bug {name}: fragment {fragment!r} occurs {count} times in {func}; update the bug")
+    namespace = dict(vars(module))
+    exec(compile(src.replace(fragment, replacement), f"<planted {name}>", "exec"), namespace)
+    return module, func, namespace[func]
+
+
+def plant(name, monkeypatch=None):
+    """Put bug ``name`` in place: through ``monkeypatch`` (undone after the test) or for good."""
+    module, func, bad = mutated(name)
+    if monkeypatch is not None:
+        monkeypatch.setattr(module, func, bad)
+    else:
+        setattr(module, func, bad)

@@ -35,6 +35,21 @@ BUGS = {
                                "S6: the 50% crossing shifted by one"),
     "half_crossing_right_end": ("deepfusion.theory.bounds", "half_crossing", "i = idx[0]", "i = idx[0] + 1",
                                 "S6: the 50% crossing read one interval late"),
+    # S8-S12, S5b
+    "s8_self_term": ("deepfusion.theory.learned", "learned_logits", "r2 * n / (n - 1.0)", "r2",
+                     "S8: the self logit without its n/(n-1)"),
+    "s9_deviation_eigenvalue": ("deepfusion.theory.learned", "value_coefficients", "_f(lam_e) * (_f(a_self)",
+                                "_f(lam_mu) * (_f(a_self)", "S9: deviations scaled with the mean eigenvalue"),
+    "s10_bound_without_sqrt2": ("deepfusion.theory.layernorm", "ln_error_terms", "np.sqrt(2.0) * sin", "sin",
+                                "S10(b): the angle term without its sqrt(2)"),
+    "s10_pre_ln_alpha_d": ("deepfusion.theory.layernorm", "pre_ln_alpha", "np.sqrt(d)", "d",
+                           "S10(d): pre-LN residual weight with d instead of sqrt(d)"),
+    "s11_margin_sign": ("deepfusion.theory.learned", "multihead_fusion_margin", "fuse + denoise", "fuse - denoise",
+                        "S11: denoising counted against fusion"),
+    "s12_upper_bound": ("deepfusion.theory.ffn", "spread_bounds", "r * (1.0 + L) /", "r * (1.0 - L) /",
+                        "S12: upper spread bound with 1 - L"),
+    "s5b_eta": ("deepfusion.theory.perturbation", "layer_step", "2.0 * alpha * (1.0 + alpha) * a",
+                "alpha * (1.0 + alpha) * a", "S5b: the cross term of eta halved"),
 }
 
 

@@ -142,9 +142,9 @@ CHECKS: list[Check] = [
     Check("S1", "symbolic", "ball half-angle -> exact threshold, tight construction, Cauchy-Schwarz gap",
           s1_symbolic),
     Check("S1", "numeric", "SLSQP worst case = eps_max for C=2..50; 1% above violates", s1_numeric),
-    Check("S1", "property", "admissible noise keeps blocks; tight; monotone; simple bound below",
-          _props("S1")),
-    Check("S6", "symbolic", "chi-square law of the mean noise and n_min", s6_symbolic),
+    Check("S1", "property", "admissible noise keeps blocks; tight; monotone; simple bound below; "
+          "zero cross inner product separated; ReLU puts no mass across classes", _props("S1")),
+    Check("S6", "symbolic", "chi-square law of the mean noise, n_min and the crossing, against the code", s6_symbolic),
     Check("S6", "numeric", "Monte Carlo 50% crossing vs chi-square, several sigma and d", s6_numeric),
     Check("S6", "property", "n_min grows with sigma; exceed chance falls with n; crossing -> n_min",
           _props("S6")),

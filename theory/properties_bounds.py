@@ -100,7 +100,7 @@ def s1_zero_cross_inner_product_counts_as_separated(C, n, width, seed):
     x = np.zeros((C * n, C * width))
     for i, c in enumerate(labels):
         x[i, c * width:(c + 1) * width] = rng.uniform(0.1, 2.0, width)
-    require(bounds.separated(x, labels), (C, n, width))
+    require(bounds.separated(x, labels), f"orthogonal classes not separated (C={C}, n={n}, width={width})")
     x[0, (labels[0] + 1) % C * width] = 1e-3  # one positive cross-class inner product
     require(not bounds.separated(x, labels), "a positive cross-class inner product went unnoticed")
 

@@ -73,3 +73,24 @@ def plant(name, monkeypatch=None):
         monkeypatch.setattr(module, func, bad)
     else:
         setattr(module, func, bad)
+
+
+def skip_shrinking(monkeypatch=None):
+    """Run the theory's properties without Hypothesis's shrink phase: a planted bug makes a property
+    fail, and shrinking the failure to a minimal example takes seconds that tell these tests nothing.
+    Patches Hypothesis's settings attribute of each property (through ``monkeypatch`` when given);
+    should that attribute move, the tests get slower, not wrong."""
+    from hypothesis import Phase, settings
+
+    from deepfusion.theory import properties_bounds, properties_fusion, properties_learned
+
+    for table in (properties_bounds.PROPERTIES, properties_fusion.PROPERTIES, properties_learned.PROPERTIES):
+        for prop in (p for ps in table.values() for p in ps):
+            old = getattr(prop, "_hypothesis_internal_use_settings", None)
+            if old is None:
+                continue
+            new = settings(old, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+            if monkeypatch is not None:
+                monkeypatch.setattr(prop, "_hypothesis_internal_use_settings", new)
+            else:
+                prop._hypothesis_internal_use_settings = new

@@ -58,6 +58,7 @@ def _fails(check):
 
 @pytest.mark.parametrize("bug, statement, kind", [(b, s, k) for b, rows in CAUGHT_BY.items() for s, k in rows])
 def test_planted_bug_fails_its_check(bug, statement, kind, monkeypatch):
+    planted_bugs.skip_shrinking(monkeypatch)
     checks = _checks(statement, kind)
     assert not any(_fails(c) for c in checks)  # they pass on the real code
     planted_bugs.plant(bug, monkeypatch)
@@ -73,7 +74,8 @@ def _verify_under_O(tmp_path, bug, only):
             "import sys\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import planted_bugs\n"
-            f"planted_bugs.plant({bug!r})\n")
+            f"planted_bugs.plant({bug!r})\n"
+            "planted_bugs.skip_shrinking()\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-O", "-m", "deepfusion", "verify", "--quick", "--only", only],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -86,6 +88,7 @@ def test_verify_under_python_O_fails_on_a_planted_bug(tmp_path):
     assert "CheckFailed" in out.stdout  # a failed check (FAIL), not a crash (ERROR)
 
 
-def test_verify_under_python_O_passes_without_a_bug(tmp_path):
+@pytest.mark.slow
+def test_verify_under_python_O_passes_without_a_bug(tmp_path):  # the control of the test above
     out = _verify_under_O(tmp_path, None, "S2")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -83,7 +83,9 @@ def s2_layer_map_is_the_spread_after_the_layer(C, n, m, t, alpha, r):
     Y = X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X
     Y /= np.linalg.norm(Y, axis=1, keepdims=True)
     want, got = _spread(Y, C), fusion.layer_map(_spread(X, C), a_self, a_same, m, C, alpha)
-    require(abs(got - want) <= 1e-9 * max(want, 1e-12), (C, n, m, t, alpha, r, got, want))
+    require(abs(got - want) <= 1e-9 * max(want, 1e-12),
+            f"layer_map gives {got!r}, the layer's output has spread {want!r} (C={C}, n={n}, m={m}, t={t}, "
+            f"alpha={alpha}, r={r})")
 
 
 @SETTINGS

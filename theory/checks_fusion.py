@@ -1,12 +1,14 @@
-"""Checks of S2, S3, S4, S5 and S7 (symbolic, numeric, property), collected by ``deepfusion verify``."""
+"""Checks of S2, S3, S4, S5 and S7 (numeric and property here, symbolic in ``checks_fusion_symbolic``),
+collected by ``deepfusion verify``."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from deepfusion.theory import fusion, properties_fusion, symbolic_fusion
-from deepfusion.theory.check import Check, run_properties
+from deepfusion.theory import checks_fusion_symbolic as sym
+from deepfusion.theory import fusion, properties_fusion
+from deepfusion.theory.check import Check, require, run_properties
 from deepfusion.theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
 
 # S5 regimes (C = 4, n = 64, d = 2048, 10 layers): name -> (beta, alpha, r0)
@@ -22,12 +24,6 @@ M_TOL, R_TOL = 0.01, 0.05
 
 def _props(statement):
     return run_properties(properties_fusion.PROPERTIES[statement])
-
-
-def s2_symbolic(quick):
-    out = symbolic_fusion.derive_s2()
-    symbolic_fusion.derive_s2_explicit()
-    return f"block eigenvalues: means {out['mean_factor']}, deviations {out['deviation_factor']}, common 1+alpha"
 
 
 def _one_layer(x, A, alpha):
@@ -58,8 +54,39 @@ def s2_numeric(quick):
         r1, rho1 = measure_tokens(y, C)
         rp, rhop = fusion.layer_map_general(r0, rho0, w[0], w[1], m, C, alpha)
         worst = max(worst, abs(r1 / rp - 1), abs(rho1 - rhop))
-    assert worst < 1e-10, f"S2 factors off by {worst:.2e}"
-    return f"block layer on symmetric tokens (ETF and rho=0.3, -0.2): max error {worst:.1e}"
+    require(worst < 1e-10, f"S2 factors off by {worst:.2e}")
+    gap = s2_counterexample()
+    require(gap > 0.02, f"S2 counterexample: non-simplex deviations should miss the layer map, missed by {gap:.3f}")
+    sim, mf = s2_unstable_etf(layers=100 if not quick else 60)
+    drift = float(np.abs(sim.rho - mf.rho).max())
+    require(drift < 1e-8, f"S2: rho of the simulation drifts from the recursion by {drift:.1e}")
+    require(mf.rho[50] > 0.4 and sim.rho[50] > 0.4, f"S2: the off-ETF common part did not grow ({mf.rho[50]:.3f})")
+    return (f"block layer on symmetric tokens (ETF and rho=0.3, -0.2): max error {worst:.1e}; "
+            f"non-simplex deviations (a,-a,b,-b) miss the map by {gap:.1%}; rho = -1/3 + 1e-6 grows to "
+            f"{sim.rho[50]:.3f} at layer 50 (recursion {mf.rho[50]:.3f}, tokens follow it to {drift:.0e})")
+
+
+def s2_counterexample(beta=2.0, alpha=1.0, r=0.8):
+    """S2 needs regular-simplex deviations: C = 2, n = 4, deviations (a, -a, b, -b) with a orthogonal to b
+    (zero class mean, equal norms) have same-class cosines 0.22 and 0.61 at r = 0.8; softmax attention
+    is then not block-structured and r' misses the layer map. Returns |r'_tokens / r'_map - 1|."""
+    C, n, d = 2, 4, 10
+    x = torch.zeros(C * n, d, dtype=torch.float64)
+    for c in range(C):
+        x[c * n:(c + 1) * n, 0] = 1.0 - 2.0 * c
+        for k, (col, sign) in enumerate(((2, 1), (2, -1), (3, 1), (3, -1))):
+            x[c * n + k, col + 4 * c] = sign * r
+    x = x / x.norm(dim=1, keepdim=True)
+    y = _one_layer(x, attention(x.clone(), beta), alpha)
+    r1, _ = measure_tokens(y / y.norm(dim=1, keepdim=True), C)
+    return abs(r1 / fusion.mean_field(C, n, beta, alpha, measure_tokens(x, C)[0], 1).r[1] - 1)
+
+
+def s2_unstable_etf(layers=100, C=4, n=16, beta=2.0, alpha=1.0, r0=1.0, off=1e-6):
+    """S2: the ETF is an unstable invariant. Exactly symmetric tokens with rho = -1/(C-1) + off, run
+    through idealised layers, and the general-rho recursion from the same start; rho climbs to 1."""
+    sim = simulate_fusion(C, n, C + C * n, beta, alpha, r0, layers, rho=-1.0 / (C - 1) + off, noise="simplex")
+    return sim, fusion.mean_field(C, n, beta, alpha, sim.r[0], layers, rho=sim.rho[0])
 
 
 def s3_numeric(quick):
@@ -75,8 +102,8 @@ def s3_numeric(quick):
         pred = 1.0 / (1.0 + alpha * fusion.kappa(m, C))
         worst = max(worst, abs(r1 / r0 - pred))
         if abs(m - 1 / C) > 1e-6:
-            assert (r1 < r0) == (m > 1 / C), f"S3 sign fails at m={m:.3f}"
-    assert worst < 1e-10, f"S3 ratio off by {worst:.2e}"
+            require((r1 < r0) == (m > 1 / C), f"S3 sign fails at m={m:.3f}")
+    require(worst < 1e-10, f"S3 ratio off by {worst:.2e}")
     return f"r'/r = 1/(1+alpha kappa(m)) on a grid of 20 m, sign flips at 1/C; max error {worst:.1e}"
 
 
@@ -92,11 +119,17 @@ def s4_numeric(quick):
         x = make_tokens(C, n, 4096, r, seed=C)
         m_sim = block_stats(attention(x, beta), C)[0]
         worst_d = max(worst_d, abs(m_sim - fusion.block_mass(C, n, beta, measure_tokens(x, C)[0])))
-    assert worst_exact < 1e-12, f"S4 closed forms off by {worst_exact:.2e} on the symmetric configuration"
-    assert worst_d < M_TOL, f"S4 m off by {worst_d:.3f} on Gaussian tokens (d=4096)"
+    require(worst_exact < 1e-12, f"S4 closed forms off by {worst_exact:.2e} on the symmetric configuration")
+    require(worst_d < M_TOL, f"S4 m off by {worst_d:.3f} on Gaussian tokens (d=4096)")
+    for C, n, r in ((4, 16, 0.8), (3, 8, 2.5), (2, 5, 0.3)):  # ReLU closed forms, cross weights clamped
+        x = make_tokens(C, n, C + C * n, r, noise="simplex")
+        got = np.array(block_stats(attention(x, 0.0, kind="relu"), C)[1:])
+        want = np.array(fusion.relu_block_weights(C, n, measure_tokens(x, C)[0]))
+        worst_exact = max(worst_exact, float(np.abs(got - want).max()))
+    require(worst_exact < 1e-12, f"S4 ReLU closed forms off by {worst_exact:.2e} on the symmetric configuration")
     lim = abs(fusion.block_mass(4, 64, 8.0, 1e-8) - fusion.m_star(4, 8.0))
-    assert lim < 1e-12
-    return (f"closed forms exact to {worst_exact:.1e} (symmetric), m within {worst_d:.1e} "
+    require(lim < 1e-12, f"S4: |m(1e-8) - m*| = {lim:.1e}")
+    return (f"softmax and ReLU closed forms exact to {worst_exact:.1e} (symmetric), m within {worst_d:.1e} "
             f"(Gaussian, d=4096), |m(1e-8) - m*| = {lim:.1e}")
 
 
@@ -122,16 +155,22 @@ def s5_numeric(quick):
     gaps = s5_gaps()
     for name, row in gaps.items():
         dm, dr = row["centred"]
-        assert dm < M_TOL, f"S5 {name}: m gap {dm:.4f} >= {M_TOL}"
-        assert dr < R_TOL, f"S5 {name}: r gap {dr:.4f} >= {R_TOL}"
-    assert gaps["fast"]["r_ratio_mf"] < 0.01 and gaps["fast"]["r_ratio_sim"] < 0.01
-    assert gaps["stall"]["r_ratio_mf"] > 0.99 and gaps["stall"]["r_ratio_sim"] > 0.99
+        require(dm < M_TOL, f"S5 {name}: m gap {dm:.4f} >= {M_TOL}")
+        require(dr < R_TOL, f"S5 {name}: r gap {dr:.4f} >= {R_TOL}")
+    fast, stall = gaps["fast"], gaps["stall"]
+    require(fast["r_ratio_mf"] < 0.01 and fast["r_ratio_sim"] < 0.01, f"S5 fast regime did not fuse: {fast}")
+    require(stall["r_ratio_mf"] > 0.99 and stall["r_ratio_sim"] > 0.99, f"S5 trap regime did not stall: {stall}")
     x = simulate_fusion(4, 8, 4 + 32, 3.0, 0.5, 1.0, 10, noise="simplex")
     exact = np.abs(x.r / fusion.mean_field(4, 8, 3.0, 0.5, x.r[0], 10).r - 1).max()
-    assert exact < 1e-9, f"S5 symmetric configuration deviates from the recursion by {exact:.1e}"
+    require(exact < 1e-9, f"S5 symmetric configuration deviates from the recursion by {exact:.1e}")
+    r_c = float(fusion.critical_spread(8, -1.0 / 3))
+    above = simulate_fusion(4, 8, 4 + 32, 3.0, 0.5, 1.2 * r_c, 10, noise="simplex")
+    grow = np.abs(above.r / fusion.mean_field(4, 8, 3.0, 0.5, above.r[0], 10).r - 1).max()
+    require(np.all(np.diff(above.r) > 0) and grow < 1e-9, f"S5 converse: r0 = 1.2 r_c must grow ({above.r})")
     parts = [f"{k}: dm={v['centred'][0]:.1e} dr={v['centred'][1]:.1e} (n->inf form dr={v['uncentred'][1]:.1e})"
              for k, v in gaps.items()]
-    return "; ".join(parts) + f"; symmetric config exact to {exact:.0e}"
+    return "; ".join(parts) + (f"; symmetric config exact to {exact:.0e}; from 1.2 r_c r grows "
+                               f"{above.r[0]:.2f} -> {above.r[-1]:.2f} as the recursion says")
 
 
 def s7_numeric(quick):
@@ -142,41 +181,41 @@ def s7_numeric(quick):
     A = attention(x.clone(), 0.0)  # beta = 0: uniform, m = 1/C exactly
     y = A @ x
     spread = float((y - y.mean(0)).norm() / x.norm())
-    assert spread < 1e-12, f"S7: uniform attention leaves spread {spread:.1e}"
+    require(spread < 1e-12, f"S7: uniform attention leaves spread {spread:.1e}")
     m = 1.0 / C
     B = torch.as_tensor(fusion.block_matrix(C, n, 0.6 * m, 0.4 * m / (n - 1), (1 - m) / ((C - 1) * n)))
     means = float((B @ x).reshape(C, n, -1).mean(1).norm() / x.reshape(C, n, -1).mean(1).norm())
-    assert means < 1e-12, f"S7: class means survive at chance without residual ({means:.1e})"
+    require(means < 1e-12, f"S7: class means survive at chance without residual ({means:.1e})")
     sim = simulate_fusion(C, n, C + C * n, 0.0, 1.0, 1.0, 5, noise="simplex")
     drift = float(np.abs(sim.r / sim.r[0] - 1).max())
-    assert drift < 1e-10, f"S7: at chance with the residual r must stay put, moved {drift:.1e}"
-    return (f"no residual: class means {means:.0e}, uniform collapse {spread:.0e}; with residual at "
-            f"chance r constant to {drift:.0e}")
-
-
-def _sym(fn, label):
-    def run(quick):
-        out = fn()
-        return f"{label}: " + ", ".join(f"{k} = {v}" for k, v in out.items())[:300]
-    return run
+    require(drift < 1e-10, f"S7: at chance with the residual r must stay put, moved {drift:.1e}")
+    C, n, beta = 4, 8, 4.0  # no residual on symmetric tokens: r' = r |a_self - a_same| / kappa, cubic at small r
+    nores = simulate_fusion(C, n, C + C * n, beta, 0.0, 0.05, 2, noise="simplex", residual=False)
+    a_s, a_m, _ = fusion.softmax_block_weights(C, n, beta, nores.r[0])
+    want = fusion.no_residual_map(nores.r[0], a_s, a_m, a_s + (n - 1) * a_m, C)
+    cubic = fusion.cubic_collapse_coefficient(C, n, beta) * nores.r[0] ** 3
+    require(abs(nores.r[1] / want - 1) < 1e-9, f"S7: no-residual spread {nores.r[1]:.3e} vs map {want:.3e}")
+    require(abs(nores.r[1] / cubic - 1) < 0.01, f"S7: no-residual spread {nores.r[1]:.3e} vs cubic law {cubic:.3e}")
+    return (f"no residual: class means {means:.0e}, uniform collapse {spread:.0e}, r 0.05 -> {nores.r[1]:.2e} "
+            f"(cubic law {cubic:.2e}); with residual at chance r constant to {drift:.0e}")
 
 
 CHECKS: list[Check] = [
-    Check("S2", "symbolic", "block attention eigenvalues on means and deviations", s2_symbolic),
-    Check("S2", "numeric", "block layer on symmetric tokens, ETF and general rho", s2_numeric),
-    Check("S2", "property", "layer map equals the block matrix on random tokens", _props("S2")),
-    Check("S3", "symbolic", "kappa - (a_self - a_same) = n (a_same - a_out)",
-          _sym(symbolic_fusion.derive_s3, "derived")),
+    Check("S2", "symbolic", "block eigenvalues on means and deviations, growth of the common part", sym.s2_symbolic),
+    Check("S2", "numeric", "block layer on symmetric tokens; non-simplex counterexample; unstable ETF", s2_numeric),
+    Check("S2", "property", "layer map = block matrix = spread after the layer; ETF unstable invariant",
+          _props("S2")),
+    Check("S3", "symbolic", "kappa - (a_self - a_same) = n (a_same - a_out)", sym.s3_symbolic),
     Check("S3", "numeric", "r'/r across chance on Gaussian tokens", s3_numeric),
     Check("S3", "property", "spread shrinks iff above chance", _props("S3")),
-    Check("S4", "symbolic", "m* limit, m > 1/C, dm/dr < 0", _sym(symbolic_fusion.derive_s4, "derived")),
-    Check("S4", "numeric", "closed forms against attention of actual tokens", s4_numeric),
+    Check("S4", "symbolic", "m* limit, m > 1/C, dm/dr < 0, both cosine forms", sym.s4_symbolic),
+    Check("S4", "numeric", "softmax and ReLU closed forms against attention of actual tokens", s4_numeric),
     Check("S4", "property", "mass above chance, monotone, tends to m*", _props("S4")),
-    Check("S5", "symbolic", "fixed point r = 0 and rate 1/(1 + alpha kappa(m*))",
-          _sym(symbolic_fusion.derive_s5, "derived")),
-    Check("S5", "numeric", "simulation d=2048 n=64 C=4 against mean_field: fast, slow, stall", s5_numeric),
-    Check("S5", "property", "r non-increasing, m non-decreasing, rate", _props("S5")),
-    Check("S7", "symbolic", "one-step collapse without residual", _sym(symbolic_fusion.derive_s7, "derived")),
-    Check("S7", "numeric", "collapse without residual, persistence with it", s7_numeric),
-    Check("S7", "property", "collapse without residual, residual keeps means", _props("S7")),
+    Check("S5", "symbolic", "fixed point r = 0, rate 1/(1 + alpha kappa(m*)), critical spread r_c", sym.s5_symbolic),
+    Check("S5", "numeric", "simulation d=2048 n=64 C=4 against mean_field: fast, slow, stall; r0 > r_c", s5_numeric),
+    Check("S5", "property", "r non-increasing below r_c, growing above; m non-decreasing; rate", _props("S5")),
+    Check("S7", "symbolic", "one-step collapse without residual; cubic collapse coefficient", sym.s7_symbolic),
+    Check("S7", "numeric", "collapse without residual, cubic law, persistence with the residual", s7_numeric),
+    Check("S7", "property", "means vanish at chance, deviations survive, cubic collapse; residual keeps means",
+          _props("S7")),
 ]

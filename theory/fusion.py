@@ -42,9 +42,11 @@ def layer_coefficients(a_self, a_same, m, C, alpha):
 
 
 def layer_map(r, a_self, a_same, m, C, alpha):
-    """S2: the spread after one layer, r' = r (1 + alpha(a_self - a_same)) / |1 + alpha kappa(m)|.
+    """S2: the spread after one layer, r' = r |1 + alpha(a_self - a_same)| / |1 + alpha kappa(m)|.
 
-    The sphere projection rescales every token alike, so it does not enter (module docstring)."""
+    Needs 1 + alpha kappa(m) != 0 (S2's hypothesis). The deviation factor is negative when
+    alpha (a_same - a_self) > 1; r is a norm ratio, so its absolute value enters. The sphere
+    projection rescales every token alike, so it does not enter (module docstring)."""
     mean_f, dev_f = layer_coefficients(a_self, a_same, m, C, alpha)
     return np.asarray(r, dtype=float) * np.abs(dev_f) / np.abs(mean_f)
 
@@ -66,6 +68,13 @@ def layer_map_general(r, rho, a_self, a_same, m, C, alpha):
     centred = mean_f**2 * (C - 1.0) * (1.0 - rho) / C
     norm2 = common + centred
     return np.asarray(r) * np.abs(dev_f) / np.sqrt(norm2), (common - centred / (C - 1.0)) / norm2
+
+
+def common_growth_factor(m, C, alpha):
+    """S2 (instability of the ETF): the factor ((1 + alpha)/(1 + alpha kappa(m)))^2 by which one layer
+    multiplies the ratio |common part|^2 / |centred part|^2 of the class means. Above 1 whenever
+    m < 1 (kappa < 1), so any common part, however small, grows geometrically with depth."""
+    return ((1.0 + np.asarray(alpha, dtype=float)) / (1.0 + np.asarray(alpha, dtype=float) * kappa(m, C))) ** 2
 
 
 def cosines(r, n, rho, centred=True):
@@ -139,6 +148,26 @@ def no_residual_coefficients(a_self, a_same, m, C):
 
     At chance (m = 1/C) kappa = 0: the class means vanish in one layer."""
     return kappa(m, C), np.asarray(a_self) - np.asarray(a_same)
+
+
+def no_residual_map(r, a_self, a_same, m, C):
+    """S7: the spread after one layer without residual, r' = r |a_self - a_same| / |kappa(m)|
+    (kappa(m) != 0, i.e. m != 1/C)."""
+    mean_f, dev_f = no_residual_coefficients(a_self, a_same, m, C)
+    return np.asarray(r, dtype=float) * np.abs(dev_f) / np.abs(mean_f)
+
+
+def cubic_collapse_coefficient(C, n, beta, rho=None):
+    """S7: k = beta m* / ((n-1) kappa(m*)) with r' = k r^3 (1 + O(r^2)) for the no-residual softmax
+    layer on the symmetric configuration (centred cosines): the spread collapses cubically."""
+    ms = m_star(C, beta, rho)
+    return np.asarray(beta, dtype=float) * ms / ((np.asarray(n, dtype=float) - 1.0) * kappa(ms, C))
+
+
+def critical_spread(n, rho):
+    """S5: r_c = sqrt((n-1)(1 - rho)); with centred cosines a_same > a_out iff r < r_c, so the spread
+    shrinks to 0 below r_c, stays at r_c and grows without bound above it."""
+    return np.sqrt((np.asarray(n, dtype=float) - 1.0) * (1.0 - np.asarray(rho, dtype=float)))
 
 
 @dataclass

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deepfusion.theory import bounds
+from deepfusion.theory import bounds, fusion
+from deepfusion.theory.check import require
 
 classes = st.integers(2, 12)
 rhos = st.floats(-1.0, 0.0)
@@ -41,7 +42,7 @@ def s1_admissible_noise_keeps_blocks(C, n, extra, radius, pull, seed):
     u = (1 - pull) * rng.normal(size=(labels.size, d)) / np.sqrt(d) + pull * target
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     e = u * eps * rng.uniform(radius, 1.0, size=(labels.size, 1))
-    assert bounds.separated(mu[labels] + e, labels), (C, n, d, radius, pull)
+    require(bounds.separated(mu[labels] + e, labels), (C, n, d, radius, pull))
 
 
 @SETTINGS
@@ -54,7 +55,7 @@ def s1_construction_is_tight(rho, f, g):
     for scale, positive in ((f, False), (g, True)):
         mu, noise = bounds.violating_construction(rho, scale * e)
         x = mu + noise
-        assert (x[0] @ x[1] > 0) == positive, (rho, scale, x[0] @ x[1])
+        require((x[0] @ x[1] > 0) == positive, (rho, scale, x[0] @ x[1]))
 
 
 @SETTINGS
@@ -67,7 +68,7 @@ def s1_no_noise_beats_worst_cosine(rho, eps, seed):
     e *= eps * rng.uniform(0, 1, (256, 2, 1)) ** 0.2 / np.linalg.norm(e, axis=-1, keepdims=True)
     x = mu + e
     cos = np.sum(x[:, 0] * x[:, 1], -1) / np.prod(np.linalg.norm(x, axis=-1), -1)
-    assert cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12
+    require(cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12, 'failed: cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12')
 
 
 @SETTINGS
@@ -76,7 +77,7 @@ def s1_eps_max_decreasing_in_rho(a, b):
     """S1: eps_max is strictly decreasing in rho (means further apart tolerate more noise)."""
     assume(abs(a - b) > 1e-9)
     lo, hi = min(a, b), max(a, b)
-    assert bounds.eps_max(lo) > bounds.eps_max(hi)
+    require(bounds.eps_max(lo) > bounds.eps_max(hi), 'failed: bounds.eps_max(lo) > bounds.eps_max(hi)')
 
 
 @SETTINGS
@@ -84,9 +85,35 @@ def s1_eps_max_decreasing_in_rho(a, b):
 def s1_simple_bound_below_eps_max(rho):
     """S1: the Cauchy-Schwarz bound never exceeds the exact threshold, and meets it only at rho = 0."""
     gap = bounds.eps_max(rho) - bounds.simple_bound(rho)
-    assert gap >= -1e-15
+    require(gap >= -1e-15, 'failed: gap >= -1e-15')
     if rho < -1e-6:
-        assert gap > 0
+        require(gap > 0, 'failed: gap > 0')
+
+
+@SETTINGS
+@given(C=classes, n=st.integers(1, 4), width=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def s1_zero_cross_inner_product_counts_as_separated(C, n, width, seed):
+    """S1(a) is an inequality <= 0: tokens with positive entries on disjoint coordinate blocks, one
+    block per class, have cross-class inner products exactly 0 and count as separated."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(C), n)
+    x = np.zeros((C * n, C * width))
+    for i, c in enumerate(labels):
+        x[i, c * width:(c + 1) * width] = rng.uniform(0.1, 2.0, width)
+    require(bounds.separated(x, labels), f"orthogonal classes not separated (C={C}, n={n}, width={width})")
+    x[0, (labels[0] + 1) % C * width] = 1e-3  # one positive cross-class inner product
+    require(not bounds.separated(x, labels), "a positive cross-class inner product went unnoticed")
+
+
+@SETTINGS
+@given(C=classes, n=st.integers(2, 64), r=st.floats(0.0, 5.0), t=fractions)
+def s1_relu_block_weights_have_no_cross_class_mass(C, n, r, t):
+    """S1: for rho <= 0 every cross-class cosine rho/(1 + r^2) of the symmetric configuration is
+    <= 0, so ReLU attention puts exactly zero weight across classes; weights are >= 0, rows sum to 1."""
+    rho = -t / (C - 1)
+    a_self, a_same, a_out = fusion.relu_block_weights(C, n, r, rho)
+    require(a_out == 0.0 and a_self > 0 and a_same >= 0, (a_self, a_same, a_out))
+    require(abs(a_self + (n - 1) * a_same + (C - 1) * n * a_out - 1) < 1e-12, "rows do not sum to one")
 
 
 @SETTINGS
@@ -96,7 +123,7 @@ def s6_n_min_increasing_in_sigma(s1, s2, C):
     assume(abs(s1 - s2) > 1e-9)
     e = bounds.eps_max(bounds.etf_rho(C))
     lo, hi = min(s1, s2), max(s1, s2)
-    assert bounds.n_min(lo, e) < bounds.n_min(hi, e)
+    require(bounds.n_min(lo, e) < bounds.n_min(hi, e), 'failed: bounds.n_min(lo, e) < bounds.n_min(hi, e)')
 
 
 @SETTINGS
@@ -105,7 +132,7 @@ def s6_exceed_probability_falls_with_n(sigma, C, d, n):
     """S6: the chance that some class's mean noise exceeds eps_max does not grow with the batch."""
     e = bounds.eps_max(bounds.etf_rho(C))
     p = bounds.exceed_probability(np.array([n, n + 1]), sigma, e, d, C)
-    assert p[1] <= p[0] + 1e-15
+    require(p[1] <= p[0] + 1e-15, 'failed: p[1] <= p[0] + 1e-15')
 
 
 @SETTINGS
@@ -115,11 +142,12 @@ def s6_crossing_near_n_min(sigma, C, d):
     chi^2_d / d), so it tends to n_min as d grows."""
     e = bounds.eps_max(bounds.etf_rho(C))
     ratio = bounds.crossing_n(sigma, e, d, 1) / bounds.n_min(sigma, e)
-    assert abs(ratio - 1) <= 2 / np.sqrt(d), (d, ratio)
+    require(abs(ratio - 1) <= 2 / np.sqrt(d), (d, ratio))
 
 
 PROPERTIES = {
     "S1": [s1_admissible_noise_keeps_blocks, s1_construction_is_tight, s1_no_noise_beats_worst_cosine,
-           s1_eps_max_decreasing_in_rho, s1_simple_bound_below_eps_max],
+           s1_eps_max_decreasing_in_rho, s1_simple_bound_below_eps_max,
+           s1_zero_cross_inner_product_counts_as_separated, s1_relu_block_weights_have_no_cross_class_mass],
     "S6": [s6_n_min_increasing_in_sigma, s6_exceed_probability_falls_with_n, s6_crossing_near_n_min],
 }

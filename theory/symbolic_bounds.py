@@ -1,7 +1,7 @@
 """Sympy derivations of S1 and S6, executed by the checks (nothing here is a pasted result).
 
 Each function derives its statement step by step and returns the derived expressions; it raises
-AssertionError if a step does not come out as the statement claims. Results are cached per process
+CheckFailed if a step does not come out as the statement claims. Results are cached per process
 (the derivations take seconds and have no inputs).
 """
 
@@ -12,14 +12,17 @@ from functools import lru_cache
 import sympy as sp
 import sympy.stats as sps
 
+from deepfusion.theory.check import require
+
 eps, t, theta, phi = sp.symbols("epsilon t theta phi", positive=True)
 rho = sp.Symbol("rho", real=True)
 sigma, n, d = sp.symbols("sigma n d", positive=True)
+p_tail, n_classes = sp.symbols("p C", positive=True)  # S6(c): one class's tail, number of classes
 
 
 def _zero(expr, what):
     res = sp.simplify(sp.expand_trig(expr))
-    assert res == 0, f"{what}: residual {res}"
+    require(res == 0, f"{what}: residual {res}")
 
 
 @lru_cache(maxsize=1)
@@ -34,7 +37,7 @@ def derive_s1_half_angle():
     tan_psi = eps * sp.sin(t) / (1 + eps * sp.cos(t))
     crit = sp.solve(sp.numer(sp.together(sp.diff(tan_psi, t))).subs(sp.sin(t) ** 2, 1 - sp.cos(t) ** 2),
                     sp.cos(t))
-    assert crit == [-eps], f"stationary points of the angle: {crit}"
+    require(crit == [-eps], f"stationary points of the angle: {crit}")
     at = {sp.cos(t): -eps, sp.sin(t): sp.sqrt(1 - eps**2)}
     tan_at = tan_psi.subs(at)
     sin2 = sp.simplify(tan_at**2 / (1 + tan_at**2))
@@ -54,7 +57,7 @@ def derive_s1_threshold():
     norm eps whose tokens have inner product (1 - eps^2) cos(theta - 2 arcsin eps), zero at eps_max."""
     half = derive_s1_half_angle()
     sol = sp.solve(sp.Eq(theta - 2 * half, sp.pi / 2), eps)
-    assert len(sol) == 1, f"boundary solutions {sol}"
+    require(len(sol) == 1, f"boundary solutions {sol}")
     e_max = sol[0]
     _zero(e_max - sp.sin((theta - sp.pi / 2) / 2), "threshold in theta")
     # construction in the means' plane, written with psi = arcsin(eps) in [0, pi/2), so that
@@ -72,7 +75,7 @@ def derive_s1_threshold():
     _zero(sp.cos(theta - 2 * psi_max), "construction inner product at eps_max")
     # same-class: two tokens of one class are at most 2 arcsin(eps) apart; positive iff < pi/2
     same = sp.solve(sp.Eq(2 * half, sp.pi / 2), eps)
-    assert same == [1 / sp.sqrt(2)], f"same-class limit {same}"
+    require(same == [1 / sp.sqrt(2)], f"same-class limit {same}")
     # eps_max <= 1/sqrt(2) because theta <= pi; equality only at theta = pi (rho = -1)
     _zero(e_max.subs(theta, sp.pi) - 1 / sp.sqrt(2), "eps_max at rho = -1")
     return sp.sin((sp.acos(rho) - sp.pi / 2) / 2)
@@ -89,7 +92,7 @@ def derive_s1_simple_bound():
     e = sp.Symbol("e", real=True)
     roots = sp.solve(sp.Eq(rho + 2 * e + e**2, 0), e)
     roots = [r for r in roots if r.subs(rho, -1) > 0]  # the other root is below -1
-    assert len(roots) == 1, f"roots {roots}"
+    require(len(roots) == 1, f"roots {roots}")
     bound = roots[0]
     _zero(bound - (sp.sqrt(1 - rho) - 1), "Cauchy-Schwarz bound")
     e_max = derive_s1_threshold().subs(sp.acos(rho), 2 * phi)  # theta = arccos(rho) = 2 phi
@@ -99,7 +102,7 @@ def derive_s1_simple_bound():
     gap = sp.simplify(e_max - b)
     _zero(gap - (1 - sp.sin(phi + sp.pi / 4)), "gap")
     zeros = sp.solveset(sp.Eq(gap, 0), phi, sp.Interval(sp.pi / 4, sp.pi / 2))
-    assert zeros == sp.FiniteSet(sp.pi / 4), f"gap zeros {zeros}"
+    require(zeros == sp.FiniteSet(sp.pi / 4), f"gap zeros {zeros}")
     return bound, 1 - sp.sin(phi + sp.pi / 4)
 
 
@@ -117,17 +120,31 @@ def derive_s6():
     _zero(var_coord - sigma**2 / (d * n), "variance of a mean coordinate")
     Q = sps.ChiSquared("Q", d)
     mean_q, var_q = sp.simplify(sps.E(Q)), sp.simplify(sps.variance(Q))
-    assert mean_q == d and sp.simplify(var_q - 2 * d) == 0, f"chi^2_d moments {mean_q}, {var_q}"
+    require(mean_q == d and sp.simplify(var_q - 2 * d) == 0, f"chi^2_d moments {mean_q}, {var_q}")
     mean_sq = sp.simplify(var_coord * mean_q)
     _zero(mean_sq - sigma**2 / n, "E||e_bar||^2")
     sol = sp.solve(sp.Eq(mean_sq, eps**2), n)
-    assert len(sol) == 1, f"n_min solutions {sol}"
+    require(len(sol) == 1, f"n_min solutions {sol}")
     n_min = sol[0]
     _zero(n_min - sigma**2 / eps**2, "n_min")
     tol = sp.Symbol("tau", positive=True)
     cheb = sp.solve(sp.Eq(sp.simplify(var_q / d**2) / tol**2, sp.Rational(1, 2)), tol)
-    assert len(cheb) == 1, f"Chebyshev radius {cheb}"
+    require(len(cheb) == 1, f"Chebyshev radius {cheb}")
     _zero(cheb[0] - 2 / sp.sqrt(d), "Chebyshev radius")
-    assert sp.limit(cheb[0], d, sp.oo) == 0
+    require(sp.limit(cheb[0], d, sp.oo) == 0, 'failed: sp.limit(cheb[0], d, sp.oo) == 0')
     var_sq = sp.simplify((sigma**2 / (d * n)) ** 2 * var_q)  # Var ||e_bar||^2 = 2 sigma^4/(d n^2)
     return n_min, var_sq, cheb[0]
+
+
+@lru_cache(maxsize=1)
+def derive_s6_crossing():
+    """S6(c): C independent classes each exceed with probability p, so some class exceeds with
+    probability 1 - (1 - p)^C; that equals 1/2 at p = 1 - 2^(-1/C), the upper tail a single class's
+    chi^2_d law must have at the crossing. Returns (P(some exceeds) in p and C, the p at 1/2)."""
+    p, k = p_tail, n_classes
+    some = 1 - (1 - p) ** k
+    sol = sp.solve(sp.Eq(some, sp.Rational(1, 2)), p)
+    require(len(sol) == 1, f"crossing tail solutions {sol}")
+    _zero(sol[0] - (1 - 2 ** (-1 / k)), "tail at the crossing")
+    _zero(some.subs(k, 1) - p, "one class")
+    return some, sol[0]

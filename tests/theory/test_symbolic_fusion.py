@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from deepfusion.errors import CheckFailed
 from deepfusion.theory import fusion, symbolic_fusion as sf
 
 
@@ -47,5 +48,5 @@ def test_s7_uniform_rank_one():
 
 
 def test_zero_helper_fails_on_nonzero():
-    with pytest.raises(AssertionError):
+    with pytest.raises(CheckFailed):
         sf._zero(sp.Symbol("x") + 1 - sp.Symbol("x") - 2, "deliberately wrong")

@@ -6,6 +6,7 @@ import pytest
 
 from deepfusion import cli
 from deepfusion.commands import verify
+from deepfusion.errors import CheckFailed
 from deepfusion.theory.check import Check
 
 
@@ -18,7 +19,7 @@ def _ok(q):
 
 
 def _bad(q):
-    raise AssertionError("claim wrong")
+    raise CheckFailed("claim wrong")
 
 
 def test_table_has_one_row_per_statement(monkeypatch, tmp_path, capsys):
@@ -49,6 +50,15 @@ def test_crash_is_an_error_not_a_pass(monkeypatch):
     assert res["status"] == "error" and "ZeroDivisionError" in res["summary"]
 
 
+def test_assert_in_a_check_is_an_error_not_a_fail(monkeypatch):
+    # the contract is CheckFailed; an AssertionError would vanish under python -O, so it is flagged
+    def asserting(q):
+        raise AssertionError("used assert")
+    _fake(monkeypatch, [Check("S2", "numeric", "c", asserting)])
+    (res,) = verify.run_checks(False)
+    assert res["status"] == "error" and "AssertionError" in res["summary"]
+
+
 def test_broken_module_is_reported(monkeypatch):
     _fake(monkeypatch, [], broken=[("deepfusion.theory.checks_fusion", "ImportError: x")])
     (res,) = verify.run_checks(True)
@@ -58,16 +68,16 @@ def test_broken_module_is_reported(monkeypatch):
 def test_only_filters_and_validates(monkeypatch):
     _fake(monkeypatch, [Check("S1", "numeric", "a", _ok), Check("S6", "numeric", "b", _ok)])
     assert [r["statement"] for r in verify.run_checks(True, only={"S6"})] == ["S6"]
-    assert cli.main(["verify", "--only", "S9"]) == 2
+    assert cli.main(["verify", "--only", "S13"]) == 2
 
 
 def test_real_checks_are_collected():
     checks, broken = verify.collect_checks()
     assert not broken
     have = {(c.statement, c.kind) for c in checks}
-    for s in ("S1", "S6"):
+    for s in verify.STATEMENTS:  # S1-S12: every statement is checked all three ways
         for k in verify.KINDS:
-            assert (s, k) in have
+            assert (s, k) in have, (s, k)
 
 
 @pytest.mark.slow

@@ -1,0 +1,96 @@
+"""Planted bugs: one-token mutations of the theory code, for tests that the checks catch them.
+
+Each bug names a function, a fragment of its source and the fragment's replacement. ``plant`` takes
+the function's real source, applies the replacement (it must occur exactly once), compiles the result
+in the module's namespace and puts it in place of the function, so the check under test runs the
+mutated code and nothing else changes. Product code contains no switch for any of this.
+
+Used in-process (``plant(name, monkeypatch)``) and from a ``sitecustomize`` that a subprocess test
+writes into a temporary folder (``plant(name)`` at interpreter start, for ``python -O`` runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+
+# name -> (module, function, fragment, replacement, what it breaks)
+BUGS = {
+    "layer_map_abs": ("deepfusion.theory.fusion", "layer_map", "np.abs(dev_f)", "dev_f",
+                      "S2: the absolute value of the deviation factor dropped"),
+    "etf_snap_1e-3": ("deepfusion.theory.fusion", "layer_map_general", "u2 < 1e-12", "u2 < 1e-3",
+                      "S2: means up to 1e-3 off the ETF snapped onto it"),
+    "separated_strict": ("deepfusion.theory.bounds", "separated", "g <= 0", "g < 0",
+                         "S1: a zero cross-class inner product counted as not separated"),
+    "chi2_law_d_minus_1": ("deepfusion.theory.bounds", "mean_noise_law", "stats.chi2(d,", "stats.chi2(d - 1,",
+                           "S6: the law of the mean noise with d - 1 degrees of freedom"),
+    "chi2_exceed_d_minus_1": ("deepfusion.theory.bounds", "exceed_probability", "sigma**2, d)",
+                              "sigma**2, d - 1)", "S6: exceed probability with d - 1 degrees of freedom"),
+    "chi2_crossing_d_minus_1": ("deepfusion.theory.bounds", "crossing_n", "/ C), d)", "/ C), d - 1)",
+                                "S6: crossing with d - 1 degrees of freedom"),
+    "relu_cross_unclamped": ("deepfusion.theory.fusion", "relu_block_weights",
+                             "np.maximum(cross, 0.0)", "cross", "S1/S4: ReLU cross-class weights not clamped"),
+    "half_crossing_plus_one": ("deepfusion.theory.bounds", "half_crossing", "float(ns[i] +", "float(ns[i] + 1 +",
+                               "S6: the 50% crossing shifted by one"),
+    "half_crossing_right_end": ("deepfusion.theory.bounds", "half_crossing", "i = idx[0]", "i = idx[0] + 1",
+                                "S6: the 50% crossing read one interval late"),
+    # S8-S12, S5b
+    "s8_self_term": ("deepfusion.theory.learned", "learned_logits", "r2 * n / (n - 1.0)", "r2",
+                     "S8: the self logit without its n/(n-1)"),
+    "s9_deviation_eigenvalue": ("deepfusion.theory.learned", "value_coefficients", "_f(lam_e) * (_f(a_self)",
+                                "_f(lam_mu) * (_f(a_self)", "S9: deviations scaled with the mean eigenvalue"),
+    "s10_bound_without_sqrt2": ("deepfusion.theory.layernorm", "ln_error_terms", "np.sqrt(2.0) * sin", "sin",
+                                "S10(b): the angle term without its sqrt(2)"),
+    "s10_pre_ln_alpha_d": ("deepfusion.theory.layernorm", "pre_ln_alpha", "np.sqrt(d)", "d",
+                           "S10(d): pre-LN residual weight with d instead of sqrt(d)"),
+    "s11_margin_sign": ("deepfusion.theory.learned", "multihead_fusion_margin", "fuse + denoise", "fuse - denoise",
+                        "S11: denoising counted against fusion"),
+    "s12_upper_bound": ("deepfusion.theory.ffn", "spread_bounds", "r * (1.0 + L) /", "r * (1.0 - L) /",
+                        "S12: upper spread bound with 1 - L"),
+    "s5b_eta": ("deepfusion.theory.perturbation", "layer_step", "2.0 * alpha * (1.0 + alpha) * a",
+                "alpha * (1.0 + alpha) * a", "S5b: the cross term of eta halved"),
+}
+
+
+def mutated(name):
+    """The mutated function of bug ``name`` (the module is left untouched)."""
+    module_name, func, fragment, replacement, _ = BUGS[name]
+    module = importlib.import_module(module_name)
+    src = textwrap.dedent(inspect.getsource(getattr(module, func)))
+    count = src.count(fragment)
+    if count != 1:
+        raise RuntimeError(f"bug {name}: fragment {fragment!r} occurs {count} times in {func}; update the bug")
+    namespace = dict(vars(module))
+    exec(compile(src.replace(fragment, replacement), f"<planted {name}>", "exec"), namespace)
+    return module, func, namespace[func]
+
+
+def plant(name, monkeypatch=None):
+    """Put bug ``name`` in place: through ``monkeypatch`` (undone after the test) or for good."""
+    module, func, bad = mutated(name)
+    if monkeypatch is not None:
+        monkeypatch.setattr(module, func, bad)
+    else:
+        setattr(module, func, bad)
+
+
+def skip_shrinking(monkeypatch=None):
+    """Run the theory's properties without Hypothesis's shrink phase: a planted bug makes a property
+    fail, and shrinking the failure to a minimal example takes seconds that tell these tests nothing.
+    Patches Hypothesis's settings attribute of each property (through ``monkeypatch`` when given);
+    should that attribute move, the tests get slower, not wrong."""
+    from hypothesis import Phase, settings
+
+    from deepfusion.theory import properties_bounds, properties_fusion, properties_learned
+
+    for table in (properties_bounds.PROPERTIES, properties_fusion.PROPERTIES, properties_learned.PROPERTIES):
+        for prop in (p for ps in table.values() for p in ps):
+            old = getattr(prop, "_hypothesis_internal_use_settings", None)
+            if old is None:
+                continue
+            new = settings(old, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+            if monkeypatch is not None:
+                monkeypatch.setattr(prop, "_hypothesis_internal_use_settings", new)
+            else:
+                prop._hypothesis_internal_use_settings = new

@@ -81,9 +81,41 @@ def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:
     return layers, {k: float(tok[k][:, L].mean()) for k in TOKEN_STATS}
 
 
+def layer_predictions(head, caps: list[dict]) -> dict:
+    """S8-S12 predictions of every layer from the head's weights and each batch's layer inputs
+    (``experiments.layer_prediction``), averaged over batches, beside what was measured."""
+    from deepfusion.experiments.layer_prediction import SOURCES, block_params, predict_layer
+
+    blocks = [block_params(b) for b in head.blocks]
+    keys = ("predicted_mass", "predicted_mass_disp", "measured_mass", "predicted_r_ratio", "predicted_r_ratio_chain",
+            "measured_r_ratio", "alpha", "margin")
+    per_head = ("beta_mu", "beta_e", "lambda_mu", "lambda_e")
+    rows = {k: [] for k in keys + per_head}
+    for cap in caps:
+        T = np.asarray(cap["tokens"], dtype=np.float64)
+        preds = [predict_layer(T[l], cap["labels"], cap["inst"], cap["visible"], blocks[l]) for l in range(len(blocks))]
+        rows["predicted_mass"].append([p["same_class_mass"]["sym"] for p in preds])
+        rows["predicted_mass_disp"].append([p["same_class_mass"]["disp"] for p in preds])
+        rows["measured_mass"].append([p["same_class_mass"]["exact"] for p in preds])
+        rows["predicted_r_ratio"].append([p["r_ratio"]["closed"] for p in preds])
+        rows["predicted_r_ratio_chain"].append([p["r_ratio"]["chain"] for p in preds])
+        rows["measured_r_ratio"].append([mt.relative_spread(T[l + 1], cap["labels"]) /
+                                         mt.relative_spread(T[l], cap["labels"]) for l in range(len(preds))])
+        rows["alpha"].append([p["alpha"] for p in preds])
+        rows["margin"].append([p["margin"] for p in preds])
+        for k in per_head:
+            rows[k].append([[h[k] for h in p["heads"]] for p in preds])
+    out = {k: np.mean(np.asarray(v, dtype=np.float64), axis=0).tolist() for k, v in rows.items()}
+    out["sources"] = {"predicted_mass": SOURCES["same_class_mass.sym"],
+                      "predicted_mass_disp": SOURCES["same_class_mass.disp"],
+                      "predicted_r_ratio": SOURCES["r_ratio.closed"], "predicted_r_ratio_chain": SOURCES["r_ratio.chain"],
+                      **{k: SOURCES[k] for k in per_head + ("alpha", "margin")}}
+    return out
+
+
 def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int = MIN_PERMUTATIONS,
                         n_boot: int = 2000, seed: int = 0, settings: dict | None = None,
-                        identity: dict | None = None) -> RunAnalysis:
+                        identity: dict | None = None, layer_prediction: dict | None = None) -> RunAnalysis:
     """The analysis record of captured batches (``experiments.capture``: attention, tokens, labels,
     inst, visible) and the untrained head's attention (L, H, M, M) on each; pure numpy."""
     stats, mass, perm, untrained_mass = [], [], [], []
@@ -114,7 +146,8 @@ def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int
                                "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
                                "block_mass": float(np.mean([s["block_chance"] for s in stats]))},
                        layers=layers, output_tokens=output_tokens, mass=mass.tolist(), perm_mass=perm.tolist(),
-                       untrained_mass=untrained_mass.tolist(), verdict=verdict)
+                       untrained_mass=untrained_mass.tolist(), verdict=verdict,
+                       layer_prediction=layer_prediction or {})
 
 
 def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_class: int | None = None, seed: int = 0,
@@ -136,7 +169,8 @@ def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_clas
         caps.append({**batch, **trace_head(model.head, batch["features"])})
         untrained_attention.append(trace_head(untrained, batch["features"])["attention"])
     settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")))
-    record = record_from_batches(caps, untrained_attention, n_perm, n_boot, seed, settings, identity)
+    predictions = layer_predictions(model.head, caps) if hasattr(model.head, "blocks") and len(caps[0]["attention"]) else {}
+    record = record_from_batches(caps, untrained_attention, n_perm, n_boot, seed, settings, identity, predictions)
     return record, caps[0]
 
 

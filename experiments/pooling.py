@@ -100,7 +100,7 @@ def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, 
             entry[stat] = float(np.nanmean([np.mean(r.layers[l].heads[stat]) for r in records]))
         for stat in ("relative_spread", "class_mean_cosine"):
             entry[stat] = float(np.nanmean([r.layers[l].tokens[stat] for r in records]))
-        for key in ("predicted_mass", "predicted_r_ratio"):
+        for key in ("predicted_mass", "predicted_r_ratio", "measured_r_ratio"):
             values = [r.layer_prediction.get(key, [None] * first.num_layers)[l] for r in records]
             entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
         layers.append(entry)

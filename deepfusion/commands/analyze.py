@@ -11,8 +11,11 @@ made with the same settings is reused), then the seeds are pooled. One row per l
   perm q975    the 97.5% quantile of the ratio with class labels permuted (the first null)
   untrained    the ratio of the untrained head on the same batches (the second null)
   self, pos    attention on the token itself and on its other augmented view
+  S8           the ratio S8 predicts from the layer's query/key weights and its input tokens
   S4           the mass S4 predicts from the layer's spread r, class-mean cosine and beta_eff
-  r, beta      within-class spread of the layer's input tokens; fitted inverse temperature (R2)
+  r, r'/r      within-class spread of the layer's input tokens; its change through the layer,
+               measured (and predicted by S9-S12 from the weights)
+  beta (R2)    fitted inverse temperature of a softmax of token cosines, and its R2
 
 then the statistics and the verdict (rule v2, experiments/verdict.py): observed, not observed or
 inconclusive, with the condition that decided it. Examples:
@@ -82,8 +85,8 @@ def _num(v, fmt: str) -> str:
     return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
 
 
-COLUMNS = ("layer", "same-class", "chance", "ratio [95% CI]", "perm q975", "untrained", "self", "pos", "S4", "r",
-           "beta (R2)")
+COLUMNS = ("layer", "same-class", "chance", "ratio [95% CI]", "perm q975", "untrained", "S8", "self", "pos", "S4",
+           "r", "r'/r (pred)", "beta (R2)")
 
 
 def layer_rows(pooled) -> list[list[str]]:
@@ -92,10 +95,13 @@ def layer_rows(pooled) -> list[list[str]]:
     rows = []
     for entry, ratio, ci, q, u in zip(pooled.layers, v.layers, v.layers_ci, v.permutation_null["layers_q975"],
                                       v.untrained_null["layers"]):
+        s8 = entry.get("predicted_mass")
         rows.append([str(entry["layer"]), _num(entry["same_class_mass"], ".4f"), _num(entry["chance"], ".4f"),
                      f"{ratio:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]", f"{q:.2f}x", f"{u:.2f}x",
+                     "n/a" if s8 is None else f"{s8 / entry['chance']:.2f}x",
                      _num(entry["self_mass"], ".4f"), _num(entry["positive_mass"], ".4f"),
                      _num(entry["predicted_same_class_mass"], ".4f"), _num(entry["relative_spread"], ".3f"),
+                     f"{_num(entry.get('measured_r_ratio'), '.3f')} ({_num(entry.get('predicted_r_ratio'), '.3f')})",
                      f"{_num(entry['beta_eff'], '.2f')} ({_num(entry['beta_r2'], '.2f')})"])
     return rows
 

@@ -19,8 +19,10 @@ def _state(value=1.0):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
-    return dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=ck.capture_rng(), epoch=2,
-                position=3, step=11, config={"model": {"head": "mlp"}, "train": {"name": None}})
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler={},
+                rng=ck.capture_rng(), epoch=2, position=3, step=11, skipped=0, elapsed=1.5, finished=False,
+                config={"model": {"head": "mlp"}, "train": {"name": None}})
 
 
 def test_round_trip_keeps_everything(tmp_path):
@@ -66,10 +68,13 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_temp_file_of_a_killed_write_is_cleared(tmp_path):
+def test_temp_file_of_a_killed_write_is_cleared_only_by_the_lock_holder(tmp_path):
     ck.save_checkpoint(dict(_state(), step=1), tmp_path)
-    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"PK\x03\x04 half")  # as SIGKILL mid-write leaves it
-    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    for name in (".last.pt.abc123.tmp", ".prev.pt.def456.link"):  # as SIGKILL mid-write leaves them
+        (tmp_path / name).write_bytes(b"PK\x03\x04 half")
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)  # no lock: could be another process's live file
+    assert (tmp_path / ".last.pt.abc123.tmp").exists() and (tmp_path / ".prev.pt.def456.link").exists()
+    ck.save_checkpoint(dict(_state(), step=3), tmp_path, clear_stale=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]
 
 

@@ -335,5 +335,7 @@ def config_hash(cfg: Config, length: int = 10) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (readable by :func:`load_config`)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (readable by :func:`load_config`), atomically."""
+    from deepfusion.model.runs.layout import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

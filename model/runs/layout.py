@@ -10,18 +10,23 @@ A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds::
     attention.npz        the first analysis batch's attention, for the attention-map figure
     .lock                held by the process that works in the folder
 
-Every JSON the project writes goes through :func:`write_text_atomic`: a new temporary file in the
-same folder, then ``os.replace`` over the target, so a crash leaves the old file or the new one,
-never half of one, and a symlink standing at the target is replaced, not followed.
+Every JSON the project writes goes through :func:`write_text_atomic`: a new, uniquely named
+temporary file in the same folder (created with ``O_EXCL``, so nothing standing there is
+followed), then ``os.replace`` over the target, so a crash leaves the old file or the new one,
+never half of one, and a symlink standing at the target is replaced, not followed. The one file
+appended to, ``metrics.jsonl``, is opened with ``O_NOFOLLOW`` (:func:`open_append`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from deepfusion.errors import RunError
 
 CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK = (
     "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock")
@@ -77,6 +82,13 @@ class RunFolder:
     def name(self) -> str:
         return self.root.name
 
+    def contents(self) -> list[str]:
+        """Names in the folder besides its lock file, sorted (empty when the folder is missing)."""
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.name != LOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def __str__(self) -> str:
         return str(self.root)
 
@@ -95,6 +107,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def open_append(path: str | Path):
+    """``path`` opened for appending text, refusing to follow a symbolic link standing there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RunError(f"{path} is a symbolic link; a run folder's files are written in place, so replace it "
+                           "with a plain file or remove it") from None
+        raise
+    return os.fdopen(fd, "a")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -144,7 +144,7 @@ def test_batch_share_too_small_for_scope_under_data_parallel(tmp_path):
 def test_checkpoint_write_failure_is_a_run_error(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    def disk_full(state, folder):
+    def disk_full(state, folder, **_):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(T, "save_checkpoint", disk_full)

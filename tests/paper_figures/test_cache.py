@@ -9,17 +9,18 @@ import pytest
 from deepfusion.errors import RunError
 from deepfusion.model.runs.config import load_config
 from deepfusion.paper_figures import cache
+from tests.paper_figures.conftest import write_finished
 
 
 class CountingTrain:
-    """Stands in for model.train.train: records calls and writes an eval.json."""
+    """Stands in for the training loop: records calls, writes a finished checkpoint and its eval.json."""
 
     def __init__(self):
         self.calls = []
 
     def __call__(self, cfg, run_dir=None, resume=False, progress=False):
         self.calls.append((run_dir, resume))
-        (run_dir / "eval.json").write_text(json.dumps({"knn": 0.5, "linear": 0.5}))
+        write_finished(run_dir, {"knn": 0.5, "linear": 0.5})
         return run_dir
 
 

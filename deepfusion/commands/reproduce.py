@@ -121,8 +121,10 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> d
     summary = {"quick": quick, "theory": theory, "sanity": sanity, "figures": figures,
                "wall_s": time.perf_counter() - start}
     out.mkdir(parents=True, exist_ok=True)
-    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=1))
-    (out / SUMMARY_MD).write_text(summary_markdown(summary) + "\n")
+    from deepfusion.model.runs.layout import write_text_atomic
+
+    write_text_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=1))
+    write_text_atomic(out / SUMMARY_MD, summary_markdown(summary) + "\n")
     return summary
 
 

@@ -28,6 +28,7 @@ import torch
 
 from deepfusion.errors import CheckpointError, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
+from deepfusion.model.runs.layout import FILE_MODE
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1
@@ -81,6 +82,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # as open() would create it, not mkstemp's 0o600
         with os.fdopen(fd, "wb") as f:
             try:
                 torch.save(obj, f)
@@ -137,12 +139,17 @@ def _loads(path: Path) -> str | None:
     return None
 
 
+def _cause(message: str) -> str:
+    """A loading error without its advice (the part before the first '; ')."""
+    return message.split("; ")[0]
+
+
 def set_aside(path: Path, reason: str) -> Path:
     """Rename an unreadable checkpoint to ``<stem>.corrupt-<time>.pt`` beside it, with a warning."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.stem}.corrupt-{stamp}-{secrets.token_hex(2)}.pt")
     os.replace(path, target)
-    warn(f"{path} does not load ({reason}); kept as {target.name} and not used")
+    warn(f"{path} does not load ({_cause(reason)}); kept as {target.name} and not used")
     return target
 
 
@@ -244,7 +251,7 @@ def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad
             if errors and set_aside_bad:
                 set_aside(folder / LAST, errors[0])
             elif errors and not quiet:
-                warn(f"{errors[0]}; using {folder / name} (step {ckpt['step']}) instead")
+                warn(f"{folder / LAST} does not load ({_cause(errors[0])}); using {name} (step {ckpt['step']})")
             return ckpt
     if errors:
         raise CheckpointError(errors[0])

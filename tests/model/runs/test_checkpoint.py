@@ -233,7 +233,7 @@ def test_fallback_to_prev_is_announced(tmp_path, capsys):
     (tmp_path / "last.pt").write_bytes(b"PK\x03\x04garbage")
     assert ck.latest_checkpoint(tmp_path)["step"] == 1
     err = capsys.readouterr().err
-    assert "warning" in err and "prev.pt (step 1)" in err and (tmp_path / "last.pt").exists()  # read-only: kept
+    assert "warning" in err and "using prev.pt (step 1)" in err and (tmp_path / "last.pt").exists()  # read-only: kept
 
 
 FILL_DISK = """
@@ -296,3 +296,14 @@ def test_evaluation_needs_only_model_config_and_progress(tmp_path):
     assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 11
     with pytest.raises(CheckpointError, match="has no 'optimizer' field"):
         ck.load_checkpoint(tmp_path / "last.pt", resume=True)
+
+
+def test_files_get_the_mode_open_would_give(tmp_path):
+    from deepfusion.model.runs.layout import write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    ck.save_checkpoint(_state(), tmp_path)
+    write_json(tmp_path / "eval.json", {"x": 1})
+    for name in ("last.pt", "eval.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

@@ -307,3 +307,13 @@ def test_files_get_the_mode_open_would_give(tmp_path):
     write_json(tmp_path / "eval.json", {"x": 1})
     for name in ("last.pt", "eval.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_cuda_rng_states_pass_the_field_check(tmp_path):
+    """What capture_rng stores once CUDA is in use (checked here without a GPU)."""
+    rng = dict(ck.capture_rng(), cuda=[torch.zeros(16, dtype=torch.uint8)])
+    ck.save_checkpoint(dict(_state(), rng=rng, rng_ranks=[rng, rng]), tmp_path)
+    assert len(ck.load_checkpoint(tmp_path / "last.pt", resume=True)["rng"]["cuda"]) == 1
+    ck.save_checkpoint(dict(_state(), rng=dict(rng, cuda=[torch.zeros(3)])), tmp_path)
+    with pytest.raises(CheckpointError, match="CUDA RNG states"):
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)

@@ -36,3 +36,10 @@ class CheckFailed(DeepFusionError):
     """A verification (theory check, sanity experiment) did not pass."""
 
     exit_code = 1
+
+
+def warn(message: str) -> None:
+    """One line ``deepfusion: warning: MESSAGE`` on stderr: something was worked around, nothing stopped."""
+    import sys
+
+    print(f"deepfusion: warning: {message}", file=sys.stderr, flush=True)

@@ -200,7 +200,7 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
     from deepfusion.model.runs.config import config_hash
     from deepfusion.model.runs.layout import write_bytes_atomic, write_json
     from deepfusion.model.runs.loading import load_run
-    from deepfusion.model.runs.run_folder import folder_lock
+    from deepfusion.model.runs.lock import folder_lock
 
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")

@@ -203,7 +203,9 @@ def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | 
         result["trained"] = trained_heads(out_dir, budget or BUDGETS["quick" if quick else "full"])
     result["wall_s"] = time.perf_counter() - start
     result["passed"] = result["idealised"]["passed"]
-    (out_dir / SANITY_FILE).write_text(json.dumps(result, indent=1))
+    from deepfusion.model.runs.layout import write_text_atomic
+
+    write_text_atomic(out_dir / SANITY_FILE, json.dumps(result, indent=1))
     if check and not result["passed"]:
         bad = [f"{r['regime']} (seed {r['seed']}): {'; '.join(r['failures'])}"
                for r in result["idealised"]["rows"] if not r["passed"]]

@@ -2,8 +2,12 @@
 
 A run is identified by the hash of its resolved config (``model.config.config_hash``), so a
 changed preset, override or default gives a new key and a new run, while an unchanged config
-reuses the finished run. A run counts as finished when its ``eval.json`` exists (the training
-loop writes it last). A half-finished run (checkpoint, no ``eval.json``) is resumed.
+reuses the finished run. A run counts as finished when its newest loadable checkpoint says so
+(its ``finished`` flag) and its ``eval.json`` describes that checkpoint's step; a run stopped
+half-way (even one evaluated by ``deepfusion eval``) is resumed, and a start that died before its
+first checkpoint is begun again. Each key is trained under its run folder's lock, so two
+``figures``/``reproduce`` on one results folder never train the same run at once: the second
+stops with an error naming the first one's process.
 
 When the training or evaluation code changes in a way that changes results, bump
 ``CACHE_VERSION`` (every run is redone) or pass a ``salt`` for the experiments affected.
@@ -52,9 +56,40 @@ def run_dir_for(cfg, results_root: str | Path, salt: str = "") -> Path:
 
 
 def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run's newest loadable checkpoint is finished and ``eval.json`` describes its step."""
+    from deepfusion.errors import CheckpointError
+    from deepfusion.model.runs.checkpoint import latest_checkpoint
     from deepfusion.model.runs.layout import RunFolder
 
-    return RunFolder(run_dir).eval.is_file()
+    folder = RunFolder(run_dir)
+    if not folder.eval.is_file():
+        return False
+    try:
+        ev = json.loads(folder.eval.read_text())
+        ckpt = latest_checkpoint(folder.checkpoints, quiet=True, mmap=True)  # maps the tensors, reads the flags
+    except (OSError, ValueError, CheckpointError):  # JSONDecodeError and CheckpointError are ValueErrors
+        return False
+    step = ev.get("step", ev.get("train_steps")) if isinstance(ev, dict) else None
+    return bool(ckpt["finished"]) and step == ckpt["step"]
+
+
+# What a training start leaves before its first checkpoint; cleared before the key is trained again.
+_UNFINISHED_START = ("config.yaml", "metrics.jsonl", "eval.json", "cache.json")
+
+
+def _clear_unfinished_start(folder) -> None:
+    from deepfusion.model.runs.checkpoint import STALE
+
+    for name in _UNFINISHED_START:
+        (folder.root / name).unlink(missing_ok=True)
+    if folder.checkpoints.is_dir():
+        for pattern in STALE:
+            for stale in folder.checkpoints.glob(pattern):
+                stale.unlink()
+        try:
+            folder.checkpoints.rmdir()  # only if empty
+        except OSError:
+            pass
 
 
 def run_or_load(
@@ -68,8 +103,9 @@ def run_or_load(
 ) -> Path:
     """Return the finished run folder of ``cfg`` under ``results_root``, training it first if needed.
 
-    ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.train.train``.
-    Raises ``RunError`` if training returns without writing ``eval.json``.
+    ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.runs.loop.train``.
+    Raises ``RunError`` if another process works in the run folder, or if training returns without
+    a finished checkpoint and its ``eval.json``.
     """
     run_dir = run_dir_for(cfg, results_root, salt)
     if is_finished(run_dir):
@@ -77,18 +113,24 @@ def run_or_load(
             log(f"cached  {run_dir.name}")
         return run_dir
     from deepfusion.model.runs.layout import RunFolder, write_json
+    from deepfusion.model.runs.lock import folder_lock
 
-    folder = RunFolder(run_dir)
-    resume = folder.last.is_file()
-    if log:
-        log(f"{'resume' if resume else 'train '}  {run_dir.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "cache.json", {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg), "salt": salt,
-                                        "cache_version": CACHE_VERSION})
-    train_fn = train_fn or _train
-    result = Path(train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress) or run_dir)
+    with folder_lock(run_dir, "train in") as folder:  # the training loop takes it again (re-entrant)
+        if is_finished(run_dir):  # finished while this process waited to decide
+            return run_dir
+        resume = folder.last.is_file() or folder.prev.is_file()
+        if not resume:
+            _clear_unfinished_start(folder)
+        if log:
+            log(f"{'resume' if resume else 'train '}  {run_dir.name}")
+        train_fn = train_fn or _train
+        result = Path(train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress) or run_dir)
+        write_json(run_dir / "cache.json", {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg),
+                                            "salt": salt, "cache_version": CACHE_VERSION})
     if not is_finished(result):
-        raise RunError(f"training finished without writing {RunFolder(result).eval}; see {RunFolder(result).metrics}")
+        raise RunError(f"training ended without a finished checkpoint and its {RunFolder(result).eval}; see "
+                       f"{RunFolder(result).metrics}")
     return result
 
 

@@ -9,10 +9,12 @@ random-backbone row is the evaluation of an untrained backbone, taken from the t
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
+from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -49,12 +51,12 @@ def collect(quick, data, results_root, seeds, log=None, train_fn=None):
 def write_tables(rows, out_dir: Path, stem: str) -> list[Path]:
     """Markdown (mean ± std (n) per metric) and CSV (every value) of the rows."""
     md_path, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
-    with csv_path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["dataset", "head", "metric", "mean", "std", "n", "values"])
-        for preset, head, m, values in rows:
-            s = runs.summarize(values)
-            w.writerow([preset, head, m, f"{s.mean:.2f}", f"{s.std:.2f}", s.n, ";".join(f"{v:.2f}" for v in values)])
+    table = io.StringIO(newline="")  # built in memory, then written atomically like every output
+    w = csv.writer(table)
+    w.writerow(["dataset", "head", "metric", "mean", "std", "n", "values"])
+    for preset, head, m, values in rows:
+        s = runs.summarize(values)
+        w.writerow([preset, head, m, f"{s.mean:.2f}", f"{s.std:.2f}", s.n, ";".join(f"{v:.2f}" for v in values)])
     cols = list(runs.METRICS)
     lines = []
     for preset in dict.fromkeys(r[0] for r in rows):
@@ -66,7 +68,8 @@ def write_tables(rows, out_dir: Path, stem: str) -> list[Path]:
         for h in heads:
             lines.append(f"| {runs.head_label(h)} | " + " | ".join(cells.get((h, c), "n/a") for c in cols) + " |")
         lines.append("")
-    md_path.write_text("\n".join(lines))
+    write_text_atomic(csv_path, table.getvalue())
+    write_text_atomic(md_path, "\n".join(lines))
     return [md_path, csv_path]
 
 

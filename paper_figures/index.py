@@ -6,6 +6,7 @@ import html
 import os
 from pathlib import Path
 
+from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.paper_figures.record import FigureRecord
 
 TITLE = "Deep Fusion: regenerated figures and tables"
@@ -33,7 +34,7 @@ def write_markdown(records: list[FigureRecord], out_dir: str | Path) -> Path:
             lines.append("")
     path = out / "index.md"
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
     return path
 
 
@@ -63,7 +64,7 @@ def write_html(records: list[FigureRecord], out_dir: str | Path) -> Path:
     )
     path = out / "index.html"
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    write_text_atomic(path, page)
     return path
 
 

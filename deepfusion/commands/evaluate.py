@@ -9,7 +9,8 @@ change them for this evaluation only, e.g. the paper's 10% linear probe:
   deepfusion eval --run runs/digits-0123456789 eval.linear_fraction=0.1
 
 Results go to RUN_DIR/eval.json (keeping the training time recorded there) unless --json PATH
-or --no-write says otherwise.
+or --no-write says otherwise; they record the training step of the checkpoint evaluated and
+whether it ends the run. A symbolic link standing at the output is replaced, not followed.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deepfusion.model.runs.devices import resolve_device
     from deepfusion.model.runs.loading import run_config
-    from deepfusion.model.runs.run_folder import folder_lock
+    from deepfusion.model.runs.lock import folder_lock
 
     run_dir = Path(args.run)
     _apply_eval_overrides(run_config(run_dir), list(args.overrides))  # bad overrides fail before loading anything
@@ -92,17 +93,19 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
     start = time.perf_counter()
     results = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval, device,
                              loaded.cfg.train.seed)
-    print(f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device})")
+    results = dict(results, step=loaded.step, finished=loaded.finished)
+    print(f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device}; checkpoint of step "
+          f"{loaded.step}{'' if loaded.finished else ', the run is not finished'})")
     print(format_table(results))
     if args.no_write:
         return 0
     out = Path(args.json) if args.json else RunFolder(run_dir).eval
-    if out == RunFolder(run_dir).eval and out.is_file():
+    if out == RunFolder(run_dir).eval and out.is_file() and not out.is_symlink():
         try:
             previous = json.loads(out.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             previous = {}
-        if isinstance(previous, dict):
+        if isinstance(previous, dict) and previous.get("step", previous.get("train_steps")) == loaded.step:
             results.update({k: previous[k] for k in KEEP_FROM_TRAINING if k in previous})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

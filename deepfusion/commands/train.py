@@ -15,7 +15,8 @@ Overrides are section.key=value pairs after the preset; values follow YAML rules
 
 The run folder <train.out_dir>/<train.name or preset-hash>/ receives config.yaml,
 metrics.jsonl, checkpoints/last.pt and eval.json. Ctrl-C or SIGTERM saves a
-checkpoint and stops; continue with --resume RUN_DIR.
+checkpoint and stops; continue with --resume RUN_DIR. A folder that exists and is not empty
+is never trained into without --resume, and one process at a time works in a run folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue the run in RUN_DIR from its last checkpoint, with the config saved there "
                              "(overrides may change e.g. train.epochs, not the model or data)")
+    parser.add_argument("--force", action="store_true",
+                        help="with --resume: continue even though the overrides or an edited config.yaml change "
+                             "what alters the run's trajectory (data, model, optim, loss, train.batch_size, "
+                             "train.seed, train.attend); without it such a resume is refused")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="parent folder for the run folder (same as train.out_dir=DIR; default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs still go to metrics.jsonl)")
@@ -66,6 +71,10 @@ def summary(run_dir: Path, wall: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.loading import run_config
 
+    from deepfusion.errors import ConfigError
+
+    if args.force and not args.resume:
+        raise ConfigError("--force applies only with --resume; a new run never trains into an existing folder")
     overrides = list(args.overrides)
     if args.out is not None:
         overrides.append(f"train.out_dir={json.dumps(str(args.out))}")
@@ -79,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        run_dir = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        run_dir = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress,
+                        force=args.force)
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code

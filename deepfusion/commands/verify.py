@@ -140,7 +140,9 @@ def run(args) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"quick": quick, "seconds": round(wall, 3), "results": results}, indent=2))
+        from deepfusion.model.runs.layout import write_text_atomic
+
+        write_text_atomic(path, json.dumps({"quick": quick, "seconds": round(wall, 3), "results": results}, indent=2))
     if bad:
         names = ", ".join(f"{r['statement']} {r['kind']}" for r in bad)
         raise CheckFailed(f"{len(bad)} check(s) failed: {names}; rerun with -v for details")

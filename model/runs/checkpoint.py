@@ -1,18 +1,24 @@
 """Atomic, resumable checkpoints.
 
-A checkpoint is written to a temporary file in the target folder, flushed and
-fsynced, then renamed over ``last.pt`` (``os.replace`` is atomic on POSIX), and the
-folder is fsynced so the rename itself survives a power cut. The checkpoint it
-replaces is kept as ``prev.pt``, so a crash at any instant leaves at least one
-complete checkpoint. Everything stored is tensors, lists, dicts and primitives,
-so loading works with ``torch.load(weights_only=True)`` and never runs pickled code.
+A checkpoint is written to a uniquely named temporary file in the target folder, flushed and
+fsynced, then renamed over ``last.pt`` (``os.replace`` is atomic on POSIX), and the folder is
+fsynced so the rename itself survives a power cut. The checkpoint it replaces is kept as
+``prev.pt``, but only if it loads: a corrupt ``last.pt`` is set aside as ``last.corrupt-<time>.pt``
+with a warning and never rotated over a good ``prev.pt``, so a crash or a failed write at any
+instant leaves at least one loadable checkpoint. Everything stored is tensors, lists, dicts and
+primitives, so loading works with ``torch.load(weights_only=True)`` and never runs pickled code;
+every field is checked (:mod:`deepfusion.model.runs.checkpoint_fields`) before anything uses it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import secrets
+import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfusion.errors import CheckpointError
+from deepfusion.errors import CheckpointError, warn
+from deepfusion.model.runs.checkpoint_fields import check_fields
+from deepfusion.model.runs.layout import FILE_MODE
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1
@@ -74,8 +82,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # as open() would create it, not mkstemp's 0o600
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as err:  # torch reports a failed write (a full disk) as RuntimeError
+                raise _write_failed(err, path) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -83,35 +95,114 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    _remember_good(path)
     return path
 
 
-def save_checkpoint(state: dict, folder: str | Path) -> Path:
-    """Write ``state`` as ``folder/last.pt``, keeping the previous one as ``prev.pt``.
+def _write_failed(err: RuntimeError, path: Path) -> OSError:
+    """torch's ``RuntimeError`` of a failed write ("unexpected pos ...") as an ``OSError`` naming the disk."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+    try:
+        free = shutil.disk_usage(path.parent).free / 2**20
+        where = f"{free:.0f} MiB free on that disk"
+    except OSError:
+        where = "free space unknown"
+    return OSError(errno.EIO, f"torch could not write the file: {first}; {where}", str(path))
 
-    ``last.pt`` exists at every instant: the old file is hard-linked to ``prev.pt``
-    (atomically, via a temporary name) before the new one is renamed over it.
+
+# Checkpoints this process wrote or loaded, by (device, inode, size, mtime): known to load.
+_GOOD: set[tuple] = set()
+
+
+def _identity(path: Path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _remember_good(path: Path) -> None:
+    ident = _identity(path)
+    if ident is not None:
+        _GOOD.add(ident)
+
+
+def _loads(path: Path) -> str | None:
+    """None if the checkpoint at ``path`` loads, else why not (one line)."""
+    if _identity(path) in _GOOD:
+        return None
+    try:
+        load_checkpoint(path)
+    except CheckpointError as err:
+        return str(err)
+    return None
+
+
+def _cause(message: str) -> str:
+    """A loading error without its advice (the part before the first '; ')."""
+    return message.split("; ")[0]
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename an unreadable checkpoint to ``<stem>.corrupt-<time>.pt`` beside it, with a warning."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.stem}.corrupt-{stamp}-{secrets.token_hex(2)}.pt")
+    os.replace(path, target)
+    warn(f"{path} does not load ({_cause(reason)}); kept as {target.name} and not used")
+    return target
+
+
+STALE = (f".{LAST}.*.tmp", f".{PREV}.*.tmp", f".{PREV}.*.link")  # what a process killed mid-write leaves
+
+
+def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = False) -> Path:
+    """Write ``state`` as ``folder/last.pt``, keeping the previous one as ``prev.pt`` if it loads.
+
+    ``last.pt`` exists at every instant unless it was unreadable: the old file is hard-linked to
+    ``prev.pt`` (atomically, via a unique temporary name) before the new one is renamed over it. A
+    ``last.pt`` that does not load is set aside instead, so ``prev.pt`` stays the good one.
+    ``clear_stale`` removes temporary files left by a killed write; only a caller that holds the
+    run folder's lock (:mod:`deepfusion.model.runs.lock`) may pass it, as another process's live
+    temporary file would otherwise be deleted under it.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f".{LAST}.*.tmp"):  # left by a process killed mid-write; one writer per folder
-        stale.unlink(missing_ok=True)
+    if clear_stale:
+        for pattern in STALE:
+            for stale in folder.glob(pattern):
+                stale.unlink(missing_ok=True)
     last = folder / LAST
     payload = {"format": FORMAT, "version": VERSION, **state}
     if last.exists():
-        tmp_prev = folder / f".{PREV}.link"
-        tmp_prev.unlink(missing_ok=True)
-        try:
-            os.link(last, tmp_prev)
-            os.replace(tmp_prev, folder / PREV)
-        except OSError:  # file systems without hard links: copy instead
-            atomic_save(torch.load(last, map_location="cpu", weights_only=True), folder / PREV)
+        reason = _loads(last)
+        if reason is not None:
+            set_aside(last, reason)
+        else:
+            _rotate(last, folder / PREV)
     return atomic_save(payload, last)
 
 
+def _rotate(last: Path, prev: Path) -> None:
+    """``prev`` becomes the (loadable) ``last``: a hard link under a unique name, then ``os.replace``."""
+    tmp_prev = prev.with_name(f".{PREV}.{secrets.token_hex(6)}.link")
+    try:
+        os.link(last, tmp_prev)
+        os.replace(tmp_prev, prev)
+    except OSError:  # file systems without hard links: copy instead
+        tmp_prev.unlink(missing_ok=True)
+        atomic_save(torch.load(last, map_location="cpu", weights_only=True), prev)
+
+
 # ---------------------------------------------------------------- reading
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load and check a checkpoint; any problem raises a one-line :class:`CheckpointError`."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False,
+                    mmap: bool = False) -> dict:
+    """Load and check a checkpoint; any problem raises a one-line :class:`CheckpointError`.
+
+    The fields every use needs (model, config, step, finished) are checked always, the training
+    state (optimizer, scheduler, RNG states, progress) with ``resume=True``. ``mmap`` maps the
+    tensors instead of reading them (for a look at the progress fields only).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train first or point to a run folder with checkpoints/last.pt")
@@ -124,7 +215,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             )
         raise CheckpointError(f"{path} is not a deepfusion checkpoint (foreign or corrupt file); point to a run's checkpoints/{LAST}")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt members, CRC errors, unsafe pickles
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt ({first[:120]}); use {PREV} beside it or retrain") from None
@@ -134,19 +225,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; retrain or use a matching release"
         )
+    check_fields(obj, path, resume=resume)
+    if not mmap:
+        _remember_good(path)
     return obj
 
 
-def latest_checkpoint(folder: str | Path) -> dict:
-    """The newest loadable checkpoint in ``folder`` (``last.pt``, else ``prev.pt``)."""
+def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad: bool = False,
+                      quiet: bool = False, mmap: bool = False) -> dict:
+    """The newest loadable checkpoint in ``folder`` (``last.pt``, else ``prev.pt``).
+
+    Falling back to ``prev.pt`` is announced with a warning (unless ``quiet``); with
+    ``set_aside_bad`` (only for the holder of the run folder's lock) the unreadable ``last.pt`` is
+    renamed out of the way, so the next save cannot rotate it over the good ``prev.pt``.
+    """
     folder = Path(folder)
     errors = []
     for name in (LAST, PREV):
         if (folder / name).is_file():
             try:
-                return load_checkpoint(folder / name)
+                ckpt = load_checkpoint(folder / name, resume=resume, mmap=mmap)
             except CheckpointError as err:
                 errors.append(str(err))
+                continue
+            if errors and set_aside_bad:
+                set_aside(folder / LAST, errors[0])
+            elif errors and not quiet:
+                warn(f"{folder / LAST} does not load ({_cause(errors[0])}); using {name} (step {ckpt['step']})")
+            return ckpt
     if errors:
         raise CheckpointError(errors[0])
     raise CheckpointError(f"no checkpoint in {folder}; the run never finished a step, start it again without --resume")
@@ -165,12 +271,24 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "ch
     model.load_state_dict(state_dict)
 
 
-def check_config_matches(saved: dict, current: dict, source: str = "checkpoint", sections=("data", "model")) -> None:
+def config_diffs(saved: dict, current: dict, sections=("data", "model"), keys=(), defaults=None) -> list[str]:
+    """``section.key`` names where ``saved`` and ``current`` differ, over whole ``sections`` and
+    single ``keys`` (``(section, key)`` pairs). A key missing from ``saved`` (a config key added
+    since the checkpoint was written) counts as its value in ``defaults``."""
+    defaults = defaults or {}
+
+    def value(cfg, s, k, fill):
+        section = cfg.get(s) if isinstance(cfg.get(s), dict) else {}
+        return section[k] if k in section else (defaults.get(s, {}).get(k) if fill else None)
+
+    pairs = {(s, k) for s in sections for k in set(saved.get(s) or {}) | set(current.get(s) or {})} | set(keys)
+    return sorted(f"{s}.{k}" for s, k in pairs if value(saved, s, k, True) != value(current, s, k, False))
+
+
+def check_config_matches(saved: dict, current: dict, source: str = "checkpoint", sections=("data", "model"),
+                         keys=(), defaults=None, hint: str = "resume without overriding those keys or start a new run"
+                         ) -> None:
     """Raise if the parts of the config that define the model/data differ from the checkpoint's."""
-    diffs = [f"{s}.{k}" for s in sections for k in set(saved.get(s, {})) | set(current.get(s, {}))
-             if saved.get(s, {}).get(k) != current.get(s, {}).get(k)]
+    diffs = config_diffs(saved, current, sections, keys, defaults)
     if diffs:
-        raise CheckpointError(
-            f"{source} was written with a different config ({', '.join(sorted(diffs))} differ); "
-            "resume without overriding those keys or start a new run"
-        )
+        raise CheckpointError(f"{source} was written with a different config ({', '.join(diffs)} differ); {hint}")

@@ -22,6 +22,7 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
+from deepfusion.model.runs.config_limits import check_expansion, check_names_and_paths, check_ranges
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -209,7 +210,7 @@ def _read_yaml(path: Path) -> Any:
 
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -217,6 +218,8 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
         raise ConfigError(f"malformed YAML in {source}: {err}") from None
+    check_expansion(data, source)  # an alias bomb is refused before anything walks it
+    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -264,6 +267,7 @@ def validate(cfg: Config) -> Config:
         if bad or (isinstance(value, float) and not math.isfinite(value)):
             sign = "> 0" if (section, key) in POSITIVE else ">= 0"
             raise ConfigError(f"{section}.{key}={value!r} must be finite and {sign}")
+    check_ranges(cfg, SECTIONS)  # seeds, epochs, warm-up, temperatures, integers within reach
     for key in ("test_fraction",):
         if not 0.0 < cfg.data.test_fraction < 1.0:
             raise ConfigError(f"data.{key}={cfg.data.test_fraction!r} must lie strictly between 0 and 1")
@@ -283,8 +287,7 @@ def validate(cfg: Config) -> Config:
             f"train.batch_size={cfg.train.batch_size} is too small: NT-Xent needs at least one negative "
             "and the head's BatchNorm at least two samples; use 2 or more"
         )
-    if cfg.train.name is not None and (not cfg.train.name or "/" in cfg.train.name or cfg.train.name in (".", "..")):
-        raise ConfigError(f"train.name={cfg.train.name!r} must be a plain folder name without '/'")
+    check_names_and_paths(cfg)  # train.name and preset become folder names; no NUL in paths
     return cfg
 
 
@@ -337,5 +340,7 @@ def config_hash(cfg: Config, length: int = 10) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (readable by :func:`load_config`)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (readable by :func:`load_config`), atomically."""
+    from deepfusion.model.runs.layout import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

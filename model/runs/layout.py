@@ -10,18 +10,23 @@ A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds::
     attention.npz        the first analysis batch's attention, for the attention-map figure
     .lock                held by the process that works in the folder
 
-Every JSON the project writes goes through :func:`write_text_atomic`: a new temporary file in the
-same folder, then ``os.replace`` over the target, so a crash leaves the old file or the new one,
-never half of one, and a symlink standing at the target is replaced, not followed.
+Every JSON the project writes goes through :func:`write_text_atomic`: a new, uniquely named
+temporary file in the same folder (created with ``O_EXCL``, so nothing standing there is
+followed), then ``os.replace`` over the target, so a crash leaves the old file or the new one,
+never half of one, and a symlink standing at the target is replaced, not followed. The one file
+appended to, ``metrics.jsonl``, is opened with ``O_NOFOLLOW`` (:func:`open_append`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from deepfusion.errors import RunError
 
 CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK = (
     "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock")
@@ -77,8 +82,25 @@ class RunFolder:
     def name(self) -> str:
         return self.root.name
 
+    def contents(self) -> list[str]:
+        """Names in the folder besides its lock file, sorted (empty when the folder is missing)."""
+        try:
+            return sorted(p.name for p in self.root.iterdir() if p.name != LOCK)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def __str__(self) -> str:
         return str(self.root)
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 less the umask); mkstemp's 0o600 would hide results."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -86,6 +108,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -95,6 +118,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def open_append(path: str | Path):
+    """``path`` opened for appending text, refusing to follow a symbolic link standing there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RunError(f"{path} is a symbolic link; a run folder's files are written in place, so replace it "
+                           "with a plain file or remove it") from None
+        raise
+    return os.fdopen(fd, "a")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from deepfusion.errors import CheckpointError, ConfigError, RunError
+from deepfusion.errors import ConfigError, RunError
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
 from deepfusion.model.runs.config import Config, config_to_dict, load_config
 from deepfusion.model.runs.layout import RunFolder
@@ -49,8 +49,8 @@ class LoadedRun:
     train_ds: object
     test_ds: object
     run_dir: Path
-    step: int = 0  # the step of the checkpoint loaded
-    finished: bool = False  # whether that checkpoint ended the training
+    step: int = 0  # the training step of the checkpoint loaded
+    finished: bool = False  # whether that checkpoint ends the run
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -59,11 +59,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)
-    try:
-        check_config_matches(ckpt["config"], config_to_dict(cfg), source=f"checkpoint in {run_dir}")
-    except KeyError:
-        raise CheckpointError(f"checkpoint in {run_dir} has no config; it was not written by deepfusion train") from None
+    ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)  # every field it uses is checked on loading
+    check_config_matches(ckpt["config"], config_to_dict(cfg), source=f"checkpoint in {run_dir}")
     train_ds, test_ds = load_datasets(cfg)
     model = build_model(cfg, tuple(train_ds.input_shape))
     load_model_state(model, ckpt["model"], source=f"checkpoint in {run_dir}")
@@ -72,5 +69,5 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} is not valid ({err}); use cpu or cuda") from None
-    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir,
-                     int(ckpt.get("step", 0)), bool(ckpt.get("finished", False)))
+    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"],
+                     ckpt["finished"])

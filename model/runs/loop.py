@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from deepfusion.errors import ConfigError, RunError
+from deepfusion.errors import CheckpointError, ConfigError, RunError
 from deepfusion.model.network.collectives import GatheredNTXent
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.losses import nt_xent
@@ -39,7 +39,8 @@ from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
 from deepfusion.model.runs.devices import resolve_device
-from deepfusion.model.runs.layout import RunFolder, write_json
+from deepfusion.model.runs.layout import RunFolder, open_append, write_json
+from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
 from deepfusion.model.runs.run_folder import open_run_folder, truncate_metrics
 from deepfusion.model.runs.controls import (check_batch, deterministic, epoch_permutation, seed_everything,
@@ -90,9 +91,11 @@ class Progress:
     elapsed: float = 0.0  # training seconds before this process started
 
 
-def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+          force: bool = False) -> Path:
     """Train the model a config describes; returns the run folder (see :mod:`deepfusion.model.runs.layout`).
 
+    ``force`` lets a resume change keys that alter the run's trajectory (batch size, seed, data, ...).
     Under ``torchrun`` every process calls this; see the module docstring.
     """
     validate(cfg)
@@ -101,7 +104,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
     dinfo, device_name = ddp_util.setup(cfg.train.device)
     clean = False
     try:
-        out = _train(cfg, dinfo, resolve_device(device_name), run_dir, resume, progress)
+        out = _train(cfg, dinfo, resolve_device(device_name), run_dir, resume, progress, force)
         clean = True
         return out
     finally:
@@ -109,7 +112,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
             ddp_util.teardown(clean)
 
 
-def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) -> Path:
+def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, force: bool) -> Path:
     t = cfg.train
     if t.batch_size % dinfo.world:
         raise ConfigError(f"train.batch_size={t.batch_size} (the global batch) does not split evenly over "
@@ -117,7 +120,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool) ->
     if dinfo.active and t.skip_nonfinite:
         raise ConfigError("train.skip_nonfinite needs a per-step decision that processes would have to share; "
                           "set it to 0 under torchrun")
-    with open_run_folder(cfg, run_dir, resume, dinfo) as (folder, ckpt):
+    with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
         train_ds, test_ds = load_datasets(cfg)
         check_batch(cfg, len(train_ds.y), dinfo.world)
@@ -190,15 +193,32 @@ def load_backbone(model, run_dir: str) -> None:
 
 
 def restore(setup: Setup, ckpt: dict) -> Progress:
-    """Load a checkpoint's weights, optimiser, schedule and this rank's RNG states; its progress."""
-    load_model_state(setup.model, ckpt["model"], source=f"checkpoint in {setup.folder}")
-    setup.opt.load_state_dict(ckpt["optimizer"])
-    setup.sched.load_state_dict(ckpt["scheduler"])
-    setup.scaler.load_state_dict(ckpt["scaler"])
+    """Load a checkpoint's weights, optimiser, schedule and this rank's RNG states; its progress.
+
+    The fields were checked when the file was read (:mod:`deepfusion.model.runs.checkpoint_fields`);
+    here they are checked against the run: the progress must be a position of this run's schedule,
+    and the states must fit the model and optimiser built from the config.
+    """
+    source = f"checkpoint in {setup.folder}"
+    load_model_state(setup.model, ckpt["model"], source=source)
+    spe, saved_batch = setup.steps_per_epoch, ckpt["config"].get("train", {}).get("batch_size")
+    if saved_batch == setup.cfg.train.batch_size and (
+            ckpt["position"] > spe or ckpt["step"] != ckpt["epoch"] * spe + ckpt["position"]):
+        raise CheckpointError(f"{source} holds an impossible position (step {ckpt['step']}, epoch {ckpt['epoch']}, "
+                              f"batch {ckpt['position']} of {spe}); the file is damaged: use prev.pt or retrain")
     ranks = ckpt.get("rng_ranks")
     world = setup.dinfo.world
-    restore_rng(ranks[setup.dinfo.rank] if ranks and len(ranks) == world else ckpt["rng"])
-    return Progress(ckpt["epoch"], ckpt["position"], ckpt["step"], ckpt["skipped"], ckpt["elapsed"])
+    for name, apply in (("optimizer", setup.opt.load_state_dict), ("scheduler", setup.sched.load_state_dict),
+                        ("scaler", setup.scaler.load_state_dict),
+                        ("rng", lambda _: restore_rng(ranks[setup.dinfo.rank] if ranks and len(ranks) == world
+                                                      else ckpt["rng"]))):
+        try:
+            apply(ckpt[name])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+            raise CheckpointError(f"{source}: its {name} state does not fit this run ({first}); use the run's own "
+                                  "config.yaml, prev.pt, or retrain") from None
+    return Progress(ckpt["epoch"], min(ckpt["position"], spe), ckpt["step"], ckpt["skipped"], float(ckpt["elapsed"]))
 
 
 def get_batch(setup: Setup, perm: torch.Tensor, b: int, step: int, gen: torch.Generator) -> torch.Tensor:
@@ -269,8 +289,8 @@ def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> 
                    finished=state.step >= setup.total)
     if setup.dinfo.main:
         try:
-            save_checkpoint(payload, setup.folder.checkpoints)
-        except OSError as err:  # disk full, folder gone: the earlier checkpoint is untouched
+            save_checkpoint(payload, setup.folder.checkpoints, clear_stale=holds_lock(setup.folder.root))
+        except OSError as err:  # disk full (torch's RuntimeError arrives as OSError), folder gone
             raise RunError(f"cannot write a checkpoint to {setup.folder.checkpoints} ({err.strerror or err}); any "
                            f"earlier checkpoint there is intact: free space, then resume with --resume "
                            f"{setup.folder}") from None
@@ -314,7 +334,7 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool)
     setup.model.train()
     metrics_path = setup.folder.metrics if setup.dinfo.main else os.devnull
     try:
-        with (open(metrics_path, "a") as metrics, stop_on_signals() as stop,
+        with (open_append(metrics_path) as metrics, stop_on_signals() as stop,
               deterministic(t.deterministic and setup.device.type != "cuda"),
               forward_options(attend=t.attend, check_inputs=False)):
             while state.epoch < t.epochs:
@@ -361,5 +381,6 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float) 
     setup.model.eval()
     results = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
                              setup.cfg.train.seed)
-    results = dict(results, train_steps=state.step, train_wall_s=time.perf_counter() - start_wall)
+    results = dict(results, step=state.step, finished=state.step >= setup.total, train_steps=state.step,
+                   train_wall_s=time.perf_counter() - start_wall)
     write_json(setup.folder.eval, results)

@@ -1,48 +1,26 @@
 """Opening a run folder for training: new or resumed, locked for the time the run works in it.
 
-One process at a time works in a run folder. :func:`folder_lock` takes an exclusive
-``fcntl.flock`` on ``<run>/.lock`` (released by the kernel when the process dies, so a killed run
-never leaves a stale lock); a second process gets a one-line error naming the holder's pid.
-Training, ``--resume``, ``eval`` and ``analyze`` hold it, and the figure cache holds it for each run
-it trains.
+One process at a time works in a run folder: training, ``--resume``, ``eval`` and ``analyze``
+hold its lock (:func:`~deepfusion.model.runs.lock.folder_lock`), and the figure cache holds it for
+each run it trains. Under the lock a new run needs a missing or empty folder (a folder holding
+anything but its lock file is refused, so nothing there is overwritten), and a resume needs a
+loadable checkpoint whose config agrees with the run's on every key that alters the trajectory
+(:data:`TRAJECTORY_SECTIONS`, :data:`TRAJECTORY_KEYS`), unless ``force`` is given.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from deepfusion.errors import RunError
+from deepfusion.errors import CheckpointError, RunError, warn
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
+from deepfusion.model.runs.lock import folder_lock, holds_lock
 
-
-@contextmanager
-def folder_lock(root: str | Path, what: str = "work in"):
-    """Hold the exclusive lock of run folder ``root`` (created if missing) for the ``with`` block."""
-    import fcntl
-
-    folder = RunFolder(root)
-    try:
-        fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise RunError(f"{folder.lock} is a symbolic link; remove it (a run folder's lock is a plain file)") from None
-        raise RunError(f"cannot open the lock file {folder.lock} ({err.strerror}); check the folder is writable") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise RunError(f"run folder {folder} is in use by process {holder}; wait for it to finish "
-                           f"(or stop it) before you {what} it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield folder
-    finally:
-        os.close(fd)  # closing releases the lock
+# What a resume may not change without --force: these sections whole, and these train keys.
+TRAJECTORY_SECTIONS = ("data", "model", "optim", "loss")
+TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend"))
 
 
 def default_run_dir(cfg) -> Path:
@@ -65,43 +43,74 @@ def _make_folder(folder: RunFolder) -> None:
 
 
 def _check_writable(folder: RunFolder) -> None:
+    import tempfile
+
     try:
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(folder.root / ".write-test", "ok")
-        (folder.root / ".write-test").unlink()
+        with tempfile.NamedTemporaryFile(dir=folder.root, prefix=".write-test.", delete=True) as f:
+            f.write(b"ok")
+            f.flush()
     except OSError as err:
         raise _unwritable(folder, err) from None
 
 
+def _check_new(folder: RunFolder) -> None:
+    """A new run starts only in a missing or empty folder (its lock file and an empty checkpoints/ aside)."""
+    held = [n for n in folder.contents() if not (n == folder.checkpoints.name and folder.checkpoints.is_dir()
+                                                  and not any(folder.checkpoints.iterdir()))]
+    if not held:
+        return
+    if folder.last.exists() or folder.prev.exists():
+        raise RunError(f"{folder} already holds a run; continue it with --resume {folder} or set train.name to a "
+                       "new name")
+    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    raise RunError(f"{folder} exists and is not empty ({shown}) but holds no checkpoint to resume; nothing there is "
+                   "overwritten: set train.name (or --out) to a new place, or move the folder away")
+
+
+def check_trajectory(ckpt: dict, cfg, folder: RunFolder, force: bool) -> None:
+    """Refuse a resume whose config changes the run's trajectory, unless ``force`` (then warn)."""
+    from deepfusion.model.runs.checkpoint import config_diffs
+    from deepfusion.model.runs.config import Config, config_to_dict
+
+    diffs = config_diffs(ckpt["config"], config_to_dict(cfg), TRAJECTORY_SECTIONS, TRAJECTORY_KEYS,
+                         defaults=config_to_dict(Config()))
+    if not diffs:
+        return
+    if not force:
+        raise CheckpointError(f"checkpoint in {folder} was written with a different config ({', '.join(diffs)} differ);"
+                              f" resume without overriding those keys or start a new run (--force resumes anyway, "
+                              "and the run no longer follows one trajectory)")
+    warn(f"resuming {folder} with changed {', '.join(diffs)} (--force); the run no longer follows one trajectory")
+
+
 @contextmanager
-def open_run_folder(cfg, run_dir, resume: bool, dinfo):
+def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     """The run folder of a new or resumed run, locked (rank 0) while the block runs; yields
     ``(folder, checkpoint or None)``.
 
-    A new run needs a missing or empty folder; a resume needs a checkpoint whose data, model, optim
-    and loss sections match ``cfg``.
+    Checked under the lock: a new run needs a missing or empty folder; a resume needs a loadable
+    checkpoint (an unreadable ``last.pt`` is set aside when ``prev.pt`` loads) whose trajectory
+    keys match ``cfg`` unless ``force``.
     """
     from deepfusion.model.runs import distributed as ddp_util
-    from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint
-    from deepfusion.model.runs.config import config_to_dict
+    from deepfusion.model.runs.checkpoint import latest_checkpoint
 
     folder = RunFolder(run_dir if run_dir is not None else default_run_dir(cfg))
     ckpt = None
-    if resume:
-        if not folder.checkpoints.is_dir():
-            raise RunError(f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run "
-                           "without --resume")
-    elif folder.last.exists():
-        raise RunError(f"{folder} already holds a run; continue it with --resume {folder} or set train.name to a "
-                       "new name")
+    if resume and not folder.checkpoints.is_dir():
+        raise RunError(f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run "
+                       "without --resume")
     if dinfo.main:
         _make_folder(folder)
     lock = folder_lock(folder.root, "resume" if resume else "train in") if dinfo.main else _nothing(folder)
     with lock:
-        if resume:
-            ckpt = latest_checkpoint(folder.checkpoints)
-            check_config_matches(ckpt["config"], config_to_dict(cfg), source=f"checkpoint in {folder}",
-                                 sections=("data", "model", "optim", "loss"))
+        if resume:  # rank 0 alone (it holds the lock) sets an unreadable last.pt aside
+            ckpt = latest_checkpoint(folder.checkpoints, resume=True, set_aside_bad=holds_lock(folder.root),
+                                     quiet=not dinfo.main)
+            check_trajectory(ckpt, cfg, folder, force)
+        elif dinfo.main:
+            _check_new(folder)
         if dinfo.main:
             _check_writable(folder)
         ddp_util.barrier()  # no rank sees the folder before it exists

@@ -1,4 +1,5 @@
-"""Tiny result fixtures: finished-looking run folders (eval.json, analysis files), no training."""
+"""Tiny result fixtures: finished-looking run folders (a finished checkpoint stub, eval.json, analysis
+files), no training."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from deepfusion.model.runs import checkpoint as ck
 from deepfusion.model.runs.config import save_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.paper_figures import cache
@@ -15,6 +18,16 @@ from deepfusion.paper_figures import cache
 
 def no_train(cfg, run_dir=None, resume=False, progress=False):
     raise AssertionError(f"the figure tried to train {run_dir}; every run should come from the fixture")
+
+
+def write_finished(run_dir: Path, ev: dict, step: int = 7, finished: bool = True) -> None:
+    """What a finished run leaves for the cache: a checkpoint (no weights) flagged finished, and an
+    eval.json that records its step."""
+    folder = RunFolder(run_dir)
+    folder.checkpoints.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": {}, "step": step,
+                "finished": finished}, folder.last)
+    folder.eval.write_text(json.dumps(dict(ev, step=step)))
 
 
 def fake_eval(rng: np.random.Generator) -> dict:
@@ -34,7 +47,7 @@ def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, RunFolder(run_dir).config)
         ev = fake_eval(rng)
-        RunFolder(run_dir).eval.write_text(json.dumps(ev))
+        write_finished(run_dir, ev)
         written[run_dir.name] = ev
     return written
 

@@ -9,17 +9,18 @@ import pytest
 from deepfusion.errors import RunError
 from deepfusion.model.runs.config import load_config
 from deepfusion.paper_figures import cache
+from tests.paper_figures.conftest import write_finished
 
 
 class CountingTrain:
-    """Stands in for model.train.train: records calls and writes an eval.json."""
+    """Stands in for the training loop: records calls, writes a finished checkpoint and its eval.json."""
 
     def __init__(self):
         self.calls = []
 
     def __call__(self, cfg, run_dir=None, resume=False, progress=False):
         self.calls.append((run_dir, resume))
-        (run_dir / "eval.json").write_text(json.dumps({"knn": 0.5, "linear": 0.5}))
+        write_finished(run_dir, {"knn": 0.5, "linear": 0.5})
         return run_dir
 
 
@@ -90,3 +91,66 @@ def test_real_tiny_run_is_cached(tmp_path):
 
     assert cache.run_or_load(load_config("synthetic", overrides), tmp_path, train_fn=refuse) == run_dir
     assert (run_dir / "eval.json").stat().st_mtime_ns == mtime
+
+
+# ---------------------------------------------------------------- what counts as finished; one process per key
+def test_a_run_stopped_half_way_is_not_cached(tmp_path):
+    """eval.json beside a checkpoint whose finished flag is false (a stopped run, then deepfusion eval)."""
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.1}, step=3, finished=False)
+    assert not cache.is_finished(run_dir)
+    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert train.calls == [(run_dir, True)]  # resumed, not reported as cached
+
+
+def test_an_eval_of_another_step_is_not_cached(tmp_path):
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.1}, step=3)
+    ev = json.loads((run_dir / "eval.json").read_text())
+    (run_dir / "eval.json").write_text(json.dumps(dict(ev, step=2)))
+    assert not cache.is_finished(run_dir)
+
+
+def test_a_start_that_died_before_its_first_checkpoint_is_begun_again(tmp_path):
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("x")
+    (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run_dir / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half")
+    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert train.calls == [(run_dir, False)]
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints" / ".last.pt.abc.tmp").exists()
+
+
+def test_a_key_trained_by_another_process_is_refused(tmp_path):
+    from tests.model.runs.test_run_folder import Holder
+
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir.mkdir(parents=True)
+    train = CountingTrain()
+    with Holder(run_dir) as proc:
+        with pytest.raises(RunError, match=f"in use by process {proc.pid}"):
+            cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert train.calls == []
+    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert len(train.calls) == 1
+
+
+def test_the_lock_is_held_while_the_cache_trains(tmp_path):
+    from deepfusion.model.runs.lock import holds_lock
+
+    seen = []
+
+    def train(cfg, run_dir=None, resume=False, progress=False):
+        seen.append(holds_lock(run_dir))
+        write_finished(run_dir, {"knn": 0.5})
+        return run_dir
+
+    cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    assert seen == [True]

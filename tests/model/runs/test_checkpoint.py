@@ -19,8 +19,10 @@ def _state(value=1.0):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
-    return dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=ck.capture_rng(), epoch=2,
-                position=3, step=11, config={"model": {"head": "mlp"}, "train": {"name": None}})
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler={},
+                rng=ck.capture_rng(), epoch=2, position=3, step=11, skipped=0, elapsed=1.5, finished=False,
+                config={"model": {"head": "mlp"}, "train": {"name": None}})
 
 
 def test_round_trip_keeps_everything(tmp_path):
@@ -66,10 +68,13 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_temp_file_of_a_killed_write_is_cleared(tmp_path):
+def test_temp_file_of_a_killed_write_is_cleared_only_by_the_lock_holder(tmp_path):
     ck.save_checkpoint(dict(_state(), step=1), tmp_path)
-    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"PK\x03\x04 half")  # as SIGKILL mid-write leaves it
-    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    for name in (".last.pt.abc123.tmp", ".prev.pt.def456.link"):  # as SIGKILL mid-write leaves them
+        (tmp_path / name).write_bytes(b"PK\x03\x04 half")
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)  # no lock: could be another process's live file
+    assert (tmp_path / ".last.pt.abc123.tmp").exists() and (tmp_path / ".prev.pt.def456.link").exists()
+    ck.save_checkpoint(dict(_state(), step=3), tmp_path, clear_stale=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]
 
 
@@ -184,3 +189,131 @@ def test_fuzz_damaged_checkpoints_raise_only_checkpoint_error(data, tmp_path_fac
         ck.load_checkpoint(path)
     except CheckpointError as err:
         assert "\n" not in str(err)
+
+
+# ---------------------------------------------------------------- rotation and failed writes
+TORCH_FULL_DISK = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+def _fail_writes(monkeypatch):
+    def full(obj, f):
+        f.write(b"PK\x03\x04 partial")
+        raise TORCH_FULL_DISK  # what torch raises when the disk fills (seen on a 6 MB tmpfs)
+
+    monkeypatch.setattr(ck.torch, "save", full)
+
+
+def test_corrupt_last_and_a_failing_write_leave_prev_loadable(tmp_path, monkeypatch, capsys):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04garbage")  # last.pt goes bad; prev.pt holds step 1
+    _fail_writes(monkeypatch)
+    with pytest.raises(OSError, match="torch could not write the file: .*unexpected pos.*free on that disk"):
+        ck.save_checkpoint(dict(_state(), step=3), tmp_path)
+    monkeypatch.undo()
+    assert ck.load_checkpoint(tmp_path / "prev.pt")["step"] == 1  # never overwritten by the corrupt last.pt
+    assert ck.latest_checkpoint(tmp_path, quiet=True)["step"] == 1
+    assert [p.name.startswith("last.corrupt-") for p in tmp_path.iterdir()].count(True) == 1
+    assert "does not load" in capsys.readouterr().err
+
+
+def test_resume_sets_a_corrupt_last_aside(tmp_path, capsys):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04garbage")
+    assert ck.latest_checkpoint(tmp_path, set_aside_bad=True)["step"] == 1
+    assert not (tmp_path / "last.pt").exists() and "does not load" in capsys.readouterr().err
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)  # the next save cannot rotate garbage over prev.pt
+    assert ck.load_checkpoint(tmp_path / "prev.pt")["step"] == 1
+
+
+def test_fallback_to_prev_is_announced(tmp_path, capsys):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04garbage")
+    assert ck.latest_checkpoint(tmp_path)["step"] == 1
+    err = capsys.readouterr().err
+    assert "warning" in err and "using prev.pt (step 1)" in err and (tmp_path / "last.pt").exists()  # read-only: kept
+
+
+FILL_DISK = """
+import resource, signal, sys, torch
+from deepfusion.model.runs import checkpoint as ck
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+try:
+    ck.save_checkpoint({"model": {"w": torch.zeros(200_000)}, "config": {}, "step": 2, "finished": False}, sys.argv[1])
+except OSError as err:
+    print("OSError", err)
+"""
+
+
+def test_a_real_failed_write_is_an_oserror_and_keeps_the_old_checkpoint(tmp_path):
+    """No monkeypatching: a file-size limit makes the kernel refuse the write, as a full disk does."""
+    import subprocess
+    import sys
+
+    ck.save_checkpoint({"model": {"w": torch.zeros(10)}, "config": {}, "step": 1, "finished": False}, tmp_path)
+    out = subprocess.run([sys.executable, "-c", FILL_DISK, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.startswith("OSError") and "torch could not write the file" in out.stdout, out.stdout
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert ck.load_checkpoint(tmp_path / "prev.pt")["step"] == 1  # rotated before the write failed
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- every field checked
+@pytest.mark.parametrize("change, words", [
+    (dict(optimizer=None), "'optimizer' must be an optimiser state"),
+    (dict(step="x"), "'step' must be an integer >= 0"),
+    (dict(step=-3), "'step' must be an integer >= 0"),
+    (dict(epoch=1.5), "'epoch' must be an integer"),
+    (dict(finished="yes"), "'finished' must be true or false"),
+    (dict(elapsed=float("nan")), "'elapsed' must be a finite number"),
+    (dict(rng={"torch": torch.zeros(3)}), "'rng' must hold torch's RNG state"),
+    (dict(config=[1, 2]), "'config' must map config sections"),
+    (dict(model={"w": 3}), "'model' must map parameter names to tensors"),
+])
+def test_a_malformed_field_is_named(tmp_path, change, words):
+    ck.save_checkpoint(dict(_state(), **change), tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["optimizer", "config", "rng", "step", "model", "scheduler"])
+def test_a_missing_field_is_named(tmp_path, field):
+    state = _state()
+    del state[field]
+    ck.save_checkpoint(state, tmp_path)
+    with pytest.raises(CheckpointError, match=f"has no '{field}' field"):
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)
+
+
+def test_evaluation_needs_only_model_config_and_progress(tmp_path):
+    state = {k: v for k, v in _state().items() if k in ("model", "config", "step", "finished")}
+    ck.save_checkpoint(state, tmp_path)
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 11
+    with pytest.raises(CheckpointError, match="has no 'optimizer' field"):
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)
+
+
+def test_files_get_the_mode_open_would_give(tmp_path):
+    from deepfusion.model.runs.layout import write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    ck.save_checkpoint(_state(), tmp_path)
+    write_json(tmp_path / "eval.json", {"x": 1})
+    for name in ("last.pt", "eval.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_cuda_rng_states_pass_the_field_check(tmp_path):
+    """What capture_rng stores once CUDA is in use (checked here without a GPU)."""
+    rng = dict(ck.capture_rng(), cuda=[torch.zeros(16, dtype=torch.uint8)])
+    ck.save_checkpoint(dict(_state(), rng=rng, rng_ranks=[rng, rng]), tmp_path)
+    assert len(ck.load_checkpoint(tmp_path / "last.pt", resume=True)["rng"]["cuda"]) == 1
+    ck.save_checkpoint(dict(_state(), rng=dict(rng, cuda=[torch.zeros(3)])), tmp_path)
+    with pytest.raises(CheckpointError, match="CUDA RNG states"):
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)

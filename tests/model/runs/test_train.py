@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepfusion.errors import ConfigError, RunError
+from deepfusion.errors import CheckpointError, ConfigError, RunError
 from deepfusion.model.runs.checkpoint import load_checkpoint
 from deepfusion.model.runs.config import load_config
 
@@ -144,13 +144,63 @@ def test_batch_share_too_small_for_scope_under_data_parallel(tmp_path):
 def test_checkpoint_write_failure_is_a_run_error(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    def disk_full(state, folder):
+    def disk_full(state, folder, **_):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(T, "save_checkpoint", disk_full)
     with pytest.raises(RunError, match="cannot write a checkpoint.*No space left.*--resume") as info:
         T.train(tiny(tmp_path, "train.name=full"), progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_torch_write_error_is_a_run_error(tmp_path, monkeypatch):
+    """torch reports a full disk as RuntimeError ("unexpected pos"), not OSError."""
+    import deepfusion.model.runs.checkpoint as ck
+    import deepfusion.model.runs.loop as T
+
+    def full(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(RunError, match="cannot write a checkpoint.*unexpected pos.*free on that disk.*--resume") as info:
+        T.train(tiny(tmp_path, "train.name=full"), progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_disk_filling_up_during_a_real_run_is_one_line(tmp_path):
+    """A real process whose files may not grow past 20 kB (RLIMIT_FSIZE, no root needed): the kernel refuses the
+    checkpoint write as a full disk would, torch raises its RuntimeError, the user gets one line."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    out = subprocess.run(_cli(tmp_path, "full"), env=_env(), capture_output=True, text=True, timeout=300,
+                         preexec_fn=limit)
+    assert out.returncode == 3, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write a checkpoint" in lines[0] and "torch could not write" in lines[0], lines
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("optimizer", None, "'optimizer' must be an optimiser state"),
+    ("rng", {"torch": "x"}, "'rng' must hold torch's RNG state"),
+    ("step", 5, "impossible position"),
+    ("optimizer", {"state": {}, "param_groups": []}, "its optimizer state does not fit"),
+])
+def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, value, words):
+    from deepfusion.model.runs.loop import train
+
+    run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt[field] = value
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    (run / "checkpoints" / "prev.pt").unlink(missing_ok=True)
+    with pytest.raises((RunError, ConfigError, CheckpointError)) as info:
+        train(tiny(tmp_path, "train.name=f", "train.epochs=2", "eval.linear_epochs=0"), run_dir=run, resume=True,
+              progress=False)
+    assert words in str(info.value) and "\n" not in str(info.value)
 
 
 def test_out_of_memory_names_the_step(tmp_path, monkeypatch):

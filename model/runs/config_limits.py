@@ -1,0 +1,92 @@
+"""Limits on config values: ranges, names that become paths, and how far YAML may expand.
+
+:func:`deepfusion.model.runs.config.validate` applies them after the type checks. Each limit is
+where a larger or stranger value cannot mean anything useful and would otherwise fail deep inside a
+library (numpy's seed range, an overflow in the schedule) or put files where the user did not
+ask (a ``preset`` of ``../../x``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from deepfusion.errors import ConfigError
+
+MAX_EPOCHS = 100_000
+TEMPERATURE = (1e-3, 100.0)  # below, 1/t makes the logits meaningless; above, every pair looks alike
+RANGES = {
+    ("data", "seed"): (0, 2**32 - 1), ("train", "seed"): (0, 2**32 - 1),  # numpy's seed range
+    ("train", "epochs"): (1, MAX_EPOCHS), ("optim", "warmup_epochs"): (0, MAX_EPOCHS),
+    ("loss", "temperature"): TEMPERATURE, ("eval", "knn_t"): TEMPERATURE,
+}
+INT_MAX = 2**31 - 1  # every other integer key: what torch's C++ side takes without overflowing
+# Strings that become file or folder names: a plain name, never a path.
+NAME_KEYS = (("train", "name"), ("preset",))
+NAME_BYTES = 200  # room for "-<hash>" within the 255 bytes of a file name
+# Strings that are paths: only NUL, which no path can hold, is refused.
+PATH_KEYS = (("train", "out_dir"), ("data", "root"))
+YAML_VALUES = 100_000  # values a YAML document may expand to through aliases
+
+
+def check_expansion(data: Any, source: str, limit: int = YAML_VALUES) -> None:
+    """Refuse YAML whose aliases expand to more than ``limit`` values (an alias bomb, or a cycle).
+
+    PyYAML builds aliases as shared references, so loading is quick; it is every later walk (the
+    config hash, ``dataclasses.asdict``) that would expand them. This walk stops at the limit.
+    """
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise ConfigError(f"{source}: the YAML expands to more than {limit} values (through aliases '*name' "
+                              "or a cycle); write the values out")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+
+
+def _get(cfg, keys: tuple[str, ...]):
+    return getattr(cfg, keys[0]) if len(keys) == 1 else getattr(getattr(cfg, keys[0]), keys[1])
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_ranges(cfg, sections) -> None:
+    """Every key within its range (:data:`RANGES`), every other integer at most :data:`INT_MAX`."""
+    for section in sections:
+        for f in dataclasses.fields(getattr(cfg, section)):
+            value = getattr(getattr(cfg, section), f.name)
+            lo, hi = RANGES.get((section, f.name), (None, INT_MAX if _is_int(value) else None))
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                span = f"lie in [{_show(lo)}, {_show(hi)}]" if lo is not None else f"be at most {hi}"
+                raise ConfigError(f"{section}.{f.name}={value!r} must {span}")
+
+
+def _show(bound) -> str:
+    return str(bound) if _is_int(bound) else f"{bound:g}"
+
+
+def check_name(where: str, value) -> None:
+    """A name that becomes a folder or file name: not empty, no '/', no NUL, not '.' or '..', short."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\0" in value
+            or len(value.encode("utf-8", "surrogateescape")) > NAME_BYTES):
+        raise ConfigError(f"{where}={value!r} must be a plain folder name: not empty, not '.' or '..', without '/' "
+                          f"or NUL bytes, at most {NAME_BYTES} bytes")
+
+
+def check_names_and_paths(cfg) -> None:
+    """:data:`NAME_KEYS` follow :func:`check_name` (``train.name`` may be unset); :data:`PATH_KEYS` hold no NUL."""
+    for keys in NAME_KEYS:
+        value = _get(cfg, keys)
+        if not (keys == ("train", "name") and value is None):
+            check_name(".".join(keys), value)
+    for keys in PATH_KEYS:
+        value = _get(cfg, keys)
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(f"{'.'.join(keys)}={value!r} holds a NUL byte, which no path can hold")

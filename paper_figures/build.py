@@ -43,11 +43,13 @@ def build_figures(
     ablation_seeds: int = 1,
     log: Callable[[str], None] = print,
     train_fn=None,
+    workers: int = 1,
 ) -> list[FigureRecord]:
     """Make the figures ``only`` (default all) into ``out_dir`` with ``index.md``/``index.html``.
 
     ``seeds`` runs per head for F4 (their transformer runs are F2's seeds), ``ablation_seeds`` per
-    swept value for F5. Runs are trained
+    swept value for F5. The runs every chosen figure needs are trained first, ``workers`` processes
+    at a time (``runs.prefetch``). Runs are trained
     through the result cache under ``results_root``; figures that need runs in paper mode need
     ``data`` (checked before anything starts).
     """
@@ -59,6 +61,13 @@ def build_figures(
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
     options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}}
+    wanted = []
+    for key in keys:
+        module = importlib.import_module(FIGURES[key][0])
+        if hasattr(module, "needed"):
+            wanted += module.needed(quick, data, **options.get(key, {}))
+    if wanted:
+        runs.prefetch(wanted, results_root, workers=workers, log=log, train_fn=train_fn)
     records: list[FigureRecord] = []
     for n, key in enumerate(keys, 1):
         module_name, what = FIGURES[key]

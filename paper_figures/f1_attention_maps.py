@@ -27,6 +27,11 @@ def main_spec(quick: bool, data=None) -> runs.RunSpec:
     return runs.base_spec(preset, data).with_overrides("model.head=transformer", "train.seed=0")
 
 
+def needed(quick: bool, data=None, seeds: int = 1) -> list[runs.RunSpec]:
+    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+    return [main_spec(quick, data)]
+
+
 def analysed_run(quick, data, results_root, log=None, train_fn=None) -> runs.RunResult:
     result = runs.run_all([main_spec(quick, data)], results_root, log=log, train_fn=train_fn)[0]
     analysis_io.ensure_analysis(result.run_dir, log=log)

@@ -22,6 +22,11 @@ KEY = "F2"
 TITLE = "Same-class attention against depth over seeds: measured, nulls and S4 prediction"
 
 
+def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
+    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+    return runs.seed_specs(main_spec(quick, data), seeds)
+
+
 def seed_runs(quick: bool, data, results_root, seeds: int, log=None, train_fn=None) -> list[runs.RunResult]:
     """The transformer runs F2 pools: seeds 0..seeds-1 of F1's run (F4's transformer runs, cached)."""
     specs = runs.seed_specs(main_spec(quick, data), seeds)

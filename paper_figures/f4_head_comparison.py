@@ -33,6 +33,11 @@ def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, dict[str, list[run
     return out
 
 
+def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
+    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+    return [s for by_head in plan(quick, data, seeds).values() for specs in by_head.values() for s in specs]
+
+
 def collect(quick, data, results_root, seeds, log=None, train_fn=None):
     """Rows ``(preset, head, metric, [per-seed values])`` in table order, plus the runs used."""
     rows, used = [], []

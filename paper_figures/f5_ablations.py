@@ -57,6 +57,11 @@ def plan(quick: bool, data=None, seeds: int = 1) -> dict[Sweep, list[list[runs.R
     return {s: [runs.seed_specs(b.with_overrides(f"{s.key}={v}"), seeds) for v in s.values] for s in sweeps}
 
 
+def needed(quick: bool, data=None, seeds: int = 1) -> list[runs.RunSpec]:
+    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+    return [s for grid in plan(quick, data, seeds).values() for specs in grid for s in specs]
+
+
 def _base_value(spec: runs.RunSpec, key: str):
     section, name = key.split(".")
     return getattr(getattr(spec.config(), section), name)

@@ -110,6 +110,53 @@ class RunResult:
         return f"{self.spec.describe()}  (config {self.config_hash})"
 
 
+def default_workers() -> int:
+    """Training processes at once: one per CPU core up to 2 on a CPU, 1 with a GPU (one device)."""
+    import os
+
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))
+
+
+def _train_in_worker(preset: str, overrides: tuple, results_root: str) -> str:
+    """A worker process's job: one run through the cache, with one CPU thread (the cores are shared)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return str(cache.run_or_load(RunSpec(preset, overrides).config(), results_root))
+
+
+def prefetch(specs: list[RunSpec], results_root: str | Path, workers: int = 1, log: Callable[[str], None] | None = None,
+             train_fn=None) -> int:
+    """Train every spec that is not yet in the cache, ``workers`` processes at a time; returns how many
+    were trained. Specs with the same config are trained once. The figures then find every run cached."""
+    todo, seen = [], set()
+    for spec in specs:
+        run_dir = cache.run_dir_for(spec.config(), results_root)
+        if run_dir.name not in seen and not cache.is_finished(run_dir):
+            seen.add(run_dir.name)
+            todo.append(spec)
+    if not todo:
+        return 0
+    if log:
+        log(f"  training {len(todo)} run(s) the figures need, {min(workers, len(todo))} at a time")
+    if workers <= 1 or len(todo) == 1 or train_fn is not None:
+        run_all(todo, results_root, log=log, train_fn=train_fn)
+        return len(todo)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or locks
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        jobs = {pool.submit(_train_in_worker, s.preset, s.overrides, str(results_root)): s for s in todo}
+        for n, job in enumerate(as_completed(jobs), 1):
+            job.result()  # a failed run stops the figures with its own error
+            if log:
+                log(f"  trained {n}/{len(todo)} {jobs[job].describe()}")
+    return len(todo)
+
+
 def run_all(
     specs: list[RunSpec],
     results_root: str | Path,

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head for the F4 table (default: 3)")
     parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds per swept value for F5 (default: 1)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
+                             "with 2 or more cores, 1 with a GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         only=parse_only(args.only),
         seeds=args.seeds,
         ablation_seeds=args.ablation_seeds,
+        workers=args.workers or runs.default_workers(),
     )
     return 0

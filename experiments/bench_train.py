@@ -65,3 +65,42 @@ def bench_train(device="cpu", backbone=None, batch=512, repeats=5, warmup=2, com
                  step_s=seconds[head], images_per_s=batch / seconds[head]) for head in heads]
     rows[0]["cost_vs_mlp"] = rows[0]["step_s"] / rows[1]["step_s"]
     return rows
+
+
+def make_head_only_step(batch: int, device, dim=256, depth=10, heads=16, ffn_dim=1024, out_dim=512, features=64):
+    """One head-only step (train.freeze_backbone with the identity backbone): the paper-size head on
+    feature vectors, two noisy views, NT-Xent, backward through the head only, AdamW."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    head = build_head("transformer", features, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim,
+                      out_dim=out_dim).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    data = torch.randn(4096, features, device=device, generator=gen)
+    ids = torch.arange(batch, device=device).repeat(2)
+    cuda = torch.device(device).type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    state = {"i": 0}
+
+    def step():
+        start = (state["i"] * batch) % (data.shape[0] - batch + 1)
+        state["i"] += 1
+        x = data[start:start + batch]
+        views = torch.cat([x, x]) + 0.1 * torch.randn(2 * batch, features, device=device, generator=gen)
+        with autocast(), forward_options(check_inputs=False):
+            z = head(views)
+        loss = nt_xent(z.float(), ids, 0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def bench_head_only(device="cpu", batches=(256,), repeats=5, warmup=2) -> list[dict]:
+    """Steps and samples per second of head-only training at the paper's head size (D=256, L=10,
+    H=16, FFN 1024, out 512), per batch size."""
+    device = torch.device(device)
+    steps = {b: make_head_only_step(b, device) for b in batches}
+    seconds = time_interleaved(steps, device, repeats, warmup)
+    return [dict(batch=b, step_s=seconds[b], steps_per_s=1.0 / seconds[b], samples_per_s=b / seconds[b],
+                 head="D=256 L=10 H=16 FFN=1024 out=512") for b in batches]
+

@@ -18,8 +18,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "F3": ("deepfusion.paper_figures.f3_theory", "theory plots: fusion region, eps_max, r_l curves"),
     "F4": ("deepfusion.paper_figures.f4_head_comparison", "head comparison table over seeds"),
     "F5": ("deepfusion.paper_figures.f5_ablations", "ablations: batch size, temperature, weight decay, depth"),
+    "F6": ("deepfusion.paper_figures.f6_phase_diagram", "phase diagram: head-only training on the theory's data"),
 }
-NEEDS_RUNS = {"F1", "F2", "F4", "F5"}  # F3 is closed-form theory: no data, no training
+NEEDS_DATA = {"F1", "F2", "F4", "F5"}  # trained on the mode's datasets
+NEEDS_RUNS = NEEDS_DATA | {"F6"}  # F6 trains on generated data; F3 is closed-form theory: no training
 
 
 def parse_only(text: str | None) -> list[str]:
@@ -56,11 +58,11 @@ def build_figures(
     keys = list(FIGURES) if only is None else only
     if seeds < 1 or ablation_seeds < 1:
         raise ConfigError(f"--seeds and --ablation-seeds must be >= 1 (got {seeds}, {ablation_seeds})")
-    if NEEDS_RUNS & set(keys):
+    if NEEDS_DATA & set(keys):
         runs.check_data(quick, data)
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}}
+    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}, "F6": {"seeds": seeds}}
     wanted = []
     for key in keys:
         module = importlib.import_module(FIGURES[key][0])

@@ -4,7 +4,9 @@
           nn.TransformerEncoderLayer with the same sizes and weights, and the MLP head;
           M in {512, 2048, 8192} tokens, D=256, L=6, H=8 (fp32 on CPU, bf16 on GPU)
   train   one SimCLR step (two views, augmentation, backbone, head, loss, optimiser) in
-          images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU
+          images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU; and head-only
+          training (frozen backbone) at the paper's head size (D=256, L=10, H=16, FFN 1024,
+          out 512), batch 256 and 1024, in steps/s
   theory  mean_field on 10^4 points x 64 layers; the simulation M=4096, d=512, 32 layers
           at full size (--quick: 2 layers, scaled), with its FLOP count and rate
   all     the three
@@ -58,6 +60,9 @@ def _table(results: dict) -> str:
         lines.append(f"head M={row['M']:>5} {row['dtype']}: ours {row['ours_s'] * 1e3:8.1f} ms  reference "
                      f"{row['reference_s'] * 1e3:8.1f} ms  mlp {row['mlp_s'] * 1e3:7.1f} ms  "
                      f"ours/ref {row['ours_over_reference']:.2f}")
+    for row in results.get("head_only", []):
+        lines.append(f"head-only (frozen backbone, paper head) batch {row['batch']}: {row['steps_per_s']:6.2f} steps/s, "
+                     f"{row['samples_per_s']:8.1f} samples/s")
     for row in results.get("train", []):
         extra = f"  cost vs mlp {row['cost_vs_mlp']:.2f}x" if "cost_vs_mlp" in row else ""
         lines.append(f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
@@ -78,7 +83,7 @@ def _table(results: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.bench_head import bench_head
-    from deepfusion.experiments.bench_train import bench_train
+    from deepfusion.experiments.bench_train import bench_head_only, bench_train
     from deepfusion.model.runs.devices import resolve_device
     from deepfusion.model.runs.layout import write_json
 
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         batch = 512 if (cuda or not args.quick) else 128
         results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
                                        compile=args.compile)
+        batches = (256, 1024) if (cuda or not args.quick) else (128,)
+        results["head_only"] = bench_head_only(device, batches, repeats=repeats, warmup=1 if args.quick else 2)
     if "theory" in todo:
         results["theory"] = _theory(args.quick, repeats, device, args.threads)
     out = Path(args.out)

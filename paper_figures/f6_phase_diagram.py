@@ -1,0 +1,181 @@
+"""F6: where Deep Fusion lives: head-only training on the theory's own data, against the theory.
+
+The transformer head is trained alone (``train.freeze_backbone``, identity backbone) on features of
+``data.name=theory``: C classes with simplex-ETF means and within-class spread sigma, so S1's
+radius eps_max and S6's n_min are known for every run. Each cell is 3 training seeds (1 in quick
+mode) judged by the v2 verdict; its colour is the last layer's same-class mass as a multiple of
+chance, its mark the outcome, its small number the S8 prediction of that ratio from the trained
+weights. Main panel: sigma / eps_max against the loss temperature; the dashed line is S1's
+boundary (left of it, ReLU attention on the clean features is exactly block-diagonal). Side panels,
+at the central cell: attention scope and LayerNorm placement, batch size (with S6's n_min), and the
+number of classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.paper_figures.record import FigureRecord, figures_command
+
+KEY = "F6"
+TITLE = "Phase diagram: where trained heads fuse, against the theory"
+PRESET = "theory_head"
+CENTER = {"ratio": 1.0, "temperature": 0.1}
+
+
+@dataclass(frozen=True)
+class Cell:
+    ratio: float  # sigma / eps_max
+    temperature: float
+    classes: int = 4
+    scope: str = "both_views"
+    norm: str = "post"
+    batch: int = 256
+
+    def spec(self, quick: bool) -> runs.RunSpec:
+        from deepfusion.model.data.theory_features import etf_rho, theory_numbers
+
+        sigma = self.ratio * theory_numbers(self.classes, etf_rho(self.classes), 1.0)["eps_max"]
+        overrides = (f"data.options={{num_classes: {self.classes}, sigma: {sigma:.6g}}}",
+                     f"loss.temperature={self.temperature}", f"model.scope={self.scope}", f"model.norm={self.norm}",
+                     f"train.batch_size={self.batch}")
+        if quick:
+            overrides += ("train.epochs=6",)
+        return runs.RunSpec(PRESET, overrides)
+
+
+def grid(quick: bool) -> dict[str, list[Cell]]:
+    """{panel: cells}: the main (sigma, temperature) grid and the side sweeps at its centre."""
+    if quick:
+        return {"main": [Cell(r, t) for t in (0.1, 0.5) for r in (0.5, 2.0)]}
+    c = Cell(CENTER["ratio"], CENTER["temperature"])
+    return {
+        "main": [Cell(r, t) for t in (0.02, 0.1, 0.5) for r in (0.5, 1.0, 2.0, 4.0)],
+        "scope": [Cell(c.ratio, c.temperature, scope=s, norm=n) for n in ("post", "pre")
+                  for s in ("both_views", "per_view", "mask_pair")],
+        "batch": [Cell(c.ratio, c.temperature, batch=b) for b in (64, 256, 1024)],
+        "classes": [Cell(c.ratio, c.temperature, classes=k) for k in (2, 4, 10)],
+    }
+
+
+def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
+    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+    n = 1 if quick else seeds
+    return [s for cells in grid(quick).values() for c in cells for s in runs.seed_specs(c.spec(quick), n)]
+
+
+def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=None) -> dict:
+    """Train or load the cell's seeds, pool their analyses; the numbers the figure shows."""
+    results = runs.run_all(runs.seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
+                           train_fn=train_fn)
+    pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
+    v = pooled.verdict
+    last = pooled.layers[-1]
+    s8 = last.get("predicted_mass")
+    return {"cell": cell, "effect": v.effect, "ci": v.effect_ci, "outcome": v.outcome, "label": v.label,
+            "s8": None if s8 is None else s8 / pooled.chance,
+            "s4": last["predicted_same_class_mass"] / pooled.chance, "runs": [r.describe() for r in results]}
+
+
+MARK = {"observed": "●", "not observed": "○", "inconclusive": "?"}
+
+
+def _main_panel(ax, cells: list[dict]):
+    ratios = sorted({c["cell"].ratio for c in cells})
+    temps = sorted({c["cell"].temperature for c in cells})
+    Z = np.full((len(temps), len(ratios)), np.nan)
+    for c in cells:
+        Z[temps.index(c["cell"].temperature), ratios.index(c["cell"].ratio)] = c["effect"]
+    im = ax.imshow(Z, origin="lower", cmap=style.HEATMAP_CMAP, vmin=1.0, vmax=max(2.0, float(np.nanmax(Z))),
+                   aspect="auto")
+    for c in cells:
+        i, j = temps.index(c["cell"].temperature), ratios.index(c["cell"].ratio)
+        light = c["effect"] < 1.0 + 0.6 * (max(2.0, float(np.nanmax(Z))) - 1.0)
+        color = "white" if light else "black"
+        ax.text(j, i + 0.12, f"{MARK[c['outcome']]} {c['effect']:.2f}x", ha="center", va="center", fontsize=7,
+                color=color)
+        if c["s8"] is not None:
+            ax.text(j, i - 0.22, f"S8 {c['s8']:.2f}x", ha="center", va="center", fontsize=5.5, color=color)
+    if 1.0 in ratios or (ratios[0] < 1.0 < ratios[-1]):
+        x = np.interp(1.0, ratios, np.arange(len(ratios)))
+        ax.axvline(x, color=style.OKABE_ITO["vermillion"], ls="--", lw=1)
+        ax.text(x + 0.05, len(temps) - 0.55, r"S1: $\sigma=\varepsilon_{max}$", color=style.OKABE_ITO["vermillion"],
+                fontsize=6.5, va="top")
+    ax.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
+    ax.set_yticks(range(len(temps)), [f"{t:g}" for t in temps])
+    ax.set_xlabel(r"within-class spread $\sigma / \varepsilon_{max}$ (S1)")
+    ax.set_ylabel("loss temperature τ")
+    return im
+
+
+def _side_panel(ax, cells: list[dict], label, title: str):
+    x = np.arange(len(cells))
+    eff = np.array([c["effect"] for c in cells])
+    ci = np.array([c["ci"] for c in cells])
+    ax.errorbar(x, eff, yerr=np.vstack([eff - ci[:, 0], ci[:, 1] - eff]).clip(min=0), fmt="none",
+                color=style.REFERENCE_COLOR, lw=1)
+    for xi, c in zip(x, cells):
+        filled = c["outcome"] == "observed"
+        ax.plot(xi, c["effect"], "o", color=style.OKABE_ITO["blue"], mfc=style.OKABE_ITO["blue"] if filled else "white")
+        if c["s8"] is not None:
+            ax.plot(xi, c["s8"], "s", color=style.OKABE_ITO["vermillion"], mfc="none", ms=4)
+    ax.axhline(1.25, color=style.OKABE_ITO["green"], ls=":", lw=1)
+    ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
+    ax.set_xticks(x, [label(c["cell"]) for c in cells], fontsize=6.5, rotation=20)
+    ax.set_title(title, fontsize=8)
+
+
+SIDE = {
+    "scope": (lambda c: f"{c.scope.replace('_', ' ')}\n{c.norm}-LN", "scope and LayerNorm"),
+    "batch": (lambda c: f"N={c.batch}\n({c.batch // c.classes}/class)", "batch size"),
+    "classes": (lambda c: f"C={c.classes}", "number of classes"),
+}
+
+
+def plot(judged: dict[str, list[dict]], out_dir: Path, stem: str) -> list[Path]:
+    sides = [k for k in SIDE if k in judged]
+    width = style.FULL_WIDTH if sides else style.COLUMN_WIDTH
+    fig, axes = style.subplots(1, 1 + len(sides), width=width, height=2.6,
+                               gridspec_kw={"width_ratios": [2.2] + [1.0] * len(sides)})
+    im = _main_panel(axes[0][0], judged["main"])
+    fig.colorbar(im, ax=axes[0][0], pad=0.02, shrink=0.9).set_label("last layer / chance", fontsize=7)
+    for ax, key in zip(axes[0][1:], sides):
+        _side_panel(ax, judged[key], *SIDE[key])
+    if sides:
+        axes[0][1].set_ylabel("last layer / chance")
+    return style.save(fig, out_dir, stem)
+
+
+def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
+    """Train or load every cell, judge it, and draw the diagram."""
+    out_dir = Path(out_dir)
+    results_root = runs.checked_root(True, None, results_root)  # the theory's data is generated: no --data
+    judged = {panel: [judge(c, quick, results_root, seeds, log, train_fn) for c in cells]
+              for panel, cells in grid(quick).items()}
+    with style.context():
+        paths = plot(judged, out_dir, "f6_phase_diagram")
+    cells = [c for cs in judged.values() for c in cs]
+    pairs = [(c["s8"], c["effect"]) for c in cells if c["s8"] is not None]
+    r2 = "n/a"
+    if len(pairs) > 2:
+        p, m = np.array(pairs).T
+        r2 = f"{1 - ((m - p) ** 2).sum() / max(((m - m.mean()) ** 2).sum(), 1e-12):.2f}"
+    counts = {o: sum(c["outcome"] == o for c in cells) for o in MARK}
+    n = 1 if quick else seeds
+    caption = (
+        f"Head-only training of the transformer head on the theory's features (preset {PRESET}: frozen identity "
+        f"backbone, simplex-ETF class means, within-class spread σ; {n} training seed(s) per cell"
+        f"{', 6 epochs' if quick else ''}). Colour and number: the last layer's same-class attention mass as a multiple "
+        f"of chance (pooled over seeds); ● observed, ○ not observed, ? inconclusive under rule v2 "
+        f"({counts['observed']}, {counts['not observed']} and {counts['inconclusive']} of {len(cells)} cells). "
+        f"Small numbers and squares: the S8 prediction of that ratio from the trained query/key weights and the "
+        f"layer's input tokens (R² over cells {r2}). Dashed: S1's boundary σ = ε_max. Side panels (if shown) vary "
+        f"one setting at σ/ε_max = {CENTER['ratio']:g}, τ = {CENTER['temperature']:g}; dotted lines: chance and the "
+        f"verdict's 1.25x line."
+    )
+    configs = [r for c in cells for r in c["runs"]]
+    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, None, results_root), configs)]

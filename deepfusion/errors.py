@@ -36,3 +36,7 @@ class CheckFailed(DeepFusionError):
     """A verification (theory check, sanity experiment) did not pass."""
 
     exit_code = 1
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but probably not as meant (the command line prints it on one line)."""

@@ -17,6 +17,7 @@ SHAPES = {  # a data shape each preset is meant for
     "digits": ("image", (1, 8, 8)),
     "synthetic_images": ("image", (3, 16, 16)),
     "vector": ("vector", (32,)),
+    "images": ("image", (4, 12, 12)),
     "none": ("image", (3, 8, 8)),
 }
 

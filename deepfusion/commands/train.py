@@ -66,7 +66,6 @@ def _yaml(value) -> str:
 def config_help() -> str:
     """The datasets and every config key with its default, for ``--help``."""
     import dataclasses
-
     import textwrap
 
     from deepfusion.model.data import DATASETS
@@ -83,7 +82,7 @@ def config_help() -> str:
 
 
 def summary(run_dir: Path, wall: float) -> str:
-    """Final report: run folder, wall time and each eval number beside its random-backbone baseline."""
+    """Final report: run folder, wall time and each eval number (95% interval) beside its baseline."""
     lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
     from deepfusion.model.runs.layout import RunFolder
 
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         from deepfusion.model.runs.own_data import resolve_config
 
         cfg, notes = resolve_config(args.config, overrides)
-        for note in notes:
+        for note in notes if os.environ.get("RANK", "0") == "0" else ():  # under torchrun, rank 0 reports
             print(note, flush=True)
         run_dir = None
     from deepfusion.model.runs.loop import TrainingInterrupted, train  # after the config is checked: errors come fast

@@ -12,8 +12,9 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
-from deepfusion.errors import DeepFusionError
+from deepfusion.errors import DataWarning, DeepFusionError
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -82,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         # Intermixed: `train --no-progress model.head=mlp` puts overrides after options too.
         args = parser.parse_intermixed_args(rest[1:])
         args.debug = debug or args.debug
-        return int(module.run(args) or 0)
+        previous = warnings.showwarning
+        warnings.showwarning = _one_line_warnings(name, previous)
+        try:
+            return int(module.run(args) or 0)
+        finally:
+            warnings.showwarning = previous
     except DeepFusionError as err:
         if debug:
             raise
@@ -103,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepfusion {name}: error: out of memory ({first}); lower the batch size (train.batch_size, "
               "eval.head_batch) or the model size; rerun with --debug for the traceback", file=sys.stderr)
         return 3
+
+
+def _one_line_warnings(name: str, default):
+    """``warnings.showwarning`` printing the project's own warnings as one line, like its errors."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"deepfusion {name}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def os_message(err: OSError) -> str:

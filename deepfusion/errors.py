@@ -43,3 +43,7 @@ def warn(message: str) -> None:
     import sys
 
     print(f"deepfusion: warning: {message}", file=sys.stderr, flush=True)
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but probably not as meant (the command line prints it on one line)."""

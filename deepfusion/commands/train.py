@@ -2,18 +2,32 @@
 
 Presets (model/runs/configs/*.yaml):
   digits         quick CPU run on scikit-learn's 8x8 digits (the default)
+  vectors        your own vectors: x of shape (N, d) in an .npz; MLP backbone, standardised features
+  images         your own images: x of shape (N, H, W) or 4-D in an .npz; small CNN
   synthetic      Gaussian class clusters, an MLP backbone: seconds, for smoke tests
   fashion_mnist  28x28 clothing images, ResNet-18 and the paper's head shape
   cifar10        paper-style: ResNet-18 (CIFAR stem), transformer head D=256 L=10 H=16
   cifar100       as cifar10 with 100 classes
   tiny_imagenet  64x64 images, 200 classes (the paper's ImageNet-200)
 
+Without --config the preset is digits, except for data.name=npz: then it is vectors when x is 2-D
+and images when x is 3-D or 4-D, the run folder is named after the file, and a small training
+split lowers the batch and raises the epochs (each change printed). Your own data:
+
+  deepfusion train data.name=npz data.root=mydata.npz
+
+The .npz holds x and y (integer labels; distinct values are remapped to 0..K-1 and the mapping
+saved), optionally x_test and y_test (else data.test_fraction of x is held out, stratified).
+x of shape (N, d) is vectors (any real dtype; standardised with training-split statistics unless
+data.standardize=false); (N, H, W), (N, C, H, W) or (N, H, W, C) is images (uint8 0..255 or
+floats in [0, 1]; data.options.layout=nchw or nhwc when the channel axis is ambiguous).
+
 Overrides are section.key=value pairs after the preset; values follow YAML rules
-(true, 1e-3, null). Sections: data, model, optim, loss, train, eval. Example:
+(true, 1e-3, null). Sections: data, model, optim, loss, train, eval (every key below). Example:
 
   deepfusion train --config digits model.head=mlp train.epochs=10 loss.temperature=0.1
 
-The run folder <train.out_dir>/<train.name or preset-hash>/ receives config.yaml,
+The run folder <train.out_dir>/<train.name or preset-hash>/ receives config.yaml, data.json,
 metrics.jsonl, checkpoints/last.pt and eval.json. Ctrl-C or SIGTERM saves a
 checkpoint and stops; continue with --resume RUN_DIR. A folder that exists and is not empty
 is never trained into without --resume, and one process at a time works in a run folder.
@@ -27,13 +41,14 @@ import os
 import time
 from pathlib import Path
 
-from deepfusion.model.runs.config import load_config, presets
-from deepfusion.commands.evaluate import ROWS
+from deepfusion.model.runs.config import presets
+from deepfusion.commands.evaluate import ROWS, fmt_score
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="digits", metavar="PRESET_OR_YAML",
-                        help=f"a preset name ({', '.join(presets())}) or a YAML file path (default: digits)")
+    parser.add_argument("--config", default=None, metavar="PRESET_OR_YAML",
+                        help=f"a preset name ({', '.join(presets())}) or a YAML file path (default: digits; "
+                             "vectors or images for data.name=npz, by the shape of x)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides section.key=value, e.g. train.epochs=5 optim.lr=0.1")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -46,14 +61,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="parent folder for the run folder (same as train.out_dir=DIR; default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs still go to metrics.jsonl)")
+    parser.epilog = config_help()
 
 
-def _fmt(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _yaml(value) -> str:
+    return {None: "null", True: "true", False: "false"}.get(value, str(value)) if not isinstance(value, dict) else "{}"
+
+
+def config_help() -> str:
+    """The datasets and every config key with its default, for ``--help``."""
+    import dataclasses
+    import textwrap
+
+    from deepfusion.model.data import DATASETS
+    from deepfusion.model.runs.config import SECTIONS, Config
+
+    defaults = Config()
+    lines = [f"datasets (data.name): {', '.join(DATASETS)}", "",
+             "config keys and their defaults before a preset (the preset's values are in its YAML file):"]
+    for section in SECTIONS:
+        obj = getattr(defaults, section)
+        keys = ", ".join(f"{f.name}={_yaml(getattr(obj, f.name))}" for f in dataclasses.fields(obj))
+        lines += textwrap.wrap(f"{section}: {keys}", 100, initial_indent="  ", subsequent_indent="    ")
+    return "\n".join(lines)
 
 
 def summary(run_dir: Path, wall: float) -> str:
-    """Final report: run folder, wall time and each eval number beside its random-backbone baseline."""
+    """Final report: run folder, wall time and each eval number (95% interval) beside its baseline."""
     lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
     from deepfusion.model.runs.layout import RunFolder
 
@@ -61,10 +95,10 @@ def summary(run_dir: Path, wall: float) -> str:
     results = json.loads(path.read_text()) if path.exists() else {}
     if "skipped" in results:
         lines.append(f"evaluation skipped: {results['skipped']}")
-    for label, key, base in ROWS:
+    for label, key, base, what in ROWS:
         if results.get(key) is not None:
-            beside = f"   random backbone {_fmt(results[base])}" if base and results.get(base) is not None else ""
-            lines.append(f"  {label:<26} {_fmt(results[key])}{beside}")
+            beside = f"   {what} {fmt_score(results, base)}" if results.get(base) is not None else ""
+            lines.append(f"  {label:<25} {fmt_score(results, key)}{beside}")
     return "\n".join(lines)
 
 
@@ -82,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         cfg = run_config(run_dir, overrides)
     else:
-        cfg = load_config(args.config, overrides)
+        from deepfusion.model.runs.own_data import resolve_config
+
+        cfg, notes = resolve_config(args.config, overrides)
+        for note in notes if os.environ.get("RANK", "0") == "0" else ():  # under torchrun, rank 0 reports
+            print(note, flush=True)
         run_dir = None
     from deepfusion.model.runs.loop import TrainingInterrupted, train  # after the config is checked: errors come fast
 

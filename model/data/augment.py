@@ -16,12 +16,18 @@ saturation, hue) with probability ``jitter_p``; grayscale; Gaussian blur; pixel 
 Hue is shifted by a rotation of the chroma plane in YIQ space, a close, cheap stand-in for the
 HSV hue shift of torchvision. Plain torch rather than kornia: one resampling instead of several,
 draws from a ``torch.Generator``, and faster on CPU for these small images.
+
+Vector pipeline, in order: mixing (each feature, with probability ``mix_p``, replaced by the same
+feature of a random other sample of the batch, as SCARF's corruption from the empirical marginal),
+additive Gaussian noise, masking (each feature zeroed with probability ``mask_p``). Runs
+standardise vector features before they get here, so 0 is a feature's mean and noise is in units
+of its standard deviation.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +55,7 @@ class Preset:
     blur_sigma: tuple = (0.1, 2.0)  # in pixels; kernel ~10% of the side
     noise: float = 0.0  # additive Gaussian noise std ([0, 1] pixel units, or feature units)
     mask_p: float = 0.0  # vectors: probability of zeroing each feature
+    mix_p: float = 0.0  # vectors: probability of taking each feature from a random other sample of the batch
 
     @property
     def geometric(self) -> bool:
@@ -73,8 +80,11 @@ PRESETS = {
     # generator's expectation (background 0.15, half the cells lit).
     "synthetic_images": Preset("image", 3, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3), crop_scale=(0.3, 1.0), flip=0.5,
                                jitter=SIMCLR_JITTER, jitter_p=0.8, gray_p=0.2),
-    # Vectors: additive Gaussian noise and random feature masking; features are used as given.
+    # Vectors: additive Gaussian noise and random feature masking, in the units the features have
+    # when they reach the augmentation (standardised unless data.standardize=false).
     "vector": Preset("vector", noise=0.1, mask_p=0.2),
+    # Images with a channel count other than 1 or 3: crops and flips only, no colour statistics.
+    "images": Preset("image", None, (0.5,), (0.25,), crop_scale=(0.3, 1.0), flip=0.5),
     # No augmentation: both views equal the eval view (images scaled to about unit spread,
     # vectors as given).
     "none": Preset("any", None, (0.5,), (0.25,)),
@@ -89,11 +99,21 @@ def default_preset(kind: str, input_shape: tuple) -> str:
     C, H = input_shape[0], input_shape[1]
     if C == 1:
         return "digits" if H <= 8 else "fashion_mnist"
+    if C != 3:
+        return "images"
     return "synthetic_images" if H <= 16 else "cifar" if H <= 32 else "tiny_imagenet"
 
 
-def build_augment(preset: str, kind: str, input_shape) -> "Augment":
-    """The augmentation module of ``preset`` for data of ``kind`` ("image"/"vector") and ``input_shape``."""
+OVERRIDES = {"noise": "noise", "mask": "mask_p", "mix": "mix_p"}  # build_augment keyword -> Preset field
+
+
+def build_augment(preset: str, kind: str, input_shape, noise: float | None = None, mask: float | None = None,
+                  mix: float | None = None) -> "Augment":
+    """The augmentation module of ``preset`` for data of ``kind`` ("image"/"vector") and ``input_shape``.
+
+    ``noise``, ``mask`` and ``mix`` replace the preset's values when given (``mask`` and ``mix``
+    act on vectors only).
+    """
     if preset not in AUGMENT_PRESETS:
         raise ConfigError(f"unknown augmentation preset {preset!r}; choose from {', '.join(AUGMENT_PRESETS)}")
     if kind not in ("image", "vector"):
@@ -111,7 +131,11 @@ def build_augment(preset: str, kind: str, input_shape) -> "Augment":
         fits = [n for n, q in PRESETS.items() if q.kind == "any" or q.channels == shape[0]]
         raise ConfigError(f"augmentation preset {name!r} is for {p.channels}-channel images but the data has "
                           f"{shape[0]} channel(s); choose from {', '.join(fits)}")
-    return Augment(name, p, shape, kind)
+    given = {OVERRIDES[k]: v for k, v in (("noise", noise), ("mask", mask), ("mix", mix)) if v is not None}
+    if kind == "image" and any(given.get(f) for f in ("mask_p", "mix_p")):
+        raise ConfigError("data.aug_mask and data.aug_mix act on vectors only; the dataset holds images "
+                          "(set them to null)")
+    return Augment(name, replace(p, **given) if given else p, shape, kind)
 
 
 def _uniform(lo, hi, n: int, g, device) -> torch.Tensor:
@@ -174,14 +198,19 @@ class Augment(nn.Module):
         return x.float()
 
     def _normalise(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        if self.kind == "vector":  # vector features are used as given (loaders scale them)
+        if self.kind == "vector":  # vectors arrive standardised by the run (or as given): nothing to do
             return x.contiguous()
         x = x.contiguous() if inplace else x.clone(memory_format=torch.contiguous_format)
         return x.sub_(self.mean).div_(self.std)
 
     def _vector(self, x: torch.Tensor, g) -> torch.Tensor:
+        """Mix (each feature from a random other row with probability ``mix_p``), noise, mask."""
         p, dev = self.preset, x.device
         gdev = g.device if g is not None else dev
+        if p.mix_p:
+            rows = torch.randint(len(x), x.shape, generator=g, device=gdev).to(dev)  # (2B, d) donor row per entry
+            take = torch.rand(x.shape, generator=g, device=gdev).to(dev) < p.mix_p
+            x = torch.where(take, x.gather(0, rows), x)
         if p.noise:
             x = x + p.noise * torch.randn(x.shape, generator=g, device=gdev).to(dev)
         if p.mask_p:

@@ -27,6 +27,7 @@ class ArrayDataset:
     input_shape: tuple  # x.shape[1:]
     class_names: tuple = ()  # one name per class; empty -> "0", "1", ...
     name: str = "dataset"
+    label_values: tuple = ()  # the label each class had in the file, when the loader remapped them (npz)
 
     def __post_init__(self):
         where = f"dataset {self.name!r}"
@@ -68,6 +69,9 @@ class ArrayDataset:
         self.class_names = tuple(str(c) for c in self.class_names) or tuple(str(c) for c in range(self.num_classes))
         if len(self.class_names) != self.num_classes:
             raise DataError(f"{where}: {len(self.class_names)} class names for {self.num_classes} classes")
+        self.label_values = tuple(int(v) for v in self.label_values)
+        if self.label_values and len(self.label_values) != self.num_classes:
+            raise DataError(f"{where}: {len(self.label_values)} original label values for {self.num_classes} classes")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -112,6 +116,8 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     stays in train. Indices come back sorted, so the split does not reorder the data.
     """
     y = np.asarray(y)
+    if len(y) == 0:
+        raise DataError("no samples to split into train and test; the dataset is empty")
     rng = np.random.default_rng([int(seed), 0x5EED])
     train, test = [], []
     for c in np.unique(y):
@@ -152,10 +158,18 @@ def labels_array(raw, source: str, expected: int | None = None) -> np.ndarray:
     if y.dtype.kind == "f" and len(y) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu" and not (y.dtype == bool or len(y) == 0):
-        raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
+        example = ""
+        if y.dtype.kind == "f":
+            bad = y[~(np.isfinite(y) & (y == np.round(y)))]
+            example = f" such as {bad[0].item()!r}" if len(bad) else ""
+        raise DataError(f"{source}: labels must be integers (class ids), got dtype {y.dtype}{example}; "
+                        "map class names or scores to 0, 1, 2, ... first")
     if expected is not None and len(y) != expected:
         raise DataError(f"{source}: {len(y)} labels for {expected} samples; the two must match")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) > np.iinfo(np.int64).max // 2):
+    if len(y) and int(y.min()) < 0:
+        raise DataError(f"{source}: labels range over [{int(y.min())}, {int(y.max())}]; negative labels are refused "
+                        "(-1 often marks an unlabelled sample): drop those samples or shift the labels to 0, 1, 2, ...")
+    if len(y) and int(y.max()) > np.iinfo(np.int64).max // 2:
         raise DataError(f"{source}: labels range over [{int(y.min())}, {int(y.max())}]; labels must be 0, 1, 2, ...")
     return y.astype(np.int64)
 

@@ -104,7 +104,7 @@ class CNN3(nn.Module):
 
 
 class MLPBackbone(nn.Module):
-    """Vector data: two Linear-BN-ReLU layers of width ``hidden``."""
+    """Vector data: ``layers`` Linear-BN-ReLU layers of width ``hidden`` (default two of 512)."""
 
     def __init__(self, in_dim: int, hidden: int = 512, layers: int = 2):
         super().__init__()
@@ -147,13 +147,17 @@ def _cnn3(input_shape) -> nn.Module:
     return CNN3(_image_shape("cnn3", input_shape)[0])
 
 
-@BACKBONES.register("mlp", label="MLP", inputs="vector", summary="Linear-BN-ReLU layers for vector data")
-def _mlp(input_shape) -> nn.Module:
+@BACKBONES.register("mlp", label="MLP", inputs="vector", summary="Linear-BN-ReLU layers for vector data",
+                    options={"backbone_width": "hidden", "backbone_depth": "layers"})
+def _mlp(input_shape, hidden: int = 512, layers: int = 2) -> nn.Module:
     if len(input_shape) != 1 or int(input_shape[0]) < 1:
         raise ConfigError(f"backbone 'mlp' needs vector input (d,), got input shape {tuple(input_shape)}; "
                           f"use one of {', '.join(b.name for b in BACKBONES.entries() if b.extra['inputs'] == 'image')} "
                           "for images")
-    return MLPBackbone(int(input_shape[0]))
+    for key, value in (("backbone_width", hidden), ("backbone_depth", layers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model.{key}={value!r} must be a positive integer")
+    return MLPBackbone(int(input_shape[0]), hidden, layers)
 
 
 class Identity(nn.Module):
@@ -208,7 +212,18 @@ def _pca(input_shape) -> nn.Module:
     return PCAWhiten(int(np.prod(input_shape)))
 
 
-def build_backbone(name: str, input_shape) -> nn.Module:
+def build_backbone(name: str, input_shape, **options) -> nn.Module:
     """The registered backbone ``name`` for inputs of shape ``(C, H, W)`` (images) or ``(d,)`` (vectors);
-    has ``out_dim``."""
-    return BACKBONES.get(name).build(tuple(input_shape))
+    has ``out_dim``.
+
+    ``options`` are model config keys (``backbone_width``, ``backbone_depth``); None means the
+    backbone's default, and a value for a backbone that does not take it is a ``ConfigError``.
+    """
+    entry = BACKBONES.get(name)
+    given = {k: v for k, v in options.items() if v is not None}
+    foreign = sorted(set(given) - set(entry.options))
+    if foreign:
+        takers = [e.name for e in BACKBONES.entries() if set(foreign) <= set(e.options)]
+        raise ConfigError(f"model.{foreign[0]} does not apply to backbone {name!r} (it applies to "
+                          f"{', '.join(takers) or 'no backbone'}); set it to null")
+    return entry.build(tuple(input_shape), **{entry.options[k]: v for k, v in given.items()})

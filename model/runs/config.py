@@ -35,6 +35,10 @@ class DataConfig:
     test_fraction: float = 0.2  # held-out share for datasets without an official test split
     seed: int = 0  # data generation and split; fixed apart from train.seed so all seeds share a test set
     options: dict = field(default_factory=dict)  # extra loader keyword arguments
+    standardize: bool = True  # vectors: standardise each feature with training-split mean and std
+    aug_noise: Optional[float] = None  # Gaussian noise std added to each view; None = the augment preset's
+    aug_mask: Optional[float] = None  # vectors: share of features zeroed per view; None = the preset's
+    aug_mix: Optional[float] = None  # vectors: share of features taken from a random other sample; None = preset's
 
 
 @dataclass
@@ -51,6 +55,8 @@ class ModelConfig:
     out_bn: bool = True  # BatchNorm1d without bias on the output (paper)
     mlp_hidden: int = 512  # hidden width of the mlp / mlp_nobn heads
     backbone_from: Optional[str] = None  # a run folder whose trained backbone weights to start from
+    backbone_width: Optional[int] = None  # mlp backbone: width of each layer; None = the backbone's default
+    backbone_depth: Optional[int] = None  # mlp backbone: number of Linear-BN-ReLU layers; None = its default
 
 
 @dataclass
@@ -112,7 +118,12 @@ _SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
 OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("preset",)}
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
-HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None}
+HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None,
+                 ("data", "standardize"): True, ("data", "aug_noise"): None,
+                 ("data", "aug_mask"): None, ("data", "aug_mix"): None, ("model", "backbone_width"): None,
+                 ("model", "backbone_depth"): None}
+# What a key meant before it existed: a run folder whose config.yaml lacks the key was made this way.
+LEGACY = {**HASH_DEFAULTS, ("data", "standardize"): False}
 
 # Choices of the network parts come from their registries (deepfusion.model.network.registry).
 REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("model", "norm"): NORMS,
@@ -275,6 +286,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"eval.linear_fraction={cfg.eval.linear_fraction!r} must lie in (0, 1]")
     if cfg.eval.head_batch < 2:  # checked here, not only in the evaluation that follows hours of training
         raise ConfigError(f"eval.head_batch={cfg.eval.head_batch} must be at least 2 (a sample needs a neighbour)")
+    _validate_own_data(cfg)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use auto, cpu, cuda or cuda:K")
     if cfg.model.head == "transformer" and cfg.model.dim % cfg.model.heads:
@@ -289,6 +301,19 @@ def validate(cfg: Config) -> Config:
         )
     check_names_and_paths(cfg)  # train.name and preset become folder names; no NUL in paths
     return cfg
+
+
+def _validate_own_data(cfg: Config) -> None:
+    """Ranges of the augmentation and backbone keys (None means the preset's or backbone's default)."""
+    d, m = cfg.data, cfg.model
+    for key, value, top in (("aug_noise", d.aug_noise, math.inf), ("aug_mask", d.aug_mask, 1.0),
+                            ("aug_mix", d.aug_mix, 1.0)):
+        if value is not None and not 0.0 <= value < top:
+            bound = ">= 0 and finite" if top == math.inf else "in [0, 1)"
+            raise ConfigError(f"data.{key}={value!r} must be {bound} (or null for the augmentation preset's value)")
+    for key, value in (("backbone_width", m.backbone_width), ("backbone_depth", m.backbone_depth)):
+        if value is not None and value < 1:
+            raise ConfigError(f"model.{key}={value!r} must be a positive integer (or null for the backbone's default)")
 
 
 def load_config(preset_or_path: str | Path = "digits", overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -10,8 +10,9 @@ and scores the held-out test split. Backbone metrics use frozen features with th
   class-stratified ``fraction`` of the training set (the paper's probe used 10%).
 - ``loo_1nn_head_accuracy``: the paper's leave-one-out 1-NN on *head outputs* within each test batch.
 
-``evaluate_model`` runs all of them, and the two backbone metrics again on a randomly initialised
-copy of the backbone, so the numbers can be read against what training bought.
+``evaluate_model`` runs all of them, the two backbone metrics again on a randomly initialised
+copy of the backbone and the head 1-NN again under a randomly initialised head, so the numbers can
+be read against what training bought; every accuracy comes with a Wilson 95% interval.
 """
 
 from __future__ import annotations
@@ -192,15 +193,9 @@ def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: t
 
 
 @torch.no_grad()
-def loo_1nn_head_accuracy(head_outputs_by_batch: Sequence[torch.Tensor],
-                          labels_by_batch: Sequence[torch.Tensor]) -> float:
-    """``head_loo1nn``: leave-one-out 1-NN accuracy on head outputs, within each batch.
-
-    Each sample is labelled by its most cosine-similar *other* sample of the same batch. The result
-    depends on how the test set is cut into batches (batch size, class mix), because a transformer
-    head's outputs depend on the other samples of the batch and the neighbours are drawn only from
-    it. Batches of one sample have no neighbour and are skipped. Averaged over samples.
-    """
+def loo_1nn_head_counts(head_outputs_by_batch: Sequence[torch.Tensor],
+                        labels_by_batch: Sequence[torch.Tensor]) -> tuple[int, int]:
+    """(correct, scored) of :func:`loo_1nn_head_accuracy`: the counts behind its interval."""
     if len(head_outputs_by_batch) != len(labels_by_batch):
         raise DataError(f"{len(head_outputs_by_batch)} output batches but {len(labels_by_batch)} label batches")
     correct = total = 0
@@ -217,6 +212,19 @@ def loo_1nn_head_accuracy(head_outputs_by_batch: Sequence[torch.Tensor],
         total += len(y)
     if total == 0:
         raise DataError("head LOO 1-NN needs at least one batch of two or more samples")
+    return correct, total
+
+
+def loo_1nn_head_accuracy(head_outputs_by_batch: Sequence[torch.Tensor],
+                          labels_by_batch: Sequence[torch.Tensor]) -> float:
+    """``head_loo1nn``: leave-one-out 1-NN accuracy on head outputs, within each batch.
+
+    Each sample is labelled by its most cosine-similar *other* sample of the same batch. The result
+    depends on how the test set is cut into batches (batch size, class mix), because a transformer
+    head's outputs depend on the other samples of the batch and the neighbours are drawn only from
+    it. Batches of one sample have no neighbour and are skipped. Averaged over samples.
+    """
+    correct, total = loo_1nn_head_counts(head_outputs_by_batch, labels_by_batch)
     return correct / total
 
 
@@ -281,13 +289,26 @@ def _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed, 
     return out, te
 
 
+def _head_counts(model: nn.Module, test_feats: torch.Tensor, test_y: torch.Tensor, batches) -> tuple[int, int]:
+    outs, labels = [], []
+    with torch.no_grad():
+        for idx in batches:
+            outs.append(head_outputs(model, test_feats[idx.to(test_feats.device)]))
+            labels.append(test_y[idx.to(test_y.device)])
+    return loo_1nn_head_counts(outs, labels)
+
+
 def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval_cfg, device, seed: int = 0) -> dict:
     """All offline metrics of a trained model as a JSON-ready dict (see :data:`PROTOCOL`).
 
     Keys: ``knn``, ``linear``, ``head_loo1nn`` (trained model), ``random_knn``, ``random_linear``
-    (the same backbone re-initialised with ``seed``), and the settings used. ``linear`` and
+    (the same backbone re-initialised with ``seed``), ``untrained_head_loo1nn`` (the trained
+    backbone under the head re-initialised with ``seed``, on the same test batches), each with a
+    Wilson 95% interval under ``<key>_ci``, and the settings used. ``linear`` and
     ``random_linear`` are None when ``eval_cfg.linear_epochs`` is 0. Accuracies lie in [0, 1].
     """
+    from deepfusion.model.runs.intervals import accuracy_interval
+
     start = time.perf_counter()
     device = torch.device(device)
     num_classes = int(train_ds.num_classes)
@@ -298,26 +319,27 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
     try:
         trained, test_feats = _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes)
         batches = head_batches(len(test_ds), eval_cfg.head_batch, seed)
-        outs, labels = [], []
-        with torch.no_grad():
-            for idx in batches:
-                outs.append(head_outputs(model, test_feats[idx.to(test_feats.device)]))
-                labels.append(test_ds.y[idx.to(test_ds.y.device)])
-        head = loo_1nn_head_accuracy(outs, labels)
+        head = _head_counts(model, test_feats, test_ds.y, batches)
         rand_model = copy.deepcopy(model).eval()
+        reinitialise_(rand_model.head, seed)
+        untrained_head = _head_counts(rand_model, test_feats, test_ds.y, batches)
         reinitialise_(rand_model.backbone, seed)
         rand, _ = _backbone_scores(rand_model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes)
         del rand_model
     finally:
         model.train(was_training)
+    n = len(test_ds)
+    scores = dict(knn=trained["knn"], linear=trained["linear"], head_loo1nn=head[0] / head[1],
+                  random_knn=rand["knn"], random_linear=rand["linear"],
+                  untrained_head_loo1nn=untrained_head[0] / untrained_head[1])
+    intervals = {f"{k}_ci": accuracy_interval(v, head[1] if "head" in k else n) for k, v in scores.items()}
     return dict(
-        knn=trained["knn"], linear=trained["linear"], head_loo1nn=head,
-        random_knn=rand["knn"], random_linear=rand["linear"],
+        **scores, **intervals, interval="Wilson score, 95%",
         knn_k=min(int(eval_cfg.knn_k), len(train_ds)), knn_t=float(eval_cfg.knn_t),
         linear_epochs=int(eval_cfg.linear_epochs), linear_fraction=float(eval_cfg.linear_fraction),
         linear_optimizer="lbfgs", head_batch=int(eval_cfg.head_batch), head_batches=len(batches),
         head_batch_min=min(len(b) for b in batches), head_batch_max=max(len(b) for b in batches),
-        n_train=len(train_ds), n_test=len(test_ds),
+        n_train=len(train_ds), n_test=n, head_scored=head[1],
         feature_dim=trained["feature_dim"], num_classes=num_classes, seed=int(seed),
         protocol=PROTOCOL, eval_wall_s=time.perf_counter() - start,
     )

@@ -17,6 +17,7 @@ def head_options(cfg: Config) -> dict:
 
 def build_model(cfg: Config, input_shape: tuple[int, ...]) -> SimCLRModel:
     """Backbone named by ``model.backbone`` for inputs of ``input_shape``, head by ``model.head``."""
-    backbone = build_backbone(cfg.model.backbone, tuple(input_shape))
+    backbone = build_backbone(cfg.model.backbone, tuple(input_shape), backbone_width=cfg.model.backbone_width,
+                              backbone_depth=cfg.model.backbone_depth)
     head = build_head(cfg.model.head, backbone.out_dim, **head_options(cfg))
     return SimCLRModel(backbone, head, freeze_backbone=cfg.train.freeze_backbone)

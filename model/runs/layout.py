@@ -6,6 +6,7 @@ A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds::
     metrics.jsonl        one JSON object per logged step
     checkpoints/last.pt  the newest checkpoint (checkpoints/prev.pt the one before)
     eval.json            the final evaluation
+    data.json            how the data was prepared: standardisation statistics, original labels
     analysis.json        the attention analysis (deepfusion analyze)
     attention.npz        the first analysis batch's attention, for the attention-map figure
     .lock                held by the process that works in the folder
@@ -28,8 +29,8 @@ from pathlib import Path
 
 from deepfusion.errors import RunError
 
-CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK = (
-    "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock")
+CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK, DATA = (
+    "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock", "data.json")
 CHECKPOINTS, LAST, PREV = "checkpoints", "last.pt", "prev.pt"
 
 
@@ -53,6 +54,10 @@ class RunFolder:
     @property
     def eval(self) -> Path:
         return self.root / EVAL
+
+    @property
+    def data(self) -> Path:
+        return self.root / DATA
 
     @property
     def analysis(self) -> Path:

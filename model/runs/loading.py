@@ -1,10 +1,13 @@
 """Loading a run back: its config, datasets, augmentation and trained model.
 
-The files of a run folder are named in :mod:`deepfusion.model.runs.layout`.
+The files of a run folder are named in :mod:`deepfusion.model.runs.layout`. A run's data is
+prepared (standardised vectors, checked class count) by :mod:`deepfusion.model.runs.prepare`, with
+the statistics saved in the run folder's ``data.json``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,33 +15,66 @@ import torch
 
 from deepfusion.errors import ConfigError, RunError
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
-from deepfusion.model.runs.config import Config, config_to_dict, load_config
+from deepfusion.model.runs.config import LEGACY, Config, config_to_dict, load_config
 from deepfusion.model.runs.layout import RunFolder
+from deepfusion.model.runs.prepare import DataRecord, prepare, read_record
 
 
-
-def load_datasets(cfg: Config):
-    """(train, test) ``ArrayDataset`` of the configured dataset; ``data.seed`` fixes data and split."""
+def load_datasets(cfg: Config, record: DataRecord | None = None):
+    """(train, test, record): the configured dataset as the network sees it (``data.seed`` fixes data
+    and split) and how it was prepared; a ``record`` from the run folder supplies the statistics."""
     from deepfusion.model.data import load_dataset
 
     common = dict(root=cfg.data.root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
-    return load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
+    train, test = load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
+    return prepare(cfg, train, test, record)
 
 
 def build_run_augment(cfg: Config, dataset):
     from deepfusion.model.data.augment import build_augment
 
-    return build_augment(cfg.data.augment, dataset.kind, tuple(dataset.input_shape))
+    d = cfg.data
+    return build_augment(d.augment, dataset.kind, tuple(dataset.input_shape), noise=d.aug_noise, mask=d.aug_mask,
+                         mix=d.aug_mix)
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The resolved config saved in a run folder, with optional overrides."""
+    """The resolved config saved in a run folder, with optional overrides.
+
+    Keys that the saved config lacks (it was written before they existed) take their
+    :data:`~deepfusion.model.runs.config.LEGACY` value, the behaviour the run was trained with.
+    """
     path = RunFolder(run_dir).config
     if not Path(run_dir).is_dir():
         raise RunError(f"run folder {run_dir} does not exist; train one with: deepfusion train --config digits")
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
-    return load_config(path, list(overrides))
+    missing = _missing_keys(path)
+    legacy = [f"{s}.{k}={json.dumps(LEGACY[(s, k)])}" for s, k in missing]
+    return load_config(path, legacy + list(overrides))
+
+
+def _missing_keys(path: Path) -> list[tuple[str, str]]:
+    """The LEGACY keys absent from the config file at ``path``."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, ValueError):
+        return []  # load_config reports the problem
+    if not isinstance(data, dict):
+        return []
+    return [(s, k) for s, k in LEGACY if isinstance(data.get(s), dict) and k not in data[s]]
+
+
+def _with_legacy(saved: dict, cfg: Config) -> dict:
+    """A checkpoint's saved config with the keys it predates filled in as ``cfg`` has them."""
+    current = config_to_dict(cfg)
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in saved.items()}
+    for s, k in LEGACY:
+        if isinstance(out.get(s), dict) and k not in out[s] and current[s][k] == LEGACY[(s, k)]:
+            out[s][k] = current[s][k]
+    return out
 
 
 @dataclass
@@ -51,17 +87,22 @@ class LoadedRun:
     run_dir: Path
     step: int = 0  # the training step of the checkpoint loaded
     finished: bool = False  # whether that checkpoint ends the run
+    record: DataRecord | None = None  # how the data was prepared (data.json)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Config, trained model (eval mode), augmentation and datasets of a finished or partial run."""
+    """Config, trained model (eval mode), augmentation and datasets of a finished or partial run.
+
+    Vector data is standardised with the statistics saved in the run's ``data.json``; a run folder
+    without one (made before it existed) has them recomputed from the training split.
+    """
     from deepfusion.model.runs.factory import build_model
 
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)  # every field it uses is checked on loading
-    check_config_matches(ckpt["config"], config_to_dict(cfg), source=f"checkpoint in {run_dir}")
-    train_ds, test_ds = load_datasets(cfg)
+    check_config_matches(_with_legacy(ckpt["config"], cfg), config_to_dict(cfg), source=f"checkpoint in {run_dir}")
+    train_ds, test_ds, record = load_datasets(cfg, read_record(RunFolder(run_dir).data))
     model = build_model(cfg, tuple(train_ds.input_shape))
     load_model_state(model, ckpt["model"], source=f"checkpoint in {run_dir}")
     augment = build_run_augment(cfg, train_ds)
@@ -70,4 +111,4 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} is not valid ({err}); use cpu or cuda") from None
     return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"],
-                     ckpt["finished"])
+                     ckpt["finished"], record)

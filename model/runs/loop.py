@@ -42,6 +42,7 @@ from deepfusion.model.runs.devices import resolve_device
 from deepfusion.model.runs.layout import RunFolder, open_append, write_json
 from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
+from deepfusion.model.runs.prepare import read_record
 from deepfusion.model.runs.run_folder import open_run_folder, truncate_metrics
 from deepfusion.model.runs.controls import (check_batch, deterministic, epoch_permutation, seed_everything,
                                             stop_on_signals)
@@ -122,7 +123,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
                           "set it to 0 under torchrun")
     with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
-        train_ds, test_ds = load_datasets(cfg)
+        train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None)
         check_batch(cfg, len(train_ds.y), dinfo.world)
         setup = build(cfg, folder, dinfo, device, train_ds)
         state = restore(setup, ckpt) if ckpt is not None else Progress()
@@ -130,6 +131,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
             if ckpt is not None:
                 truncate_metrics(folder.metrics, state.step)
             save_config(cfg, folder.config)
+            write_json(folder.data, record.to_json())  # the statistics evaluation reuses
         start_wall = time.perf_counter() - state.elapsed
         run_epochs(setup, state, start_wall, progress)
         if dinfo.main:

@@ -17,6 +17,7 @@ SHAPES = {  # a data shape each preset is meant for
     "digits": ("image", (1, 8, 8)),
     "synthetic_images": ("image", (3, 16, 16)),
     "vector": ("vector", (32,)),
+    "images": ("image", (4, 12, 12)),
     "none": ("image", (3, 8, 8)),
 }
 
@@ -204,3 +205,35 @@ def test_two_views_on_cuda_with_a_cuda_generator(preset):
     assert a.device.type == "cuda" and torch.equal(a, b) and a.shape == (12, *shape)
     c = aug.two_views(x, generator=torch.Generator().manual_seed(0))  # a CPU generator also works
     assert c.device.type == "cuda"
+
+
+# -- vector augmentation set from the config --------------------------------------------------
+
+def test_vector_noise_mask_and_mix_replace_the_presets_values():
+    aug = build_augment("vector", "vector", (16,), noise=0.0, mask=0.0, mix=0.5)
+    assert (aug.preset.noise, aug.preset.mask_p, aug.preset.mix_p) == (0.0, 0.0, 0.5)
+    assert build_augment("vector", "vector", (16,)).preset == PRESETS["vector"]  # None keeps the preset
+
+
+def test_mixing_takes_each_feature_from_some_sample_of_the_batch():
+    x = torch.arange(8 * 5, dtype=torch.float32).view(8, 5)  # every entry distinct
+    aug = build_augment("vector", "vector", (5,), noise=0.0, mask=0.0, mix=0.5)
+    views = aug.two_views(x, generator=torch.Generator().manual_seed(0))
+    for j in range(5):
+        assert set(views[:, j].tolist()) <= set(x[:, j].tolist())  # a feature only ever comes from its own column
+    changed = (views != torch.cat([x, x])).float().mean()
+    assert 0.2 < changed < 0.6  # about mix * (1 - 1/2B) of the entries come from another row
+    none = build_augment("vector", "vector", (5,), noise=0.0, mask=0.0, mix=0.0)
+    assert torch.equal(none.two_views(x, generator=torch.Generator().manual_seed(0)), torch.cat([x, x]))
+
+
+def test_mask_and_mix_are_refused_for_images():
+    with pytest.raises(ConfigError, match="vectors only"):
+        build_augment("digits", "image", (1, 8, 8), mask=0.2)
+    assert build_augment("digits", "image", (1, 8, 8), noise=0.3).preset.noise == 0.3
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_images_of_other_channel_counts_get_the_channel_agnostic_preset(channels):
+    assert default_preset("image", (channels, 16, 16)) == "images"
+    build_augment("default", "image", (channels, 16, 16))

@@ -382,7 +382,7 @@ def test_npz_missing_and_unreadable(tmp_path):
 
 
 def test_npz_num_classes_option_checks_labels(tmp_path):
-    path = _npz(tmp_path / "n.npz", x=np.zeros((4, 2)), y=[0, 1, 3, 0])
+    path = _npz(tmp_path / "n.npz", x=np.zeros((8, 2)), y=[0, 1, 3, 0, 0, 1, 3, 0])
     assert load_dataset("npz", root=path, num_classes=6).num_classes == 6
     with pytest.raises(DataError, match=r"\[0, 3\)"):
         load_dataset("npz", root=path, num_classes=3)

@@ -71,3 +71,20 @@ def test_resnet_reinitialisation_uses_its_own_conv_init():
     conv = net.stem[0].weight  # (64, 3, 3, 3): fan-out = 64 * 9
     expected_std = (2.0 / (64 * 9)) ** 0.5
     assert abs(conv.std().item() - expected_std) / expected_std < 0.1
+
+
+def test_mlp_width_and_depth_come_from_the_config_keys():
+    from torch import nn
+
+    net = build_backbone("mlp", (7,), backbone_width=24, backbone_depth=3)
+    assert net.out_dim == 24 and sum(isinstance(m, nn.Linear) for m in net.modules()) == 3
+    assert net(torch.randn(4, 7)).shape == (4, 24)
+    default = build_backbone("mlp", (7,), backbone_width=None, backbone_depth=None)
+    assert default.out_dim == 512 and sum(isinstance(m, nn.Linear) for m in default.modules()) == 2
+
+
+def test_width_for_a_backbone_without_it_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.backbone_width does not apply to backbone 'cnn3'.*mlp"):
+        build_backbone("cnn3", (1, 8, 8), backbone_width=64)
+    with pytest.raises(ConfigError, match="backbone_depth=0"):
+        build_backbone("mlp", (7,), backbone_depth=0)

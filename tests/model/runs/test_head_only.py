@@ -33,7 +33,7 @@ def test_frozen_backbone_is_bit_identical_to_its_initialisation(tmp_path):
     from deepfusion.model.runs.loading import load_datasets
 
     seed_everything(cfg.train.seed)
-    train_ds, _ = load_datasets(cfg)
+    train_ds, _, _ = load_datasets(cfg)
     fresh = build_model(cfg, tuple(train_ds.input_shape))  # the same seeded initialisation as the run
     trained = _backbone(run)
     assert trained and all(torch.equal(trained[k], v) for k, v in

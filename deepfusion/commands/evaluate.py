@@ -29,7 +29,8 @@ from deepfusion.errors import ConfigError, RunError
 # (label, key of the trained model, key of its baseline, what the baseline is)
 ROWS = [("kNN (backbone)", "knn", "random_knn", "random backbone"),
         ("linear probe (backbone)", "linear", "random_linear", "random backbone"),
-        ("head leave-one-out 1-NN", "head_loo1nn", "untrained_head_loo1nn", "untrained head")]
+        ("head leave-one-out 1-NN", "head_loo1nn", "untrained_head_loo1nn", "untrained head"),
+        ("kNN (head outputs)", "head_knn", "untrained_head_knn", "untrained head")]
 KEEP_FROM_TRAINING = ("train_steps", "train_wall_s")
 
 

@@ -9,6 +9,7 @@ and scores the held-out test split. Backbone metrics use frozen features with th
   full-batch L-BFGS (convex, deterministic, no learning-rate tuning); optionally on a
   class-stratified ``fraction`` of the training set (the paper's probe used 10%).
 - ``loo_1nn_head_accuracy``: the paper's leave-one-out 1-NN on *head outputs* within each test batch.
+- ``head_knn``: the kNN above on head outputs (the training set's head outputs as the bank).
 
 ``evaluate_model`` runs all of them, the two backbone metrics again on a randomly initialised
 copy of the backbone and the head 1-NN again under a randomly initialised head, so the numbers can
@@ -31,7 +32,8 @@ FEATURE_BATCH = 512  # images per forward pass when extracting features
 PROTOCOL = ("offline: computed once after training from the final-epoch weights (not the best epoch), "
             "scored on the held-out test split; kNN and linear probe on frozen backbone features "
             "(head dropped); head_loo1nn on head outputs within seeded, shuffled test batches of about "
-            "head_batch samples (it depends on that batching)")
+            "head_batch samples (it depends on that batching); head_knn: kNN of those test head outputs "
+            "against the training set's head outputs, computed in batches of about head_batch")
 
 
 def _owner(fn) -> nn.Module | None:
@@ -286,7 +288,7 @@ def _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed, 
                                      fraction=eval_cfg.linear_fraction, seed=seed)
     else:
         out["linear"] = None
-    return out, te
+    return out, tr, te
 
 
 def _head_counts(model: nn.Module, test_feats: torch.Tensor, test_y: torch.Tensor, batches) -> tuple[int, int]:
@@ -298,12 +300,31 @@ def _head_counts(model: nn.Module, test_feats: torch.Tensor, test_y: torch.Tenso
     return loo_1nn_head_counts(outs, labels)
 
 
+def _batched_head_outputs(model: nn.Module, feats: torch.Tensor, batches) -> torch.Tensor:
+    """Head outputs of every row of ``feats``, computed batch by batch (the head attends within each)."""
+    with torch.no_grad():
+        parts = [(idx, head_outputs(model, feats[idx.to(feats.device)])) for idx in batches]
+    out = torch.empty(len(feats), parts[0][1].shape[1], device=parts[0][1].device)
+    for idx, o in parts:
+        out[idx.to(out.device)] = o.float()
+    return out
+
+
+def head_knn(model: nn.Module, train_feats, train_y, test_feats, test_y, eval_cfg, seed: int, num_classes: int) -> float:
+    """``head_knn``: the weighted kNN of test head outputs against the training set's head outputs, each
+    computed in seeded batches of about ``head_batch`` (the paper's "unsupervised accuracy" on the head)."""
+    tr = _batched_head_outputs(model, train_feats, head_batches(len(train_feats), eval_cfg.head_batch, seed + 1))
+    te = _batched_head_outputs(model, test_feats, head_batches(len(test_feats), eval_cfg.head_batch, seed))
+    return knn_accuracy(tr, train_y, te, test_y, eval_cfg.knn_k, eval_cfg.knn_t, num_classes)
+
+
 def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval_cfg, device, seed: int = 0) -> dict:
     """All offline metrics of a trained model as a JSON-ready dict (see :data:`PROTOCOL`).
 
-    Keys: ``knn``, ``linear``, ``head_loo1nn`` (trained model), ``random_knn``, ``random_linear``
-    (the same backbone re-initialised with ``seed``), ``untrained_head_loo1nn`` (the trained
-    backbone under the head re-initialised with ``seed``, on the same test batches), each with a
+    Keys: ``knn``, ``linear``, ``head_loo1nn``, ``head_knn`` (trained model), ``random_knn``,
+    ``random_linear`` (the same backbone re-initialised with ``seed``), ``untrained_head_loo1nn``
+    and ``untrained_head_knn`` (the trained backbone under the head re-initialised with ``seed``,
+    on the same batches), each with a
     Wilson 95% interval under ``<key>_ci``, and the settings used. ``linear`` and
     ``random_linear`` are None when ``eval_cfg.linear_epochs`` is 0. Accuracies lie in [0, 1].
     """
@@ -317,22 +338,27 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
     was_training = model.training
     model.eval()
     try:
-        trained, test_feats = _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes)
+        trained, train_feats, test_feats = _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed,
+                                                           num_classes)
         batches = head_batches(len(test_ds), eval_cfg.head_batch, seed)
         head = _head_counts(model, test_feats, test_ds.y, batches)
+        knn_args = (train_feats, train_ds.y, test_feats, test_ds.y, eval_cfg, seed, num_classes)
+        knn_head = head_knn(model, *knn_args)
         rand_model = copy.deepcopy(model).eval()
         reinitialise_(rand_model.head, seed)
         untrained_head = _head_counts(rand_model, test_feats, test_ds.y, batches)
+        untrained_knn = head_knn(rand_model, *knn_args)
         reinitialise_(rand_model.backbone, seed)
-        rand, _ = _backbone_scores(rand_model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes)
+        rand, _, _ = _backbone_scores(rand_model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes)
         del rand_model
     finally:
         model.train(was_training)
     n = len(test_ds)
     scores = dict(knn=trained["knn"], linear=trained["linear"], head_loo1nn=head[0] / head[1],
                   random_knn=rand["knn"], random_linear=rand["linear"],
-                  untrained_head_loo1nn=untrained_head[0] / untrained_head[1])
-    intervals = {f"{k}_ci": accuracy_interval(v, head[1] if "head" in k else n) for k, v in scores.items()}
+                  untrained_head_loo1nn=untrained_head[0] / untrained_head[1], head_knn=knn_head,
+                  untrained_head_knn=untrained_knn)
+    intervals = {f"{k}_ci": accuracy_interval(v, head[1] if "loo1nn" in k else n) for k, v in scores.items()}
     return dict(
         **scores, **intervals, interval="Wilson score, 95%",
         knn_k=min(int(eval_cfg.knn_k), len(train_ds)), knn_t=float(eval_cfg.knn_t),

@@ -252,3 +252,28 @@ def test_reinitialise_is_seeded_and_changes_weights():
     reinitialise_(b, 3)
     assert not torch.equal(w, a[0].weight)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_head_knn_is_the_knn_of_head_outputs():
+    """With a head that passes its input through, head_knn equals the kNN of the features themselves;
+    a head that scrambles the classes drops it."""
+    from types import SimpleNamespace
+
+    from deepfusion.model.runs.evaluate import head_knn, knn_accuracy
+
+    torch.manual_seed(0)
+    y_tr, y_te = torch.arange(60) % 3, torch.arange(30) % 3
+    means = torch.randn(3, 8) * 3
+    tr, te = means[y_tr] + torch.randn(60, 8), means[y_te] + torch.randn(30, 8)
+    cfg = SimpleNamespace(head_batch=16, knn_k=5, knn_t=0.1)
+
+    class PassThrough(torch.nn.Module):
+        views = 2
+
+        def forward(self, x):
+            return x
+
+    model = SimpleNamespace(head=PassThrough())
+    assert head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3) == pytest.approx(knn_accuracy(tr, y_tr, te, y_te, 5, 0.1, 3))
+    model.head.forward = lambda x: torch.randn(len(x), 8)
+    assert head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3) < 0.6

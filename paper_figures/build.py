@@ -17,11 +17,12 @@ FIGURES: dict[str, tuple[str, str]] = {
     "F2": ("deepfusion.paper_figures.f2_block_mass", "same-class attention mass against depth vs S4/S5"),
     "F3": ("deepfusion.paper_figures.f3_theory", "theory plots: fusion region, eps_max, r_l curves"),
     "F4": ("deepfusion.paper_figures.f4_head_comparison", "head comparison table over seeds"),
+    "F4B": ("deepfusion.paper_figures.f4b_head_level", "heads compared at head level on fixed features"),
     "F5": ("deepfusion.paper_figures.f5_ablations", "ablations: batch size, temperature, weight decay, depth"),
     "F6": ("deepfusion.paper_figures.f6_phase_diagram", "phase diagram: head-only training on the theory's data"),
 }
 NEEDS_DATA = {"F1", "F2", "F4", "F5"}  # trained on the mode's datasets
-NEEDS_RUNS = NEEDS_DATA | {"F6"}  # F6 trains on generated data; F3 is closed-form theory: no training
+NEEDS_RUNS = NEEDS_DATA | {"F4B", "F6"}  # F4B and F6 bring their own data; F3 is theory: no training
 
 
 def parse_only(text: str | None) -> list[str]:
@@ -62,7 +63,8 @@ def build_figures(
         runs.check_data(quick, data)
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F5": {"seeds": ablation_seeds}, "F6": {"seeds": seeds}}
+    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F4B": {"seeds": seeds}, "F5": {"seeds": ablation_seeds},
+               "F6": {"seeds": seeds}}
     wanted = []
     for key in keys:
         module = importlib.import_module(FIGURES[key][0])

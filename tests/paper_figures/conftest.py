@@ -31,7 +31,8 @@ def write_finished(run_dir: Path, ev: dict, step: int = 7, finished: bool = True
 
 
 def fake_eval(rng: np.random.Generator) -> dict:
-    return {k: float(rng.uniform(0.3, 0.95)) for k in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear")}
+    return {k: float(rng.uniform(0.3, 0.95)) for k in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear",
+                                                          "head_knn", "untrained_head_knn", "untrained_head_loo1nn")}
 
 
 def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:

@@ -132,3 +132,33 @@ def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
     depths = [grid[0].config().model.depth for s, grids in plan5.items() if s.key == "model.depth" for grid in [grids[0]]]
     assert depths == [f5_ablations.PAPER_SWEEPS[-1].values[0]]
     assert all(ss[0].config().data.name == "cifar10" for grids in plan5.values() for ss in grids)
+
+
+def test_f4b_head_level(tmp_path, results_root):
+    from deepfusion.paper_figures import f4b_head_level
+
+    specs = f4b_head_level.needed(quick=True, seeds=2)
+    written = populate(specs, results_root)
+    assert len(written) == 2 * len(runs.heads())
+    (record,) = f4b_head_level.make(tmp_path / "out", quick=True, results_root=results_root, seeds=2,
+                                    train_fn=no_train, log=None)
+    assert_figure_files(record.paths)
+    table = (tmp_path / "out" / "f4b_head_level.md").read_text()
+    assert all(runs.head_label(h) in table for h in runs.heads()) and "untrained" in table
+    cfg = specs[0].config()
+    assert cfg.train.freeze_backbone and cfg.model.backbone == "pca"
+
+
+def test_f6_phase_diagram(tmp_path, results_root):
+    from deepfusion.paper_figures import f6_phase_diagram
+
+    specs = f6_phase_diagram.needed(quick=True)
+    populate(specs, results_root)
+    for i, spec in enumerate(specs):
+        fake_analysis(cache.run_dir_for(spec.config(), results_root), L=4, seed=i)
+    (record,) = f6_phase_diagram.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train,
+                                      log=None)
+    assert_figure_files(record.paths)
+    assert "rule v2" in record.caption and "S1's boundary" in record.caption and len(record.configs) == 4
+    cfg = specs[0].config()
+    assert cfg.data.name == "theory" and cfg.train.freeze_backbone and cfg.model.backbone == "identity"

@@ -131,7 +131,7 @@ def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log
         f"single seeds; black is an untrained (random) backbone evaluated the same way, from the "
         f"transformer runs. {n_runs} runs, every number read from their eval.json; the table files also "
         f"give the head's leave-one-out 1-NN accuracy on test batches."
-        + (" Quick mode: the digits preset on CPU, not the paper's datasets." if quick else "")
+        + (f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), not the paper's datasets." if quick else "")
     )
     command = figures_command(KEY, quick, data, results_root, [f"--seeds={seeds}"])
     return [FigureRecord(KEY, TITLE, paths, caption, command, [r.describe() for r in used])]

@@ -18,7 +18,7 @@ from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F5"
 TITLE = "Ablations: batch size, temperature, weight decay and depth"
-QUICK_EPOCHS = 15  # half the digits preset's 30: keeps the quick sweep to ~9 short CPU runs
+QUICK_EPOCHS = runs.QUICK_EPOCHS  # half the digits preset's 30, as every quick figure
 PAPER_PRESET = "cifar10"
 
 
@@ -46,7 +46,7 @@ PAPER_SWEEPS = (
 
 def base(quick: bool, data=None) -> runs.RunSpec:
     if quick:
-        return runs.RunSpec(runs.QUICK_PRESET, (f"train.epochs={QUICK_EPOCHS}", "model.head=transformer"))
+        return runs.base_spec(runs.QUICK_PRESET, None).with_overrides("model.head=transformer")
     return runs.base_spec(PAPER_PRESET, data).with_overrides("model.head=transformer")
 
 

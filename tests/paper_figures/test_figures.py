@@ -137,10 +137,10 @@ def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
 def test_f4b_head_level(tmp_path, results_root):
     from deepfusion.paper_figures import f4b_head_level
 
-    specs = f4b_head_level.needed(quick=True, seeds=2)
+    specs = f4b_head_level.needed(quick=False, seeds=2)
     written = populate(specs, results_root)
-    assert len(written) == 2 * len(runs.heads())
-    (record,) = f4b_head_level.make(tmp_path / "out", quick=True, results_root=results_root, seeds=2,
+    assert len(written) == 2 * len(runs.heads()) and len(f4b_head_level.needed(quick=True, seeds=3)) == len(runs.heads())
+    (record,) = f4b_head_level.make(tmp_path / "out", quick=False, results_root=results_root, seeds=2,
                                     train_fn=no_train, log=None)
     assert_figure_files(record.paths)
     table = (tmp_path / "out" / "f4b_head_level.md").read_text()

@@ -73,6 +73,10 @@ PRESETS = {
     # Grey clothes: crops and flips (garments are mirror-symmetric as classes), no colour ops; the
     # crop floor is raised to 0.2 because 8% of a 28 px image is a 8 px patch with little left.
     "fashion_mnist": Preset("image", 1, (0.2860,), (0.3530,), crop_scale=(0.2, 1.0), flip=0.5),
+    # The same plus brightness and contrast jitter on 80% of the views (SimCLR's strength 0.4): the grey
+    # analogue of colour distortion, which keeps the intensity histogram from identifying an instance.
+    "fashion_mnist_jitter": Preset("image", 1, (0.2860,), (0.3530,), crop_scale=(0.2, 1.0), flip=0.5,
+                                   jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8),
     # 8x8 digits: no flips (a mirrored 2 or 3 is not a digit), no crops (a crop of 8 px loses the
     # digit); small rotations, zooms, one-pixel shifts and pixel noise. Statistics of all 1,797 images.
     "digits": Preset("image", 1, (0.3053,), (0.3759,), rotate=12.0, zoom=(0.85, 1.15), shift=0.125, noise=0.1),

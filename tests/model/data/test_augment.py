@@ -14,6 +14,7 @@ SHAPES = {  # a data shape each preset is meant for
     "cifar": ("image", (3, 32, 32)),
     "tiny_imagenet": ("image", (3, 64, 64)),
     "fashion_mnist": ("image", (1, 28, 28)),
+    "fashion_mnist_jitter": ("image", (1, 28, 28)),
     "digits": ("image", (1, 8, 8)),
     "synthetic_images": ("image", (3, 16, 16)),
     "vector": ("vector", (32,)),
@@ -237,3 +238,14 @@ def test_mask_and_mix_are_refused_for_images():
 def test_images_of_other_channel_counts_get_the_channel_agnostic_preset(channels):
     assert default_preset("image", (channels, 16, 16)) == "images"
     build_augment("default", "image", (channels, 16, 16))
+
+
+def test_fashion_mnist_jitter_changes_grey_levels_and_plain_preset_does_not():
+    # A flat grey image survives crops and flips (away from the border); only the jitter moves its level.
+    x = torch.full((64, 1, 28, 28), 128, dtype=torch.uint8)
+    plain = build_augment("fashion_mnist", "image", (1, 28, 28)).two_views(x, torch.Generator().manual_seed(0))
+    jitter = build_augment("fashion_mnist_jitter", "image", (1, 28, 28)).two_views(x, torch.Generator().manual_seed(0))
+    plain, jitter = plain[..., 2:-2, 2:-2], jitter[..., 2:-2, 2:-2]  # a crop at the border samples the padding
+    assert torch.allclose(plain, plain[:1].expand_as(plain), atol=1e-5)
+    levels = jitter.mean(dim=(1, 2, 3))
+    assert levels.std() > 0.1 and (jitter.amax(dim=(1, 2, 3)) - jitter.amin(dim=(1, 2, 3))).max() < 1e-4

@@ -88,7 +88,7 @@ PRESETS = {
     # when they reach the augmentation (standardised unless data.standardize=false).
     "vector": Preset("vector", noise=0.1, mask_p=0.2),
     # Images with a channel count other than 1 or 3: crops and flips only, no colour statistics.
-    "images": Preset("image", None, (0.5,), (0.25,), crop_scale=(0.3, 1.0), flip=0.5),
+    "crop_flip": Preset("image", None, (0.5,), (0.25,), crop_scale=(0.3, 1.0), flip=0.5),
     # No augmentation: both views equal the eval view (images scaled to about unit spread,
     # vectors as given).
     "none": Preset("any", None, (0.5,), (0.25,)),
@@ -104,7 +104,7 @@ def default_preset(kind: str, input_shape: tuple) -> str:
     if C == 1:
         return "digits" if H <= 8 else "fashion_mnist"
     if C != 3:
-        return "images"
+        return "crop_flip"
     return "synthetic_images" if H <= 16 else "cifar" if H <= 32 else "tiny_imagenet"
 
 

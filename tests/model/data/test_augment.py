@@ -18,7 +18,7 @@ SHAPES = {  # a data shape each preset is meant for
     "digits": ("image", (1, 8, 8)),
     "synthetic_images": ("image", (3, 16, 16)),
     "vector": ("vector", (32,)),
-    "images": ("image", (4, 12, 12)),
+    "crop_flip": ("image", (4, 12, 12)),
     "none": ("image", (3, 8, 8)),
 }
 
@@ -236,7 +236,7 @@ def test_mask_and_mix_are_refused_for_images():
 
 @pytest.mark.parametrize("channels", [2, 4])
 def test_images_of_other_channel_counts_get_the_channel_agnostic_preset(channels):
-    assert default_preset("image", (channels, 16, 16)) == "images"
+    assert default_preset("image", (channels, 16, 16)) == "crop_flip"
     build_augment("default", "image", (channels, 16, 16))
 
 

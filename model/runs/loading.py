@@ -67,7 +67,7 @@ def _missing_keys(path: Path) -> list[tuple[str, str]]:
     return [(s, k) for s, k in LEGACY if isinstance(data.get(s), dict) and k not in data[s]]
 
 
-def _with_legacy(saved: dict, cfg: Config) -> dict:
+def with_legacy(saved: dict, cfg: Config) -> dict:
     """A checkpoint's saved config with the keys it predates filled in as ``cfg`` has them."""
     current = config_to_dict(cfg)
     out = {s: dict(v) if isinstance(v, dict) else v for s, v in saved.items()}
@@ -101,7 +101,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)  # every field it uses is checked on loading
-    check_config_matches(_with_legacy(ckpt["config"], cfg), config_to_dict(cfg), source=f"checkpoint in {run_dir}")
+    check_config_matches(with_legacy(ckpt["config"], cfg), config_to_dict(cfg), source=f"checkpoint in {run_dir}")
     train_ds, test_ds, record = load_datasets(cfg, read_record(RunFolder(run_dir).data))
     model = build_model(cfg, tuple(train_ds.input_shape))
     load_model_state(model, ckpt["model"], source=f"checkpoint in {run_dir}")

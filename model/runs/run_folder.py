@@ -72,8 +72,10 @@ def check_trajectory(ckpt: dict, cfg, folder: RunFolder, force: bool) -> None:
     """Refuse a resume whose config changes the run's trajectory, unless ``force`` (then warn)."""
     from deepfusion.model.runs.checkpoint import config_diffs
     from deepfusion.model.runs.config import Config, config_to_dict
+    from deepfusion.model.runs.loading import with_legacy
 
-    diffs = config_diffs(ckpt["config"], config_to_dict(cfg), TRAJECTORY_SECTIONS, TRAJECTORY_KEYS,
+    # keys the checkpoint predates count as what they meant then (config.LEGACY), not as changes
+    diffs = config_diffs(with_legacy(ckpt["config"], cfg), config_to_dict(cfg), TRAJECTORY_SECTIONS, TRAJECTORY_KEYS,
                          defaults=config_to_dict(Config()))
     if not diffs:
         return

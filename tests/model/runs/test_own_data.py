@@ -194,3 +194,9 @@ def test_run_folders_from_before_standardisation_load_as_they_were_trained(vecto
     with pytest.warns(DataWarning, match="noise does nothing"):  # features up to ~4000, used as given
         run = load_run(old)
     assert run.record.standardize is None and float(run.train_ds.x.abs().max()) > 100
+    # and they can be resumed: the keys they predate are not changes of their trajectory
+    from deepfusion.model.runs.loop import train
+
+    (old / "checkpoints" / "prev.pt").unlink(missing_ok=True)
+    with pytest.warns(DataWarning):
+        train(run_config(old), run_dir=old, resume=True, progress=False)

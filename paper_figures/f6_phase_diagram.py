@@ -126,28 +126,37 @@ def _side_panel(ax, cells: list[dict], label, title: str):
             ax.plot(xi, c["s8"], "s", color=style.OKABE_ITO["vermillion"], mfc="none", ms=4)
     ax.axhline(1.25, color=style.OKABE_ITO["green"], ls=":", lw=1)
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
-    ax.set_xticks(x, [label(c["cell"]) for c in cells], fontsize=6.5, rotation=20)
+    ax.set_xticks(x, [label(c["cell"]) for c in cells], fontsize=6.5)
     ax.set_title(title, fontsize=8)
 
 
+SCOPE_SHORT = {"both_views": "both", "per_view": "view", "mask_pair": "mask"}
 SIDE = {
-    "scope": (lambda c: f"{c.scope.replace('_', ' ')}\n{c.norm}-LN", "scope and LayerNorm"),
-    "batch": (lambda c: f"N={c.batch}\n({c.batch // c.classes}/class)", "batch size"),
-    "classes": (lambda c: f"C={c.classes}", "number of classes"),
+    "scope": (lambda c: f"{SCOPE_SHORT[c.scope]}\n{c.norm}", "scope (both, view, mask); LN"),
+    "batch": (lambda c: f"{c.batch}\n({c.batch // c.classes}/cl.)", "batch size"),
+    "classes": (lambda c: f"C={c.classes}", "classes"),
 }
 
 
 def plot(judged: dict[str, list[dict]], out_dir: Path, stem: str) -> list[Path]:
+    from matplotlib.figure import Figure
+
     sides = [k for k in SIDE if k in judged]
-    width = style.FULL_WIDTH if sides else style.COLUMN_WIDTH
-    fig, axes = style.subplots(1, 1 + len(sides), width=width, height=2.6,
-                               gridspec_kw={"width_ratios": [2.2] + [1.0] * len(sides)})
-    im = _main_panel(axes[0][0], judged["main"])
-    fig.colorbar(im, ax=axes[0][0], pad=0.02, shrink=0.9).set_label("last layer / chance", fontsize=7)
-    for ax, key in zip(axes[0][1:], sides):
+    if not sides:
+        fig, axes = style.subplots(1, 1, width=style.COLUMN_WIDTH, height=2.6)
+        im = _main_panel(axes[0][0], judged["main"])
+        fig.colorbar(im, ax=axes[0][0], pad=0.02, shrink=0.9).set_label("last layer / chance", fontsize=7)
+        return style.save(fig, out_dir, stem)
+    fig = Figure(figsize=(style.FULL_WIDTH, 5.0))
+    grid = fig.add_gridspec(2, 3, height_ratios=[1.25, 1.0], hspace=0.55, wspace=0.35)
+    main = fig.add_subplot(grid[0, :])
+    im = _main_panel(main, judged["main"])
+    fig.colorbar(im, ax=main, pad=0.01, fraction=0.04).set_label("last layer / chance", fontsize=7)
+    for i, key in enumerate(sides):
+        ax = fig.add_subplot(grid[1, i])
         _side_panel(ax, judged[key], *SIDE[key])
-    if sides:
-        axes[0][1].set_ylabel("last layer / chance")
+        if i == 0:
+            ax.set_ylabel("last layer / chance")
     return style.save(fig, out_dir, stem)
 
 

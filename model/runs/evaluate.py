@@ -245,6 +245,28 @@ def reinitialise_(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
+@torch.no_grad()
+def calibrate_batchnorm_(model: nn.Module, feats: torch.Tensor, batches) -> None:
+    """Estimate the running statistics of the head's BatchNorm layers from ``feats`` (a cumulative
+    average over the batches, forward passes in train mode, no gradient), as training would have.
+
+    An untrained head evaluated with BatchNorm's initial statistics (mean 0, variance 1) is not
+    what "the same head untrained" should mean: a deep stack of such layers (the FFN baseline)
+    then maps every input to nearly the same point."""
+    norms = [m for m in model.head.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.head.train()
+    try:
+        for idx in batches:
+            head_outputs(model, feats[idx.to(feats.device)])
+    finally:
+        model.head.eval()
+
+
 def head_batches(n: int, head_batch: int, seed: int) -> list[torch.Tensor]:
     """A seeded permutation of ``n`` test indices cut into ``round(n / head_batch)`` near-equal batches.
 
@@ -324,7 +346,7 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
     Keys: ``knn``, ``linear``, ``head_loo1nn``, ``head_knn`` (trained model), ``random_knn``,
     ``random_linear`` (the same backbone re-initialised with ``seed``), ``untrained_head_loo1nn``
     and ``untrained_head_knn`` (the trained backbone under the head re-initialised with ``seed``,
-    on the same batches), each with a
+    its BatchNorm statistics estimated on the training features, on the same batches), each with a
     Wilson 95% interval under ``<key>_ci``, and the settings used. ``linear`` and
     ``random_linear`` are None when ``eval_cfg.linear_epochs`` is 0. Accuracies lie in [0, 1].
     """
@@ -346,6 +368,7 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
         knn_head = head_knn(model, *knn_args)
         rand_model = copy.deepcopy(model).eval()
         reinitialise_(rand_model.head, seed)
+        calibrate_batchnorm_(rand_model, train_feats, head_batches(len(train_feats), eval_cfg.head_batch, seed + 2))
         untrained_head = _head_counts(rand_model, test_feats, test_ds.y, batches)
         untrained_knn = head_knn(rand_model, *knn_args)
         reinitialise_(rand_model.backbone, seed)

@@ -277,3 +277,25 @@ def test_head_knn_is_the_knn_of_head_outputs():
     assert head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3) == pytest.approx(knn_accuracy(tr, y_tr, te, y_te, 5, 0.1, 3))
     model.head.forward = lambda x: torch.randn(len(x), 8)
     assert head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3) < 0.6
+
+
+def test_untrained_head_gets_its_batchnorm_statistics_from_the_data():
+    """A deep BatchNorm head at initialisation, evaluated with BatchNorm's initial statistics, maps
+    everything to nearly one point; with the statistics estimated on the training features it keeps
+    the classes apart, as the untrained baseline should."""
+    from types import SimpleNamespace
+
+    from deepfusion.model.network.mlp_heads import FFNHead
+    from deepfusion.model.runs.evaluate import calibrate_batchnorm_, head_batches, head_knn
+
+    torch.manual_seed(0)
+    y_tr, y_te = torch.arange(300) % 3, torch.arange(90) % 3
+    means = torch.randn(3, 8) * 4 + 20  # far from zero: the initial statistics (0, 1) are wrong here
+    tr, te = means[y_tr] + torch.randn(300, 8), means[y_te] + torch.randn(90, 8)
+    cfg = SimpleNamespace(head_batch=30, knn_k=5, knn_t=0.1)
+    model = SimpleNamespace(head=FFNHead(8, dim=16, depth=10, out_dim=8).eval())
+    model.head.views = 2
+    before = head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3)
+    calibrate_batchnorm_(model, tr, head_batches(300, 30, 1))
+    after = head_knn(model, tr, y_tr, te, y_te, cfg, 0, 3)
+    assert not model.head.training and after > before + 0.1, (before, after)

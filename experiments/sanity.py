@@ -196,7 +196,7 @@ def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot create output folder {out_dir} ({err}); pass a writable --out") from None
+        raise ConfigError(f"cannot create output folder {out_dir} ({err.strerror}); pass a writable --out") from None
     start = time.perf_counter()
     result = {"quick": bool(quick), "idealised": idealised_layers(quick)}
     if with_trained:

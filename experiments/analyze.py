@@ -135,7 +135,8 @@ def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int
     verdict = deep_fusion_verdict(mass.mean(-1)[None], chance, perm[:, None], untrained_mass.mean(-1)[None],
                                   n_boot=n_boot, seed=seed)
     first = caps[0]
-    base = dict(batches=len(caps), per_class=0, seed=seed, views="two_views", split="test", scope="both_views")
+    base = dict(batches=len(caps), per_class=0, seed=seed, batch_seed=seed, views="two_views", split="test",
+                scope="both_views")
     base.update(settings or {})
     ident = {**dict(run="", config_hash="", train_seed=0, step=0, finished=False), **(identity or {})}
     return RunAnalysis(**ident, settings=Settings(n_perm=n_perm, n_boot=n_boot,
@@ -152,9 +153,11 @@ def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int
 
 def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_class: int | None = None, seed: int = 0,
                   device="cpu", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS, n_boot: int = 2000,
-                  split: str = "test", identity: dict | None = None) -> tuple[RunAnalysis, dict]:
+                  split: str = "test", identity: dict | None = None,
+                  analysis_seed: int | None = None) -> tuple[RunAnalysis, dict]:
     """Analyse ``batches`` disjoint batches (drawn with ``seed``) with the trained head and
-    ``untrained`` (a head at initialisation); returns the record and the first batch's capture."""
+    ``untrained`` (a head at initialisation); returns the record and the first batch's capture.
+    ``analysis_seed``: the seed the user asked for, recorded when ``seed`` was derived from it."""
     if batches < 2:
         raise DataError(f"--batches {batches}: the verdict needs at least 2 analysis batches")
     labels = np.asarray(dataset.y)
@@ -168,7 +171,8 @@ def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_clas
         batch = batch_features(model, augment, dataset, idx, seed + b, device, views)
         caps.append({**batch, **trace_head(model.head, batch["features"])})
         untrained_attention.append(trace_head(untrained, batch["features"])["attention"])
-    settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")))
+    settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")),
+                    seed=seed if analysis_seed is None else analysis_seed, batch_seed=seed)
     predictions = layer_predictions(model.head, caps) if hasattr(model.head, "blocks") and len(caps[0]["attention"]) else {}
     record = record_from_batches(caps, untrained_attention, n_perm, n_boot, seed, settings, identity, predictions)
     return record, caps[0]
@@ -186,6 +190,13 @@ def read_analysis(run_dir) -> RunAnalysis | None:
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(f"cannot read {path} ({err}); redo it with deepfusion analyze --force") from None
     return RunAnalysis.from_json(data, str(path))
+
+
+def batch_seed(seed: int, train_seed: int) -> int:
+    """The seed a run's analysis batches are drawn with: each training seed draws its own batches,
+    so batches are nested in seeds, as the verdict's intervals assume (shared batches would make
+    them too narrow: a batch's quirk would be the same in every seed)."""
+    return int(np.random.SeedSequence([int(seed), int(train_seed)]).generate_state(1)[0])
 
 
 def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: int = 0, device="cpu",
@@ -211,7 +222,8 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         old = None if force else _existing(run_dir)
         dataset = run.test_ds if split == "test" else run.train_ds
         per = per_class if per_class is not None else fit_per_class(dataset.y, batches)
-        disjoint_batches(dataset.y, batches, per, seed)  # a split too small fails before anything else
+        drawn = batch_seed(seed, run.cfg.train.seed)
+        disjoint_batches(dataset.y, batches, per, drawn)  # a split too small fails before anything else
         wanted = dict(batches=batches, per_class=per, seed=seed, views=views, split=split, n_perm=n_perm, n_boot=n_boot)
         if old is not None:
             same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
@@ -222,8 +234,8 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         head = untrained_head(run.cfg, run.train_ds.input_shape).to(device)
         identity = dict(run=Path(run_dir).name, config_hash=config_hash(run.cfg), train_seed=run.cfg.train.seed,
                         step=run.step, finished=run.finished)
-        record, cap = analyze_model(run.model, run.augment, dataset, head, batches, per, seed, device, views, n_perm,
-                                    n_boot, split, identity)
+        record, cap = analyze_model(run.model, run.augment, dataset, head, batches, per, drawn, device, views, n_perm,
+                                    n_boot, split, identity, analysis_seed=seed)
         write_json(folder.analysis, record.to_json(), indent=1)
         buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
         np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])

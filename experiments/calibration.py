@@ -12,7 +12,8 @@ Cases:
 - ``planted``: the ratio rises linearly from 1.0 to 1.5x chance with depth ("observed");
 - ``flat``: 1.5x chance in every layer, no rise (never "observed");
 - ``untrained``: the planted rise, but the untrained head shows the same rise (nothing was learned:
-  "observed" at most at the nulls' 2.5% level, i.e. rarely);
+  "observed" only as often as the paired check's one-sided 2.5% level allows; the table expects
+  <= 5%, leaving room for the sampling error of a few hundred draws);
 - three near-chance mass patterns a first version of the rule called observed (never "observed"):
   every layer within +-0.0003 of chance, every layer below chance, the last layer below chance
   after an earlier one above it;
@@ -46,14 +47,17 @@ def chance(C: int, n: int) -> float:
 def gain_for_ratio(ratio: float, C: int, n: int) -> float:
     """The logit gain g that puts ``ratio`` x chance on other same-class tokens (noise-free rows)."""
     same, other = _counts(C, n)
-    if ratio <= 1.0:
-        return 0.0 if ratio == 1.0 else -gain_for_ratio(1.0 / ratio, C, n)
+    top = (same + other + 2) / (same + 2)  # all weight on the class, the own views included
+    if not 0.0 < ratio < top:
+        raise ValueError(f"ratio {ratio} x chance is not reachable: it lies in (0, {top:.3g})")
+    if ratio == 1.0:
+        return 0.0
 
-    def excess(g):
+    def excess(g):  # increasing in g; the token's own two views share its class's gain
         w = np.exp(g)
         return same * w / (same * w + 2 * w + other) - ratio * chance(C, n)
 
-    return brentq(excess, 0.0, 50.0)
+    return brentq(excess, 0.0, 50.0) if ratio > 1.0 else brentq(excess, -50.0, 0.0)
 
 
 def synthetic_attention(gains, C: int, n: int, rng, sigma: float = SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

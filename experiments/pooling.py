@@ -16,6 +16,9 @@ from deepfusion.experiments.record import PooledAnalysis, RunAnalysis
 from deepfusion.experiments.verdict import deep_fusion_verdict
 
 SEED_KEY = ("train", "seed")
+# analysis settings the pooled runs must share; batch_seed differs by design (each training seed
+# draws its own batches) and n_boot only sized each run's own interval
+POOLED_SETTINGS = ("batches", "per_class", "seed", "views", "split", "n_perm", "tokens_per_batch", "scope")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -79,11 +82,11 @@ def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, 
     """The verdict over the records' seeds and the per-layer statistics averaged over them."""
     first = records[0]
     for r in records[1:]:
-        if (r.num_layers, r.num_heads, r.settings.batches, r.settings.per_class, r.settings.n_perm) != (
-                first.num_layers, first.num_heads, first.settings.batches, first.settings.per_class,
-                first.settings.n_perm):
-            raise DataError(f"analyses of {r.run} and {first.run} were made with different settings; redo them with "
-                            "the same --batches, --per-class and --n-perm")
+        diff = [k for k in POOLED_SETTINGS if getattr(r.settings, k) != getattr(first.settings, k)]
+        diff += [k for k in ("num_layers", "num_heads", "num_classes") if getattr(r, k) != getattr(first, k)]
+        if diff:
+            raise DataError(f"analyses of {r.run} and {first.run} differ in {', '.join(diff)}; redo them with the "
+                            "same analysis options (deepfusion analyze --force)")
     if len({r.step for r in records}) > 1:
         raise DataError("the runs' checkpoints are at different steps "
                         f"({', '.join(f'{r.run}: {r.step}' for r in records)}); finish them with --resume first")

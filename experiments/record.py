@@ -17,7 +17,7 @@ import numpy as np
 from deepfusion.errors import DataError
 from deepfusion.experiments.verdict import Verdict
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3  # 3: batches drawn per training seed (Settings.batch_seed)
 
 # per-head statistics kept for every layer (means and standard deviations over batches)
 HEAD_STATS = ("same_class_mass", "ratio", "self_mass", "positive_mass", "block_mass", "block_distance",
@@ -31,7 +31,8 @@ TOKEN_STATS = ("relative_spread", "class_mean_cosine", "nc1", "cdnv", "residual_
 class Settings:
     batches: int
     per_class: int
-    seed: int
+    seed: int  # the analysis seed asked for
+    batch_seed: int  # the seed the batches were drawn with: the analysis seed and the training seed together
     views: str
     split: str
     n_perm: int

@@ -21,7 +21,8 @@ from deepfusion.model.runs.layout import RunFolder
 
 
 def ensure_analysis(run_dir: str | Path, log=None):
-    """The run's analysis record: the one in its folder, else a new analysis with the defaults."""
+    """The run's analysis record: the one in its folder, else a new analysis with the defaults.
+    Records made with other analysis options are not mixed: ``pool`` refuses them by name."""
     from deepfusion.experiments.analyze import analyze_run, read_analysis
 
     run_dir = Path(run_dir)

@@ -75,12 +75,13 @@ def main() -> int:
                                    "r_meas": lp["measured_r_ratio"][l], "r_pred": lp["predicted_r_ratio"][l],
                                    "r_chain": lp["predicted_r_ratio_chain"][l]})
     print("\n| setting | override | ratio to chance per layer (pooled) | last layer [95% CI] | rise [95% CI] | "
-          "perm q975 | untrained | verdict (3 seeds) | seeds alone |")
+          "perm q975 (p) | untrained | verdict (3 seeds) | seeds alone |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, ov, v, alone, effects in rows:
         per_layer = " ".join(f"{x:.2f}" for x in v.layers)
         print(f"| {name} | {ov} | {per_layer} | {v.effect:.2f} [{v.effect_ci[0]:.2f}, {v.effect_ci[1]:.2f}] | "
-              f"{v.rise:+.2f} [{v.rise_ci[0]:+.2f}, {v.rise_ci[1]:+.2f}] | {v.permutation_null['effect_q975']:.2f} | "
+              f"{v.rise:+.2f} [{v.rise_ci[0]:+.2f}, {v.rise_ci[1]:+.2f}] | {v.permutation_null['effect_q975']:.2f} "
+              f"({v.permutation_null['effect_p']:.3f}) | "
               f"{v.untrained_null['effect']:.2f} | {v.outcome}: {v.decided_by} | "
               + ", ".join(f"{o} ({e:.2f})" for o, e in zip(alone, effects)) + " |")
     meas = [x["measured"] for x in layers]

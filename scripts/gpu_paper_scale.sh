@@ -7,10 +7,12 @@
 #   scripts/gpu_paper_scale.sh [OUT_DIR]       env: FASHION_MNIST=folder of the IDX files,
 #                                               EPOCHS (default 40), TRAIN_LIMIT_S (default 480)
 #   PAPER_SCALE_TINY=1 scripts/gpu_paper_scale.sh OUT   the same plumbing at toy size on a CPU
+#   PYTHON=path/to/python                         the interpreter to use (default: python on PATH)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-paper-scale}"
 mkdir -p "$OUT"
+PY="${PYTHON:-python}"  # the interpreter with torch; set PYTHON to choose another
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1  # the checkout, not installed
 has_idx() { ls "$1"/train-images-idx3-ubyte* >/dev/null 2>&1; }
 if [ -n "${FASHION_MNIST:-}" ]; then
@@ -34,19 +36,19 @@ if [ "${PAPER_SCALE_TINY:-0}" = 1 ]; then  # CPU plumbing check: the same comman
            model.dim=16 model.depth=2 model.heads=2 model.ffn_dim=32 model.out_dim=16 eval.linear_epochs=2
            eval.head_batch=60 train.device=cpu train.threads=1)
 else
-    python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))" || exit 2
+    "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))" || exit 2
 fi
 start=$(date +%s)
 # SIGTERM at the limit saves a checkpoint; the analysis then describes the last one written
-timeout -s TERM "$LIMIT" python -m deepfusion train "${ARGS[@]}" --out "$OUT/runs" > "$OUT/train.txt" 2>&1
+timeout -s TERM "$LIMIT" "$PY" -m deepfusion train "${ARGS[@]}" --out "$OUT/runs" > "$OUT/train.txt" 2>&1
 train_rc=$?
 train_s=$(( $(date +%s) - start ))
-python -m deepfusion analyze --run "$OUT/runs/paper_scale" --device "$DEVICE" --threads 0 --out "$OUT/analysis.json" \
+"$PY" -m deepfusion analyze --run "$OUT/runs/paper_scale" --device "$DEVICE" --threads 0 --out "$OUT/analysis.json" \
     > "$OUT/analysis.txt" 2>&1
 analyze_rc=$?
 
 echo "== paper scale on $DEVICE: train exit $train_rc in ${train_s} s, analyze exit $analyze_rc (files in $OUT) =="
-python - "$OUT" <<'PY'
+"$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])

@@ -2,12 +2,15 @@
 
 Give one run folder, or several that differ only in train.seed (repeat --run, or give a glob):
 the training seeds are then the verdict's unit. Each run is analysed on disjoint, class-balanced
-batches of its test split (analysis.json and attention.npz written into its folder; an analysis
+batches of the split --split names (test by default), drawn afresh for each training seed from
+--seed and that seed, so batches are nested in seeds (analysis.json and attention.npz written into its folder; an analysis
 made with the same settings is reused), then the seeds are pooled. One row per layer:
 
   same-class   mean attention on other samples of the token's class (itself and its positive
                view excluded), averaged over heads, batches and seeds
   ratio [CI]   that mass over its chance level (uniform attention), with its 95% interval
+               (hierarchical bootstrap over seeds and batches, widened to the t-interval over
+               seeds where that is wider)
   perm q975    the 97.5% quantile of the ratio with class labels permuted (the first null)
   untrained    the ratio of the untrained head on the same batches (the second null)
   self, pos    attention on the token itself and on its other augmented view
@@ -41,11 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", action="append", default=[], metavar="DIR",
                         help="run folder written by deepfusion train; repeat it (or give a glob) to pool seeds")
     parser.add_argument("--batches", type=int, default=5, metavar="N",
-                        help="disjoint analysis batches per run (seeds S, S+1, ...; default 5)")
+                        help="disjoint analysis batches per run (default 5)")
     parser.add_argument("--per-class", type=int, default=None, metavar="K",
                         help="samples of every class in a batch (default: the most that fit N disjoint batches, "
                              "at most 16); the head sees 2 views of each")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the batch draw (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="analysis seed (default 0); each run draws its batches from it and its training seed")
     parser.add_argument("--views", choices=("two_views", "eval_view"), default="two_views",
                         help="two_views: augmented training input (default); eval_view: unaugmented, "
                              "so each token's positive is an exact copy")
@@ -106,6 +109,17 @@ def layer_rows(pooled) -> list[list[str]]:
     return rows
 
 
+def _views(pooled) -> str:
+    s = pooled.settings
+    per = pooled.num_classes * s.per_class
+    return str(s.tokens_per_batch // per) if per and s.tokens_per_batch % per == 0 else "?"
+
+
+def _p(null: dict, name: str) -> str:
+    p = null.get(f"{name}_p")
+    return "n/a" if p is None else f"{p:.3f}"
+
+
 def format_table(pooled) -> str:
     """The per-layer table, the statistics with both nulls, the runs and the verdict line."""
     rows = [list(COLUMNS)] + layer_rows(pooled)
@@ -117,13 +131,13 @@ def format_table(pooled) -> str:
     unit = "seeds, batches inside each seed" if v.seeds > 1 else "analysis batches only: 1 seed"
     lines += [
         f"{v.seeds} seed(s) x {s.batches} disjoint batches of {s.tokens_per_batch} tokens ({pooled.num_classes} "
-        f"classes x {s.per_class} samples x 2 views), {pooled.num_heads} heads, scope {s.scope}, split {s.split}; "
+        f"classes x {s.per_class} samples x {_views(pooled)} views), {pooled.num_heads} heads, scope {s.scope}, split {s.split}; "
         f"intervals resample {unit}",
         f"EFFECT (last layer) {v.effect:.2f}x chance [{v.effect_ci[0]:.2f}, {v.effect_ci[1]:.2f}]   line {v.line}x   "
-        f"permutation q975 {pn['effect_q975']:.2f}x   untrained {un['effect']:.2f}x "
+        f"permutation q975 {pn['effect_q975']:.2f}x (p {_p(pn, 'effect')})   untrained {un['effect']:.2f}x "
         f"(difference [{un['effect_difference_ci'][0]:+.2f}, {un['effect_difference_ci'][1]:+.2f}])",
         f"RISE (last - first) {v.rise:+.2f} [{v.rise_ci[0]:+.2f}, {v.rise_ci[1]:+.2f}]   permutation q975 "
-        f"{pn['rise_q975']:+.2f}   untrained {un['rise']:+.2f} (difference [{un['rise_difference_ci'][0]:+.2f}, "
+        f"{pn['rise_q975']:+.2f} (p {_p(pn, 'rise')})   untrained {un['rise']:+.2f} (difference [{un['rise_difference_ci'][0]:+.2f}, "
         f"{un['rise_difference_ci'][1]:+.2f}])",
         f"SPEARMAN(depth) {v.spearman:+.2f} [{v.spearman_ci[0]:+.2f}, {v.spearman_ci[1]:+.2f}]",
     ]
@@ -140,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("batches", "n_boot", "draws"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1")
+    if not args.calibrate and args.batches < 2:
+        raise ConfigError(f"--batches={args.batches} must be at least 2: the verdict resamples analysis batches")
+    if args.n_boot < 200:
+        raise ConfigError(f"--n-boot={args.n_boot} is too few for a 95% interval; use at least 200")
+    if args.n_perm < 200:
+        raise ConfigError(f"--n-perm={args.n_perm} is too few for the permutation null; use at least 200")
     if args.per_class is not None and args.per_class < 2:
         raise ConfigError(f"--per-class={args.per_class} must be at least 2 (a token needs another sample of its class)")
     if args.calibrate:

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.model.data.data_files import write_fashion
@@ -11,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_paper_scale_script_trains_analyses_and_prints_its_table(tmp_path):
     write_fashion(tmp_path / "fm", n_train=300, n_test=200)
-    env = dict(os.environ, FASHION_MNIST=str(tmp_path / "fm"), PAPER_SCALE_TINY="1")
+    env = dict(os.environ, FASHION_MNIST=str(tmp_path / "fm"), PAPER_SCALE_TINY="1", PYTHON=sys.executable)
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_paper_scale.sh"), str(tmp_path / "out")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

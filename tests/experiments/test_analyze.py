@@ -124,6 +124,15 @@ def test_analyze_run_writes_reuses_and_refuses_to_overwrite(tmp_path, monkeypatc
     assert analyze.analyze_run(tmp_path, batches=3, per_class=3, n_boot=200, force=True).settings.batches == 3
 
 
+def test_each_training_seed_draws_its_own_batches():
+    drawn = {analyze.batch_seed(0, t) for t in range(5)}
+    assert len(drawn) == 5 and analyze.batch_seed(0, 3) == analyze.batch_seed(0, 3)
+    y = np.repeat(np.arange(4), 20)
+    a = disjoint_batches(y, 2, 3, analyze.batch_seed(0, 1))
+    b = disjoint_batches(y, 2, 3, analyze.batch_seed(0, 2))
+    assert not all(np.array_equal(x, z) for x, z in zip(a, b))
+
+
 def idealised_capture(C=4, k=16, d=512, beta=8.0, alpha=1.0, r0=1.0, layers=5, seed=0):
     """Tokens and attention of S5's idealised layers: softmax(beta * cos), residual, unit sphere."""
     rng = np.random.default_rng(seed)

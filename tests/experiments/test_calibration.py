@@ -41,3 +41,13 @@ def test_patterns_rule_v1_called_observed_are_never_observed(case):
 def test_the_table_names_every_case():
     text = cal.format_calibration(cal.calibrate(draws=1, cases=("none", "all_below"), n_boot=200))
     assert "none" in text and "all_below" in text and "geometry" in text
+
+
+def test_gain_below_chance_is_solved_not_mirrored():
+    C, n = 4, 6
+    for ratio in (0.3, 0.8):
+        A, labels, inst = cal.synthetic_attention([cal.gain_for_ratio(ratio, C, n)], C, n,
+                                                  np.random.default_rng(0), sigma=0.0)
+        assert mt.same_class_mass(A, labels, inst)[0] / cal.chance(C, n) == pytest.approx(ratio, rel=1e-9)
+    with pytest.raises(ValueError, match="not reachable"):
+        cal.gain_for_ratio(50.0, C, n)

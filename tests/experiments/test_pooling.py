@@ -51,6 +51,7 @@ def synthetic_record(seed: int, ratios, step: int = 10):
                      "visible": np.ones((len(labels), len(labels)), bool)})
         untrained.append(synthetic_attention(np.zeros(len(ratios)), C, n, rng)[0][:, None])
     return analyze.record_from_batches(caps, untrained, n_boot=300, seed=seed,
+                                       settings={"seed": 0, "batch_seed": seed},  # one analysis seed, own batches
                                        identity={"run": f"s{seed}", "train_seed": seed, "step": step})
 
 
@@ -65,3 +66,10 @@ def test_pooled_seeds_give_the_verdict_over_seeds():
 def test_runs_at_different_steps_are_not_pooled():
     with pytest.raises(DataError, match="different steps"):
         pool([synthetic_record(0, [1.0, 1.5], step=5), synthetic_record(1, [1.0, 1.5], step=9)], n_boot=300)
+
+
+def test_analyses_made_with_other_options_are_not_pooled_and_named():
+    a, b = synthetic_record(0, [1.0, 1.5]), synthetic_record(1, [1.0, 1.5])
+    b.settings.views = "eval_view"
+    with pytest.raises(DataError, match="differ in views"):
+        pool([a, b], n_boot=300)

@@ -98,3 +98,17 @@ def test_verdict_is_reproducible_with_a_seed():
 def test_bad_input_raises(change, match):
     with pytest.raises(DataError, match=match):
         judge(*change(case([1.0, 1.2, 1.4, 1.6])))
+
+
+def test_permutation_p_value_counts_the_measurement_as_one_draw():
+    mass, c, perm, un = case([1.0, 1.2, 1.4, 1.6])
+    v = judge(mass, c, perm, un)
+    assert v.permutation_null["effect_p"] == pytest.approx(1 / (P + 1))  # no permutation reaches it
+    # labels that do not matter: every permutation carries the same rise, so p is about 1/2 or more
+    v = judge(mass, c, mass[None].repeat(P, 0), un)
+    assert v.permutation_null["effect_p"] > 0.025 and not v.conditions["effect_above_permutation_null"]
+
+
+def test_spearman_interval_stays_within_minus_1_and_1():
+    v = judge(*case([1.0, 1.2, 1.4, 1.6], noise=0.03))
+    assert -1.0 <= v.spearman_ci[0] <= v.spearman_ci[1] <= 1.0

@@ -82,7 +82,7 @@ def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6,
     identity = {"run": Path(run_dir).name, "step": 10, "finished": True,
                 "train_seed": cfg.train.seed if cfg else 0}
     record = record_from_batches(caps, untrained, n_boot=200, seed=seed, identity=identity,
-                                 settings={"per_class": n})
+                                 settings={"per_class": n, "seed": 0, "batch_seed": seed})
     RunFolder(run_dir).analysis.write_text(json.dumps(record.to_json()))
     np.savez(RunFolder(run_dir).attention, attention=caps[0]["attention"], labels=caps[0]["labels"],
              inst=caps[0]["inst"])

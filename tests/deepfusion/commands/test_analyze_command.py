@@ -6,6 +6,7 @@ import json
 import pytest
 
 from deepfusion import cli
+from deepfusion.experiments.record import RECORD_VERSION
 from deepfusion.model.runs.devices import limit_threads
 
 TINY = ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64", "model.depth=3",
@@ -52,7 +53,7 @@ def test_two_seeds_print_one_row_per_layer_nulls_and_the_verdict(tiny_runs, caps
     assert float(rows[0][1]) == pytest.approx(pooled["layers"][0]["same_class_mass"], abs=5e-5)
     for d in dirs:
         record = json.loads((d / "analysis.json").read_text())
-        assert record["version"] == 2 and record["settings"]["batches"] == 2 and record["step"] > 0
+        assert record["version"] == RECORD_VERSION and record["settings"]["batches"] == 2 and record["step"] > 0
 
 
 def test_one_run_is_labelled_one_seed(tiny_runs, capsys):

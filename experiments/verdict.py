@@ -167,7 +167,7 @@ class Verdict:
     rise_ci: list[float]
     spearman: float
     spearman_ci: list[float]
-    permutation_null: dict  # q975 and mean of EFFECT and RISE, and per-layer q975 of the ratio
+    permutation_null: dict  # p-values, q975 and mean of EFFECT and RISE; per-layer q975 of the ratio
     untrained_null: dict  # the untrained head's EFFECT, RISE, per-layer ratio, paired difference intervals
     conditions: dict[str, bool]
     version: int = VERSION

@@ -224,7 +224,8 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         per = per_class if per_class is not None else fit_per_class(dataset.y, batches)
         drawn = batch_seed(seed, run.cfg.train.seed)
         disjoint_batches(dataset.y, batches, per, drawn)  # a split too small fails before anything else
-        wanted = dict(batches=batches, per_class=per, seed=seed, views=views, split=split, n_perm=n_perm, n_boot=n_boot)
+        wanted = dict(batches=batches, per_class=per, seed=seed, batch_seed=drawn, views=views, split=split,
+                      n_perm=n_perm, n_boot=n_boot)
         if old is not None:
             same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
             if same and old.config_hash == config_hash(run.cfg):

@@ -7,6 +7,7 @@ layers) arrays of ``experiments.verdict`` and pools the per-layer statistics.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,10 @@ def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, 
             values = [r.layer_prediction.get(key, [None] * first.num_layers)[l] for r in records]
             entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
         layers.append(entry)
+    # the runs' shared options; each drew its own batches, and n_boot is the pooled bootstrap's
+    settings = dataclasses.replace(first.settings, batch_seed=None, n_boot=int(n_boot))
     per_run = [{"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": r.verdict.effect,
                 "outcome": r.verdict.outcome} for r in records]
     return PooledAnalysis([r.run for r in records], [r.train_seed for r in records], [r.step for r in records],
-                          config_hash, first.settings, first.num_classes, first.num_layers, first.num_heads, chance,
+                          config_hash, settings, first.num_classes, first.num_layers, first.num_heads, chance,
                           verdict, layers, per_run)

@@ -32,7 +32,8 @@ class Settings:
     batches: int
     per_class: int
     seed: int  # the analysis seed asked for
-    batch_seed: int  # the seed the batches were drawn with: the analysis seed and the training seed together
+    batch_seed: int | None  # the seed the batches were drawn with (analysis and training seed together);
+    # None in a pooled record, whose runs each drew their own
     views: str
     split: str
     n_perm: int

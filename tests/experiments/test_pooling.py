@@ -7,6 +7,7 @@ from deepfusion.errors import DataError
 from deepfusion.experiments import analyze
 from deepfusion.experiments.calibration import gain_for_ratio, synthetic_attention
 from deepfusion.experiments.pooling import check_runs, pool
+from deepfusion.experiments.record import PooledAnalysis
 from deepfusion.model.runs.config import load_config, save_config
 
 
@@ -61,6 +62,8 @@ def test_pooled_seeds_give_the_verdict_over_seeds():
     assert pooled.verdict.seeds == 3 and pooled.verdict.outcome == "observed"
     assert pooled.runs == ["s0", "s1", "s2"] and len(pooled.layers) == 4
     assert pooled.verdict.layers == pytest.approx(np.mean([r.verdict.layers for r in records], axis=0))
+    assert pooled.settings.batch_seed is None and pooled.settings.n_boot == 300  # each run drew its own batches
+    assert PooledAnalysis.from_json(pooled.to_json()).settings == pooled.settings
 
 
 def test_runs_at_different_steps_are_not_pooled():

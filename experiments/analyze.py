@@ -217,8 +217,8 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         raise DataError(f"split={split!r} is not valid; choose train or test")
     if n_perm < MIN_PERMUTATIONS:
         raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
-    run = load_run(run_dir, device)
     with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
+        run = load_run(run_dir, device)  # under the lock: never a checkpoint a training process is replacing
         old = None if force else _existing(run_dir)
         dataset = run.test_ds if split == "test" else run.train_ds
         per = per_class if per_class is not None else fit_per_class(dataset.y, batches)

@@ -181,3 +181,15 @@ def test_symlinked_config_and_metrics_are_not_followed(done, tmp_path):
         open_append(run / "metrics.jsonl")
     assert main(["train", "--no-progress", "--resume", str(run), "train.epochs=3"]) == 0  # rewritten, not followed
     assert not (run / "metrics.jsonl").is_symlink() and outside.read_text() == "precious"
+
+
+def test_analysis_of_a_held_folder_is_refused_before_the_checkpoint_is_read(tmp_path, monkeypatch):
+    from deepfusion.experiments import analyze
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the checkpoint was read while another process held the folder")
+
+    monkeypatch.setattr("deepfusion.model.runs.loading.load_run", no_load)
+    with Holder(tmp_path) as proc:
+        with pytest.raises(RunError, match=f"in use by process {proc.pid}"):
+            analyze.analyze_run(tmp_path, n_boot=200)

@@ -17,7 +17,6 @@ import os
 import random
 import secrets
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from deepfusion.errors import CheckpointError, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
-from deepfusion.model.runs.layout import FILE_MODE
+from deepfusion.model.runs.layout import write_atomic
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1
@@ -80,20 +79,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` through a fsynced temporary file and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)  # as open() would create it, not mkstemp's 0o600
-        with os.fdopen(fd, "wb") as f:
-            try:
-                torch.save(obj, f)
-            except RuntimeError as err:  # torch reports a failed write (a full disk) as RuntimeError
-                raise _write_failed(err, path) from None
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def save(f):
+        try:
+            torch.save(obj, f)
+        except RuntimeError as err:  # torch reports a failed write (a full disk) as RuntimeError
+            raise _write_failed(err, path) from None
+
+    write_atomic(path, save)
     _fsync_dir(path.parent)
     _remember_good(path)
     return path

@@ -108,14 +108,15 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a uniquely named temporary file and ``os.replace``."""
+def write_atomic(path: str | Path, write) -> Path:
+    """Call ``write(f)`` on a uniquely named temporary file beside ``path`` (binary, fsynced), then
+    ``os.replace`` it onto ``path``; the temporary file is removed if anything fails."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # as open() would create it, not mkstemp's 0o600
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -123,6 +124,11 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a uniquely named temporary file and ``os.replace``."""
+    return write_atomic(path, lambda f: f.write(data))
 
 
 def open_append(path: str | Path):

@@ -20,6 +20,28 @@ from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.network.simclr import SimCLRModel
 
 
+def contrastive_step(forward, opt, data, two_views, batch: int, temperature: float):
+    """A closure running one NT-Xent step as the training loop does: the next ``batch`` rows of the
+    resident ``data`` (cycling), ``two_views`` of them, ``forward``, loss, backward, ``opt`` step;
+    bf16 autocast on CUDA and no host synchronisation."""
+    ids = torch.arange(batch, device=data.device).repeat(2)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if data.device.type == "cuda" else nullcontext
+    state = {"i": 0}
+
+    def step():
+        start = (state["i"] * batch) % (data.shape[0] - batch + 1)
+        state["i"] += 1
+        views = two_views(data[start:start + batch])
+        with autocast(), forward_options(check_inputs=False):  # as in training: no host sync in the step
+            z = forward(views)
+        loss = nt_xent(z.float(), ids, temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def make_step(backbone: str, head: str, batch: int, device, image_size=32, compile=False, dim=256, depth=6,
               heads=8, pool=4096):
     """A closure running one training step on random resident CIFAR-shaped data."""
@@ -35,23 +57,12 @@ def make_step(backbone: str, head: str, batch: int, device, image_size=32, compi
                                         out_dim=512, mlp_hidden=2048)).to(device=device, memory_format=fmt)
     fwd = torch.compile(model) if (compile and cuda) else model
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ids = torch.arange(batch, device=device).repeat(2)
     gen = torch.Generator(device=device).manual_seed(0)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
-    state = {"i": 0}
 
-    def step():
-        start = (state["i"] * batch) % (data.shape[0] - batch + 1)
-        state["i"] += 1
-        views = augment.two_views(data[start:start + batch], generator=gen).contiguous(memory_format=fmt)
-        with autocast(), forward_options(check_inputs=False):  # as in training: no host sync in the step
-            z = fwd(views)
-        loss = nt_xent(z.float(), ids, 0.5)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def views(x):
+        return augment.two_views(x, generator=gen).contiguous(memory_format=fmt)
 
-    return step
+    return contrastive_step(fwd, opt, data, views, batch, temperature=0.5)
 
 
 def bench_train(device="cpu", backbone=None, batch=512, repeats=5, warmup=2, compile=False) -> list[dict]:
@@ -75,24 +86,11 @@ def make_head_only_step(batch: int, device, dim=256, depth=10, heads=16, ffn_dim
                       out_dim=out_dim).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
     data = torch.randn(4096, features, device=device, generator=gen)
-    ids = torch.arange(batch, device=device).repeat(2)
-    cuda = torch.device(device).type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
-    state = {"i": 0}
 
-    def step():
-        start = (state["i"] * batch) % (data.shape[0] - batch + 1)
-        state["i"] += 1
-        x = data[start:start + batch]
-        views = torch.cat([x, x]) + 0.1 * torch.randn(2 * batch, features, device=device, generator=gen)
-        with autocast(), forward_options(check_inputs=False):
-            z = head(views)
-        loss = nt_xent(z.float(), ids, 0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def views(x):
+        return torch.cat([x, x]) + 0.1 * torch.randn(2 * batch, features, device=device, generator=gen)
 
-    return step
+    return contrastive_step(head, opt, data, views, batch, temperature=0.1)
 
 
 def bench_head_only(device="cpu", batches=(256,), repeats=5, warmup=2) -> list[dict]:

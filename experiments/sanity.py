@@ -1,19 +1,8 @@
-"""Synthetic sanity experiments: idealised layers against the theory, and a small trained head.
-
-(a) Untrained idealised layers (softmax on cosines, identity values, residual, unit sphere;
-    theory/simulation.py) on Gaussian class tokens (C=4, n=64, d=2048, 10 layers) against the
-    mean-field recursion of S5 (theory.fusion.mean_field), in the fast-fusion, slow and
-    self-attention-trap regimes, with the theory's own tolerances on the block mass m and the
-    spread r. Fast fusion must shrink r a hundredfold and the trap must leave it in place, in both
-    the simulation and the recursion. Any disagreement fails the command (exit status 1).
-(b) The real TransformerHead trained with NT-Xent on the synthetic Gaussian mixture (preset
-    synthetic, MLP backbone), analysed like deepfusion analyze, next to the feed-forward head
-    (model.head=ffn) whose per-block features get the same spread, NC1 and residual statistics.
-    Part (b) is measured and reported, never judged: trained heads need not fuse.
-
-A summary table is printed and sanity.json written to --out (the runs of (b) go to
---out/runs/, replaced on every call). The full command takes a few minutes on two CPU cores,
---quick well under two.
+"""The synthetic sanity experiments behind ``deepfusion sanity``: (a) untrained idealised layers
+against the S5 mean-field recursion, judged by the theory's tolerances; (b) the real transformer
+head and the feed-forward head trained on the synthetic mixture, measured and reported, never
+judged. What each part computes, and its budgets, are in the command's help
+(``deepfusion/commands/sanity.py``).
 """
 
 from __future__ import annotations

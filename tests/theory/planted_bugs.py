@@ -50,6 +50,12 @@ BUGS = {
                         "S12: upper spread bound with 1 - L"),
     "s5b_eta": ("deepfusion.theory.perturbation", "layer_step", "2.0 * alpha * (1.0 + alpha) * a",
                 "alpha * (1.0 + alpha) * a", "S5b: the cross term of eta halved"),
+    "s8_m_star_nu": ("deepfusion.theory.learned", "learned_m_star", "_f(nu) ** 2 * _f(beta_mu)",
+                     "_f(nu) * _f(beta_mu)", "S8(b): m* with nu instead of nu^2"),
+    "s5b_centring_unsquared": ("deepfusion.theory.perturbation", "gaussian_delta_bound", "(2.0 * (n - 1) / n) ** 2",
+                               "(2.0 * (n - 1) / n)", "S5b: the centring factor of delta_0 not squared"),
+    "s5b_signed_max": ("deepfusion.theory.perturbation", "layer_step", "np.abs(H0 - np.diag(np.diag(H0))).max()",
+                       "(H0 - np.diag(np.diag(H0))).max()", "S5b: c from the signed, not the absolute, maximum"),
 }
 
 

@@ -31,6 +31,9 @@ CAUGHT_BY = {
     "s11_margin_sign": [("S11", "symbolic"), ("S11", "property")],
     "s12_upper_bound": [("S12", "symbolic"), ("S12", "numeric"), ("S12", "property")],
     "s5b_eta": [("S5", "symbolic")],
+    "s8_m_star_nu": [("S8", "numeric"), ("S8", "property")],
+    "s5b_centring_unsquared": [("S5", "symbolic")],
+    "s5b_signed_max": [("S5", "numeric")],
 }
 
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
     "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
     "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
+    "predict": ("deepfusion.commands.predict", "predict from the config, before training, where a head's attention fuses (S13-S15)"),
     "bench": ("deepfusion.commands.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
 }
 

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("deepfusion.commands.reproduce", "the main job: theory checks, sanity runs, head comparison and figures"),
     "train": ("deepfusion.commands.train", "train a SimCLR model (backbone + projection head) from a preset and overrides"),
     "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
-    "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S12)"),
+    "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S15)"),
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
     "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
     "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),

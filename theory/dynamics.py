@@ -132,3 +132,43 @@ def batch_limit_gap(s_p, s_s, s_o, C, Nc, tau):
     ws, wo = np.exp(ls - top), (C - 1.0) * np.exp(lo - top)
     p_o, sbar = wo / (ws + wo), (ws * s_s + wo * s_o) / (ws + wo)
     return abs(finite - (C * p_o / (C - 1.0) - (s_p - sbar)))
+
+
+# ------------------------------------------------------------------------------- the configuration
+
+
+def _simplex(k):
+    """(k, k) rows: k unit vectors with pairwise cosine -1/(k-1), summing to zero."""
+    E = np.eye(k) - 1.0 / k
+    return E / np.linalg.norm(E, axis=1, keepdims=True)
+
+
+def two_view_configuration(C, Nc, a, b, u):
+    """S13: the two-view configuration, view-major (tokens 0..N-1 first views, N..2N-1 second views;
+    instance k = i mod N of class k // Nc): x_i = a v_c + b p_k + u w_i with w_i' = -w_i.
+
+    Returns (X (2N, D), labels, inst, projectors {"V", "I", "W"} (D, D), dims {"V", "I", "W"}),
+    D = C + C Nc + N; the spans are orthogonal."""
+    if C < 2 or Nc < 2:
+        raise ConfigError(f"the two-view configuration needs C >= 2 and Nc >= 2, got C={C}, Nc={Nc}")
+    N = C * Nc
+    D = C + C * Nc + N
+    V = np.zeros((C, D))
+    V[:, :C] = _simplex(C)
+    P = np.zeros((N, D))
+    for c in range(C):
+        P[c * Nc:(c + 1) * Nc, C + c * Nc:C + (c + 1) * Nc] = _simplex(Nc)
+    W = np.zeros((N, D))
+    W[:, C + C * Nc:] = np.eye(N)
+    inst = np.arange(2 * N) % N
+    labels = inst // Nc
+    sign = np.where(np.arange(2 * N) < N, 1.0, -1.0)[:, None]
+    X = a * V[labels] + b * P[inst] + u * sign * W[inst]
+
+    def proj(rows):
+        Q, s, _ = np.linalg.svd(rows.T, full_matrices=False)
+        Q = Q[:, s > 1e-10]
+        return Q @ Q.T, Q.shape[1]
+
+    (PV, dV), (PI, dI), (PW, dW) = proj(V), proj(P), proj(W)
+    return X, labels, inst, {"V": PV, "I": PI, "W": PW}, {"V": dV, "I": dI, "W": dW}

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Deep Fusion verification suite: a SimCLR model whose projection head is a "
             "transformer attending across the batch, the theory of why its attention "
-            "fuses same-class samples (S1-S12), and experiments that tie the two together."
+            "fuses same-class samples (S1-S15), and experiments that tie the two together."
         ),
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")

@@ -1,7 +1,7 @@
 """The main job: check the theory, run the sanity experiments, compare heads, draw every figure.
 
 Steps, in order, each writing into --out:
-  1. theory      every symbolic, numeric and property check of S1-S12 (deepfusion verify)
+  1. theory      every symbolic, numeric and property check of S1-S15 (deepfusion verify)
   2. sanity      idealised layers against the mean-field recursion, and a small trained head
                  on synthetic data measured layer by layer (deepfusion sanity)
   3. figures     F1-F5 (deepfusion figures): attention maps and same-class mass of a trained

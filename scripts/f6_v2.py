@@ -138,7 +138,7 @@ def measure(run_dir: Path, batches: int = 2) -> dict:
     ds = run.test_ds
     per_class = min(run.cfg.train.batch_size // ds.num_classes, int(np.bincount(ds.y).min()) // batches)
     head = run.model.head
-    ratios, betas = [], []
+    ratios, betas, layers = [], [], []
     for b, idx in enumerate(disjoint_batches(ds.y, batches, per_class, seed=0)):
         cap = capture(run.model, run.augment, ds, idx, seed=1000 + b)
         L, H = cap["attention"].shape[:2]
@@ -149,8 +149,29 @@ def measure(run_dir: Path, batches: int = 2) -> dict:
             pred = predict_layer(cap["tokens"][l], cap["labels"], cap["inst"], cap["visible"],
                                  block_params(head.blocks[l]))
             bl.append(np.mean([hd["beta_mu"] for hd in pred["heads"]]))
+            if b == 0:  # S8-S12 held against this layer (first analysis batch)
+                st = pred["r_stages"]
+                layers.append({"mass": pred["same_class_mass"], "r_ratio": pred["r_ratio"],
+                               "closed": st["closed"], "exact": st["exact"], "norm": pred["norm"],
+                               "chance": float(_chance(cap["labels"], cap["inst"], cap["visible"]))})
         betas.append(bl)
-    return {"ratio": np.mean(ratios, 0).tolist(), "beta_mu": np.mean(betas, 0).tolist()}
+    return {"ratio": np.mean(ratios, 0).tolist(), "beta_mu": np.mean(betas, 0).tolist(), "layers": layers}
+
+
+def _chance(labels, inst, visible):
+    """Same-class mass under uniform attention over the visible tokens (experiments.metrics' chance)."""
+    same = (labels[:, None] == labels[None, :]) & (inst[:, None] != inst[None, :]) & visible
+    return (same.sum(1) / visible.sum(1)).mean()
+
+
+def _measured(run_dir: Path) -> dict:
+    """measure(run_dir), kept beside the run (the run's checkpoint does not change once finished)."""
+    path = run_dir / "f6v2_measure.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    m = measure(run_dir)
+    path.write_text(json.dumps(m))
+    return m
 
 
 def r2(pred, meas) -> float:
@@ -165,7 +186,7 @@ def score(out: Path) -> None:
         runs = [out / f"{name}_s{s}" for s in range(c["seeds"]) if (out / f"{name}_s{s}" / "eval.json").is_file()]
         if not runs:
             continue
-        m = [measure(r) for r in runs]
+        m = [_measured(r) for r in runs]
         last = np.array([x["ratio"][-1] for x in m])
         beta = np.mean([x["beta_mu"] for x in m], 0)
         ci = None
@@ -175,7 +196,8 @@ def score(out: Path) -> None:
             h = stats.t.ppf(0.975, len(last) - 1) * last.std(ddof=1) / np.sqrt(len(last))
             ci = [float(last.mean() - h), float(last.mean() + h)]
         p = c["prediction"]
-        cells[name] = {"role": c["role"], "seeds": len(runs), "measured_last": float(last.mean()),
+        cells[name] = {"role": c["role"], "seeds": len(runs), "layer_checks": [lc for x in m for lc in x["layers"]],
+                       "measured_last": float(last.mean()),
                        "measured_last_seeds": last.tolist(), "ci": ci,
                        "measured_layers": np.mean([x["ratio"] for x in m], 0).tolist(), "beta_mu": beta.tolist(),
                        "fusion_measured": bool(last.mean() >= THRESHOLD),
@@ -202,6 +224,7 @@ def _summary(cells: dict) -> dict:
     signs = [(s, np.sign(b)) for n in names for s, b in zip(cells[n]["drift_sign"], cells[n]["beta_mu"])]
     logm = np.log([cells[n]["measured_last"] for n in names])
     return {
+        **_s8_s12([lc for n in names for lc in cells[n]["layer_checks"]]),
         "cells": len(names), "held_out": len(held),
         "outcome_right_all": share(names, "fusion_expected"), "outcome_right_held_out": share(held, "fusion_expected"),
         "baseline_right_all": float(np.mean([cells[n]["baseline_right"] for n in names])),
@@ -210,6 +233,32 @@ def _summary(cells: dict) -> dict:
         "r2_log_ratio": r2(np.log([cells[n]["predicted_last"] for n in names]), logm),
         "r2_log_ratio_baseline": r2(np.log([cells[n]["baseline"]["ratio"] for n in names]), logm),
     }
+
+
+def _s8_s12(layers: list[dict]) -> dict:
+    """S8-S12 on every trained layer: R^2 of each mass level (as a ratio to chance, and its log)
+    against the measured mass; the sign of r_(l+1) - r_l from the closed form, from its common part
+    and FFN alone (attention factor removed), from the S11 attention factor alone, and the trivial
+    rule 'post-LN spreads, pre-LN contracts'; the pre-LN FFN stage, closed form against exact."""
+    if not layers:
+        return {}
+    ex = np.array([lc["mass"]["exact"] / lc["chance"] for lc in layers])
+    out = {"s8_layers": len(layers)}
+    for lv in ("sym", "block", "disp"):
+        pr = np.array([lc["mass"][lv] / lc["chance"] for lc in layers])
+        out[f"s8_r2_{lv}"] = r2(pr, ex)
+        out[f"s8_r2_log_{lv}"] = r2(np.log(np.maximum(pr, 1e-6)), np.log(np.maximum(ex, 1e-6)))
+    grow = np.array([lc["r_ratio"]["exact"] > 1 for lc in layers])
+    c = [lc["closed"] for lc in layers]
+    rules = {"closed": [x["attention"] * x["ffn"] for x in c], "common_and_ffn": [x["attention_common"] * x["ffn"] for x in c],
+             "s11_attention_only": [x["attention_s11"] for x in c],
+             "trivial_post_spreads": [2.0 if lc["norm"] == "post" else 0.5 for lc in layers]}
+    for k, v in rules.items():
+        out[f"sign_{k}"] = float(np.mean((np.array(v) > 1) == grow))
+    pre = [lc for lc in layers if lc["norm"] == "pre"]
+    if pre:
+        out["pre_ln_ffn_closed_vs_exact"] = [[round(lc["closed"]["ffn"], 4), round(lc["exact"]["ffn"], 4)] for lc in pre]
+    return out
 
 
 def main() -> int:

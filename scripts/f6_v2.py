@@ -201,7 +201,8 @@ def score(out: Path) -> None:
                        "measured_last_seeds": last.tolist(), "ci": ci,
                        "measured_layers": np.mean([x["ratio"] for x in m], 0).tolist(), "beta_mu": beta.tolist(),
                        "fusion_measured": bool(last.mean() >= THRESHOLD),
-                       "predicted_last": p["last_layer_ratio"], "fusion_expected": p["fusion_expected"],
+                       "predicted_last": p["last_layer_ratio"], "predicted_layers": p["ratio"],
+                       "fusion_expected": p["fusion_expected"],
                        "drift_sign": p["beta_drift_sign"], "baseline": c["baseline"]}
         print(f"{name:<12} measured {last.mean():.3f} {np.round(last, 2).tolist()} predicted {p['last_layer_ratio']:.3f} "
               f"beta_mu {np.round(beta, 3).tolist()} signs {p['beta_drift_sign']}", flush=True)
@@ -231,6 +232,10 @@ def _summary(cells: dict) -> dict:
         "baseline_right_held_out": float(np.mean([cells[n]["baseline_right"] for n in held])) if held else None,
         "drift_sign_right": float(np.mean([a == b for a, b in signs])), "layers": len(signs),
         "r2_log_ratio": r2(np.log([cells[n]["predicted_last"] for n in names]), logm),
+        "r2_log_layers_pooled": r2(np.log(np.concatenate([cells[n]["predicted_layers"] for n in names])),
+                                   np.log(np.concatenate([cells[n]["measured_layers"] for n in names]))),
+        "r2_log_layers_within": float(np.mean([r2(np.log(cells[n]["predicted_layers"]), np.log(cells[n]["measured_layers"]))
+                                               for n in names])),
         "r2_log_ratio_baseline": r2(np.log([cells[n]["baseline"]["ratio"] for n in names]), logm),
     }
 

@@ -39,6 +39,7 @@ from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
 from deepfusion.model.runs.devices import resolve_device
+from deepfusion.model.runs.divergence import ADVICE, check_weights, kept
 from deepfusion.model.runs.layout import RunFolder, open_append, write_json
 from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
@@ -273,15 +274,14 @@ def check_finite(setup: Setup, meter: LossMeter) -> None:
     """Stop with a one-line error if any rank saw a non-finite loss since the run began."""
     bad = int(ddp_util.all_reduce_max(meter.first_bad.clone()).item())
     if bad >= 0:
-        kept = (f"kept the last good checkpoint in {setup.folder.checkpoints}" if setup.folder.last.exists()
-                else "no checkpoint had been written yet")
         raise RunError(f"loss became NaN/inf at step {bad} (epoch {bad // setup.steps_per_epoch}); stopped and "
-                       f"{kept}; lower optim.lr, raise loss.temperature, or allow train.skip_nonfinite=K")
+                       f"{kept(setup.folder)}; {ADVICE}")
 
 
 def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> None:
     """Write a checkpoint of the current state (rank 0), after making sure no loss went non-finite."""
     check_finite(setup, meter)  # never overwrite a good checkpoint with poisoned weights
+    check_weights(setup.model, setup.device, state.step, setup.steps_per_epoch, setup.folder)
     rng = ddp_util.gather_objects(capture_rng())  # every rank's, so a resume continues each exactly
     extra = dict(rng_ranks=rng) if setup.dinfo.active else {}
     payload = dict(model=setup.model.state_dict(), optimizer=setup.opt.state_dict(),

@@ -264,7 +264,8 @@ def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad
             return ckpt
     if errors:
         raise CheckpointError(errors[0])
-    raise CheckpointError(f"no checkpoint in {folder}; the run never finished a step, start it again without --resume")
+    raise CheckpointError(f"no checkpoint in {folder}: the run stopped before its first checkpoint; start it "
+                          "again with the same command without --resume (what it left is cleared)")
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:

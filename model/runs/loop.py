@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from deepfusion.errors import CheckpointError, ConfigError, RunError
+from deepfusion.errors import CheckpointError, ConfigError, Interrupted, RunError
 from deepfusion.model.network.collectives import GatheredNTXent
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.losses import nt_xent
@@ -49,12 +49,8 @@ from deepfusion.model.runs.controls import (check_batch, deterministic, epoch_pe
                                             stop_on_signals)
 
 
-class TrainingInterrupted(RunError):
-    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
+class TrainingInterrupted(Interrupted):
+    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal (picklable)."""
 
 
 @dataclass

@@ -14,8 +14,8 @@ Data parallel (started by ``torchrun``, see :mod:`deepfusion.model.runs.distribu
 ``train.batch_size`` is the global batch; rank r takes its equal slice of each seeded batch,
 NT-Xent takes its negatives from every rank, and ``train.attend=global`` lets the head attend
 across the whole batch. Rank 0 writes the config, metrics and checkpoints (with every rank's RNG
-state) and evaluates; the ranks agree on stopping (signals, NaN) at logging steps, their only
-synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
+state) and evaluates; the ranks agree on a signal to stop at every step (a gloo all-reduce of one
+integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
 """
 
 from __future__ import annotations
@@ -310,13 +310,11 @@ def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: di
 
 
 def stop_requested(setup: Setup, state: Progress, stop: dict) -> int | None:
-    """The signal to stop on; under DDP decided jointly, and only at logging steps."""
+    """The signal to stop on; under DDP decided jointly at every step (one tiny gloo all-reduce), so
+    a SIGTERM is honoured within one step, long before torchrun escalates to SIGKILL."""
     if not setup.dinfo.active:
         return stop["signum"]
-    if state.step % setup.cfg.train.log_every and state.step != setup.total:
-        return None
-    flag = torch.tensor(stop["signum"] or 0, device=setup.device)
-    return int(ddp_util.all_reduce_max(flag).item()) or None
+    return ddp_util.max_flag(stop["signum"] or 0) or None
 
 
 def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool) -> None:

@@ -120,7 +120,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
                           "set it to 0 under torchrun")
     with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
-        train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None)
+        train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None, force)
         check_batch(cfg, len(train_ds.y), dinfo.world)
         setup = build(cfg, folder, dinfo, device, train_ds)
         state = restore(setup, ckpt) if ckpt is not None else Progress()

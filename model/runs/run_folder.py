@@ -25,10 +25,10 @@ TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend
 
 
 def default_run_dir(cfg) -> Path:
-    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set."""
+    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set (``~`` expanded)."""
     from deepfusion.model.runs.config import config_hash
 
-    return Path(cfg.train.out_dir) / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
+    return Path(cfg.train.out_dir).expanduser() / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
 def _unwritable(folder: RunFolder, err: OSError) -> RunError:

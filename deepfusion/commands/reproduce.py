@@ -134,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         from deepfusion.errors import ConfigError
 
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
-    with limit_threads(args.threads):
+    from deepfusion.paper_figures.pool import stopped
+
+    with limit_threads(args.threads), stopped("reproduce") as outcome:
         summary = reproduce(args.out, args.quick, args.data, args.seeds)
+    if outcome["exit"]:
+        return outcome["exit"]
     print("\n== summary\n" + summary_markdown(summary))
     print(f"written: {args.out / SUMMARY_MD}, {args.out / SUMMARY_JSON}")
     failed = summary["theory"]["failed"] + ([] if summary["sanity"]["ok"] else ["sanity (a)"])

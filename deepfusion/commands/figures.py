@@ -43,15 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.paper_figures.build import build_figures, parse_only
+    from deepfusion.paper_figures.pool import stopped
 
-    build_figures(
-        args.out,
-        quick=args.quick,
-        data=args.data,
-        results_root=args.results,
-        only=parse_only(args.only),
-        seeds=args.seeds,
-        ablation_seeds=args.ablation_seeds,
-        workers=args.workers or runs.default_workers(),
-    )
-    return 0
+    with stopped("figures") as outcome:
+        build_figures(
+            args.out,
+            quick=args.quick,
+            data=args.data,
+            results_root=args.results,
+            only=parse_only(args.only),
+            seeds=args.seeds,
+            ablation_seeds=args.ablation_seeds,
+            workers=args.workers or runs.default_workers(),
+        )
+    return outcome["exit"]

@@ -125,12 +125,13 @@ def train(out: Path) -> None:
 
 
 def measure(run_dir: Path, batches: int = 2) -> dict:
-    """Per layer: rule v3 statistic and beta_mu, each the mean over heads and batches."""
+    """Per layer: rule v3's statistic (experiments.attention_verdict) and beta_mu (mean over heads),
+    each the mean over the analysis batches; and S8-S12 held against each layer."""
     import torch
 
     from deepfusion.experiments.capture import capture, disjoint_batches
     from deepfusion.experiments.layer_prediction import block_params, predict_layer
-    from deepfusion.experiments.share_ratio import class_share_ratio
+    from deepfusion.experiments.attention_verdict import batch_statistics
     from deepfusion.model.runs.loading import load_run
 
     torch.set_num_threads(1)
@@ -141,9 +142,9 @@ def measure(run_dir: Path, batches: int = 2) -> dict:
     ratios, betas, layers = [], [], []
     for b, idx in enumerate(disjoint_batches(ds.y, batches, per_class, seed=0)):
         cap = capture(run.model, run.augment, ds, idx, seed=1000 + b)
-        L, H = cap["attention"].shape[:2]
-        ratios.append([np.mean([class_share_ratio(cap["attention"][l, h], cap["labels"], cap["inst"], cap["visible"])
-                                for h in range(H)]) for l in range(L)])
+        L = cap["attention"].shape[0]
+        ratios.append(batch_statistics(cap["attention"].astype(np.float64), cap["labels"], cap["inst"],
+                                       cap["visible"])["ratio"])  # rule v3's statistic, per layer
         bl = []
         for l in range(L):
             pred = predict_layer(cap["tokens"][l], cap["labels"], cap["inst"], cap["visible"],

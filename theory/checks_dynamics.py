@@ -82,7 +82,28 @@ def s13_numeric(quick):
         got, want, _ = _drifts(C, Nc, a, b, u, lam, q)
         exact = max(exact, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-300)))
     require(exact < 1e-9, f"S13: uniform-attention drifts miss k_X lambda_X Gamma_X by {exact:.1e}")
-    return f"dL/dB = autograd to {worst:.0e}; decoupled drifts d beta_X/dt = k_X lambda_X Gamma_X exact to {exact:.0e}"
+    value = _value_drift_gap(rng)
+    require(value < 1e-10, f"S13(c): d lambda_V/dt misses sum_i kappa a <q_i, v_c>/(C-1) by {value:.1e}")
+    return (f"dL/dB = autograd to {worst:.0e}; decoupled drifts d beta_X/dt = k_X lambda_X Gamma_X exact to {exact:.0e}; "
+            f"d lambda_V/dt at block attention exact to {value:.0e}")
+
+
+def _value_drift_gap(rng):
+    """S13(c): with block attention (self, positive, same class, other class) on the configuration,
+    -tr(P_V dL/dV)/(C-1) = sum_i kappa a <q_i, v_c(i)>/(C-1), dL/dV = -sum_i q_i xbar_i^T."""
+    C, Nc, a, b, u = 3, 4, 0.9, 0.6, 0.4
+    X, labels, inst, P, dims = dy.two_view_configuration(C, Nc, a, b, u)
+    M = X.shape[0]
+    w = rng.uniform(0.1, 1.0, 4)
+    same, own = labels[:, None] == labels[None, :], inst[:, None] == inst[None, :]
+    A = np.where(np.eye(M, dtype=bool), w[0], np.where(own, w[1], np.where(same, w[2], w[3])))
+    A = A / A.sum(1, keepdims=True)
+    q = rng.standard_normal(X.shape)
+    got = float(np.trace(P["V"] @ (q.T @ (A @ X)))) / dims["V"]
+    m = (A * same).sum(1)
+    kappa = (C * m - 1.0) / (C - 1.0)
+    want = float((kappa * a * (q * _unit_parts(X, P["V"])).sum(1)).sum()) / (C - 1.0)
+    return abs(got - want) / max(abs(want), 1e-300)
 
 
 @SETTINGS

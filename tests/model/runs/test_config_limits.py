@@ -96,8 +96,10 @@ def test_a_huge_yaml_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
     monkeypatch.setattr(yaml, "load", no_parsing)
     with pytest.raises(ConfigError, match="bytes of YAML, more than a config needs"):
         load_config(path)
+    from deepfusion.model.runs.config import parse_override
+
     with pytest.raises(ConfigError, match="more than a config needs"):
-        load_config("synthetic", ["data.options={x: [" + ",".join(["1"] * 600_000) + "]}"])
+        parse_override("data.options={x: [" + ",".join(["1"] * 600_000) + "]}")
 
 
 def test_a_section_given_twice_is_refused(tmp_path):

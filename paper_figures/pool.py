@@ -72,8 +72,8 @@ def init_worker(parent: int, poll_s: float = 0.2) -> None:
     """Pool initializer: signals as described in the module docstring, then the parent watch."""
     global _PARENT
     _PARENT = parent
-    signal.signal(signal.SIGINT, _on_signal)  # the training loop installs its own handler while it trains
-    signal.signal(signal.SIGTERM, _on_signal)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the training loop has its own while it trains
+        signal.signal(s, _on_signal)
     _die_with_parent()
     if _orphaned():  # the parent died before the request above took effect
         os._exit(143)
@@ -108,7 +108,7 @@ def _main() -> bool:
 
 @contextmanager
 def _sigterm_raises():
-    """SIGTERM raises :class:`_Stop` in the main thread for the ``with`` block (like Ctrl-C does)."""
+    """SIGTERM and SIGHUP raise :class:`_Stop` in the main thread for the ``with`` block (as Ctrl-C does)."""
     if not _main():
         yield
         return
@@ -116,11 +116,12 @@ def _sigterm_raises():
     def handler(signum, frame):
         raise _Stop(signum)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _stop_workers(pool) -> None:

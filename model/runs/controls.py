@@ -46,7 +46,8 @@ def check_batch(cfg: Config, n_train: int, world: int = 1) -> None:
 
 @contextmanager
 def stop_on_signals():
-    """Record SIGTERM/SIGINT in a flag checked at step boundaries; a second SIGINT aborts at once."""
+    """Record SIGTERM/SIGINT/SIGHUP (a closed terminal) in a flag checked at step boundaries; a second
+    SIGINT aborts at once."""
     flag = {"signum": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -57,7 +58,7 @@ def stop_on_signals():
             raise KeyboardInterrupt
         flag["signum"] = signum
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         yield flag
     finally:

@@ -43,10 +43,29 @@ def _read(path: Path) -> dict:
                         "(optionally x_test and y_test) as data.root")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("x", "y", "x_test", "y_test") if k in z.files}
+            out = {}
+            for k in ("x", "y", "x_test", "y_test"):
+                if k in z.files:
+                    out[k] = _array(z, k, path)
+            return out
+    except DataError:
+        raise
     except Exception as err:  # zip, header and dtype errors all mean "not a usable npz"
         raise DataError(f"{path}: not a readable .npz of plain arrays ({type(err).__name__}: {err}); "
                         "save it with numpy.savez(path, x=..., y=...)") from None
+
+
+def _array(z, key: str, path: Path) -> np.ndarray:
+    """Array ``key`` of an open npz; an object array (pandas' ``.values`` of mixed columns) named as such."""
+    try:
+        return z[key]
+    except ValueError as err:
+        if "pickle" not in str(err):
+            raise
+        cast = "y.astype(np.int64)" if key.startswith("y") else "x.astype(np.float32)"
+        raise DataError(f"{path}: array {key!r} has dtype object (what pandas' .values gives for mixed columns), "
+                        f"which is not read, as loading it would run pickled code; convert it and save again, e.g. "
+                        f"{key}={cast.replace(cast[0], key, 1)} in numpy.savez") from None
 
 
 def kind_of(shape: tuple, where: str) -> str:
@@ -107,8 +126,12 @@ def _as_vectors(x: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: vector dtype {x.dtype} is not numeric (store ints or floats)")
     with np.errstate(over="ignore"):
         x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{where}: vectors contain NaN or inf (or values beyond float32's range of about 3.4e38)")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{where}: {len(bad)} of {len(x)} vectors contain NaN or inf (or values beyond float32's "
+                        f"range of about 3.4e38), first row {bad[0]}; drop or fill them before saving, e.g. "
+                        "keep = np.isfinite(x).all(axis=1); numpy.savez(path, x=x[keep], y=y[keep])")
     return x
 
 

@@ -90,7 +90,7 @@ def test_num_classes_above_the_sample_count_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("arrays, words", [
-    (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["not a readable .npz"]),
+    (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["array 'x' has dtype object", "astype"]),
     (dict(x=np.array([[0.0, np.nan], [1, 2]]), y=[0, 1]), ["NaN or inf"]),
     (dict(x=np.full((2, 2), 1e300), y=[0, 1]), ["NaN or inf", "float32"]),
     (dict(x=_vectors(4)), ["no array 'y'"]),
@@ -129,3 +129,18 @@ def test_summarize_errors_match_the_loader(tmp_path):
         summarize(_npz(tmp_path / "noy.npz", x=_vectors()))
     with pytest.raises(ConfigError, match="layout"):
         summarize(_npz(tmp_path / "ok.npz", x=_vectors(), y=np.arange(24) % 2), layout="hwc")
+
+
+def test_an_object_array_is_named_with_its_conversion(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, x=_vectors(), y=np.array([str(v % 2) for v in range(24)], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="array 'y' has dtype object.*y=y.astype\\(np.int64\\)"):
+        load_dataset("npz", root=str(path))
+
+
+def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
+    x = _vectors()
+    x[[3, 7, 8]] = np.nan
+    path = _npz(tmp_path / "nan.npz", x=x, y=np.arange(24) % 2)
+    with pytest.raises(DataError, match="3 of 24 vectors contain NaN.*first row 3.*isfinite"):
+        load_dataset("npz", root=str(path))

@@ -95,3 +95,14 @@ def test_a_checkpoints_link_is_neither_written_nor_cleaned_through(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in elsewhere.iterdir()}
     assert main(["train", "--no-progress", "--resume", str(run), "train.epochs=2"]) == 3
     assert {p.name: p.stat().st_mtime_ns for p in elsewhere.iterdir()} == before and stale.exists()
+
+
+def test_bad_data_leaves_no_run_folder_behind(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(40, 4))
+    x[5] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 2)
+    assert main(["train", "--no-progress", "data.name=npz", f"data.root={tmp_path / 'nan.npz'}", "--out",
+                 str(tmp_path / "runs"), "train.name=r", "train.threads=1"]) == 2
+    assert not (tmp_path / "runs" / "r").exists()

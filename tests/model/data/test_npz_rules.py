@@ -144,3 +144,18 @@ def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
     path = _npz(tmp_path / "nan.npz", x=x, y=np.arange(24) % 2)
     with pytest.raises(DataError, match="3 of 24 vectors contain NaN.*first row 3.*isfinite"):
         load_dataset("npz", root=str(path))
+
+
+def test_one_sample_per_class_says_so_not_lower_test_fraction(tmp_path):
+    path = _npz(tmp_path / "one.npz", x=_vectors(n=3), y=np.arange(3))
+    with pytest.raises(DataError, match="single sample, so none can be held out"):
+        load_dataset("npz", root=str(path), split="test")
+
+
+def test_a_one_class_data_set_is_refused_before_training(tmp_path):
+    from deepfusion.cli import main
+
+    path = _npz(tmp_path / "oneclass.npz", x=_vectors(n=40), y=np.zeros(40, dtype=int))
+    assert main(["train", "--no-progress", "data.name=npz", f"data.root={path}", "--out", str(tmp_path / "runs"),
+                 "train.threads=1"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

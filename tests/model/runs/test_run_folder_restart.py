@@ -106,3 +106,14 @@ def test_bad_data_leaves_no_run_folder_behind(tmp_path):
     assert main(["train", "--no-progress", "data.name=npz", f"data.root={tmp_path / 'nan.npz'}", "--out",
                  str(tmp_path / "runs"), "train.name=r", "train.threads=1"]) == 2
     assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_a_deleted_config_yaml_is_taken_from_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["train", "--config", "synthetic", "--no-progress", "--out", str(out), *TINY, "train.name=r",
+                 "train.epochs=1", "eval.linear_epochs=0"]) == 0
+    (out / "r" / "config.yaml").unlink()
+    assert main(["eval", "--run", str(out / "r"), "--device", "cpu", "--no-write"]) == 0
+    assert main(["train", "--no-progress", "--resume", str(out / "r"), "train.epochs=2"]) == 0
+    assert "config.yaml is missing; using the config saved in the run's checkpoint" in capsys.readouterr().err
+    assert (out / "r" / "config.yaml").is_file()

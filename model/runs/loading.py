@@ -61,11 +61,16 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ())
         saved = _checkpoint_config(run_dir)
         if saved is None:
             raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
-        warn(f"{path} is missing; using the config saved in the run's checkpoint (a resume writes it again)")
+        if str(path) not in _WARNED:  # a command may read the config more than once
+            _WARNED.add(str(path))
+            warn(f"{path} is missing; using the config saved in the run's checkpoint (a resume writes it again)")
         return _config_of(saved, overrides)
     missing = _missing_keys(path)
     legacy = [f"{s}.{k}={json.dumps(LEGACY[(s, k)])}" for s, k in missing]
     return load_config(path, legacy + list(overrides))
+
+
+_WARNED: set[str] = set()
 
 
 def _checkpoint_config(run_dir: str | Path) -> dict | None:

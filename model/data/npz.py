@@ -56,7 +56,9 @@ def _read(path: Path) -> dict:
 
 
 def _array(z, key: str, path: Path) -> np.ndarray:
-    """Array ``key`` of an open npz; an object array (pandas' ``.values`` of mixed columns) named as such."""
+    """Array ``key`` of an open npz; an object array (pandas' ``.values`` of mixed columns) named as such,
+    and a header that promises more data than the file holds refused before anything is allocated."""
+    _check_promise(path, key)
     try:
         return z[key]
     except ValueError as err:
@@ -192,6 +194,27 @@ class Summary:
     labels: np.ndarray  # y (as stored, checked), for counting the training split
     label_values: tuple  # the original label of each class when remapped, else ()
     num_classes: int
+
+
+def _check_promise(path: Path, name: str) -> None:
+    """Refuse an array whose .npy header promises more bytes than its member of the zip holds (numpy
+    would allocate the promised size first: 16 GB for a 1 kB file)."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as f:
+            held = zf.getinfo(f"{name}.npy").file_size
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except Exception:  # not a plain zip of .npy members: np.load reports it
+        return
+    if dtype.hasobject:
+        return  # named by the caller
+    promised = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if promised > held - offset:
+        raise DataError(f"{path}: array {name!r} promises shape {tuple(shape)} of {dtype} ({promised / 2**30:.2f} GiB) "
+                        f"in its header but the file holds {max(0, held - offset)} bytes of it; the file is damaged "
+                        "or was not written by numpy: save it again with numpy.savez(path, x=..., y=...)")
 
 
 def _header_shape(path: Path, name: str) -> tuple | None:

@@ -159,3 +159,19 @@ def test_a_one_class_data_set_is_refused_before_training(tmp_path):
     assert main(["train", "--no-progress", "data.name=npz", f"data.root={path}", "--out", str(tmp_path / "runs"),
                  "train.threads=1"]) == 2
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_header_promising_gigabytes_is_refused_before_allocation(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**32, 1)})
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", header.getvalue() + b"\0" * 64)  # 16 GiB promised, 64 bytes held
+        y = io.BytesIO()
+        np.save(y, np.arange(4) % 2)
+        zf.writestr("y.npy", y.getvalue())
+    with pytest.raises(DataError, match="promises shape \\(4294967296, 1\\) of float32 \\(16.00 GiB\\).*holds 64 bytes"):
+        load_dataset("npz", root=str(path))

@@ -3,9 +3,9 @@
 ``runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
 stopped job from leaving anything behind:
 
-- **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT and SIGTERM stop a job
-  at once (an idle worker ignores them), except while its training loop runs, whose own handler
-  saves a checkpoint and stops at the next step. The parent
+- **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT, SIGTERM and SIGHUP stop
+  a job at once (one arriving between jobs stops the next before it starts), except while its
+  training loop runs, whose own handler saves a checkpoint and stops at the next step. The parent
   turns Ctrl-C or SIGTERM into :class:`Interrupted`, forwards SIGTERM to its workers, waits for
   their checkpoints and reports how many runs finished; rerunning the command reuses them.
 - **Workers die with their parent.** Each worker asks the kernel for SIGTERM when its parent dies
@@ -28,7 +28,7 @@ from typing import Callable
 from deepfusion.errors import Interrupted
 
 _PARENT: int | None = None  # this worker's parent pid (None in the parent itself)
-_BUSY = threading.Event()  # set while this worker trains a run
+_BUSY = threading.Event()  # set while this worker runs a job
 
 
 # ---------------------------------------------------------------- worker side

@@ -136,10 +136,11 @@ def os_message(err: OSError) -> str:
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """Host ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA) or the CPU allocator's RuntimeError."""
+    """Host ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA) or the CPU allocator's RuntimeError
+    (``can't allocate memory``, or C++'s ``std::bad_alloc`` for a model far too large)."""
     if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    return isinstance(err, RuntimeError) and any(s in str(err) for s in ("can't allocate memory", "bad_alloc"))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 ``runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
 stopped job from leaving anything behind:
 
-- **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT and SIGTERM stop a job
-  at once (an idle worker ignores them), except while its training loop runs, whose own handler
-  saves a checkpoint and stops at the next step. The parent
+- **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT, SIGTERM and SIGHUP stop
+  a job at once (one arriving between jobs stops the next before it starts), except while its
+  training loop runs, whose own handler saves a checkpoint and stops at the next step. The parent
   turns Ctrl-C or SIGTERM into :class:`Interrupted`, forwards SIGTERM to its workers, waits for
   their checkpoints and reports how many runs finished; rerunning the command reuses them.
 - **Workers die with their parent.** Each worker asks the kernel for SIGTERM when its parent dies
@@ -28,7 +28,7 @@ from typing import Callable
 from deepfusion.errors import Interrupted
 
 _PARENT: int | None = None  # this worker's parent pid (None in the parent itself)
-_BUSY = threading.Event()  # set while this worker trains a run
+_BUSY = threading.Event()  # set while this worker runs a job
 
 
 # ---------------------------------------------------------------- worker side
@@ -72,8 +72,8 @@ def init_worker(parent: int, poll_s: float = 0.2) -> None:
     """Pool initializer: signals as described in the module docstring, then the parent watch."""
     global _PARENT
     _PARENT = parent
-    signal.signal(signal.SIGINT, _on_signal)  # the training loop installs its own handler while it trains
-    signal.signal(signal.SIGTERM, _on_signal)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the training loop has its own while it trains
+        signal.signal(s, _on_signal)
     _die_with_parent()
     if _orphaned():  # the parent died before the request above took effect
         os._exit(143)
@@ -108,7 +108,7 @@ def _main() -> bool:
 
 @contextmanager
 def _sigterm_raises():
-    """SIGTERM raises :class:`_Stop` in the main thread for the ``with`` block (like Ctrl-C does)."""
+    """SIGTERM and SIGHUP raise :class:`_Stop` in the main thread for the ``with`` block (as Ctrl-C does)."""
     if not _main():
         yield
         return
@@ -116,11 +116,12 @@ def _sigterm_raises():
     def handler(signum, frame):
         raise _Stop(signum)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _stop_workers(pool) -> None:

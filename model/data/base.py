@@ -130,6 +130,10 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
             k = 0
         test.append(pool[:k])
         train.append(pool[k:])
+    if test_fraction > 0 and not any(len(t) for t in test):
+        raise DataError(f"every one of the {len(train)} classes holds a single sample, so none can be held out for "
+                        "testing; store at least two samples per class, or give the test split itself (x_test and "
+                        "y_test in an .npz)")
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 

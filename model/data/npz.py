@@ -43,10 +43,31 @@ def _read(path: Path) -> dict:
                         "(optionally x_test and y_test) as data.root")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("x", "y", "x_test", "y_test") if k in z.files}
+            out = {}
+            for k in ("x", "y", "x_test", "y_test"):
+                if k in z.files:
+                    out[k] = _array(z, k, path)
+            return out
+    except DataError:
+        raise
     except Exception as err:  # zip, header and dtype errors all mean "not a usable npz"
         raise DataError(f"{path}: not a readable .npz of plain arrays ({type(err).__name__}: {err}); "
                         "save it with numpy.savez(path, x=..., y=...)") from None
+
+
+def _array(z, key: str, path: Path) -> np.ndarray:
+    """Array ``key`` of an open npz; an object array (pandas' ``.values`` of mixed columns) named as such,
+    and a header that promises more data than the file holds refused before anything is allocated."""
+    _check_promise(path, key)
+    try:
+        return z[key]
+    except ValueError as err:
+        if "pickle" not in str(err):
+            raise
+        cast = "y.astype(np.int64)" if key.startswith("y") else "x.astype(np.float32)"
+        raise DataError(f"{path}: array {key!r} has dtype object (what pandas' .values gives for mixed columns), "
+                        f"which is not read, as loading it would run pickled code; convert it and save again, e.g. "
+                        f"{key}={cast.replace(cast[0], key, 1)} in numpy.savez") from None
 
 
 def kind_of(shape: tuple, where: str) -> str:
@@ -107,8 +128,12 @@ def _as_vectors(x: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: vector dtype {x.dtype} is not numeric (store ints or floats)")
     with np.errstate(over="ignore"):
         x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{where}: vectors contain NaN or inf (or values beyond float32's range of about 3.4e38)")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{where}: {len(bad)} of {len(x)} vectors contain NaN or inf (or values beyond float32's "
+                        f"range of about 3.4e38), first row {bad[0]}; drop or fill them before saving, e.g. "
+                        "keep = np.isfinite(x).all(axis=1); numpy.savez(path, x=x[keep], y=y[keep])")
     return x
 
 
@@ -169,6 +194,27 @@ class Summary:
     labels: np.ndarray  # y (as stored, checked), for counting the training split
     label_values: tuple  # the original label of each class when remapped, else ()
     num_classes: int
+
+
+def _check_promise(path: Path, name: str) -> None:
+    """Refuse an array whose .npy header promises more bytes than its member of the zip holds (numpy
+    would allocate the promised size first: 16 GB for a 1 kB file)."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as f:
+            held = zf.getinfo(f"{name}.npy").file_size
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except Exception:  # not a plain zip of .npy members: np.load reports it
+        return
+    if dtype.hasobject:
+        return  # named by the caller
+    promised = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if promised > held - offset:
+        raise DataError(f"{path}: array {name!r} promises shape {tuple(shape)} of {dtype} ({promised / 2**30:.2f} GiB) "
+                        f"in its header but the file holds {max(0, held - offset)} bytes of it; the file is damaged "
+                        "or was not written by numpy: save it again with numpy.savez(path, x=..., y=...)")
 
 
 def _header_shape(path: Path, name: str) -> tuple | None:

@@ -22,7 +22,8 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
-from deepfusion.model.runs.config_limits import check_expansion, check_names_and_paths, check_ranges
+from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
+                                                 unique_key_loader)
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -211,8 +212,12 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
             setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
 
 
+_LOADER = unique_key_loader()
+
+
 def _read_yaml(path: Path) -> Any:
     try:
+        check_size(path.stat().st_size, str(path))  # before reading: parsing megabytes takes minutes
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from None
@@ -220,8 +225,9 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _parse_yaml(text: str, source: str) -> Any:
+    check_size(len(text.encode(errors="replace")), source)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

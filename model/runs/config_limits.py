@@ -27,6 +27,37 @@ NAME_BYTES = 200  # room for "-<hash>" within the 255 bytes of a file name
 # Strings that are paths: only NUL, which no path can hold, is refused.
 PATH_KEYS = (("train", "out_dir"), ("data", "root"))
 YAML_VALUES = 100_000  # values a YAML document may expand to through aliases
+YAML_BYTES = 1_000_000  # a config is a few kB; parsing megabytes takes minutes and gigabytes of memory
+
+
+def check_size(size: int, source: str, limit: int = YAML_BYTES) -> None:
+    """Refuse a YAML text of more than ``limit`` bytes before it is parsed."""
+    if size > limit:
+        raise ConfigError(f"{source} holds {size} bytes of YAML, more than a config needs ({limit} at most); "
+                          "pass a config file of the keys you set, or put data in a data file")
+
+
+def unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (two ``train:`` sections
+    would otherwise merge silently, the later one winning)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the base class reports it
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def check_expansion(data: Any, source: str, limit: int = YAML_VALUES) -> None:

@@ -44,20 +44,26 @@ def check_batch(cfg: Config, n_train: int, world: int = 1) -> None:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {n_train} training samples; lower it")
 
 
+ABORTED = threading.Event()  # a second Ctrl-C aborted the run (read where torch hid the KeyboardInterrupt)
+
+
 @contextmanager
 def stop_on_signals():
-    """Record SIGTERM/SIGINT in a flag checked at step boundaries; a second SIGINT aborts at once."""
+    """Record SIGTERM/SIGINT/SIGHUP (a closed terminal) in a flag checked at step boundaries; a second
+    SIGINT aborts at once."""
     flag = {"signum": None}
+    ABORTED.clear()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
         if flag["signum"] is not None and signum == signal.SIGINT:
+            ABORTED.set()  # torch swallows an exception raised inside its writer: say what happened
             raise KeyboardInterrupt
         flag["signum"] = signum
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         yield flag
     finally:

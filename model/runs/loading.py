@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from deepfusion.errors import ConfigError, RunError
+from deepfusion.errors import ConfigError, RunError, warn
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
 from deepfusion.model.runs.config import LEGACY, Config, config_to_dict, load_config
 from deepfusion.model.runs.layout import RunFolder
@@ -58,10 +58,46 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ())
     if not Path(run_dir).is_dir():
         raise RunError(f"run folder {run_dir} does not exist; train one with: deepfusion train --config digits")
     if not path.is_file():
-        raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
+        saved = _checkpoint_config(run_dir)
+        if saved is None:
+            raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
+        if str(path) not in _WARNED:  # a command may read the config more than once
+            _WARNED.add(str(path))
+            warn(f"{path} is missing; using the config saved in the run's checkpoint (a resume writes it again)")
+        return _config_of(saved, overrides)
     missing = _missing_keys(path)
     legacy = [f"{s}.{k}={json.dumps(LEGACY[(s, k)])}" for s, k in missing]
     return load_config(path, legacy + list(overrides))
+
+
+_WARNED: set[str] = set()
+
+
+def _checkpoint_config(run_dir: str | Path) -> dict | None:
+    """The resolved config in the run's newest loadable checkpoint, or None when there is none."""
+    from deepfusion.errors import CheckpointError
+
+    folder = RunFolder(run_dir)
+    if not folder.checkpoints.is_dir():
+        return None
+    try:
+        return latest_checkpoint(folder.checkpoints, quiet=True, mmap=True)["config"]
+    except CheckpointError:
+        return None
+
+
+def _config_of(saved: dict, overrides) -> Config:
+    """A checkpoint's config as a :class:`Config` (keys it predates at their LEGACY value), with overrides."""
+    from deepfusion.model.runs.config import apply_override, config_from_dict, validate
+
+    data = {s: dict(v) if isinstance(v, dict) else v for s, v in saved.items()}
+    for (s, k), value in LEGACY.items():
+        if isinstance(data.get(s), dict) and k not in data[s]:
+            data[s][k] = value
+    cfg = config_from_dict(data, source="the checkpoint's config")
+    for text in overrides:
+        apply_override(cfg, text)
+    return validate(cfg)
 
 
 def _missing_keys(path: Path) -> list[tuple[str, str]]:

@@ -2,7 +2,8 @@
 
 :func:`folder_lock` takes an exclusive ``fcntl.flock`` on ``<run>/.lock`` (released by the kernel
 when the process dies, so a killed run never leaves a stale lock); a second process gets a one-line
-:class:`RunError` naming the holder's pid. Within one process the lock is re-entrant: the figure
+:class:`RunError` naming the holder's pid. On a read-only file system nothing is locked: no process
+can write there, so ``eval --no-write`` and ``analyze --out`` elsewhere read such a run as usual. Within one process the lock is re-entrant: the figure
 cache holds a run folder's lock while it decides to train, and the training loop it calls takes the
 same lock again without blocking itself. :func:`holds_lock` tells code that removes leftovers (stale
 temporary files) whether this process may touch the folder.
@@ -49,6 +50,9 @@ def folder_lock(root: str | Path, what: str = "work in"):
             _HELD[key] -= 1
         return
     fd = _open_lock_file(folder.root / LOCK)
+    if fd is None:  # read-only media: no process can write there, so there is nothing to exclude
+        yield folder
+        return
     try:
         _take(fd, folder, what)
         pid = f"{os.getpid()}\n".encode()
@@ -63,10 +67,14 @@ def folder_lock(root: str | Path, what: str = "work in"):
         os.close(fd)  # closing releases the lock
 
 
-def _open_lock_file(path: Path) -> int:
+def _open_lock_file(path: Path) -> int | None:
+    """The lock file's descriptor; None on a read-only file system (a run read from a DVD or a
+    read-only mount), where reading needs no lock and writing fails anyway, naming the file."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as err:
+        if err.errno == errno.EROFS:
+            return None
         if err.errno == errno.ELOOP:
             raise RunError(f"{path} is a symbolic link; remove it (a run folder's lock is a plain file)") from None
         if err.errno == errno.ENOENT:

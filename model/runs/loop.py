@@ -45,8 +45,8 @@ from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
 from deepfusion.model.runs.prepare import read_record
 from deepfusion.model.runs.run_folder import open_run_folder, truncate_metrics
-from deepfusion.model.runs.controls import (check_batch, deterministic, epoch_permutation, seed_everything,
-                                            stop_on_signals)
+from deepfusion.model.runs.controls import (ABORTED, check_batch, deterministic, epoch_permutation,
+                                            seed_everything, stop_on_signals)
 
 
 class TrainingInterrupted(Interrupted):
@@ -289,6 +289,8 @@ def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> 
         try:
             save_checkpoint(payload, setup.folder.checkpoints, clear_stale=holds_lock(setup.folder.root))
         except OSError as err:  # disk full (torch's RuntimeError arrives as OSError), folder gone
+            if ABORTED.is_set():  # a second Ctrl-C inside torch's writer, not a full disk
+                raise KeyboardInterrupt from None
             raise RunError(f"cannot write a checkpoint to {setup.folder.checkpoints} ({err.strerror or err}); any "
                            f"earlier checkpoint there is intact: free space, then resume with --resume "
                            f"{setup.folder}") from None

@@ -64,8 +64,14 @@ class DataRecord:
 
 
 def check_class_count(train, test) -> None:
-    """A one-line ``DataError`` when the labels imply more classes than there are samples."""
+    """A one-line ``DataError`` when the data holds a single class, or its labels imply more classes
+    than there are samples."""
     n = len(train) + len(test)
+    present = len(set(train.y.tolist()) | set(test.y.tolist()))
+    if present < 2:
+        raise DataError(f"dataset {train.name!r} holds a single class; every accuracy of a one-class data set is 1.0 "
+                        "and says nothing: give samples of at least two classes (training itself uses no labels, "
+                        "but every evaluation does)")
     if train.num_classes > n:
         raise DataError(f"dataset {train.name!r}: its labels imply {train.num_classes} classes but train and test "
                         f"hold only {n} samples; a label value far above the others (e.g. a missing-value code "

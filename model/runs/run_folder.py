@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from deepfusion.errors import CheckpointError, RunError, warn
+from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
 from deepfusion.model.runs.lock import folder_lock, holds_lock
 
@@ -150,6 +150,7 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     if resume and not folder.checkpoints.is_dir():
         raise RunError(f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run "
                        "without --resume")
+    made = dinfo.main and not resume and not folder.root.exists()
     if dinfo.main:
         check_plain(folder)
         _make_folder(folder)
@@ -165,7 +166,26 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
             check_plain(folder)  # again under the lock: nothing swapped a link in meanwhile
             _check_writable(folder)
         ddp_util.barrier()  # no rank sees the folder before it exists
-        yield folder, ckpt
+        try:
+            yield folder, ckpt
+        except (ConfigError, DataError):
+            if made:  # bad input leaves nothing behind: the folder this start made, while it holds nothing else
+                _remove_if_untouched(folder)
+            raise
+
+
+def _remove_if_untouched(folder: RunFolder) -> None:
+    """Remove a run folder holding only its lock file and an empty checkpoints/ (what a start makes
+    before it reads its data)."""
+    if folder.contents() not in ([], [folder.checkpoints.name]):
+        return
+    try:
+        if folder.checkpoints.is_dir():
+            folder.checkpoints.rmdir()  # only if empty
+        folder.lock.unlink(missing_ok=True)
+        folder.root.rmdir()
+    except OSError:  # something appeared meanwhile: leave it
+        pass
 
 
 @contextmanager

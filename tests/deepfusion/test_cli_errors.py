@@ -200,3 +200,16 @@ def test_debug_shows_the_traceback(tmp_path):
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
     assert "optim.lrate" in debug.stderr.strip().splitlines()[-1]
+
+
+def test_a_model_too_large_for_memory_is_one_line(monkeypatch, capsys):
+    """``model.depth=2147483647`` ends in C++'s std::bad_alloc, raised by torch as a RuntimeError."""
+    import deepfusion.model.runs.loop as loop
+
+    def bad_alloc(*a, **k):
+        raise RuntimeError("std::bad_alloc")
+
+    monkeypatch.setattr(loop, "train", bad_alloc)
+    assert main(["train", "--config", "synthetic", "--no-progress", "train.epochs=1"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory (std::bad_alloc)" in err[0]

@@ -90,7 +90,7 @@ def test_num_classes_above_the_sample_count_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("arrays, words", [
-    (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["not a readable .npz"]),
+    (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["array 'x' has dtype object", "astype"]),
     (dict(x=np.array([[0.0, np.nan], [1, 2]]), y=[0, 1]), ["NaN or inf"]),
     (dict(x=np.full((2, 2), 1e300), y=[0, 1]), ["NaN or inf", "float32"]),
     (dict(x=_vectors(4)), ["no array 'y'"]),
@@ -129,3 +129,49 @@ def test_summarize_errors_match_the_loader(tmp_path):
         summarize(_npz(tmp_path / "noy.npz", x=_vectors()))
     with pytest.raises(ConfigError, match="layout"):
         summarize(_npz(tmp_path / "ok.npz", x=_vectors(), y=np.arange(24) % 2), layout="hwc")
+
+
+def test_an_object_array_is_named_with_its_conversion(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, x=_vectors(), y=np.array([str(v % 2) for v in range(24)], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="array 'y' has dtype object.*y=y.astype\\(np.int64\\)"):
+        load_dataset("npz", root=str(path))
+
+
+def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
+    x = _vectors()
+    x[[3, 7, 8]] = np.nan
+    path = _npz(tmp_path / "nan.npz", x=x, y=np.arange(24) % 2)
+    with pytest.raises(DataError, match="3 of 24 vectors contain NaN.*first row 3.*isfinite"):
+        load_dataset("npz", root=str(path))
+
+
+def test_one_sample_per_class_says_so_not_lower_test_fraction(tmp_path):
+    path = _npz(tmp_path / "one.npz", x=_vectors(n=3), y=np.arange(3))
+    with pytest.raises(DataError, match="single sample, so none can be held out"):
+        load_dataset("npz", root=str(path), split="test")
+
+
+def test_a_one_class_data_set_is_refused_before_training(tmp_path):
+    from deepfusion.cli import main
+
+    path = _npz(tmp_path / "oneclass.npz", x=_vectors(n=40), y=np.zeros(40, dtype=int))
+    assert main(["train", "--no-progress", "data.name=npz", f"data.root={path}", "--out", str(tmp_path / "runs"),
+                 "train.threads=1"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_header_promising_gigabytes_is_refused_before_allocation(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**32, 1)})
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", header.getvalue() + b"\0" * 64)  # 16 GiB promised, 64 bytes held
+        y = io.BytesIO()
+        np.save(y, np.arange(4) % 2)
+        zf.writestr("y.npy", y.getvalue())
+    with pytest.raises(DataError, match="promises shape \\(4294967296, 1\\) of float32 \\(16.00 GiB\\).*holds 64 bytes"):
+        load_dataset("npz", root=str(path))

@@ -82,3 +82,31 @@ def test_a_few_aliases_are_fine(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(_bomb(3))  # 1000 values
     assert len(load_config(path).data.options["l2"]) == 10
+
+
+def test_a_huge_yaml_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    import yaml
+
+    path = tmp_path / "big.yaml"
+    path.write_text("data:\n  options:\n    x: [" + ",".join(["1"] * 600_000) + "]\n")  # 1.2 MB
+
+    def no_parsing(*a, **k):
+        raise AssertionError("parsed before the size was checked")
+
+    monkeypatch.setattr(yaml, "load", no_parsing)
+    with pytest.raises(ConfigError, match="bytes of YAML, more than a config needs"):
+        load_config(path)
+    from deepfusion.model.runs.config import parse_override
+
+    with pytest.raises(ConfigError, match="more than a config needs"):
+        parse_override("data.options={x: [" + ",".join(["1"] * 600_000) + "]}")
+
+
+def test_a_section_given_twice_is_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("train:\n  epochs: 2\nmodel:\n  depth: 1\ntrain:\n  seed: 3\n")
+    with pytest.raises(ConfigError, match="line 5.*'train' is given twice"):
+        load_config(path)
+    path.write_text("train:\n  epochs: 2\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="'epochs' is given twice"):
+        load_config(path)

@@ -83,3 +83,37 @@ def test_resume_falls_back_past_a_diverged_last(tmp_path):
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["finished"] and finite(last["model"])
     assert list((run / "checkpoints").glob("last.corrupt-*.pt"))  # the diverged file was set aside, not rotated
+
+
+def test_a_second_ctrl_c_inside_a_checkpoint_write_is_an_interrupt_not_a_full_disk(tmp_path, monkeypatch):
+    """torch turns an exception raised inside its writer into "unexpected pos": not a full disk."""
+    import os
+    import signal
+
+    import deepfusion.model.runs.checkpoint as C
+    import deepfusion.model.runs.loop as T
+
+    real_save, calls = C.torch.save, {"n": 0}
+
+    class Interrupting:
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, b):
+            self.writes += 1
+            if self.writes == 2:  # two Ctrl-C half-way through the write
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.f.write(b)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        return real_save(obj, Interrupting(f) if calls["n"] == 2 else f, *a, **k)
+
+    monkeypatch.setattr(C.torch, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(tiny(tmp_path, "train.name=cc", "train.checkpoint_every=1"), progress=False)
+    assert load_checkpoint(tmp_path / "cc" / "checkpoints" / "last.pt")["step"] == 1  # the first one, intact

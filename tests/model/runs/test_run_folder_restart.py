@@ -95,3 +95,25 @@ def test_a_checkpoints_link_is_neither_written_nor_cleaned_through(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in elsewhere.iterdir()}
     assert main(["train", "--no-progress", "--resume", str(run), "train.epochs=2"]) == 3
     assert {p.name: p.stat().st_mtime_ns for p in elsewhere.iterdir()} == before and stale.exists()
+
+
+def test_bad_data_leaves_no_run_folder_behind(tmp_path):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(40, 4))
+    x[5] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 2)
+    assert main(["train", "--no-progress", "data.name=npz", f"data.root={tmp_path / 'nan.npz'}", "--out",
+                 str(tmp_path / "runs"), "train.name=r", "train.threads=1"]) == 2
+    assert not (tmp_path / "runs" / "r").exists()
+
+
+def test_a_deleted_config_yaml_is_taken_from_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["train", "--config", "synthetic", "--no-progress", "--out", str(out), *TINY, "train.name=r",
+                 "train.epochs=1", "eval.linear_epochs=0"]) == 0
+    (out / "r" / "config.yaml").unlink()
+    assert main(["eval", "--run", str(out / "r"), "--device", "cpu", "--no-write"]) == 0
+    assert main(["train", "--no-progress", "--resume", str(out / "r"), "train.epochs=2"]) == 0
+    assert "config.yaml is missing; using the config saved in the run's checkpoint" in capsys.readouterr().err
+    assert (out / "r" / "config.yaml").is_file()

@@ -272,7 +272,7 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     assert same(weights(tmp_path / "full"), weights(tmp_path / "cut")), f"differs after kill at step {kill_step}"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
     proc = subprocess.Popen(_cli(tmp_path, "term", "train.epochs=50", "train.checkpoint_every=0"), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from deepfusion.model.runs.config import presets
-from deepfusion.commands.evaluate import ROWS, fmt_score
+from deepfusion.commands.evaluate import ROWS, fmt_score, reading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,8 @@ def summary(run_dir: Path, wall: float) -> str:
         lines.append(f"evaluation skipped: {results['skipped']}")
     for label, key, base, what in ROWS:
         if results.get(key) is not None:
-            beside = f"   {what} {fmt_score(results, base)}" if results.get(base) is not None else ""
+            beside = (f"   {what} {fmt_score(results, base)}   {reading(results, key, base, what)}"
+                      if results.get(base) is not None else "")
             lines.append(f"  {label:<25} {fmt_score(results, key)}{beside}")
     return "\n".join(lines)
 

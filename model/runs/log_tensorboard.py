@@ -34,10 +34,11 @@ def require_backend(log: str) -> None:
 class TensorBoardLog:
     """Scalars of the training log and the evaluation, written with torch's ``SummaryWriter``."""
 
-    def __init__(self, logdir):
+    def __init__(self, logdir, start_step: int = 0):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(logdir))
+        # a resume hides what the interrupted run logged after its checkpoint, as metrics.jsonl is truncated
+        self.writer = SummaryWriter(log_dir=str(logdir), purge_step=start_step or None)
 
     def step(self, rec: dict) -> None:
         """One ``metrics.jsonl`` record (``step``, ``loss``, ``lr``, ``images_per_s``, ``steps_per_s``)."""
@@ -72,9 +73,10 @@ class NoLog:
 
 
 @contextmanager
-def open_log(log: str, folder, main: bool):
-    """The extra log of ``train.log`` for the process that writes (rank 0); :class:`NoLog` elsewhere."""
-    sink = TensorBoardLog(folder.tensorboard) if log == "tensorboard" and main else NoLog()
+def open_log(log: str, folder, main: bool, start_step: int = 0):
+    """The extra log of ``train.log`` for the process that writes (rank 0); :class:`NoLog` elsewhere.
+    ``start_step``: the step a resumed run continues from."""
+    sink = TensorBoardLog(folder.tensorboard, start_step) if log == "tensorboard" and main else NoLog()
     try:
         yield sink
     finally:

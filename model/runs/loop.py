@@ -136,7 +136,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
             save_config(cfg, folder.config)
             write_json(folder.data, record.to_json())  # the statistics evaluation reuses
         start_wall = time.perf_counter() - state.elapsed
-        with open_log(t.log, folder, dinfo.main) as log:
+        with open_log(t.log, folder, dinfo.main, state.step) as log:
             run_epochs(setup, state, start_wall, progress, log)
             if dinfo.main:
                 finish(setup, train_ds, test_ds, state, start_wall, log)

@@ -66,3 +66,18 @@ def test_an_unknown_log_backend_lists_the_choices():
         from deepfusion.model.runs.config import validate
 
         validate(load_config("synthetic", ["train.log=wandb"]))
+
+
+def test_a_resume_hides_the_steps_logged_after_the_checkpoint(tmp_path):
+    """What an interrupted run logged past its checkpoint is purged, as metrics.jsonl is truncated."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install deepfusion[tensorboard])")
+    from deepfusion.model.runs.log_tensorboard import TensorBoardLog
+
+    first = TensorBoardLog(tmp_path)
+    for step in (2, 4, 6):
+        first.step({"step": step, "loss": float(step)})
+    first.close()
+    resumed = TensorBoardLog(tmp_path, start_step=4)  # the checkpoint was at step 4
+    resumed.step({"step": 6, "loss": 60.0})
+    resumed.close()
+    assert _scalars(tmp_path)["train/loss"] == [(2, 2.0), (6, 60.0)]

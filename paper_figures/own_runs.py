@@ -16,6 +16,7 @@ bars are. The command listed in the index regenerates the figures where they sta
 from __future__ import annotations
 
 import shlex
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,13 @@ KEY = "RUNS"
 def data_label(cfg) -> str:
     """The data a run trained on, in words: the dataset, or the file of an ``.npz`` run."""
     if cfg.data.name == "npz" and cfg.data.root:
-        return f"{Path(str(cfg.data.root)).name} (own data, preset {cfg.preset})"
+        return f"{Path(str(cfg.data.root)).name} (own data)"
     return cfg.data.name
+
+
+def wrapped(title: str, width: int = 80) -> str:
+    """A figure title broken into lines that fit the figure."""
+    return "\n".join(textwrap.wrap(title, width))
 
 
 def command(run_dirs, out_dir) -> str:
@@ -72,7 +78,7 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
     batches = sorted({r.settings.batches for r in records})
     bars = (f"Error bars: 95% bootstrap interval over each run's {'/'.join(map(str, batches))} analysis batches "
             f"(one training seed per run)" + ("; band: seeds and batches inside seeds." if pooled is not None else "."))
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(wrapped(title, 70), fontsize=8)
     fig.text(0.5, 0.01, bars, ha="center", va="bottom", fontsize=6, wrap=True)
     ax.legend(loc="upper left", fontsize=6)
     fig.subplots_adjust(top=0.84, bottom=0.24)
@@ -101,7 +107,7 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
             L, H, M, _ = attn.shape
             title = f"Attention of run {name} on {data_label(cfg)} (one batch, no error bars)"
             paths = plot_maps(attn.mean(1), labels, out_dir, f"runs_attention_{len(made)}_{name}",
-                              f"mean of {H} heads", title=title)
+                              f"mean of {H} heads", title=wrapped(title, 100))
             caption = (f"{title}: label-sorted attention of one analysis batch of {M} tokens (both views of {M // 2} "
                        f"test samples, {len(np.unique(labels))} classes), mean over the {H} heads, one panel per layer "
                        f"(L={L}); class boundaries in vermillion. A single batch of one run: no error bars. Verdict "
@@ -114,7 +120,8 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
                    "token and positive view excluded) as a multiple of chance under uniform attention. Error bars: "
                    "95% bootstrap interval over each run's analysis batches, one training seed per run"
                    + (f"; band: the pooled verdict over {pooled.verdict.seeds} seeds ({pooled.verdict.label})."
-                      if pooled is not None else "; runs of different configs are not pooled."))
+                      if pooled is not None else "." if len(run_dirs) == 1 else
+                      "; the runs differ in more than train.seed, so they are not pooled."))
         made.append(FigureRecord(KEY, title, paths, caption, cmd, names))
     return made
 

@@ -5,9 +5,10 @@ For disjoint, class-balanced analysis batches (``experiments.capture``), every s
 from each layer's measured spread r, class-mean cosine rho and each head's beta_eff
 (``experiments.prediction``), and the verdict's two nulls are computed on the same batches
 (``experiments.nulls``): label permutations and the untrained head. ``analyze_run`` writes one run
-folder's ``analysis.json`` (``experiments.record.RunAnalysis``) and ``attention.npz`` (the first
-batch's attention, for the attention-map figure); ``pool`` judges several training seeds of one
-config together (``experiments.verdict``), the seed being the unit.
+folder's ``analysis.json`` (``experiments.record.RunAnalysis``) and ``attention.npz`` (every batch's
+attention, trained and untrained, in the format of ``deepfusion analyze --attention``);
+``experiments.pooling.pool`` judges several training seeds of one config together from those files
+through ``experiments.attention_verdict`` (rule v3), the seed being the unit.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
-from deepfusion.experiments.nulls import permuted_same_class_mass, untrained_head
+from deepfusion.experiments.nulls import untrained_head
 from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
-from deepfusion.experiments.verdict import MIN_PERMUTATIONS, deep_fusion_verdict
+from deepfusion.experiments.verdict import MIN_PERMUTATIONS
 
 
 def batch_statistics(cap: dict) -> dict:
@@ -113,50 +114,84 @@ def layer_predictions(head, caps: list[dict]) -> dict:
     return out
 
 
+def capture_arrays(caps: list[dict], untrained_attention: list) -> dict:
+    """One seed's captured batches as the arrays ``analyze_attention`` (and ``--attention`` files)
+    take: attention and untrained (B, L, H, M, M) float32, labels and instance (B, M), visible (M, M).
+
+    Instance ids are the samples' indices in the analysed split (``indices`` of the capture), so a
+    sample has one id in every batch and seed; a capture without indices numbers its samples
+    batch after batch."""
+    inst, offset = [], 0
+    for cap in caps:
+        local = np.asarray(cap["inst"])
+        if cap.get("indices") is not None:
+            inst.append(np.asarray(cap["indices"])[local])
+        else:
+            inst.append(local + offset)
+            offset += int(local.max()) + 1
+    visible = [np.asarray(c["visible"], dtype=bool) for c in caps]
+    same = all(np.array_equal(v, visible[0]) for v in visible)
+    return {"attention": np.stack([np.asarray(c["attention"], dtype=np.float32) for c in caps]),
+            "labels": np.stack([np.asarray(c["labels"], dtype=np.int64) for c in caps]),
+            "instance": np.stack(inst).astype(np.int64),
+            "untrained": np.stack([np.asarray(a, dtype=np.float32) for a in untrained_attention]),
+            "visible": visible[0] if same else np.stack(visible)}
+
+
+def verdict_of(arrays: list[dict], split: str = "test", n_perm: int = MIN_PERMUTATIONS, seed: int = 0):
+    """Rule v3 on the arrays of one or more seeds (``capture_arrays`` or ``--attention`` files)."""
+    from deepfusion.experiments.attention_verdict import analyze_attention
+
+    def get(key):  # one entry per seed, or None when a seed lacks the optional array
+        return [a[key] for a in arrays] if all(a.get(key) is not None for a in arrays) else None
+
+    return analyze_attention(get("attention"), get("labels"), get("instance"), get("untrained"), get("visible"),
+                             split=split, n_perm=n_perm, seed=seed)
+
+
 def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int = MIN_PERMUTATIONS,
-                        n_boot: int = 2000, seed: int = 0, settings: dict | None = None,
+                        seed: int = 0, settings: dict | None = None,
                         identity: dict | None = None, layer_prediction: dict | None = None) -> RunAnalysis:
     """The analysis record of captured batches (``experiments.capture``: attention, tokens, labels,
-    inst, visible) and the untrained head's attention (L, H, M, M) on each; pure numpy."""
-    stats, mass, perm, untrained_mass = [], [], [], []
-    for b, (cap, A0) in enumerate(zip(caps, untrained_attention)):
+    inst, visible) and the untrained head's attention (L, H, M, M) on each; pure numpy. Its one-seed
+    verdict comes from ``capture_arrays`` of the same batches, as a pooled verdict does."""
+    stats, mass, untrained_mass = [], [], []
+    for cap, A0 in zip(caps, untrained_attention):
         if np.asarray(cap["attention"]).shape[0] == 0:
             raise RunError("this run's head has no attention to analyse (only transformer heads attend); "
                            "analyse a run trained with model.head=transformer")
         s = batch_statistics(cap)
         stats.append(s)
         mass.append(s["same_class_mass"])
-        perm.append(permuted_same_class_mass(np.asarray(cap["attention"]).mean(1), cap["labels"], cap["inst"], n_perm,
-                                             seed=seed * 1_000_003 + b))
         untrained_mass.append(mt.same_class_mass(A0, cap["labels"], cap["inst"], cap["visible"]))
     chance = float(np.mean([s["chance"] for s in stats]))
     layers, output_tokens = _layers(stats, chance)
-    mass, perm, untrained_mass = np.stack(mass), np.stack(perm, axis=1), np.stack(untrained_mass)
-    verdict = deep_fusion_verdict(mass.mean(-1)[None], chance, perm[:, None], untrained_mass.mean(-1)[None],
-                                  n_boot=n_boot, seed=seed)
-    first = caps[0]
+    mass, untrained_mass = np.stack(mass), np.stack(untrained_mass)
     base = dict(batches=len(caps), per_class=0, seed=seed, batch_seed=seed, views="two_views", split="test",
                 scope="both_views")
     base.update(settings or {})
+    arrays = capture_arrays(caps, untrained_attention)
+    verdict = verdict_of([arrays], split=base["split"], n_perm=n_perm, seed=base["seed"])
+    first = caps[0]
     ident = {**dict(run="", config_hash="", train_seed=0, step=0, finished=False), **(identity or {})}
-    return RunAnalysis(**ident, settings=Settings(n_perm=n_perm, n_boot=n_boot,
-                                                  tokens_per_batch=int(len(first["labels"])), **base),
+    return RunAnalysis(**ident, settings=Settings(n_perm=n_perm, tokens_per_batch=int(len(first["labels"])), **base),
                        num_classes=int(len(np.unique(first["labels"]))), num_layers=len(layers),
                        num_heads=int(mass.shape[-1]),
                        chance={"same_class_mass": chance,
                                "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
                                "block_mass": float(np.mean([s["block_chance"] for s in stats]))},
-                       layers=layers, output_tokens=output_tokens, mass=mass.tolist(), perm_mass=perm.tolist(),
+                       layers=layers, output_tokens=output_tokens, mass=mass.tolist(),
                        untrained_mass=untrained_mass.tolist(), verdict=verdict,
                        layer_prediction=layer_prediction or {})
 
 
 def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_class: int | None = None, seed: int = 0,
-                  device="cpu", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS, n_boot: int = 2000,
+                  device="cpu", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS,
                   split: str = "test", identity: dict | None = None,
-                  analysis_seed: int | None = None) -> tuple[RunAnalysis, dict]:
+                  analysis_seed: int | None = None, max_per_class: int | None = None) -> tuple[RunAnalysis, dict]:
     """Analyse ``batches`` disjoint batches (drawn with ``seed``) with the trained head and
-    ``untrained`` (a head at initialisation); returns the record and the first batch's capture.
+    ``untrained`` (a head at initialisation); returns the record and the arrays of every batch
+    (``capture_arrays``).
     ``analysis_seed``: the seed the user asked for, recorded when ``seed`` was derived from it."""
     if batches < 2:
         raise DataError(f"--batches {batches}: the verdict needs at least 2 analysis batches")
@@ -172,10 +207,10 @@ def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_clas
         caps.append({**batch, **trace_head(model.head, batch["features"])})
         untrained_attention.append(trace_head(untrained, batch["features"])["attention"])
     settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")),
-                    seed=seed if analysis_seed is None else analysis_seed, batch_seed=seed)
+                    seed=seed if analysis_seed is None else analysis_seed, batch_seed=seed, max_per_class=max_per_class)
     predictions = layer_predictions(model.head, caps) if hasattr(model.head, "blocks") and len(caps[0]["attention"]) else {}
-    record = record_from_batches(caps, untrained_attention, n_perm, n_boot, seed, settings, identity, predictions)
-    return record, caps[0]
+    record = record_from_batches(caps, untrained_attention, n_perm, seed, settings, identity, predictions)
+    return record, capture_arrays(caps, untrained_attention)
 
 
 def read_analysis(run_dir) -> RunAnalysis | None:
@@ -200,7 +235,7 @@ def batch_seed(seed: int, train_seed: int) -> int:
 
 
 def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: int = 0, device="cpu",
-                split: str = "test", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS, n_boot: int = 2000,
+                split: str = "test", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS,
                 force: bool = False) -> RunAnalysis:
     """Analyse a run folder's trained head on ``split`` data; write ``analysis.json`` and
     ``attention.npz`` there and return the record.
@@ -215,6 +250,8 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
 
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: the analysis seed must be 0 or more")
     if n_perm < MIN_PERMUTATIONS:
         raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
     with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
@@ -225,7 +262,7 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         drawn = batch_seed(seed, run.cfg.train.seed)
         disjoint_batches(dataset.y, batches, per, drawn)  # a split too small fails before anything else
         wanted = dict(batches=batches, per_class=per, seed=seed, batch_seed=drawn, views=views, split=split,
-                      n_perm=n_perm, n_boot=n_boot)
+                      n_perm=n_perm)
         if old is not None:
             same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
             if same and old.config_hash == config_hash(run.cfg):
@@ -235,11 +272,12 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         head = untrained_head(run.cfg, run.train_ds.input_shape).to(device)
         identity = dict(run=Path(run_dir).name, config_hash=config_hash(run.cfg), train_seed=run.cfg.train.seed,
                         step=run.step, finished=run.finished)
-        record, cap = analyze_model(run.model, run.augment, dataset, head, batches, per, drawn, device, views, n_perm,
-                                    n_boot, split, identity, analysis_seed=seed)
+        largest = min(np.unique(dataset.y, return_counts=True)[1]) // batches
+        record, arrays = analyze_model(run.model, run.augment, dataset, head, batches, per, drawn, device, views, n_perm,
+                                       split, identity, analysis_seed=seed, max_per_class=int(largest))
         write_json(folder.analysis, record.to_json(), indent=1)
         buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
-        np.savez_compressed(buf, attention=cap["attention"], labels=cap["labels"], inst=cap["inst"])
+        np.savez_compressed(buf, **arrays)  # the --attention file format: every batch, both heads
         write_bytes_atomic(folder.attention, buf.getvalue())
     return record
 

@@ -1,9 +1,14 @@
 """The verdict's two nulls (experiments.verdict): label permutations and the untrained head.
 
-Label permutation. The same attention with the class labels of a batch's samples shuffled (both
-views of a sample keep one label, so the positive view stays excluded and the class sizes, hence
-the chance level, stay the same). If attention had no class structure, the measured same-class
-mass would look like one of these.
+Label permutation. One permutation of the per-sample labels of every analysed sample per draw,
+shared by every training seed and batch: a sample carries one label in every seed, as it does in
+the data, so the pooled statistic of the true labels is exchangeable with those of the draws and
+the p-value is exact for pooled seeds, also when seeds analyse largely the same samples. Class
+sizes within a batch may change under a draw, so each batch's chance level is recomputed.
+
+The statistic is linear in the renormalised attention (``experiments.attention_verdict``), so it
+is computed on sample-level matrices ``E^T A E`` (the weight the views of sample a put on those of
+sample n), one matrix product per layer instead of an einsum over four token indices.
 
 The untrained head. The run's architecture at initialisation (weights drawn with the run's training
 seed), fed the trained backbone's features of the same analysis batches: what attention across the
@@ -14,51 +19,49 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfusion.errors import DataError
 
-
-def instance_attention(A, inst) -> tuple[np.ndarray, np.ndarray]:
-    """(L, M, M) token attention -> (L, N, N) attention summed over the tokens of each sample, and the
-    sample ids in that order: ``B[a, n]`` is the total weight the views of sample a give those of n."""
+def sample_matrices(A, inst) -> tuple[np.ndarray, np.ndarray]:
+    """(..., M, M) token attention -> (..., N, N) attention summed over the tokens of each sample,
+    and the sample ids in that order: ``out[a, n]`` is the weight the views of a give those of n."""
     A = np.asarray(A, dtype=np.float64)
     ids, idx = np.unique(np.asarray(inst), return_inverse=True)
     E = np.zeros((A.shape[-1], len(ids)))
     E[np.arange(A.shape[-1]), idx] = 1.0
-    return np.einsum("mi,lmn,nj->lij", E, A, E), ids
+    return E.T @ A @ E, ids
 
 
-def permuted_same_class_mass(A, labels, inst, n_perm: int, seed: int = 0, chunk: int = 50) -> np.ndarray:
-    """Same-class mass (self and positive views excluded) of each layer under ``n_perm`` random
-    permutations of the samples' labels: (n_perm, L).
-
-    ``A`` (L, M, M) is one batch's head-averaged attention (zero where the scope hides a token), and
-    the mass is the head average of ``metrics.same_class_mass``, which is linear in A. A sample's
-    own views are always of its class, so mass * M = (weight inside permuted class blocks of the
-    sample-level matrix) - (its diagonal).
-    """
-    A = np.asarray(A, dtype=np.float64)
-    if A.ndim != 3:
-        raise DataError(f"attention has shape {A.shape}; expected (layers, M, M)")
-    labels, inst = np.asarray(labels), np.asarray(inst)
-    B, ids = instance_attention(A, inst)
-    first = np.array([np.flatnonzero(inst == i)[0] for i in ids])
-    sample_labels = labels[first]
-    if not all(np.all(labels[inst == i] == sample_labels[k]) for k, i in enumerate(ids)):
-        raise DataError("the views of one sample carry different labels; labels must follow the sample")
-    classes, y = np.unique(sample_labels, return_inverse=True)
-    N, C, M = len(ids), len(classes), A.shape[-1]
+def shared_permutations(labels, n_perm: int, seed: int = 0) -> np.ndarray:
+    """(n_perm, U) permuted per-sample labels: row p is ``labels`` (one per analysed sample, in a
+    fixed order) under the p-th permutation, the same permutation for every seed and batch."""
+    labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    diag = np.trace(B, axis1=1, axis2=2)  # (L,)
-    out = np.empty((n_perm, A.shape[0]))
-    for start in range(0, n_perm, chunk):
-        p = min(chunk, n_perm - start)
-        Y = np.zeros((N, p, C))
-        perms = np.stack([rng.permutation(y) for _ in range(p)], axis=1)  # (N, p)
-        Y[np.arange(N)[:, None], np.arange(p)[None, :], perms] = 1.0
-        BY = np.einsum("lan,npc->lapc", B, Y)  # (L, N, p, C)
-        inside = np.einsum("lapc,apc->lp", BY, Y)  # weight inside the permuted class blocks
-        out[start:start + p] = ((inside - diag[:, None]) / M).T
-    return out
+    return np.stack([labels[rng.permutation(labels.size)] for _ in range(n_perm)])
+
+
+def class_weight(S, labels) -> np.ndarray:
+    """Weight of sample-level matrices S (..., N, N) inside the class blocks of ``labels``
+    (N,) or, for several label sets at once, (P, N): (..., ) or (P, ...)."""
+    labels = np.asarray(labels)
+    S = np.asarray(S, dtype=np.float64)
+    N = S.shape[-1]
+    if labels.ndim == 1:
+        same = (labels[:, None] == labels[None, :]).astype(np.float64)
+        return (S * same).sum((-2, -1))
+    same = (labels[:, :, None] == labels[:, None, :]).reshape(len(labels), N * N).astype(np.float64)
+    return same @ S.reshape(-1, N * N).T.reshape(N * N, -1) if S.ndim > 2 else same @ S.reshape(N * N)
+
+
+def permuted_ratios(shares, uniform, labels_perm) -> np.ndarray:
+    """(P, L) ratio to chance of one batch under P label sets (P, N).
+
+    ``shares`` (L, N, N): sample-level renormalised attention; ``uniform`` (N, N): the same for
+    uniform attention over the visible, non-own tokens. A draw in which no two samples of the batch
+    share a class has no chance level; its ratio is 1."""
+    L, N, _ = shares.shape
+    num = class_weight(shares.reshape(L, N, N), labels_perm)  # (P, L)
+    den = class_weight(uniform, labels_perm)  # (P,)
+    ok = den > 0
+    return np.where(ok[:, None], num / np.where(ok, den, 1.0)[:, None], 1.0)
 
 
 def untrained_head(cfg, input_shape):

@@ -1,8 +1,9 @@
 """Several training seeds of one config, judged together: the seed is the verdict's unit.
 
 ``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
-(and where their outputs went); ``pool`` stacks their per-batch masses into the (seeds, batches,
-layers) arrays of ``experiments.verdict`` and pools the per-layer statistics.
+(and where their outputs went); ``pool`` judges their ``attention.npz`` files together with rule v3
+(``experiments.attention_verdict``) and pools the per-layer statistics; ``pool_files`` does the
+same for ``--attention`` files of any model.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
-from deepfusion.experiments.record import PooledAnalysis, RunAnalysis
-from deepfusion.experiments.verdict import deep_fusion_verdict
+from deepfusion.experiments.analyze import verdict_of
+from deepfusion.experiments.attention_verdict import load_attention_file
+from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
 
 SEED_KEY = ("train", "seed")
 # analysis settings the pooled runs must share; batch_seed differs by design (each training seed
-# draws its own batches) and n_boot only sized each run's own interval
+# draws its own batches)
 POOLED_SETTINGS = ("batches", "per_class", "seed", "views", "split", "n_perm", "tokens_per_batch", "scope")
 
 
@@ -79,9 +81,14 @@ def check_runs(run_dirs) -> list:
     return cfgs
 
 
-def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, seed: int = 0) -> PooledAnalysis:
-    """The verdict over the records' seeds and the per-layer statistics averaged over them."""
+def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledAnalysis:
+    """The verdict over the records' seeds (rule v3 on each run's ``attention.npz``, through
+    ``analyze_attention`` as for ``--attention`` files) and the per-layer statistics averaged over them."""
+    from deepfusion.model.runs.layout import RunFolder
+
     first = records[0]
+    if len(run_dirs) != len(records):
+        raise DataError(f"{len(records)} analyses and {len(run_dirs)} run folders; give one folder per analysis")
     for r in records[1:]:
         diff = [k for k in POOLED_SETTINGS if getattr(r.settings, k) != getattr(first.settings, k)]
         diff += [k for k in ("num_layers", "num_heads", "num_classes") if getattr(r, k) != getattr(first, k)]
@@ -91,11 +98,10 @@ def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, 
     if len({r.step for r in records}) > 1:
         raise DataError("the runs' checkpoints are at different steps "
                         f"({', '.join(f'{r.run}: {r.step}' for r in records)}); finish them with --resume first")
-    mass = np.stack([r.head_mean("mass") for r in records])  # (S, B, L)
-    untrained = np.stack([r.head_mean("untrained_mass") for r in records])
-    perm = np.stack([np.asarray(r.perm_mass, dtype=np.float64) for r in records], axis=1)  # (P, S, B, L)
+    arrays = [load_attention_file(RunFolder(d).attention) for d in run_dirs]
+    s = first.settings
+    verdict = verdict_of(arrays, split=s.split, n_perm=s.n_perm, seed=s.seed)
     chance = float(np.mean([r.chance["same_class_mass"] for r in records]))
-    verdict = deep_fusion_verdict(mass, chance, perm, untrained, n_boot=n_boot, seed=seed)
     layers = []
     for l in range(first.num_layers):
         entry = {"layer": l, "chance": chance}
@@ -108,10 +114,30 @@ def pool(records: list[RunAnalysis], config_hash: str = "", n_boot: int = 2000, 
             values = [r.layer_prediction.get(key, [None] * first.num_layers)[l] for r in records]
             entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
         layers.append(entry)
-    # the runs' shared options; each drew its own batches, and n_boot is the pooled bootstrap's
-    settings = dataclasses.replace(first.settings, batch_seed=None, n_boot=int(n_boot))
-    per_run = [{"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": r.verdict.effect,
-                "outcome": r.verdict.outcome} for r in records]
+    settings = dataclasses.replace(first.settings, batch_seed=None)  # each run drew its own batches
+    per_run = [{"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": e, "outcome": r.verdict.outcome}
+               for r, e in zip(records, verdict.per_seed_effect)]
     return PooledAnalysis([r.run for r in records], [r.train_seed for r in records], [r.step for r in records],
                           config_hash, settings, first.num_classes, first.num_layers, first.num_heads, chance,
                           verdict, layers, per_run)
+
+
+def pool_files(paths, split: str = "test", n_perm: int = 200, seed: int = 0) -> PooledAnalysis:
+    """The verdict over ``--attention`` files (one per training seed) as a pooled record: the same
+    rule and table as run folders; statistics that need tokens or weights are None."""
+    arrays = [load_attention_file(p) for p in paths]
+    v = verdict_of(arrays, split=split, n_perm=n_perm, seed=seed)
+    A = arrays[0]["attention"]
+    B, L, H, M, _ = A.shape
+    chance = v.chance[0]
+    layers = [{"layer": l, "chance": chance, "same_class_mass": v.share[l], "self_mass": None, "own_view": v.own_view[l],
+               "positive_mass": None, "predicted_same_class_mass": None, "beta_eff": None, "beta_r2": None,
+               "effective_rank": None, "block_distance": None, "relative_spread": None, "class_mean_cosine": None,
+               "predicted_mass": None, "predicted_r_ratio": None, "measured_r_ratio": None} for l in range(L)]
+    settings = Settings(batches=B, per_class=0, seed=seed, batch_seed=None, views="file", split=split, n_perm=n_perm,
+                        tokens_per_batch=M, scope="file")
+    names = [Path(p).name for p in paths]
+    per_run = [{"run": n, "train_seed": i + 1, "step": 0, "last_ratio": e, "outcome": ""}
+               for i, (n, e) in enumerate(zip(names, v.per_seed_effect))]
+    return PooledAnalysis(names, list(range(1, len(paths) + 1)), [0] * len(paths), "", settings, v.classes, L, H,
+                          chance, v, layers, per_run)

@@ -1,8 +1,9 @@
 """Typed, versioned records of an attention analysis, read and written in one place.
 
-``RunAnalysis`` is one run folder's ``analysis.json``: the settings, per-layer statistics, the raw
-per-batch masses the verdict is computed from (trained head, label permutations, untrained head),
-the S4 prediction, the checkpoint step it describes, and the run's own one-seed verdict.
+``RunAnalysis`` is one run folder's ``analysis.json``: the settings, per-layer statistics, the
+per-batch same-class masses of the trained and the untrained head, the S4 prediction, the
+checkpoint step it describes, and the run's own one-seed verdict (rule v3: exploratory). The
+verdict's input, every batch's attention, is the folder's ``attention.npz``.
 ``PooledAnalysis`` is the analysis of several training seeds of one config: the runs it pools and
 the verdict over them. Both convert with ``to_json``/``from_json``; a record of another version is
 refused with a message that says how to redo it.
@@ -15,9 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from deepfusion.errors import DataError
-from deepfusion.experiments.verdict import Verdict
+from deepfusion.experiments.attention_verdict import AttentionVerdict
 
-RECORD_VERSION = 3  # 3: batches drawn per training seed (Settings.batch_seed)
+RECORD_VERSION = 4  # 3: batches drawn per training seed; 4: rule v3 (no stored permutation masses)
 
 # per-head statistics kept for every layer (means and standard deviations over batches)
 HEAD_STATS = ("same_class_mass", "ratio", "self_mass", "positive_mass", "block_mass", "block_distance",
@@ -37,9 +38,9 @@ class Settings:
     views: str
     split: str
     n_perm: int
-    n_boot: int
     tokens_per_batch: int
     scope: str
+    max_per_class: int | None = None  # the largest per-class count whose batches fit the split
 
 
 @dataclass
@@ -74,10 +75,9 @@ class RunAnalysis:
     chance: dict[str, float]  # same_class_mass, positive_mass, block_mass
     layers: list[LayerRecord]
     output_tokens: dict[str, float]
-    mass: list  # (B, L, H) same-class mass of the trained head
-    perm_mass: list  # (P, B, L) head-averaged, labels permuted
+    mass: list  # (B, L, H) same-class mass of the trained head (own views excluded, not renormalised)
     untrained_mass: list  # (B, L, H) the untrained head on the same batches
-    verdict: Verdict  # this run alone (1 seed)
+    verdict: AttentionVerdict  # this run alone (1 seed: exploratory)
     layer_prediction: dict = field(default_factory=dict)  # per-layer predictions of the trained layer
     version: int = RECORD_VERSION
 
@@ -98,7 +98,7 @@ class RunAnalysis:
         try:
             data["settings"] = Settings(**data["settings"])
             data["layers"] = [LayerRecord(**entry) for entry in data["layers"]]
-            data["verdict"] = Verdict.from_json(data["verdict"])
+            data["verdict"] = AttentionVerdict.from_json(data["verdict"])
             return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
         except (KeyError, TypeError) as err:
             raise DataError(f"{what} is missing or has malformed fields ({err}); redo it with "
@@ -116,7 +116,7 @@ class PooledAnalysis:
     num_layers: int
     num_heads: int
     chance: float
-    verdict: Verdict
+    verdict: AttentionVerdict
     layers: list[dict]  # per layer: pooled means of the head-averaged statistics
     per_run: list[dict]  # per run: seed, step, last-layer ratio, its one-seed outcome
     version: int = RECORD_VERSION
@@ -129,7 +129,7 @@ class PooledAnalysis:
         data = dict(_check_version(data, what))
         try:
             data["settings"] = Settings(**data["settings"])
-            data["verdict"] = Verdict.from_json(data["verdict"])
+            data["verdict"] = AttentionVerdict.from_json(data["verdict"])
             return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
         except (KeyError, TypeError) as err:
             raise DataError(f"{what} is missing or has malformed fields ({err})") from None

@@ -21,8 +21,8 @@ SANITY_FILE = "sanity.json"
 GEOMETRY = {"C": 4, "n": 64, "d": 2048, "layers": 10}
 # (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.
 BUDGETS = {
-    "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8, "n_boot": 500},
-    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 8, "n_boot": 2000},
+    "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8},
+    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 8},
 }
 HEADS = ("transformer", "ffn")
 EVAL_KEYS = ("knn", "linear", "head_loo1nn", "random_knn")
@@ -115,7 +115,7 @@ def trained_heads(out_dir, budget: dict) -> dict:
                  "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
         if head == "transformer":
             rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"],
-                              n_boot=budget["n_boot"], force=True)
+                              force=True)
             v = rec.verdict
             entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
                                 "same_class_mass": float(np.mean(e.heads["same_class_mass"])),
@@ -165,8 +165,9 @@ def format_summary(result: dict) -> str:
                        f"NC1 {_f(blk['nc1'])}, residual {_f(blk['residual_ratio'])}")
                 if l < len(layers):
                     t = layers[l]
-                    row += (f" | ratio {_f(t['ratio'], '.2f')}x [{_f(t['ratio_ci'][0], '.2f')}, "
-                            f"{_f(t['ratio_ci'][1], '.2f')}], S4 {_f(t['predicted_same_class_mass'] / e['chance'], '.2f')}x, "
+                    ci = t["ratio_ci"] or [None, None]  # one seed: no interval over seeds
+                    row += (f" | ratio {_f(t['ratio'], '.2f')}x [{_f(ci[0], '.2f')}, "
+                            f"{_f(ci[1], '.2f')}], S4 {_f(t['predicted_same_class_mass'] / e['chance'], '.2f')}x, "
                             f"self {_f(t['self_mass'])}, pos {_f(t['positive_mass'])}, beta {_f(t['beta_eff'], '.2f')}")
                 lines.append(row)
             if "verdict" in e:

@@ -1,293 +1,191 @@
-"""The Deep Fusion verdict, version 2: an effect size, training seeds as the unit, two nulls.
+"""The Deep Fusion rule, version 3: a class-specific ratio, training seeds as the unit, a
+pre-registered sequential plan, nulls that are exact across seeds.
 
-The rule below was fixed in code before any run it judges was analysed, is tested on attention
-whose answer is known both ways (``experiments.calibration``), and is stored verbatim, with its
-version, in every analysis record.
+The thresholds below were fixed in code, with the plan and its calibration tests, before any run
+they judge was analysed. Every record stores ``RULE`` and ``VERSION``.
 
-Measurement. For training seed s, disjoint analysis batch b and layer l, the head-averaged
-same-class mass m[s, b, l] (attention on *other* samples of the token's class: itself and its
-positive view excluded) over its chance level c (the same mass under uniform attention over the
-visible tokens) gives the ratio R = m / c; R = 1 is chance. Batches are averaged within a seed,
-seeds averaged with equal weight, giving the pooled per-layer ratio P_l. Three statistics:
+Statistic (``experiments.attention_verdict`` computes it). For token i, drop the attention it puts
+on its own views (itself and its positive view) and renormalise the rest of its row; its SHARE is
+the part of that rest that falls on other samples of its class. The batch's ratio is the mean share
+over the mean share under uniform attention over the same visible, non-own tokens (chance).
+Heads are averaged after the renormalisation. A ratio of 1 is chance; attention that only finds a
+token's own views, or only avoids them, leaves it at 1. The attention on a token's own views is
+reported beside it, never mixed into it.
 
-- EFFECT = P_{L-1}, the last layer's ratio to chance;
-- RISE = P_{L-1} - P_0, how much deeper attention concentrates than the first layer's;
-- SPEARMAN = the rank correlation between P_l and l.
+Seed-level quantities. For training seed s, r_s[l] is the ratio of layer l averaged over that
+seed's analysis batches. EFFECT_s = r_s[L-1] (the last layer); TREND_s = the least-squares slope
+of r_s[l] on l (ratio units per layer). EFFECT and TREND are their means over seeds; intervals are
+t-intervals over seeds (the seed is the unit: batches only enter through each seed's mean).
 
-Intervals: 95% percentile intervals of a hierarchical bootstrap that resamples training seeds and,
-inside each drawn seed, its analysis batches, widened to the t-interval over seeds where that is
-wider. Each training seed's batches are its own draw (``experiments.analyze.batch_seed``), so
-batches are nested in seeds as the bootstrap assumes; shared batches would make a batch's quirk
-common to every seed and the intervals too narrow (a reviewer measured 73% coverage of a nominal
-95% interval that way, 96% nested). A percentile bootstrap over 3 seeds has only 10 distinct resamples and is too narrow: in
-calibration (``experiments.calibration``, case ``untrained``) it let a head that learned nothing
-pass the untrained-head check in 14% of draws. The t-interval (point estimate +- t_{S-1} times the
-standard error of the per-seed values, each a mean over that seed's own batches, so batch noise is
-in it) is the honest small-sample interval; the union keeps the bootstrap's shape when it is wider.
-SPEARMAN's interval takes its width from the spread of the per-seed rank correlations and is
-clipped to [-1, 1].
-With one seed only the batches are resampled; the interval then says nothing about another
-training run, and the verdict is labelled "1 seed".
+Sequential plan (pre-registered). Looks at 6, 12 and 24 training seeds. The one-sided level 0.025
+is spent in three equal parts, ALPHA_LOOK = 0.025 / 3 per look and per direction (Bonferroni over
+the looks: at most 2.5% wrong "observed" over the whole plan when the true effect is on the line,
+at most 2.5% wrong "not observed" when it is above). At a look with S seeds the interval is
+mean +- t_{1 - ALPHA_LOOK, S-1} * sd / sqrt(S). With S between two looks the earlier look's level
+applies to all S seeds; analyse at the planned counts. Fewer than 6 seeds never decide: the outcome
+is "exploratory (k seeds)" with a two-sided 95% t-interval (none with one seed).
 
-Nulls, computed on every analysis:
-- label permutation: the same attention with class labels permuted across the samples of each
-  batch (both views keep one label), >= 200 times; EFFECT and RISE of each permutation, and their
-  permutation p-values (1 + #{permutations >= measured}) / (P + 1);
-- the untrained head: the same architecture at initialisation, on the same batches and backbone
-  features. Its EFFECT and RISE are compared with the trained head's *paired*: the same bootstrap
-  draws of seeds and batches for both, and the same t-widening of the per-seed differences, so
-  the trained-minus-untrained difference carries the sampling error of both heads.
+Outcome at a look:
+- **observed** iff EFFECT's interval lies above LINE, TREND's above 0, the label-permutation p of
+  EFFECT and of TREND are each <= NULL_P, and the paired per-seed differences trained - untrained
+  of EFFECT and TREND each have an interval above 0 (without the untrained head's attention this
+  null is not available and "observed" cannot be reached);
+- **not observed** iff EFFECT's interval lies below LINE;
+- **inconclusive** otherwise: the next look's seed count is named; at the last look the plan stops.
+On the training split the rule's outcome is kept beside the verdict, but the verdict is
+"exploratory": structure on the data the head was trained on is not evidence of generalising
+structure (a nuisance feature correlated with the labels there passes everything).
 
-Outcome:
-- **observed** iff all of: EFFECT >= LINE and the lower end of its interval > LINE; RISE > 0 and
-  SPEARMAN > 0, each with an interval above 0; EFFECT and RISE each with a permutation p-value
-  <= 0.025, and each above the untrained head's: the lower end of the 95% interval of the paired
-  difference is above 0;
-- **not observed** iff the upper end of EFFECT's interval < LINE;
-- **inconclusive** otherwise (the verdict line names the conditions that failed).
+Label permutation (``experiments.nulls``): one permutation of the per-sample labels of the
+analysed samples per draw, the same for every seed and batch, chance recomputed in each batch,
+the pooled EFFECT and TREND recomputed; p = (1 + #{draws >= measured}) / (P + 1), exact for the
+pooled seeds even when seeds analyse the same samples.
 
-Why LINE = 1.25. For C classes of equal size the odds ratio behind a ratio R is
-(m / (1 - m)) / (c / (1 - c)); at 10 classes (c ~ 0.09) R = 1.25 means each same-class sample gets
-at least ~1.3 times the weight of a sample of another class. Below that a label-sorted attention
-map shows no block a reader would see, so a smaller effect is not the paper's "Deep Fusion", however
-significant. 1.25 is also the issue's floor; a larger line would make a planted rise to 1.5x chance,
-the calibration's positive case, undetectable with 3 seeds of 5 batches.
-Why 0.025 and 95%: the conventional two-sided 5% level; each null is a separate one-sided check at
-2.5%. The p-value form is exact: a statistic exchangeable with the permutations passes with
-probability at most 0.025 (comparing with an interpolated 97.5% quantile of 200 permutations let it
-pass 3.2% of the time).
-Why paired for the untrained head: its statistic has sampling error of its own; comparing the
-trained point estimate with the untrained head's bootstrap quantile alone called a head that
-learned nothing "observed" in 25% of calibration draws (case ``untrained``).
+Why LINE = 1.25: at 10 classes it is the ratio at which each other sample of the token's class
+gets about 1.3 times the weight of a sample of another class; below it a label-sorted attention map
+shows no block a reader would see. Why 6 seeds: with fewer, no distribution-free test of the seed
+mean reaches 2.5% (the smallest sign-test p with 3 seeds is 1/8), and two groups of seeds with
+their mean on the line were called observed in 12.5% of draws at 3 seeds under rule v2.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
-from scipy.stats import rankdata
 from scipy.stats import t as student_t
 
-from deepfusion.errors import DataError
-
-VERSION = 2
-LINE = 1.25  # the effect-size line: last-layer same-class mass as a multiple of chance
-NULL_QUANTILE = 0.975  # reported beside the measurement
-NULL_P = 0.025  # the permutation p-value a statistic must reach
-CI = (0.025, 0.975)
+VERSION = 3
+LINE = 1.25  # the effect-size line: the last layer's ratio to chance
+LOOKS = (6, 12, 24)  # the plan's seed counts
+ALPHA = 0.025  # one-sided, spent over the looks
+ALPHA_LOOK = ALPHA / len(LOOKS)  # per look and per direction
+NULL_P = 0.025  # the permutation p-value EFFECT and TREND must each reach
+EXPLORATORY_LEVEL = 0.025  # one-sided level of the exploratory (two-sided 95%) interval
 MIN_PERMUTATIONS = 200
-OBSERVED, NOT_OBSERVED, INCONCLUSIVE = "observed", "not observed", "inconclusive"
+OBSERVED, NOT_OBSERVED, INCONCLUSIVE, EXPLORATORY = "observed", "not observed", "inconclusive", "exploratory"
+OUTCOMES = (OBSERVED, NOT_OBSERVED, INCONCLUSIVE, EXPLORATORY)
+TRAIN_SPLIT_LABEL = "training split: not evidence of generalising structure"
 
 RULE = (
-    f"Deep Fusion verdict v{VERSION}. R = same-class attention mass (self and positive view excluded), "
-    "head-averaged, over its chance level under uniform attention; averaged over analysis batches "
-    "within a training seed, then over seeds. EFFECT = last layer's R, RISE = last minus first "
-    "layer's R, SPEARMAN = rank correlation of R with depth. 95% intervals: hierarchical bootstrap "
-    "over seeds and the batches within each seed (each seed draws its own batches), widened to the "
-    "t-interval over seeds where wider (batches only with one seed). Nulls: class labels "
-    f"permuted within each batch (>= {MIN_PERMUTATIONS} permutations) and the untrained head on the "
-    f"same batches. OBSERVED iff EFFECT >= {LINE} with interval lower end > {LINE}; RISE > 0 and "
-    "SPEARMAN > 0 with interval lower ends > 0; EFFECT and RISE each with a permutation p-value "
-    "(1 + #{perm >= measured}) / (P + 1) <= 0.025 and each above the untrained head's (the paired "
-    f"difference's interval lower end > 0). NOT OBSERVED iff EFFECT's interval upper end < {LINE}. "
-    "INCONCLUSIVE otherwise."
+    f"Deep Fusion verdict v{VERSION}. SHARE = attention a token puts on other samples of its class as a part of the "
+    "attention it puts outside its own views (self and positive view removed, row renormalised, heads averaged); "
+    "ratio = mean SHARE over its value under uniform attention. Per training seed: layer ratios averaged over its "
+    "batches; EFFECT = last layer's ratio, TREND = least-squares slope of the ratio over layers; both averaged over "
+    f"seeds with t-intervals over seeds. Plan: looks at {'/'.join(map(str, LOOKS))} seeds, one-sided alpha "
+    f"{ALPHA} spent as {ALPHA_LOOK:.4f} per look and direction; fewer than {LOOKS[0]} seeds: exploratory. OBSERVED "
+    f"iff EFFECT's interval > {LINE}, TREND's interval > 0, permutation p of EFFECT and TREND <= {NULL_P} (one "
+    "permutation of per-sample labels per draw, shared by all seeds and batches, >= "
+    f"{MIN_PERMUTATIONS} draws), and the paired trained - untrained differences of EFFECT and TREND with "
+    f"intervals > 0. NOT OBSERVED iff EFFECT's interval < {LINE}. INCONCLUSIVE otherwise (next look named). "
+    "Training split: exploratory whatever the rule says."
 )
 
 
-def spearman_with_depth(layer_values) -> np.ndarray:
-    """Spearman correlation of each row of ``layer_values`` (..., L) with the layer index 0..L-1.
+def look(seeds: int) -> tuple[int, float, int | None]:
+    """(look number, one-sided level per direction, seeds the next look needs) for ``seeds`` seeds.
 
-    Ties get average ranks; a row with no variation gives 0 (no rise), not NaN."""
-    v = np.asarray(layer_values, dtype=np.float64)
-    L = v.shape[-1]
-    rv = rankdata(v, axis=-1)
-    rv = rv - rv.mean(-1, keepdims=True)
-    ri = np.arange(L) - (L - 1) / 2.0
-    den = np.sqrt((rv**2).sum(-1) * (ri**2).sum())
-    num = (rv * ri).sum(-1)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    Look 0 is the exploratory stage (fewer than ``LOOKS[0]`` seeds, never a decision); its level is
+    that of a two-sided 95% interval. The next look is None after the last."""
+    if seeds < LOOKS[0]:
+        return 0, EXPLORATORY_LEVEL, LOOKS[0]
+    k = sum(seeds >= n for n in LOOKS)
+    return k, ALPHA_LOOK, (LOOKS[k] if k < len(LOOKS) else None)
 
 
-def pooled_layers(ratio) -> np.ndarray:
-    """(..., S, B, L) ratios -> (..., L): batches averaged within each seed, then seeds averaged."""
-    return np.asarray(ratio, dtype=np.float64).mean(-2).mean(-2)
+def slopes(layers) -> np.ndarray:
+    """Least-squares slope over the layer index of each row of ``layers`` (..., L): ratio per layer."""
+    v = np.asarray(layers, dtype=np.float64)
+    x = np.arange(v.shape[-1]) - (v.shape[-1] - 1) / 2.0
+    return (v * x).sum(-1) / (x**2).sum()
 
 
-def statistics(layers) -> dict[str, np.ndarray]:
-    """EFFECT, RISE and SPEARMAN of pooled per-layer ratios (..., L)."""
-    layers = np.asarray(layers, dtype=np.float64)
-    return {"effect": layers[..., -1], "rise": layers[..., -1] - layers[..., 0],
-            "spearman": spearman_with_depth(layers)}
+def t_interval(values, level: float) -> list[float] | None:
+    """mean +- t_{1-level, S-1} sd / sqrt(S) over the per-seed ``values``; None with one seed."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return None
+    half = float(student_t.ppf(1 - level, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return [float(v.mean() - half), float(v.mean() + half)]
 
 
-def bootstrap_layers(ratio, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, L) pooled per-layer ratios of a hierarchical bootstrap of ``ratio`` (S, B, L):
-    seeds drawn with replacement, then batches drawn with replacement inside each drawn seed."""
-    ratio = np.asarray(ratio, dtype=np.float64)
-    S, B, _ = ratio.shape
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, S, size=(n_boot, S)) if S > 1 else np.zeros((n_boot, 1), dtype=int)
-    batches = rng.integers(0, B, size=(n_boot, S, B))
-    drawn = ratio[seeds[:, :, None], batches]  # (n_boot, S, B, L)
-    return pooled_layers(drawn)
+def seeds_to_decide(values, level_look: float = ALPHA_LOOK, line: float = LINE, cap: int = 1000) -> int | None:
+    """The smallest seed count at which an interval of this mean and seed spread would clear
+    ``line`` (at the per-look level); None when the mean is on the line or no count up to ``cap`` does."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return None
+    gap, sd = abs(float(v.mean()) - line), float(v.std(ddof=1))
+    if gap == 0:
+        return None
+    if sd == 0:
+        return max(2, v.size)
+    for n in range(max(2, LOOKS[0]), cap + 1):
+        if student_t.ppf(1 - level_look, n - 1) * sd / np.sqrt(n) < gap:
+            return n
+    return None
 
 
-def interval(values) -> list[float]:
-    lo, hi = np.quantile(np.asarray(values, dtype=np.float64), CI)
-    return [float(lo), float(hi)]
+def _fmt(ci) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def seed_interval(point: float, per_seed, boot) -> list[float]:
-    """The bootstrap percentile interval, widened to point +- t_{S-1} SE over the per-seed values."""
-    lo, hi = interval(boot)
-    per_seed = np.asarray(per_seed, dtype=np.float64)
-    S = per_seed.size
-    if S < 2:
-        return [lo, hi]
-    half = float(student_t.ppf(CI[1], S - 1) * per_seed.std(ddof=1) / np.sqrt(S))
-    return [min(lo, point - half), max(hi, point + half)]
-
-
-@dataclass
-class Verdict:
-    """The outcome of the rule on one analysis and every number it was decided by."""
-
-    outcome: str  # observed | not observed | inconclusive
-    decided_by: str  # which condition(s) decided it, in words
-    seeds: int
-    batches: int
-    permutations: int
-    line: float
-    layers: list[float]  # pooled ratio to chance per layer
-    layers_ci: list[list[float]]
-    effect: float
-    effect_ci: list[float]
-    rise: float
-    rise_ci: list[float]
-    spearman: float
-    spearman_ci: list[float]
-    permutation_null: dict  # p-values, q975 and mean of EFFECT and RISE; per-layer q975 of the ratio
-    untrained_null: dict  # the untrained head's EFFECT, RISE, per-layer ratio, paired difference intervals
-    conditions: dict[str, bool]
-    version: int = VERSION
-    rule: str = RULE
-    n_boot: int = 0
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        scope = "1 seed" if self.seeds == 1 else f"{self.seeds} seeds"
-        return f"Deep Fusion {self.outcome} ({scope}; rule v{self.version})"
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Verdict":
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            got = data.get("version") if isinstance(data, dict) else None
-            raise DataError(f"verdict record has rule version {got!r}, this code reads v{VERSION}; "
-                            "rerun deepfusion analyze --force")
-        return cls(**data)
-
-
-def _check_shapes(mass, chance, perm_mass, untrained_mass):
-    mass = np.asarray(mass, dtype=np.float64)
-    if mass.ndim != 3:
-        raise DataError(f"masses have shape {mass.shape}; expected (seeds, batches, layers)")
-    S, B, L = mass.shape
-    if L < 2:
-        raise DataError("the Deep Fusion verdict compares layers, and this head has one attention layer; "
-                        "train with model.depth >= 2")
-    if S < 1 or B < 2:
-        raise DataError(f"the verdict needs at least 2 analysis batches per seed, got {B}; use --batches 2 or more")
-    chance = np.broadcast_to(np.asarray(chance, dtype=np.float64), mass.shape)
-    perm = np.asarray(perm_mass, dtype=np.float64)
-    untrained = np.asarray(untrained_mass, dtype=np.float64)
-    if perm.ndim != 4 or perm.shape[1:] != mass.shape:
-        raise DataError(f"permutation masses have shape {perm.shape}; expected (permutations, {S}, {B}, {L})")
-    if untrained.shape != mass.shape:
-        raise DataError(f"untrained-head masses have shape {untrained.shape}; expected {mass.shape}")
-    for name, a in (("masses", mass), ("chance levels", chance), ("permutation masses", perm),
-                    ("untrained-head masses", untrained)):
-        if not np.all(np.isfinite(a)):
-            raise DataError(f"{name} have non-finite entries; check the captured attention")
-    if np.any(chance <= 0):
-        raise DataError("a chance level is 0: every token needs another visible sample of its class; "
-                        "use --per-class 2 or more")
-    return mass, chance, perm, untrained
-
-
-def deep_fusion_verdict(mass, chance, perm_mass, untrained_mass, n_boot: int = 2000, seed: int = 0,
-                        min_permutations: int = MIN_PERMUTATIONS) -> Verdict:
-    """Apply the v2 rule (module docstring) to head-averaged same-class masses.
-
-    ``mass`` (S, B, L): seeds x disjoint batches x layers; ``chance`` broadcastable to it;
-    ``perm_mass`` (P, S, B, L): the same with labels permuted; ``untrained_mass`` (S, B, L): the
-    untrained head on the same batches.
-    """
-    mass, chance, perm, untrained = _check_shapes(mass, chance, perm_mass, untrained_mass)
-    if perm.shape[0] < min_permutations:
-        raise DataError(f"{perm.shape[0]} label permutations are too few for the null; use at least "
-                        f"{min_permutations}")
-    if n_boot < 200:
-        raise DataError(f"n_boot={n_boot} is too few for a 95% interval; use at least 200")
-    S, B, L = mass.shape
-    ratio, untrained_ratio, perm_ratio = mass / chance, untrained / chance, perm / chance
-    layers = pooled_layers(ratio)
-    point = statistics(layers)
-    boot_layers = bootstrap_layers(ratio, n_boot, seed)
-    boot = statistics(boot_layers)
-    # the untrained head's statistics under the same resampling (same seed: the same draws)
-    untrained_layers = pooled_layers(untrained_ratio)
-    untrained_boot = statistics(bootstrap_layers(untrained_ratio, n_boot, seed))
-    diff = {k: boot[k] - untrained_boot[k] for k in ("effect", "rise")}  # paired: the same draws
-    per_seed_untrained = statistics(untrained_ratio.mean(1))
-    untrained_point = statistics(untrained_layers)
-    perm_layers = pooled_layers(perm_ratio)  # (P, L)
-    perm_stats = statistics(perm_layers)
-
-    def q(a):
-        return float(np.quantile(a, NULL_QUANTILE))
-
-    per_seed = statistics(ratio.mean(1))  # each seed's statistics from its batch-averaged layers
-    ci = {k: seed_interval(float(point[k]), per_seed[k], boot[k]) for k in ("effect", "rise", "spearman")}
-    ci["spearman"] = [max(ci["spearman"][0], -1.0), min(ci["spearman"][1], 1.0)]  # a correlation's range
-    def p_value(null, measured):  # exact for exchangeable statistics: the measurement counts as one draw
-        return float((1 + np.sum(null >= measured)) / (null.size + 1))
-
-    perm_null = {"effect_q975": q(perm_stats["effect"]), "rise_q975": q(perm_stats["rise"]),
-                 "effect_p": p_value(perm_stats["effect"], float(point["effect"])),
-                 "rise_p": p_value(perm_stats["rise"], float(point["rise"])),
-                 "effect_mean": float(perm_stats["effect"].mean()), "rise_mean": float(perm_stats["rise"].mean()),
-                 "layers_q975": np.quantile(perm_layers, NULL_QUANTILE, axis=0).tolist()}
-    diff_ci = {k: seed_interval(float(point[k] - untrained_point[k]), per_seed[k] - per_seed_untrained[k], diff[k])
-               for k in ("effect", "rise")}
-    untrained_null = {"effect": float(untrained_point["effect"]), "rise": float(untrained_point["rise"]),
-                      "effect_difference_ci": diff_ci["effect"], "rise_difference_ci": diff_ci["rise"],
-                      "layers": untrained_layers.tolist()}
-    effect, rise, rho = float(point["effect"]), float(point["rise"]), float(point["spearman"])
+def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, untrained_effect=None,
+           untrained_trend=None, split: str = "test") -> dict:
+    """The v3 outcome from per-seed EFFECT and TREND, their permutation p-values and (optionally)
+    the untrained head's per-seed EFFECT and TREND: outcome, conditions, intervals and the words
+    that say what decided it and what would change it."""
+    e = np.asarray(effect_per_seed, dtype=np.float64)
+    tr = np.asarray(trend_per_seed, dtype=np.float64)
+    S = int(e.size)
+    k, level, next_seeds = look(S)
+    effect, trend = float(e.mean()), float(tr.mean())
+    e_ci, t_ci = t_interval(e, level), t_interval(tr, level)
+    have_untrained = untrained_effect is not None
+    d_e = d_t = None
+    if have_untrained:
+        d_e = t_interval(e - np.asarray(untrained_effect, dtype=np.float64), level)
+        d_t = t_interval(tr - np.asarray(untrained_trend, dtype=np.float64), level)
     conditions = {
-        "effect_at_least_line": effect >= LINE,
-        "effect_interval_above_line": ci["effect"][0] > LINE,
-        "rise_positive_with_interval_above_0": rise > 0 and ci["rise"][0] > 0,
-        "spearman_positive_with_interval_above_0": rho > 0 and ci["spearman"][0] > 0,
-        "effect_above_permutation_null": perm_null["effect_p"] <= NULL_P,
-        "rise_above_permutation_null": perm_null["rise_p"] <= NULL_P,
-        "effect_above_untrained_head": untrained_null["effect_difference_ci"][0] > 0,
-        "rise_above_untrained_head": untrained_null["rise_difference_ci"][0] > 0,
+        "effect_interval_above_line": e_ci is not None and e_ci[0] > LINE,
+        "trend_interval_above_0": t_ci is not None and t_ci[0] > 0,
+        "effect_above_permutation_null": effect_p <= NULL_P,
+        "trend_above_permutation_null": trend_p <= NULL_P,
+        "effect_above_untrained_head": d_e is not None and d_e[0] > 0,
+        "trend_above_untrained_head": d_t is not None and d_t[0] > 0,
     }
-    if all(conditions.values()):
-        outcome, why = OBSERVED, "every condition holds"
-    elif ci["effect"][1] < LINE:
-        outcome = NOT_OBSERVED
-        why = (f"the last layer's ratio to chance, {effect:.2f} [{ci['effect'][0]:.2f}, {ci['effect'][1]:.2f}], "
-               f"lies below the {LINE}x line")
+    need = seeds_to_decide(e)
+    more = ("no seed count would decide it at this spread" if need is None
+            else f"at this seed spread about {max(need - S, 0)} more seeds would decide it")
+    if k == 0:
+        rule_outcome = EXPLORATORY
+        why = (f"{S} seed{'s' if S != 1 else ''} cannot decide (the plan's first look needs {LOOKS[0]}); last-layer "
+               f"ratio {effect:.2f}, 95% interval {_fmt(e_ci)}")
+        change = f"train {LOOKS[0] - S} more seed(s) for the first look"
+    elif all(conditions.values()):
+        rule_outcome = OBSERVED
+        why = (f"last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} above {LINE}; trend {trend:+.3f}/layer "
+               f"{_fmt(t_ci)} above 0; permutation p {effect_p:.3f} and {trend_p:.3f}; above the untrained head "
+               f"(differences {_fmt(d_e)}, {_fmt(d_t)})")
+        change = "an interval reaching the line, a null reaching the measurement"
+    elif e_ci[1] < LINE:
+        rule_outcome = NOT_OBSERVED
+        why = f"last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} below {LINE}"
+        change = f"an interval reaching {LINE}"
     else:
-        outcome = INCONCLUSIVE
-        why = "failed: " + ", ".join(k.replace("_", " ") for k, ok in conditions.items() if not ok)
-    return Verdict(outcome, why, S, B, int(perm.shape[0]), LINE, layers.tolist(),
-                   [seed_interval(float(layers[l]), ratio.mean(1)[:, l], boot_layers[:, l]) for l in range(L)], effect, ci["effect"], rise, ci["rise"],
-                   rho, ci["spearman"], perm_null, untrained_null, conditions, n_boot=int(n_boot), seed=int(seed))
+        rule_outcome = INCONCLUSIVE
+        failed = [name.replace("_", " ") for name, ok in conditions.items() if not ok]
+        if not have_untrained:
+            failed = [f for f in failed if "untrained" not in f] + ["untrained-head null not available"]
+        straddle = (f"interval {_fmt(e_ci)} straddles {LINE}" if e_ci[0] <= LINE
+                    else f"interval {_fmt(e_ci)} above {LINE}")
+        why = f"last-layer ratio {effect:.2f}, {straddle}: inconclusive (failed: {', '.join(failed)})"
+        nxt = (f"the plan's next look needs {next_seeds} seeds" if next_seeds
+               else "this was the plan's last look: it stops inconclusive")
+        change = (f"{more}; {nxt}" if e_ci[0] <= LINE else nxt)
+    outcome = rule_outcome
+    if split == "train":
+        outcome = EXPLORATORY
+        why = f"{TRAIN_SPLIT_LABEL}; the rule alone says {rule_outcome}: {why}"
+    return {"outcome": outcome, "rule_outcome": rule_outcome, "look": k, "level": level, "next_look_seeds": next_seeds,
+            "effect": effect, "effect_ci": e_ci, "trend": trend, "trend_ci": t_ci,
+            "untrained_effect_difference_ci": d_e, "untrained_trend_difference_ci": d_t,
+            "conditions": conditions, "decided_by": why, "would_change": change}

@@ -4,8 +4,9 @@ The figures need, from a run folder:
 
 - ``analysis.json``: the typed record ``experiments.record.RunAnalysis`` (per layer and head the
   same-class mass and its ratio to chance, the nulls, the S4 prediction, the one-seed verdict);
-- ``attention.npz``: the first analysis batch's attention ``attention`` (L, H, M, M) with class
-  labels ``labels`` (M,) and instance ids ``inst`` (M,), view-major as the head sees it.
+- ``attention.npz``: every analysis batch's attention ``attention`` (B, L, H, M, M) with class
+  labels ``labels`` (B, M), instance ids and the untrained head's attention (the format of
+  ``deepfusion analyze --attention``), view-major as the head sees it; the maps draw the first batch.
 
 Several seeds of one config are judged together with :func:`pooled_analysis`.
 """
@@ -40,7 +41,7 @@ def pooled_analysis(run_dirs, log=None):
 
     cfgs = check_runs(run_dirs)
     records = [ensure_analysis(d, log=log) for d in run_dirs]
-    return pool(records, seedless_hash(cfgs[0]))
+    return pool(records, list(run_dirs), seedless_hash(cfgs[0]))
 
 
 def _read(path: Path):
@@ -58,6 +59,8 @@ def load_attention(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if "attention" not in f or "labels" not in f:
         raise RunError(f"{path} must hold arrays 'attention' (L, H, M, M) and 'labels' (M,); rerun the analysis")
     attn, labels = np.asarray(f["attention"], dtype=float), np.asarray(f["labels"])
+    if attn.ndim == 5 and labels.ndim == 2:  # every batch: the maps draw the first
+        attn, labels = attn[0], labels[0]
     if attn.ndim != 4 or attn.shape[-1] != attn.shape[-2] or labels.shape != (attn.shape[-1],):
         raise RunError(f"{path}: attention {attn.shape} and labels {labels.shape} do not describe one batch")
     return attn, labels

@@ -5,7 +5,7 @@ head-averaged same-class mass (self and positive views excluded) as a multiple o
 level, with its 95% interval (seeds, and batches inside seeds); each seed's own curve faintly; the
 97.5% quantile of the label-permutation null; the untrained head on the same batches; the S4
 prediction from each layer's measured token spread and fitted inverse temperature; chance (1x) and
-the verdict's effect line. The caption carries the verdict (rule v2).
+the verdict's effect line. The caption carries the verdict (rule v3).
 """
 
 from __future__ import annotations
@@ -41,14 +41,15 @@ def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[P
     ax = axes[0][0]
     for i, curve in enumerate(per_seed):
         ax.plot(depth, curve, color=style.OKABE_ITO["sky"], lw=0.8, alpha=0.8, label="single seeds" if i == 0 else None)
-    ci = np.asarray(v.layers_ci)
     mean = np.asarray(v.layers)
+    ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
     ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
-                color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (95% CI)")
+                color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (verdict's interval)")
     ax.plot(depth, v.permutation_null["layers_q975"], color=style.REFERENCE_COLOR, ls="--", lw=1,
             label="labels permuted, 97.5% quantile")
-    ax.plot(depth, v.untrained_null["layers"], color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
-            label="untrained head")
+    if v.untrained_null.get("available"):
+        ax.plot(depth, v.untrained_null["layers"], color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
+                label="untrained head")
     predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
                           for e in pooled.layers]) / pooled.chance
     if np.isfinite(predicted).any():
@@ -58,7 +59,7 @@ def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[P
     ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
     ax.set_xticks(depth)
     ax.set_xlabel("layer of the head (depth)")
-    ax.set_ylabel("same-class mass / chance")
+    ax.set_ylabel("same-class share / chance")
     top = np.nanmax([ci.max(), np.max(per_seed), v.line, np.nanmax(predicted) if np.isfinite(predicted).any() else 0])
     ax.set_ylim(min(0.9, float(np.min(per_seed)) - 0.05), float(top) * 1.08)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=6.5)
@@ -71,18 +72,18 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
     results_root = runs.checked_root(quick, data, results_root)
     results = seed_runs(quick, data, results_root, seeds, log=log, train_fn=train_fn)
     pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
-    per_seed = [analysis_io.ensure_analysis(r.run_dir).head_mean("mass").mean(0) / pooled.chance for r in results]
+    per_seed = [np.asarray(x) for x in pooled.verdict.per_seed_layers]
     with style.context():
         paths = plot(pooled, per_seed, out_dir, "f2_block_mass")
     v, s = pooled.verdict, pooled.settings
     caption = (
         f"Same-class attention of the trained transformer head ({main_spec(quick, data).describe()}, seeds "
         f"0-{seeds - 1}; {pooled.num_heads} heads, {pooled.num_layers} layers, {pooled.num_classes} classes): the "
-        f"weight a token puts on other samples of its class, its own token and positive view excluded, averaged "
-        f"over heads and {s.batches} disjoint analysis batches of {s.tokens_per_batch} tokens, as a multiple of "
-        f"its chance level under uniform attention (1x, dotted). Dark: mean over seeds with the 95% interval of "
-        f"the verdict (seeds, batches inside seeds); light: single seeds; dashed gray: the 97.5% quantile with "
-        f"class labels permuted; orange: the untrained head on the same batches; vermillion: the S4 prediction "
+        f"share of a token's attention outside its own views (itself and its positive view removed, the row "
+        f"renormalised) that falls on other samples of its class, averaged over heads and {s.batches} disjoint "
+        f"analysis batches of {s.tokens_per_batch} tokens, as a multiple of that share under uniform attention "
+        f"(1x, dotted). Dark: mean over seeds with the verdict's t-interval over seeds (rule v3; none with one "
+        f"seed); light: single seeds; dashed gray: the 97.5% quantile with per-sample labels permuted; orange: the untrained head on the same batches; vermillion: the S4 prediction "
         f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
         f"Verdict: {v.label}: {v.decided_by}."
     )

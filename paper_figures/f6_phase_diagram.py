@@ -82,7 +82,7 @@ def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=
             "s4": last["predicted_same_class_mass"] / pooled.chance, "runs": [r.describe() for r in results]}
 
 
-MARK = {"observed": "●", "not observed": "○", "inconclusive": "?"}
+MARK = {"observed": "●", "not observed": "○", "inconclusive": "?", "exploratory": "·"}
 
 
 def _main_panel(ax, cells: list[dict]):
@@ -180,8 +180,9 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"Head-only training of the transformer head on the theory's features (preset {PRESET}: frozen identity "
         f"backbone, simplex-ETF class means, within-class spread σ; {n} training seed(s) per cell"
         f"{f', {QUICK_EPOCHS} epochs' if quick else ''}). Colour and number: the last layer's same-class attention mass as a multiple "
-        f"of chance (pooled over seeds); ● observed, ○ not observed, ? inconclusive under rule v2 "
-        f"({counts['observed']}, {counts['not observed']} and {counts['inconclusive']} of {len(cells)} cells). "
+        f"of chance (pooled over seeds); ● observed, ○ not observed, ? inconclusive, · exploratory under rule v3 "
+        f"({counts['observed']}, {counts['not observed']}, {counts['inconclusive']} and {counts['exploratory']} of "
+        f"{len(cells)} cells). "
         f"Small numbers and squares: the S8 prediction of that ratio from the trained query/key weights and the "
         f"layer's input tokens (R² over cells {r2}). Dashed: S1's boundary σ = ε_max. Side panels (if shown) vary "
         f"one setting at σ/ε_max = {CENTER['ratio']:g}, τ = {CENTER['temperature']:g}; dotted lines: chance and the "

@@ -3,29 +3,42 @@
 Give one run folder, or several that differ only in train.seed (repeat --run, or give a glob):
 the training seeds are then the verdict's unit. Each run is analysed on disjoint, class-balanced
 batches of the split --split names (test by default), drawn afresh for each training seed from
---seed and that seed, so batches are nested in seeds (analysis.json and attention.npz written into its folder; an analysis
-made with the same settings is reused), then the seeds are pooled. One row per layer:
+--seed and that seed (analysis.json and attention.npz written into its folder; an analysis made
+with the same settings is reused), then the seeds are judged together. Or give attention from any
+model with --attention FILE.npz, one file per training seed, holding
+  attention  float (B, L, H, M, M): analysis batches, layers, heads, query token, key token; each
+             row sums to 1 over its visible keys
+  labels     int (B, M); instance int (B, M): tokens with one id are views of one sample, and an id
+             names one sample of the analysed split in every batch and file
+  untrained  optional, like attention: the head at initialisation on the same batches (without it
+             that null is not available and the verdict cannot be "observed")
+  visible    optional bool (M, M) or (B, M, M)
+(a run folder's attention.npz is such a file). One row per layer:
 
-  same-class   mean attention on other samples of the token's class (itself and its positive
-               view excluded), averaged over heads, batches and seeds
-  ratio [CI]   that mass over its chance level (uniform attention), with its 95% interval
-               (hierarchical bootstrap over seeds and batches, widened to the t-interval over
-               seeds where that is wider)
-  perm q975    the 97.5% quantile of the ratio with class labels permuted (the first null)
+  share        attention on other samples of the token's class, as a part of the attention it
+               puts outside its own views (self and positive view removed, row renormalised)
+  chance       that share under uniform attention
+  ratio [CI]   share over chance, seeds averaged, with the interval of this look (t over seeds)
+  perm q975    the 97.5% quantile of the ratio with per-sample labels permuted (the first null)
   untrained    the ratio of the untrained head on the same batches (the second null)
-  self, pos    attention on the token itself and on its other augmented view
-  S8           the ratio S8 predicts from the layer's query/key weights and its input tokens
-  S4           the mass S4 predicts from the layer's spread r, class-mean cosine and beta_eff
-  r, r'/r      within-class spread of the layer's input tokens; its change through the layer,
-               measured (and predicted by S9-S12 from the weights)
+  own views    attention on the token itself and its positive view, reported apart
+  S8, S4       the ratio S8 predicts from the layer's weights; the mass S4 predicts from spread
+               r, class-mean cosine and beta_eff (run folders only)
+  r, r'/r      within-class spread of the layer's input tokens; its change (predicted by S9-S12)
   beta (R2)    fitted inverse temperature of a softmax of token cosines, and its R2
 
-then the statistics and the verdict (rule v2, experiments/verdict.py): observed, not observed or
-inconclusive, with the condition that decided it. Examples:
+then the verdict (rule v3, experiments/verdict.py). Thresholds: the last layer's ratio must clear
+1.25x chance; a decision needs at least 6 training seeds (fewer: "exploratory (k seeds)"); the
+pre-registered plan looks at 6, 12 and 24 seeds and spends one-sided alpha 0.025 as 0.0083 per
+look and direction (t-intervals over seeds at that level); observed also needs the per-seed slope
+of the ratio over layers above 0, permutation p <= 0.025 for both, and both above the untrained
+head (paired over seeds). Not observed: the interval lies below 1.25. Otherwise inconclusive, with
+the seeds the next look needs. On --split train the verdict is exploratory ("training split: not
+evidence of generalising structure"). Examples:
 
   deepfusion analyze --run runs/digits_s1
-  deepfusion analyze --run runs/digits_s1 --run runs/digits_s2 --run runs/digits_s3 --out pooled.json
-  deepfusion analyze --run 'runs/digits_s*'
+  deepfusion analyze --run 'runs/digits_s*' --out pooled.json
+  deepfusion analyze --attention seed1.npz --attention seed2.npz ... --attention seed6.npz
   deepfusion analyze --calibrate          # the rule on synthetic attention with known answers
 """
 
@@ -35,30 +48,39 @@ import argparse
 import glob
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 
-from deepfusion.errors import ConfigError, DataError
+from deepfusion.errors import ConfigError, DataError, DataWarning
+
+SMALL_PER_CLASS = 4  # batches with fewer samples of a class than this say little about class structure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", action="append", default=[], metavar="DIR",
                         help="run folder written by deepfusion train; repeat it (or give a glob) to pool seeds")
+    parser.add_argument("--attention", action="append", default=[], metavar="FILE",
+                        help="an .npz of one training seed's attention (arrays above); repeat it, one per seed; "
+                             "instead of --run")
     parser.add_argument("--batches", type=int, default=5, metavar="N",
                         help="disjoint analysis batches per run (default 5)")
     parser.add_argument("--per-class", type=int, default=None, metavar="K",
                         help="samples of every class in a batch (default: the most that fit N disjoint batches, "
                              "at most 16); the head sees 2 views of each")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="analysis seed (default 0); each run draws its batches from it and its training seed")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="analysis seed, 0 or more (default 0): each run draws its batches from it and its training "
+                             "seed; it also draws the label permutations (and the calibration's data)")
     parser.add_argument("--views", choices=("two_views", "eval_view"), default="two_views",
                         help="two_views: augmented training input (default); eval_view: unaugmented, "
                              "so each token's positive is an exact copy")
     parser.add_argument("--split", choices=("test", "train"), default="test", help="data split to draw from (default test)")
     parser.add_argument("--n-perm", type=int, default=200, metavar="P",
                         help="label permutations of the first null (at least 200; default 200)")
-    parser.add_argument("--n-boot", type=int, default=2000, metavar="B", help="bootstrap resamples (default 2000)")
     parser.add_argument("--force", action="store_true",
                         help="replace an analysis.json made with other settings or of another checkpoint")
-    parser.add_argument("--out", metavar="FILE", default=None, help="also write the pooled record as JSON to FILE")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="also write the pooled record (settings, layers, verdict) as JSON to FILE")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:K or auto (default cpu)")
     parser.add_argument("--threads", type=int, default=1, metavar="T",
                         help="CPU threads for torch and BLAS; 1 (default) avoids oversubscription on "
@@ -68,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of analysing runs: apply the rule to synthetic attention whose answer is "
                              "known and print how often it says observed")
     parser.add_argument("--draws", type=int, default=100, metavar="N", help="synthetic draws per case with --calibrate")
+    parser.add_argument("--case", action="append", default=[], metavar="NAME",
+                        help="with --calibrate: only this case (repeat for several; default every case)")
 
 
 def expand_runs(patterns: list[str]) -> list[Path]:
@@ -84,96 +108,120 @@ def expand_runs(patterns: list[str]) -> list[Path]:
     return out
 
 
-def _num(v, fmt: str) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+COLUMNS = ("layer", "share", "chance", "ratio [CI]", "perm q975", "untrained", "own views", "S8", "S4", "r",
+           "r'/r (pred)", "beta (R2)")
 
 
-COLUMNS = ("layer", "same-class", "chance", "ratio [95% CI]", "perm q975", "untrained", "S8", "self", "pos", "S4",
-           "r", "r'/r (pred)", "beta (R2)")
+def _ci(ci) -> str:
+    return "[n/a]" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def layer_rows(pooled) -> list[list[str]]:
     """One row of strings per layer, in the order of ``COLUMNS``."""
     v = pooled.verdict
+    untrained = v.untrained_null.get("layers") or [None] * len(v.layers)
     rows = []
-    for entry, ratio, ci, q, u in zip(pooled.layers, v.layers, v.layers_ci, v.permutation_null["layers_q975"],
-                                      v.untrained_null["layers"]):
+    for l, entry in enumerate(pooled.layers):
         s8 = entry.get("predicted_mass")
-        rows.append([str(entry["layer"]), _num(entry["same_class_mass"], ".4f"), _num(entry["chance"], ".4f"),
-                     f"{ratio:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]", f"{q:.2f}x", f"{u:.2f}x",
-                     "n/a" if s8 is None else f"{s8 / entry['chance']:.2f}x",
-                     _num(entry["self_mass"], ".4f"), _num(entry["positive_mass"], ".4f"),
-                     _num(entry["predicted_same_class_mass"], ".4f"), _num(entry["relative_spread"], ".3f"),
+        rows.append([str(l), f"{v.share[l]:.4f}", f"{v.chance[l]:.4f}", f"{v.layers[l]:.2f}x {_ci(v.layers_ci[l])}",
+                     f"{v.permutation_null['layers_q975'][l]:.2f}x", "n/a" if untrained[l] is None else f"{untrained[l]:.2f}x",
+                     f"{v.own_view[l]:.4f}", "n/a" if s8 is None else f"{s8 / entry['chance']:.2f}x",
+                     _num(entry.get("predicted_same_class_mass"), ".4f"), _num(entry.get("relative_spread"), ".3f"),
                      f"{_num(entry.get('measured_r_ratio'), '.3f')} ({_num(entry.get('predicted_r_ratio'), '.3f')})",
-                     f"{_num(entry['beta_eff'], '.2f')} ({_num(entry['beta_r2'], '.2f')})"])
+                     f"{_num(entry.get('beta_eff'), '.2f')} ({_num(entry.get('beta_r2'), '.2f')})"])
     return rows
 
 
-def _views(pooled) -> str:
-    s = pooled.settings
-    per = pooled.num_classes * s.per_class
-    return str(s.tokens_per_batch // per) if per and s.tokens_per_batch % per == 0 else "?"
-
-
-def _p(null: dict, name: str) -> str:
-    p = null.get(f"{name}_p")
-    return "n/a" if p is None else f"{p:.3f}"
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
 
 
 def format_table(pooled) -> str:
-    """The per-layer table, the statistics with both nulls, the runs and the verdict line."""
+    """The per-layer table, the seed-level statistics with both nulls, the runs and the verdict line."""
     rows = [list(COLUMNS)] + layer_rows(pooled)
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     v, s = pooled.verdict, pooled.settings
     pn, un = v.permutation_null, v.untrained_null
-    unit = "seeds, batches inside each seed" if v.seeds > 1 else "analysis batches only: 1 seed"
+    stage = (f"look {v.look} of 3 (plan 6/12/24 seeds), intervals at one-sided {v.level:.4f}" if v.look
+             else "exploratory stage (fewer than 6 seeds), two-sided 95% intervals")
+    per = f"{pooled.num_classes} classes x {s.per_class} samples x 2 views" if s.per_class else f"{pooled.num_classes} classes"
     lines += [
-        f"{v.seeds} seed(s) x {s.batches} disjoint batches of {s.tokens_per_batch} tokens ({pooled.num_classes} "
-        f"classes x {s.per_class} samples x {_views(pooled)} views), {pooled.num_heads} heads, scope {s.scope}, split {s.split}; "
-        f"intervals resample {unit}",
-        f"EFFECT (last layer) {v.effect:.2f}x chance [{v.effect_ci[0]:.2f}, {v.effect_ci[1]:.2f}]   line {v.line}x   "
-        f"permutation q975 {pn['effect_q975']:.2f}x (p {_p(pn, 'effect')})   untrained {un['effect']:.2f}x "
-        f"(difference [{un['effect_difference_ci'][0]:+.2f}, {un['effect_difference_ci'][1]:+.2f}])",
-        f"RISE (last - first) {v.rise:+.2f} [{v.rise_ci[0]:+.2f}, {v.rise_ci[1]:+.2f}]   permutation q975 "
-        f"{pn['rise_q975']:+.2f} (p {_p(pn, 'rise')})   untrained {un['rise']:+.2f} (difference [{un['rise_difference_ci'][0]:+.2f}, "
-        f"{un['rise_difference_ci'][1]:+.2f}])",
-        f"SPEARMAN(depth) {v.spearman:+.2f} [{v.spearman_ci[0]:+.2f}, {v.spearman_ci[1]:+.2f}]",
+        f"{v.seeds} seed(s) x {s.batches} batches of {s.tokens_per_batch} tokens ({per}), {pooled.num_heads} heads, "
+        f"scope {s.scope}, split {s.split}; {stage}; {pn['n_perm']} label permutations over {pn['samples']} samples",
+        f"EFFECT (last layer) {v.last_layer_ratio:.2f}x chance {_ci(v.effect_ci)}   line {v.line}x   permutation q975 "
+        f"{pn['effect_q975']:.2f}x (p {pn['effect_p']:.3f})   untrained "
+        + (f"{un['effect']:.2f}x (difference {_ci(un['effect_difference_ci'])})" if un["available"] else "not available"),
+        f"TREND (slope per layer) {v.trend:+.3f} {_ci(v.trend_ci)}   permutation q975 {pn['trend_q975']:+.3f} "
+        f"(p {pn['trend_p']:.3f})   untrained "
+        + (f"{un['trend']:+.3f} (difference {_ci(un['trend_difference_ci'])})" if un["available"] else "not available"),
     ]
     if len(pooled.per_run) > 1:
-        lines.append("runs: " + "; ".join(f"{r['run']} (seed {r['train_seed']}, step {r['step']}): "
-                                          f"{r['last_ratio']:.2f}x, alone {r['outcome']}" for r in pooled.per_run))
-    lines.append(f"verdict: {v.label}: {v.decided_by}")
+        lines.append("seeds: " + "; ".join(f"{r['run']} (seed {r['train_seed']}): {r['last_ratio']:.2f}x"
+                                           for r in pooled.per_run))
+    lines.append(f"verdict: {v.label}: {v.decided_by}; would change it: {v.would_change}")
     return "\n".join(lines)
+
+
+def check_args(args) -> None:
+    """One-line errors for options out of range, before anything is read or written."""
+    if args.seed < 0:
+        raise ConfigError(f"--seed={args.seed} must be 0 or more")
+    for name in ("batches", "draws"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name}={getattr(args, name)} must be at least 1")
+    if not args.calibrate and args.batches < 2:
+        raise ConfigError(f"--batches={args.batches} must be at least 2: each seed averages several analysis batches")
+    if args.n_perm < 200:
+        raise ConfigError(f"--n-perm={args.n_perm} is too few for the permutation null; use at least 200")
+    if args.per_class is not None and args.per_class < 2:
+        raise ConfigError(f"--per-class={args.per_class} must be at least 2 (a token needs another sample of its class)")
+    if args.run and args.attention:
+        raise ConfigError("give run folders (--run) or attention files (--attention), not both")
+
+
+def warn_small_batches(records) -> None:
+    """A warning when the analysis batches hold too few samples per class to say much, naming the
+    largest batches that fit the split."""
+    s = records[0].settings
+    if s.per_class >= SMALL_PER_CLASS:
+        return
+    fits = s.max_per_class
+    advice = (f"the largest that fit the split: --per-class {fits} with --batches {s.batches}" if fits and fits > s.per_class
+              else f"the split fits no larger batches with --batches {s.batches}; fewer batches allow larger ones")
+    warnings.warn(f"analysis batches of {s.tokens_per_batch} tokens ({s.per_class} per class) say little about class "
+                  f"structure; {advice}", DataWarning, stacklevel=2)
 
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.devices import limit_threads, resolve_device
 
-    for name in ("batches", "n_boot", "draws"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1")
-    if not args.calibrate and args.batches < 2:
-        raise ConfigError(f"--batches={args.batches} must be at least 2: the verdict resamples analysis batches")
-    if args.n_boot < 200:
-        raise ConfigError(f"--n-boot={args.n_boot} is too few for a 95% interval; use at least 200")
-    if args.n_perm < 200:
-        raise ConfigError(f"--n-perm={args.n_perm} is too few for the permutation null; use at least 200")
-    if args.per_class is not None and args.per_class < 2:
-        raise ConfigError(f"--per-class={args.per_class} must be at least 2 (a token needs another sample of its class)")
+    check_args(args)
     if args.calibrate:
-        from deepfusion.experiments.calibration import calibrate, format_calibration
+        from deepfusion.experiments.calibration import CASES, calibrate, format_calibration
 
+        unknown = [c for c in args.case if c not in CASES]
+        if unknown:
+            raise ConfigError(f"--case {unknown[0]} is not a calibration case; choose from {', '.join(CASES)}")
         with limit_threads(args.threads):
-            print(format_calibration(calibrate(draws=args.draws, seed=args.seed)))
+            print(format_calibration(calibrate(draws=args.draws, seed=args.seed, n_perm=args.n_perm,
+                                               cases=tuple(args.case) or tuple(CASES))))
         return 0
-    if not args.run:
-        raise ConfigError("give a run folder with --run DIR (repeat it for several seeds), or --calibrate")
-    device = resolve_device(args.device, option="--device")
-    runs = expand_runs(args.run)
+    if not args.run and not args.attention:
+        raise ConfigError("give a run folder with --run DIR or attention files with --attention FILE (repeat either "
+                          "for several seeds), or --calibrate")
+    if args.split == "train":
+        from deepfusion.experiments.verdict import TRAIN_SPLIT_LABEL
+
+        warnings.warn(f"--split train: {TRAIN_SPLIT_LABEL}; the verdict is exploratory", DataWarning, stacklevel=2)
     with limit_threads(args.threads):
-        pooled = analyze_runs(runs, args, device)
+        if args.attention:
+            from deepfusion.experiments.pooling import pool_files
+
+            pooled = pool_files(args.attention, split=args.split, n_perm=args.n_perm, seed=args.seed)
+        else:
+            pooled = analyze_runs(expand_runs(args.run), args, resolve_device(args.device, option="--device"))
     print(format_table(pooled))
     if args.out:
         from deepfusion.model.runs.layout import write_json
@@ -185,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def analyze_runs(runs: list[Path], args, device):
-    """Analyse each run (or reuse its analysis), then pool them."""
+    """Analyse each run (or reuse its analysis), then judge them together."""
     from deepfusion.experiments.analyze import analyze_run
     from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
 
@@ -194,6 +242,7 @@ def analyze_runs(runs: list[Path], args, device):
     for path in runs:
         records.append(analyze_run(path, batches=args.batches, per_class=args.per_class, seed=args.seed,
                                    device=device, split=args.split, views=args.views, n_perm=args.n_perm,
-                                   n_boot=args.n_boot, force=args.force))
+                                   force=args.force))
         print(f"analysed: {path} (checkpoint step {records[-1].step}; record in its analysis.json)")
-    return pool(records, seedless_hash(cfgs[0]), n_boot=args.n_boot, seed=args.seed)
+    warn_small_batches(records)
+    return pool(records, runs, seedless_hash(cfgs[0]))

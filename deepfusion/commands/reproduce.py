@@ -96,7 +96,8 @@ def summary_markdown(summary: dict) -> str:
              f"| sanity (a): idealised layers vs recursion | {'agree' if s['ok'] else 'DISAGREE'} |",
              f"| sanity (b): synthetic transformer head, 1 seed | {s['verdict']}: {s['decided_by']} |",
              f"| Deep Fusion, {f['verdict_runs']} | {f['verdict']}: last layer {f['effect']:.2f}x chance "
-             f"[{f['effect_ci'][0]:.2f}, {f['effect_ci'][1]:.2f}]; {f['decided_by']} |",
+             + (f"[{f['effect_ci'][0]:.2f}, {f['effect_ci'][1]:.2f}]" if f["effect_ci"] else "[no interval: 1 seed]")
+             + f"; {f['decided_by']} |",
              "", "| dataset | head | metric | mean % | std | seeds |", "|---|---|---|---|---|---|"]
     lines += [f"| {h['dataset']} | {h['head']} | {h['metric']} | {h['mean']} | {h['std']} | {h['n']} |" for h in f["heads"]]
     lines.append(f"\nfigures: {f['index']}; wall time {summary['wall_s']:.0f} s")

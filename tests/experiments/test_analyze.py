@@ -12,7 +12,7 @@ from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import analyze
 from deepfusion.experiments.capture import capture, disjoint_batches, fit_per_class
 from deepfusion.experiments.record import RunAnalysis
-from deepfusion.experiments.verdict import NOT_OBSERVED, OBSERVED, RULE
+from deepfusion.experiments.verdict import EXPLORATORY, RULE
 from deepfusion.model.network.transformer_head import TransformerHead
 
 
@@ -87,13 +87,14 @@ def test_capture_needs_a_head_with_a_trace():
 def test_analyze_model_record_round_trips_through_json():
     torch.manual_seed(0)
     untrained = TinyModel(6).head
-    record, _ = analyze.analyze_model(TinyModel(6), JitterAugment(), dataset(), untrained, batches=2, per_class=3,
-                                      n_boot=200)
+    record, arrays = analyze.analyze_model(TinyModel(6), JitterAugment(), dataset(), untrained, batches=2,
+                                           per_class=3)
     back = RunAnalysis.from_json(json.loads(json.dumps(record.to_json())))
     assert back == record
     assert back.verdict.rule == RULE and back.verdict.seeds == 1
     assert back.num_layers == 3 and back.num_classes == 3 and np.asarray(back.mass).shape == (2, 3, 2)
-    assert np.asarray(back.perm_mass).shape == (200, 2, 3)
+    assert arrays["attention"].shape == (2, 3, 2, 18, 18) and arrays["instance"].shape == (2, 18)
+    assert back.verdict.outcome == "exploratory" and back.verdict.permutation_null["n_perm"] == 200
     assert back.layers[0].chance == pytest.approx((2 * 3 - 2) / 18)
 
 
@@ -112,16 +113,17 @@ def test_analyze_run_writes_reuses_and_refuses_to_overwrite(tmp_path, monkeypatc
                              finished=True)
     monkeypatch.setattr("deepfusion.model.runs.loading.load_run", lambda run_dir, device="cpu": loaded)
     monkeypatch.setattr(analyze, "untrained_head", lambda cfg, shape: TinyModel(6).head)
-    first = analyze.analyze_run(tmp_path, batches=2, per_class=3, n_boot=200)
+    first = analyze.analyze_run(tmp_path, batches=2, per_class=3)
     assert json.loads((tmp_path / "analysis.json").read_text())["step"] == 7
     with np.load(tmp_path / "attention.npz") as f:
-        assert f["attention"].shape == (3, 2, 18, 18) and f["labels"].shape == (18,)
+        assert f["attention"].shape == (2, 3, 2, 18, 18) and f["labels"].shape == (2, 18)
+        assert f["untrained"].shape == f["attention"].shape and f["visible"].shape == (18, 18)
     before = (tmp_path / "analysis.json").read_text()
-    assert analyze.analyze_run(tmp_path, batches=2, per_class=3, n_boot=200) == first  # same settings: reused
+    assert analyze.analyze_run(tmp_path, batches=2, per_class=3) == first  # same settings: reused
     with pytest.raises(RunError, match="other settings.*--force"):
-        analyze.analyze_run(tmp_path, batches=3, per_class=3, n_boot=200)
+        analyze.analyze_run(tmp_path, batches=3, per_class=3)
     assert (tmp_path / "analysis.json").read_text() == before  # nothing overwritten
-    assert analyze.analyze_run(tmp_path, batches=3, per_class=3, n_boot=200, force=True).settings.batches == 3
+    assert analyze.analyze_run(tmp_path, batches=3, per_class=3, force=True).settings.batches == 3
 
 
 def test_each_training_seed_draws_its_own_batches():
@@ -162,9 +164,9 @@ def uniform(cap):
 
 def test_idealised_fusion_is_observed_and_predicted_by_s4():
     caps = [idealised_capture(seed=s) for s in range(3)]
-    record = analyze.record_from_batches(caps, [uniform(c) for c in caps], n_boot=500)
-    assert record.verdict.outcome == OBSERVED
-    assert np.all(np.diff(record.verdict.layers) > 0)
+    record = analyze.record_from_batches(caps, [uniform(c) for c in caps])
+    assert record.verdict.outcome == EXPLORATORY  # one seed never decides
+    assert np.all(np.diff(record.verdict.layers) > 0) and record.verdict.permutation_null["effect_p"] < 0.01
     beta = record.layer_values("beta_eff")[:, 0]
     assert np.allclose(beta, 8.0, rtol=1e-6)  # the layers really are softmax(8 cos)
     gap = record.layer_values("same_class_mass")[:, 0] - record.layer_values("predicted_same_class_mass")[:, 0]
@@ -173,6 +175,6 @@ def test_idealised_fusion_is_observed_and_predicted_by_s4():
 
 def test_attention_ignoring_classes_is_not_observed():
     caps = [idealised_capture(beta=0.0, seed=s) for s in range(2)]  # uniform attention at every layer
-    record = analyze.record_from_batches(caps, [uniform(c) for c in caps], n_boot=200)
-    assert record.verdict.outcome == NOT_OBSERVED
+    record = analyze.record_from_batches(caps, [uniform(c) for c in caps])
+    assert record.verdict.outcome == EXPLORATORY
     assert np.allclose(record.verdict.layers, 1.0, atol=1e-12)

@@ -43,10 +43,10 @@ def test_small_fashion_mnist_run_trains_and_analyses(tmp_path):
         assert run.train_ds.input_shape == (1, 28, 28) and run.train_ds.num_classes == 10
         assert np.asarray(run.train_ds.x).dtype == np.uint8 and len(run.train_ds.y) == 400
         assert len(np.unique(np.asarray(run.test_ds.y))) == 10
-        record = analyze_run(run_dir, batches=2, per_class=3, n_boot=200)
+        record = analyze_run(run_dir, batches=2, per_class=3)
     assert record.num_layers == 2 and record.num_classes == 10
     assert record.settings.tokens_per_batch == 2 * 10 * 3
-    assert record.verdict.outcome in ("observed", "not observed", "inconclusive") and record.verdict.seeds == 1
+    assert record.verdict.outcome == "exploratory" and record.verdict.seeds == 1  # one seed never decides
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert 0.0 <= evaluation["knn"] <= 1.0
     assert (run_dir / "analysis.json").exists() and (run_dir / "attention.npz").exists()

@@ -1,59 +1,54 @@
-"""Label permutations of the same attention, and the untrained head."""
+"""The shared label permutation on sample-level matrices, and its agreement with the direct statistic."""
 
 import numpy as np
-import pytest
 
-from deepfusion.experiments import metrics as mt
-from deepfusion.experiments.nulls import instance_attention, permuted_same_class_mass
+from deepfusion.experiments.attention_verdict import batch_statistics
+from deepfusion.experiments.nulls import class_weight, permuted_ratios, sample_matrices, shared_permutations
 
 
 def batch(C=3, n=4, L=2, seed=0):
     rng = np.random.default_rng(seed)
     N = C * n
-    inst = np.tile(np.arange(N), 2)
-    labels = rng.permutation(np.repeat(np.arange(C), n))[inst]
-    A = rng.random((L, 2 * N, 2 * N)) + 3.0 * (labels[:, None] == labels[None, :])
+    inst = np.tile(np.arange(N), 2) + 100  # ids need not start at 0
+    labels = rng.permutation(np.repeat(np.arange(C), n))[inst - 100]
+    A = rng.random((L, 1, 2 * N, 2 * N)) + 3.0 * (labels[:, None] == labels[None, :])
     return A / A.sum(-1, keepdims=True), labels, inst
 
 
-def test_instance_attention_sums_the_views():
+def test_sample_matrices_sum_the_views():
     A, _, inst = batch()
-    B, ids = instance_attention(A, inst)
-    assert B.shape == (2, 12, 12) and np.allclose(B.sum((1, 2)), 24.0)
-    assert np.isclose(B[0, 0, 1], A[0][np.ix_([0, 12], [1, 13])].sum())
+    S, ids = sample_matrices(A[:, 0], inst)
+    assert S.shape == (2, 12, 12) and np.allclose(S.sum((1, 2)), 24.0) and ids[0] == 100
+    assert np.isclose(S[0, 0, 1], A[0, 0][np.ix_([0, 12], [1, 13])].sum())
 
 
-def test_a_permutation_that_keeps_labels_gives_the_measured_mass():
+def test_class_weight_of_many_label_sets_matches_one_at_a_time():
+    rng = np.random.default_rng(2)
+    S = rng.random((3, 5, 5))
+    labels = rng.integers(0, 2, (4, 5))
+    many = class_weight(S, labels)
+    assert many.shape == (4, 3)
+    for p in range(4):
+        assert np.allclose(many[p], class_weight(S, labels[p]))
+
+
+def test_the_identity_permutation_gives_the_measured_ratio():
     A, labels, inst = batch()
-    C = len(np.unique(labels))
-    # one class only: every permutation keeps the labels
-    same = permuted_same_class_mass(A, np.zeros_like(labels), inst, 5)
-    assert np.allclose(same, mt.same_class_mass(A, np.zeros_like(labels), inst)[None])
-    assert C == 3
+    b = batch_statistics(A, labels, inst, np.ones((24, 24), bool))
+    again = permuted_ratios(b["S"], b["U"], b["labels"][None])
+    assert np.allclose(again[0], b["ratio"])
 
 
-def test_permuted_masses_match_the_metric_on_permuted_labels():
-    A, labels, inst = batch()
-    out = permuted_same_class_mass(A, labels, inst, 3, seed=7)
-    rng = np.random.default_rng(7)
-    _, y = np.unique(labels[:12], return_inverse=True)
-    for p in range(3):
-        perm_labels = rng.permutation(y)[inst]
-        assert np.allclose(out[p], mt.same_class_mass(A, perm_labels, inst))
+def test_permutations_are_shared_and_keep_the_label_counts():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    perms = shared_permutations(labels, 50, seed=3)
+    assert perms.shape == (50, 6) and all(np.array_equal(np.sort(p), labels) for p in perms)
+    assert np.array_equal(perms, shared_permutations(labels, 50, seed=3))
 
 
 def test_structured_attention_sits_above_its_permutation_null():
     A, labels, inst = batch()
-    measured = mt.same_class_mass(A, labels, inst)
-    null = permuted_same_class_mass(A, labels, inst, 200)
-    assert np.all(measured > np.quantile(null, 0.975, axis=0))
-    chance = mt.same_class_chance(labels, inst)
-    assert np.abs(null.mean(0) / chance - 1).max() < 0.1  # permuted labels sit near chance
-
-
-def test_labels_must_follow_the_sample():
-    A, labels, inst = batch()
-    labels = labels.copy()
-    labels[0] = (labels[0] + 1) % 3
-    with pytest.raises(Exception, match="labels must follow the sample"):
-        permuted_same_class_mass(A, labels, inst, 2)
+    b = batch_statistics(A, labels, inst, np.ones((24, 24), bool))
+    null = permuted_ratios(b["S"], b["U"], shared_permutations(b["labels"], 200))
+    assert np.all(b["ratio"] > np.quantile(null, 0.975, axis=0))
+    assert np.abs(null.mean(0) - 1).max() < 0.1  # permuted labels sit near chance

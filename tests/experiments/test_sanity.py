@@ -13,7 +13,7 @@ from deepfusion.model.runs.devices import limit_threads
 from deepfusion.theory import fusion
 
 TINY = {"overrides": ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64",
-                      "eval.linear_epochs=2", "eval.head_batch=32"], "batches": 2, "per_class": 4, "n_boot": 200}
+                      "eval.linear_epochs=2", "eval.head_batch=32"], "batches": 2, "per_class": 4}
 
 
 @pytest.fixture
@@ -69,6 +69,6 @@ def test_trained_heads_on_tiny_budget_write_every_field(tmp_path):
         assert blocks[0]["residual_ratio"] == pytest.approx(1.0)
     t = b["transformer"]
     assert len(t["layers"]) == 2 and all(set(l) == set(sanity.TRANSFORMER_FIELDS) for l in t["layers"])
-    assert t["verdict"].startswith("Deep Fusion ") and "(1 seed; rule v2)" in t["verdict"] and t["decided_by"]
+    assert t["verdict"].startswith("exploratory ") and "(1 seed; rule v3)" in t["verdict"] and t["decided_by"]
     assert "layers" not in b["ffn"]  # no attention to measure
     assert "(b) trained heads" in sanity.format_summary(result)

@@ -1,114 +1,95 @@
-"""Verdict v2: the statistics, the intervals, each condition failing alone, and bad input."""
+"""Rule v3 (experiments.verdict): the plan's looks, seed-level intervals and trend, the decisions."""
 
 import numpy as np
 import pytest
 
-from deepfusion.errors import DataError
-from deepfusion.experiments.verdict import (INCONCLUSIVE, LINE, NOT_OBSERVED, OBSERVED, Verdict, bootstrap_layers,
-                                            deep_fusion_verdict, seed_interval, spearman_with_depth, statistics)
-
-S, B, L, P = 3, 5, 4, 200
-CHANCE = 0.1
+from deepfusion.experiments import verdict as rule
 
 
-def case(profile, untrained=None, noise=0.002, perm_profile=None, seed=0):
-    """Masses (S, B, L) around CHANCE * profile, with matching nulls."""
-    rng = np.random.default_rng(seed)
-    mass = CHANCE * np.asarray(profile) + noise * rng.standard_normal((S, B, L))
-    perm_mass = CHANCE * np.asarray(perm_profile or [1.0] * L) + noise * rng.standard_normal((P, S, B, L))
-    un = CHANCE * np.asarray(untrained or [1.0] * L) + noise * rng.standard_normal((S, B, L))
-    return mass, CHANCE, perm_mass, un
+def test_the_plan_is_fixed_in_code():
+    assert rule.VERSION == 3 and rule.LINE == 1.25 and rule.LOOKS == (6, 12, 24)
+    assert rule.ALPHA_LOOK * len(rule.LOOKS) == pytest.approx(0.025)  # one-sided alpha spent over the looks
+    for text in ("1.25", "6/12/24", "0.0083", "exploratory", "Training split"):
+        assert text in rule.RULE
 
 
-def judge(*args, **kw):
-    return deep_fusion_verdict(*args, n_boot=500, **kw)
+@pytest.mark.parametrize("seeds, expected", [(1, (0, None, 6)), (5, (0, None, 6)), (6, (1, rule.ALPHA_LOOK, 12)),
+                                             (11, (1, rule.ALPHA_LOOK, 12)), (12, (2, rule.ALPHA_LOOK, 24)),
+                                             (24, (3, rule.ALPHA_LOOK, None)), (30, (3, rule.ALPHA_LOOK, None))])
+def test_each_seed_count_has_its_look_and_names_the_next(seeds, expected):
+    k, level, nxt = rule.look(seeds)
+    assert (k, nxt) == (expected[0], expected[2])
+    assert level == (rule.EXPLORATORY_LEVEL if k == 0 else expected[1])
 
 
-def test_statistics_of_known_layers():
-    st = statistics(np.array([1.0, 1.2, 1.1, 1.5]))
-    assert st["effect"] == 1.5 and st["rise"] == pytest.approx(0.5) and st["spearman"] == pytest.approx(0.8)
+def test_fewer_than_six_seeds_never_decide():
+    for S in range(1, 6):
+        d = rule.decide(np.full(S, 3.0) + 0.01 * np.arange(S), np.full(S, 0.5), 0.001, 0.001, np.ones(S), np.zeros(S))
+        assert d["outcome"] == rule.EXPLORATORY and "cannot decide" in d["decided_by"]
 
 
-def test_spearman_with_depth_known_values():
-    assert spearman_with_depth([0, 1, 2, 3]) == pytest.approx(1.0)
-    assert spearman_with_depth([3, 2, 1, 0]) == pytest.approx(-1.0)
-    assert spearman_with_depth([1, 1, 1]) == 0.0  # no variation is no rise, not NaN
+def test_one_seed_has_no_interval():
+    """Rule v2 gave one seed a batch-bootstrap interval (84% coverage); v3 gives none."""
+    assert rule.t_interval([1.4], 0.025) is None
+    d = rule.decide([1.4], [0.1], 0.01, 0.01, [1.0], [0.0])
+    assert d["effect_ci"] is None and d["trend_ci"] is None and d["outcome"] == rule.EXPLORATORY
 
 
-def test_bootstrap_of_identical_seeds_and_batches_is_a_point():
-    ratio = np.broadcast_to(np.array([1.0, 2.0]), (3, 4, 2))
-    assert np.allclose(bootstrap_layers(ratio, 100, 0), [1.0, 2.0])
+def test_slopes_are_least_squares_over_layers():
+    assert rule.slopes([1.0, 1.1, 1.2, 1.3]) == pytest.approx(0.1)
+    assert rule.slopes([[1.0, 1.0], [2.0, 1.0]]) == pytest.approx([0.0, -1.0])
 
 
-def test_seed_interval_is_at_least_the_t_interval():
-    per_seed = np.array([1.0, 1.5, 2.0])
-    lo, hi = seed_interval(1.5, per_seed, np.full(50, 1.5))
-    assert lo == pytest.approx(1.5 - 4.303 * 0.5 / np.sqrt(3), abs=1e-3) and hi > 2.7
+def test_one_seeds_profile_gives_no_trend_interval():
+    """Rule v2's Spearman interval collapsed to a point on one seed ("+0.40 [+0.40, +0.40]"), so a
+    profile 1.00, 1.04, 0.98, 1.29 passed "rise with depth"; v3's trend is a slope over seeds."""
+    profile = [1.00, 1.04, 0.98, 1.29]
+    d = rule.decide([profile[-1]], rule.slopes([profile]), 0.001, 0.001, [1.0], [0.0])
+    assert d["trend_ci"] is None and d["outcome"] == rule.EXPLORATORY
+    assert not d["conditions"]["trend_interval_above_0"]
 
 
-def test_a_clear_rise_above_the_line_is_observed():
-    v = judge(*case([1.0, 1.2, 1.4, 1.6]))
-    assert v.outcome == OBSERVED and all(v.conditions.values()) and v.decided_by == "every condition holds"
-    assert v.seeds == 3 and v.label.startswith("Deep Fusion observed (3 seeds")
+def _decide(effects, trends=None, p=0.001, untrained=1.0):
+    e = np.asarray(effects, dtype=float)
+    t = np.full(e.size, 0.1) if trends is None else np.asarray(trends, dtype=float)
+    return rule.decide(e, t, p, p, np.full(e.size, untrained), np.zeros(e.size))
 
 
-def test_near_chance_is_not_observed_and_says_why():
-    v = judge(*case([1.0, 1.01, 1.0, 1.02]))
-    assert v.outcome == NOT_OBSERVED and v.effect_ci[1] < LINE and "below the 1.25x line" in v.decided_by
+def test_clear_seeds_are_observed_and_seeds_below_are_not():
+    rng = np.random.default_rng(1)
+    assert _decide(1.6 + 0.05 * rng.standard_normal(6))["outcome"] == rule.OBSERVED
+    assert _decide(1.0 + 0.05 * rng.standard_normal(6))["outcome"] == rule.NOT_OBSERVED
 
 
-@pytest.mark.parametrize("profile,untrained,perm,failed", [
-    ([1.5, 1.5, 1.5, 1.5], None, None, "rise"),  # strong but flat
-    ([1.0, 1.1, 1.2, 1.24], None, None, "effect at least line"),  # rising, not reaching the line
-    ([1.0, 1.2, 1.4, 1.6], [1.0, 1.2, 1.4, 1.6], None, "untrained head"),  # nothing learned
-    ([1.0, 1.2, 1.4, 1.6], None, [1.0, 1.2, 1.4, 1.7], "permutation null"),  # labels do not matter
-])
-def test_each_failing_condition_makes_it_inconclusive(profile, untrained, perm, failed):
-    v = judge(*case(profile, untrained=untrained, perm_profile=perm))
-    assert v.outcome == INCONCLUSIVE and failed in v.decided_by
+def test_two_groups_with_the_mean_on_the_line_are_not_observed():
+    """Half the seeds at 1.5x, half at 1.0x: rule v2 said observed in 12.5% of 3-seed draws."""
+    d = _decide([1.5, 1.52, 1.48, 1.0, 1.02, 0.98])
+    assert d["outcome"] == rule.INCONCLUSIVE and "straddles 1.25" in d["decided_by"]
+    assert "next look needs 12 seeds" in d["would_change"]
 
 
-def test_one_seed_is_labelled_and_uses_batches_only():
-    mass, c, perm, un = case([1.0, 1.2, 1.4, 1.6])
-    v = judge(mass[:1], c, perm[:, :1], un[:1])
-    assert v.seeds == 1 and "1 seed" in v.label
+def test_inconclusive_says_how_many_seeds_would_decide():
+    d = _decide([1.3, 1.6, 1.2, 1.5, 1.35, 1.45])
+    assert d["outcome"] == rule.INCONCLUSIVE and "more seeds would decide it" in d["would_change"]
+    assert rule.seeds_to_decide([1.3, 1.6, 1.2, 1.5, 1.35, 1.45]) > 6
 
 
-def test_record_round_trips_and_carries_rule_and_version():
-    v = judge(*case([1.0, 1.2, 1.4, 1.6]))
-    back = Verdict.from_json(v.to_json())
-    assert back == v and back.version == 2 and "v2" in back.rule
-    with pytest.raises(DataError, match="rule version 1"):
-        Verdict.from_json({**v.to_json(), "version": 1})
+def test_the_last_look_stops_inconclusive():
+    d = _decide(np.tile([1.5, 1.0], 12))
+    assert d["look"] == 3 and d["outcome"] == rule.INCONCLUSIVE and "last look" in d["would_change"]
 
 
-def test_verdict_is_reproducible_with_a_seed():
-    args = case([1.0, 1.2, 1.3, 1.4], noise=0.02)
-    assert judge(*args, seed=3) == judge(*args, seed=3)
+def test_each_null_can_block_observed():
+    e = [1.6, 1.62, 1.58, 1.61, 1.59, 1.6]
+    assert _decide(e, p=0.03)["outcome"] == rule.INCONCLUSIVE  # the permutation null
+    assert _decide(e, untrained=1.6)["outcome"] == rule.INCONCLUSIVE  # the untrained head alike
+    assert _decide(e, trends=[0.1, -0.1, 0.1, -0.1, 0.1, -0.1])["outcome"] == rule.INCONCLUSIVE  # no trend
+    d = rule.decide(np.array(e), np.full(6, 0.1), 0.001, 0.001)  # no untrained head given
+    assert d["outcome"] == rule.INCONCLUSIVE and "untrained-head null not available" in d["decided_by"]
 
 
-@pytest.mark.parametrize("change,match", [
-    (lambda a: (a[0][:, :, :1], a[1], a[2][..., :1], a[3][..., :1]), "one attention layer"),
-    (lambda a: (a[0][:, :1], a[1], a[2][:, :, :1], a[3][:, :1]), "at least 2 analysis batches"),
-    (lambda a: (a[0], a[1], a[2][:50], a[3]), "too few for the null"),
-    (lambda a: (a[0], a[1], a[2], a[3][:2]), "untrained-head masses have shape"),
-    (lambda a: (a[0] * np.nan, a[1], a[2], a[3]), "non-finite"),
-    (lambda a: (a[0], 0.0, a[2], a[3]), "chance level is 0"),
-])
-def test_bad_input_raises(change, match):
-    with pytest.raises(DataError, match=match):
-        judge(*change(case([1.0, 1.2, 1.4, 1.6])))
-
-
-def test_permutation_p_value_counts_the_measurement_as_one_draw():
-    mass, c, perm, un = case([1.0, 1.2, 1.4, 1.6])
-    v = judge(mass, c, perm, un)
-    assert v.permutation_null["effect_p"] == pytest.approx(1 / (P + 1))  # no permutation reaches it
-    # labels that do not matter: every permutation carries the same rise, so p is about 1/2 or more
-    v = judge(mass, c, mass[None].repeat(P, 0), un)
-    assert v.permutation_null["effect_p"] > 0.025 and not v.conditions["effect_above_permutation_null"]
-
-
-def test_spearman_interval_stays_within_minus_1_and_1():
-    v = judge(*case([1.0, 1.2, 1.4, 1.6], noise=0.03))
-    assert -1.0 <= v.spearman_ci[0] <= v.spearman_ci[1] <= 1.0
+def test_the_training_split_is_exploratory_whatever_the_rule_says():
+    e = np.array([1.6, 1.62, 1.58, 1.61, 1.59, 1.6])
+    d = rule.decide(e, np.full(6, 0.1), 0.001, 0.001, np.ones(6), np.zeros(6), split="train")
+    assert d["rule_outcome"] == rule.OBSERVED and d["outcome"] == rule.EXPLORATORY
+    assert rule.TRAIN_SPLIT_LABEL in d["decided_by"]

@@ -56,13 +56,13 @@ def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
 def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6, seed: int = 0) -> None:
     """analysis.json + attention.npz of batches whose attention gathers in class blocks with depth
     (head 1 more than head 0), made by the real record builder."""
-    from deepfusion.experiments.analyze import record_from_batches
+    from deepfusion.experiments.analyze import capture_arrays, record_from_batches
     from deepfusion.model.runs.config import load_config
 
     rng = np.random.default_rng(seed)
     N = C * n
     caps, untrained = [], []
-    for _ in range(3):
+    for _ in range(3):  # each seed's own samples (ids unique across seeds: one label per id)
         labels_half = rng.permutation(np.repeat(np.arange(C), n))
         labels = np.concatenate([labels_half, labels_half])  # view-major: both views of N samples
         inst = np.concatenate([np.arange(N), np.arange(N)])
@@ -75,17 +75,16 @@ def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6,
                 A = np.exp(logits)
                 attn[l, h] = A / A.sum(1, keepdims=True)
         caps.append({"attention": attn, "tokens": rng.standard_normal((L + 1, M, 8)), "labels": labels, "inst": inst,
-                     "visible": np.ones((M, M), bool)})
+                     "visible": np.ones((M, M), bool), "indices": np.arange(N) + N * len(caps) + 10_000 * seed})
         U = np.exp(rng.normal(0, 0.3, (L, H, M, M)))
         untrained.append(U / U.sum(-1, keepdims=True))
     cfg = load_config(RunFolder(run_dir).config) if RunFolder(run_dir).config.is_file() else None
     identity = {"run": Path(run_dir).name, "step": 10, "finished": True,
                 "train_seed": cfg.train.seed if cfg else 0}
-    record = record_from_batches(caps, untrained, n_boot=200, seed=seed, identity=identity,
+    record = record_from_batches(caps, untrained, seed=seed, identity=identity,
                                  settings={"per_class": n, "seed": 0, "batch_seed": seed})
     RunFolder(run_dir).analysis.write_text(json.dumps(record.to_json()))
-    np.savez(RunFolder(run_dir).attention, attention=caps[0]["attention"], labels=caps[0]["labels"],
-             inst=caps[0]["inst"])
+    np.savez(RunFolder(run_dir).attention, **capture_arrays(caps, untrained))
 
 
 @pytest.fixture

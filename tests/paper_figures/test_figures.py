@@ -46,7 +46,7 @@ def test_f2_block_mass_pools_the_seeds(tmp_path, results_root):
     (record,) = f2_block_mass.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train, log=None,
                                    seeds=3)
     assert_figure_files(record.paths)
-    assert "(3 seeds; rule v2)" in record.caption and len(record.configs) == 3
+    assert "exploratory (3 seeds; rule v3)" in record.caption and len(record.configs) == 3
 
 
 def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
@@ -159,6 +159,6 @@ def test_f6_phase_diagram(tmp_path, results_root):
     (record,) = f6_phase_diagram.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train,
                                       log=None)
     assert_figure_files(record.paths)
-    assert "rule v2" in record.caption and "S1's boundary" in record.caption and len(record.configs) == 4
+    assert "rule v3" in record.caption and "S1's boundary" in record.caption and len(record.configs) == 4
     cfg = specs[0].config()
     assert cfg.data.name == "theory" and cfg.train.freeze_backbone and cfg.model.backbone == "identity"

@@ -192,4 +192,4 @@ def test_analysis_of_a_held_folder_is_refused_before_the_checkpoint_is_read(tmp_
     monkeypatch.setattr("deepfusion.model.runs.loading.load_run", no_load)
     with Holder(tmp_path) as proc:
         with pytest.raises(RunError, match=f"in use by process {proc.pid}"):
-            analyze.analyze_run(tmp_path, n_boot=200)
+            analyze.analyze_run(tmp_path)

@@ -4,10 +4,9 @@ For any trained runs (analysed here first when ``analysis.json``/``attention.npz
 
 - per run, F1-style label-sorted attention maps per layer (mean over heads) of its first analysis
   batch;
-- one F2-style plot of the same-class attention ratio to chance against depth: one line per run
-  with its 95% interval over that run's analysis batches (one training seed each), and, when
-  several runs differ only in ``train.seed``, their pooled line with the interval of the verdict
-  (seeds, batches inside seeds).
+- one F2-style plot of the same-class attention ratio to chance against depth (rule v3's ratio):
+  one line per run (one training seed: no interval), and, when several runs differ only in
+  ``train.seed``, their mean with the verdict's t-interval over seeds as a band.
 
 Every figure carries a title naming the data and the runs, and says on the figure what its error
 bars are. The command listed in the index regenerates the figures where they stand (``--out``).
@@ -55,34 +54,35 @@ def _same_config(cfgs) -> bool:
 
 
 def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) -> list[Path]:
-    """Same-class mass over chance per layer: each run (95% CI over its batches), the pooled line."""
+    """Same-class share over chance per layer: each run's line (one seed: no interval), and for runs that
+    differ only in seed the mean with the verdict's t-interval over seeds (rule v3) as a band."""
     fig, axes = style.subplots(1, 1, width=style.COLUMN_WIDTH + 0.6, height=3.2)
     ax = axes[0][0]
     L = max(r.num_layers for r in records)
     for i, (r, name) in enumerate(zip(records, names)):
-        v = r.verdict
-        mean, ci = np.asarray(v.layers), np.asarray(v.layers_ci)
-        depth = np.arange(1, len(mean) + 1) + 0.06 * (i - (len(records) - 1) / 2)  # side by side, not on top
-        ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o", ms=3,
-                    lw=1, capsize=2, color=style.PALETTE[i % len(style.PALETTE)],
-                    label=f"{name}: {v.outcome}")
+        layers = np.asarray(r.verdict.layers)
+        ax.plot(np.arange(1, len(layers) + 1), layers, marker="o", ms=3, lw=1,
+                color=style.PALETTE[i % len(style.PALETTE)], label=f"{name} (1 seed)")
+    bars = "Lines: single runs, one training seed each, no error bars (the rule sets no interval for one seed)."
     if pooled is not None:
         v = pooled.verdict
-        mean, ci = np.asarray(v.layers), np.asarray(v.layers_ci)
-        ax.fill_between(np.arange(1, len(mean) + 1), ci[:, 0], ci[:, 1], color=style.REFERENCE_COLOR, alpha=0.2,
-                        label=f"pooled, {v.seeds} seeds: {v.outcome} (95% CI, band)")
+        mean = np.asarray(v.layers)
+        ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
+        depth = np.arange(1, len(mean) + 1)
+        ax.fill_between(depth, ci[:, 0], ci[:, 1], color=style.REFERENCE_COLOR, alpha=0.2, lw=0)
+        ax.plot(depth, mean, color="black", lw=1.5, label=f"mean of {v.seeds} seeds: {v.outcome}")
+        two_sided = 100 * (1 - 2 * v.level)
+        bars += (f" Band: t-interval over the {v.seeds} seeds ({two_sided:g}% two-sided, the verdict's level at "
+                 f"{'the exploratory stage' if v.look == 0 else f'look {v.look}'}).")
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1, label="chance (uniform attention)")
     ax.set_xticks(np.arange(1, L + 1))
     ax.set_xlabel("layer of the head (depth)")
-    ax.set_ylabel("same-class mass / chance")
-    batches = sorted({r.settings.batches for r in records})
-    bars = (f"Error bars: 95% bootstrap interval over each run's {'/'.join(map(str, batches))} analysis batches "
-            f"(one training seed per run)" + ("; band: seeds and batches inside seeds." if pooled is not None else "."))
+    ax.set_ylabel("same-class share / chance")
     fig.suptitle(wrapped(title, 70), fontsize=8)
-    fig.text(0.5, 0.01, bars, ha="center", va="bottom", fontsize=6, wrap=True)
+    fig.text(0.5, 0.01, "\n".join(textwrap.wrap(bars, 110)), ha="center", va="bottom", fontsize=6)
     ax.legend(loc="upper left", fontsize=6)
-    fig.subplots_adjust(top=0.84, bottom=0.24)
-    return style.save(fig, out_dir, stem)
+    fig.subplots_adjust(top=0.84, bottom=0.26)
+    return style.save(fig, out_dir, stem), bars
 
 
 def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
@@ -115,13 +115,13 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
             made.append(FigureRecord(KEY, title, paths, caption, cmd, [name]))
         pooled = analysis_io.pooled_analysis(run_dirs, log=log) if _same_config(cfgs) else None
         title = f"Same-class attention against depth: {', '.join(data)}; runs {', '.join(names)}"
-        paths = plot_ratios(records, names, pooled, title, out_dir, "runs_same_class_ratio")
-        caption = (f"{title}. Per layer, the head-averaged weight a token puts on other samples of its class (its own "
-                   "token and positive view excluded) as a multiple of chance under uniform attention. Error bars: "
-                   "95% bootstrap interval over each run's analysis batches, one training seed per run"
-                   + (f"; band: the pooled verdict over {pooled.verdict.seeds} seeds ({pooled.verdict.label})."
-                      if pooled is not None else "." if len(run_dirs) == 1 else
-                      "; the runs differ in more than train.seed, so they are not pooled."))
+        paths, bars = plot_ratios(records, names, pooled, title, out_dir, "runs_same_class_ratio")
+        caption = (f"{title}. Per layer, the share of a token's attention outside its own views (itself and its "
+                   "positive view removed, the row renormalised) that falls on other samples of its class, averaged "
+                   "over heads and analysis batches, as a multiple of that share under uniform attention (rule v3's "
+                   f"ratio). {bars}"
+                   + (f" Verdict over the seeds: {pooled.verdict.label}." if pooled is not None else
+                      "" if len(run_dirs) == 1 else " The runs differ in more than train.seed, so they are not pooled."))
         made.append(FigureRecord(KEY, title, paths, caption, cmd, names))
     return made
 

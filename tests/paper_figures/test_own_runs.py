@@ -35,7 +35,8 @@ def test_maps_per_run_and_one_ratio_plot_pooled_over_seeds(tmp_path):
     assert records[1].title.startswith("Attention of run mine_s2 on synthetic")
     ratio = records[-1]
     assert "mine_s1, mine_s2" in ratio.caption
-    assert "pooled verdict over 2 seeds" in ratio.caption and "95% bootstrap interval" in ratio.caption
+    assert "Band: t-interval over the 2 seeds" in ratio.caption and "no error bars" in ratio.caption
+    assert "Verdict over the seeds: exploratory (2 seeds" in ratio.caption
 
 
 def test_runs_of_different_configs_are_drawn_side_by_side_not_pooled(tmp_path):

@@ -12,6 +12,9 @@ loop"):
   SupCon).
 - :func:`capture_attention`: (B, L, H, M, M) attention of the head inside any ``nn.Module`` on
   given batches.
+- :func:`analyze_attention`: the Deep Fusion verdict (rule v3, as ``deepfusion analyze
+  --attention``) on such attention, one entry per training seed; returns an ``AttentionVerdict``
+  (``outcome``, ``last_layer_ratio``, per-layer ``layers``, ``to_json()``).
 
 These names are loaded on first use (PEP 562 ``__getattr__``), not at ``import deepfusion``: they
 need torch, whose import takes about 2 s, and the command line (``deepfusion --help``) must not
@@ -40,6 +43,7 @@ _API = {
     "FFNHead": "model.network.mlp_heads",
     "nt_xent": "model.network.losses",
     "capture_attention": "model.network.capture",
+    "analyze_attention": "experiments.attention_verdict",
 }
 __all__ = ["__version__", *_API]
 

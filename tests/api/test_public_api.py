@@ -16,7 +16,7 @@ from torch import nn
 import deepfusion
 from deepfusion.errors import DeepFusionError
 
-API = ("TransformerHead", "MLPHead", "FFNHead", "nt_xent", "capture_attention")
+API = ("TransformerHead", "MLPHead", "FFNHead", "nt_xent", "capture_attention", "analyze_attention")
 
 
 def small_head(in_dim=16, depth=3, heads=4):
@@ -111,3 +111,49 @@ def test_capture_attention_names_what_is_wrong():
         deepfusion.capture_attention(model, [])
     with pytest.raises(DeepFusionError, match="never called the head"):  # a head the model does not use
         deepfusion.capture_attention(model, [torch.randn(6, 5)], head=small_head())
+
+
+def planted_attention(seeds, strength, B=3, L=3, H=2, C=4, n=4, seed=0):
+    """Per seed: (B, L, H, M, M) attention whose same-class weight grows with depth by ``strength``,
+    labels and instance ids (B, M), both views of C*n samples, view-major; new samples in every batch."""
+    rng = np.random.default_rng(seed)
+    M = 2 * C * n
+    out = []
+    for s in range(seeds):
+        A = np.empty((B, L, H, M, M))
+        ys, ids = [], []
+        for b in range(B):
+            y = np.tile(rng.permutation(np.repeat(np.arange(C), n)), 2)
+            same = y[:, None] == y[None, :]
+            for l in range(L):
+                logits = rng.normal(0, 0.2, (H, M, M)) + strength * (l + 1) * same + 2.0 * np.eye(M)
+                A[b, l] = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+            ys.append(y)
+            ids.append(np.tile(np.arange(C * n), 2) + 1000 * (s * B + b))
+        out.append((A, np.array(ys), np.array(ids)))
+    return [a for a, _, _ in out], [y for _, y, _ in out], [i for _, _, i in out]
+
+
+def test_analyze_attention_observes_a_planted_effect_over_six_seeds():
+    attention, labels, instance = planted_attention(6, strength=0.6)
+    untrained, _, _ = planted_attention(6, strength=0.0, seed=1)
+    verdict = deepfusion.analyze_attention(attention, labels, instance, untrained=untrained)
+    assert verdict.outcome == "observed", verdict.decided_by
+    assert verdict.last_layer_ratio > 1.25 and len(verdict.layers) == 3
+    assert verdict.layers[0] < verdict.layers[1] < verdict.layers[2]  # per-layer values rise with depth
+    record = verdict.to_json()
+    assert record["outcome"] == "observed" and record["last_layer_ratio"] == verdict.last_layer_ratio
+
+
+def test_analyze_attention_does_not_observe_chance_attention():
+    attention, labels, instance = planted_attention(6, strength=0.0)
+    untrained, _, _ = planted_attention(6, strength=0.0, seed=1)
+    verdict = deepfusion.analyze_attention(attention, labels, instance, untrained=untrained)
+    assert verdict.outcome != "observed" and abs(verdict.last_layer_ratio - 1) < 0.1
+
+
+def test_analyze_attention_with_one_seed_is_exploratory_and_bad_input_is_named():
+    attention, labels, instance = planted_attention(1, strength=0.6)
+    assert deepfusion.analyze_attention(attention, labels, instance).outcome == "exploratory"
+    with pytest.raises(DeepFusionError):
+        deepfusion.analyze_attention(attention, [labels[0][:, :-1]], instance)  # labels of the wrong length

@@ -21,10 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("deepfusion.commands.reproduce", "the main job: theory checks, sanity runs, head comparison and figures"),
     "train": ("deepfusion.commands.train", "train a SimCLR model (backbone + projection head) from a preset and overrides"),
     "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
-    "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S12)"),
+    "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S15)"),
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
     "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
     "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
+    "predict": ("deepfusion.commands.predict", "predict from the config, before training, where a head's attention fuses (S13-S15)"),
     "bench": ("deepfusion.commands.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
 }
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Deep Fusion verification suite: a SimCLR model whose projection head is a "
             "transformer attending across the batch, the theory of why its attention "
-            "fuses same-class samples (S1-S12), and experiments that tie the two together."
+            "fuses same-class samples (S1-S15), and experiments that tie the two together."
         ),
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")

@@ -32,6 +32,21 @@ class RunError(DeepFusionError):
     exit_code = 3
 
 
+class Interrupted(RunError):
+    """A signal stopped the work after what could be saved was saved; exit code 128 + signal.
+
+    Picklable with its signal, so one raised in a worker process reaches its parent intact.
+    """
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+    def __reduce__(self):
+        return type(self), (str(self), self.signum)
+
+
 class CheckFailed(DeepFusionError):
     """A verification (theory check, sanity experiment) did not pass."""
 

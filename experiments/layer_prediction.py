@@ -202,23 +202,53 @@ def _run_block(X, Xa, attn, values, c, p):
     return stages
 
 
+def _ln_jacobian(x, p):
+    """S10: the Jacobian (D, D) of LayerNorm 2 at the token x: diag(g) (P/s - (Px)(Px)^T/(D s^3)),
+    P = I - 11^T/D, s = sqrt(|Px|^2/D + eps)."""
+    D = x.shape[0]
+    px = x - x.mean()
+    s = np.sqrt(px @ px / D + p.ln_eps)
+    P = np.eye(D) - 1.0 / D
+    return p.ln2_weight[:, None] * (P / s - np.outer(px, px) / (D * s**3))
+
+
+def _tangent(E, m):
+    """The rows of E without their component along m (what survives the projection to the sphere)."""
+    u = m / np.linalg.norm(m)
+    return E - np.outer(E @ u, u)
+
+
 def _ffn_first_order(Z, labels, p):
-    """S12: (RMS |(I + J_F(m_c)) e_i| / RMS |e_i|) / mean_c g_c, g_c = |G(m_c)|/|m_c|, and the Lipschitz
-    constant and mean gain for the bounds."""
-    Zin = Z if p.norm == "post" else _ln(Z, p, 2)
+    """S12 to first order: r after the FFN stage over r before, the class deviations e_i mapped by
+    (I + J(m_c)) and measured, like ``relative_spread``, on the sphere (their part tangent to the class
+    mean, over the mean's norm: |P_G (I + J) e_i|/|G(m_c)| against |P_m e_i|/|m_c|); and the Lipschitz
+    constant and mean gain g = mean_c |G(m_c)|/|m_c| for the bounds.
+
+    The stage is G(z) = z + F(z) in post-LN (z already normalised) and G(z) = z + F(LN2(z)) in pre-LN,
+    where the residual stream keeps its own norm: J = J_F(LN2(m_c)) J_LN2(m_c) there, so the FFN's
+    pull is scaled by LN's factor (about gamma sqrt(D)/|z|), and L includes LN's local gain
+    max|g|/s at the class means (S12 with LN in front; a local constant, not a global one)."""
     num = den = 0.0
-    gains = []
+    gains, ln_gains = [], [1.0] if p.norm == "post" else []
     for c in np.unique(labels):
-        Zc = Zin[labels == c]
+        Zc = Z[labels == c]
         mc = Zc.mean(0)
-        pre = p.fc1_weight @ mc + p.fc1_bias
+        if p.norm == "post":
+            y, J_ln = mc, None
+        else:
+            y, J_ln = _ln(mc[None], p, 2)[0], _ln_jacobian(mc, p)
+            ln_gains.append(float(np.linalg.norm(J_ln, 2)))
+        pre = p.fc1_weight @ y + p.fc1_bias
         J = p.fc2_weight @ (ffn_theory.gelu_derivative(pre)[:, None] * p.fc1_weight)  # (D, D)
+        if J_ln is not None:
+            J = J @ J_ln
         e = Zc - mc
-        num += ((e + e @ J.T) ** 2).sum()
-        den += (e**2).sum()
-        gains.append(np.linalg.norm(mc + _ffn(mc[None], p)[0]) / np.linalg.norm(mc))
+        out = mc + _ffn(y[None], p)[0]
+        num += (_tangent(e + e @ J.T, out) ** 2).sum() / (out @ out)
+        den += (_tangent(e, mc) ** 2).sum() / (mc @ mc)
+        gains.append(np.linalg.norm(out) / np.linalg.norm(mc))
     g = float(np.mean(gains))
-    return np.sqrt(num / den) / g, ffn_theory.ffn_lipschitz(p.fc1_weight, p.fc2_weight), g
+    return float(np.sqrt(num / den)), ffn_theory.ffn_lipschitz(p.fc1_weight, p.fc2_weight) * max(ln_gains), g
 
 
 def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:

@@ -55,8 +55,9 @@ def run_dir_for(cfg, results_root: str | Path, salt: str = "") -> Path:
     return Path(results_root) / f"{_slug(cfg)}-{run_key(cfg, salt)}"
 
 
-def is_finished(run_dir: str | Path) -> bool:
-    """Whether the run's newest loadable checkpoint is finished and ``eval.json`` describes its step."""
+def is_finished(run_dir: str | Path, cfg=None) -> bool:
+    """Whether the run's newest loadable checkpoint is finished and ``eval.json`` describes its step;
+    with ``cfg``, also whether that checkpoint was trained with ``cfg`` (:func:`config_mismatch`)."""
     from deepfusion.errors import CheckpointError
     from deepfusion.model.runs.checkpoint import latest_checkpoint
     from deepfusion.model.runs.layout import RunFolder
@@ -70,11 +71,44 @@ def is_finished(run_dir: str | Path) -> bool:
     except (OSError, ValueError, CheckpointError):  # JSONDecodeError and CheckpointError are ValueErrors
         return False
     step = ev.get("step", ev.get("train_steps")) if isinstance(ev, dict) else None
+    if cfg is not None and config_mismatch(ckpt["config"], cfg):
+        return False
     return bool(ckpt["finished"]) and step == ckpt["step"]
 
 
+def config_mismatch(saved: dict, cfg) -> list[str]:
+    """``section.key`` names where a checkpoint's resolved config differs from ``cfg`` in what the
+    cache key covers (output keys such as the folder and log interval aside): a folder's name says
+    which config it was made for, its checkpoint what it was trained with (a ``--resume`` to more
+    epochs, an edited ``config.yaml``)."""
+    from deepfusion.model.runs.checkpoint import config_diffs
+    from deepfusion.model.runs.config import OUTPUT_KEYS, SECTIONS, Config, config_to_dict
+    from deepfusion.model.runs.loading import with_legacy
+
+    diffs = config_diffs(with_legacy(saved, cfg), config_to_dict(cfg), tuple(SECTIONS), defaults=config_to_dict(Config()))
+    return [d for d in diffs if tuple(d.split(".", 1)) not in OUTPUT_KEYS]
+
+
+def _check_trained_as_named(run_dir: Path, cfg) -> None:
+    """Refuse a run folder whose checkpoint was trained with another config than its key names."""
+    from deepfusion.errors import CheckpointError
+    from deepfusion.model.runs.checkpoint import latest_checkpoint
+    from deepfusion.model.runs.layout import RunFolder
+
+    folder = RunFolder(run_dir)
+    try:
+        saved = latest_checkpoint(folder.checkpoints, quiet=True, mmap=True)["config"]
+    except CheckpointError:  # none yet, or unreadable: training decides
+        return
+    diffs = config_mismatch(saved, cfg)
+    if diffs:
+        raise RunError(f"cached run {run_dir} was trained with other settings than its name stands for "
+                       f"({', '.join(diffs[:4])} differ: resumed or edited after the cache made it); move the folder "
+                       "away to have it trained again as configured")
+
+
 # What a training start leaves before its first checkpoint; cleared before the key is trained again.
-_UNFINISHED_START = ("config.yaml", "metrics.jsonl", "eval.json", "cache.json")
+_UNFINISHED_START = ("config.yaml", "metrics.jsonl", "data.json", "eval.json", "cache.json")
 
 
 def _clear_unfinished_start(folder) -> None:
@@ -108,17 +142,20 @@ def run_or_load(
     a finished checkpoint and its ``eval.json``.
     """
     run_dir = run_dir_for(cfg, results_root, salt)
-    if is_finished(run_dir):
+    if is_finished(run_dir, cfg):
         if log:
             log(f"cached  {run_dir.name}")
         return run_dir
     from deepfusion.model.runs.layout import RunFolder, write_json
     from deepfusion.model.runs.lock import folder_lock
+    from deepfusion.model.runs.run_folder import check_plain
 
+    check_plain(RunFolder(run_dir))  # never lock, clear or train through a symbolic link
     run_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(run_dir, "train in") as folder:  # the training loop takes it again (re-entrant)
-        if is_finished(run_dir):  # finished while this process waited to decide
+        if is_finished(run_dir, cfg):  # finished while this process waited to decide
             return run_dir
+        _check_trained_as_named(run_dir, cfg)
         resume = folder.last.is_file() or folder.prev.is_file()
         if not resume:
             _clear_unfinished_start(folder)
@@ -128,7 +165,7 @@ def run_or_load(
         result = Path(train_fn(cfg, run_dir=run_dir, resume=resume, progress=progress) or run_dir)
         write_json(run_dir / "cache.json", {"key": run_key(cfg, salt), "config_hash": _config_hash(cfg),
                                             "salt": salt, "cache_version": CACHE_VERSION})
-    if not is_finished(result):
+    if not is_finished(result, cfg):
         raise RunError(f"training ended without a finished checkpoint and its {RunFolder(result).eval}; see "
                        f"{RunFolder(result).metrics}")
     return result

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from deepfusion.errors import DataError, RunError
+from deepfusion.errors import DataError, Interrupted, RunError
 from deepfusion.paper_figures import cache
 
 DEFAULT_RESULTS = Path("results") / "runs"  # relative to the working folder
@@ -139,8 +139,9 @@ def prefetch(specs: list[RunSpec], results_root: str | Path, workers: int = 1, l
     were trained. Specs with the same config are trained once. The figures then find every run cached."""
     todo, seen = [], set()
     for spec in specs:
-        run_dir = cache.run_dir_for(spec.config(), results_root)
-        if run_dir.name not in seen and not cache.is_finished(run_dir):
+        cfg = spec.config()
+        run_dir = cache.run_dir_for(cfg, results_root)
+        if run_dir.name not in seen and not cache.is_finished(run_dir, cfg):
             seen.add(run_dir.name)
             todo.append(spec)
     if not todo:
@@ -148,18 +149,17 @@ def prefetch(specs: list[RunSpec], results_root: str | Path, workers: int = 1, l
     if log:
         log(f"  training {len(todo)} run(s) the figures need, {min(workers, len(todo))} at a time")
     if workers <= 1 or len(todo) == 1 or train_fn is not None:
-        run_all(todo, results_root, log=log, train_fn=train_fn)
-        return len(todo)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+        try:
+            run_all(todo, results_root, log=log, train_fn=train_fn)
+        except Interrupted as err:  # the run in training saved its checkpoint
+            from deepfusion.paper_figures.pool import interrupted
 
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or locks
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        jobs = {pool.submit(_train_in_worker, s.preset, s.overrides, str(results_root)): s for s in todo}
-        for n, job in enumerate(as_completed(jobs), 1):
-            job.result()  # a failed run stops the figures with its own error
-            if log:
-                log(f"  trained {n}/{len(todo)} {jobs[job].describe()}")
+            raise interrupted("figures", err.signum, "the run in training saved a checkpoint") from None
+        return len(todo)
+    from deepfusion.paper_figures.pool import run_jobs
+
+    run_jobs(_train_in_worker, [(s.preset, s.overrides, str(results_root)) for s in todo], workers,
+             describe=lambda job: RunSpec(job[0], job[1]).describe(), log=log)
     return len(todo)
 
 

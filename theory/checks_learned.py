@@ -92,8 +92,18 @@ def s8_numeric(quick):
         m_sim = float((A * (np.kron(np.eye(C), np.ones((n, n))) > 0)).sum(1).mean())
         gap = max(gap, abs(m_sim - learned.learned_block_mass(C, n, bm, be, measure_tokens(torch.as_tensor(x), C)[0])))
     require(gap < M_TOL, f"S8: Gaussian tokens at d={d} miss learned_block_mass by {gap:.4f}")
+    # m* at token norms other than 1: the limit of the head's own mass as r -> 0 (logits scale with nu^2)
+    star = 0.0
+    for C, n, bm, nu in ((4, 6, 0.3, 3.0), (2, 8, 1.5, 0.5), (3, 5, -0.2, 2.0)):
+        cfg = cf.symmetric_configuration(C, n, 1e-6, 64, nu, seed=C)
+        W_Q, W_K = _head(cfg, bm, 0.7, 48, rng)
+        A = head_attention(cfg.X, W_Q, 0.0, W_K, 0.0)
+        m_head = float((A * (np.kron(np.eye(C), np.ones((n, n))) > 0)).sum(1).mean())
+        star = max(star, abs(m_head - learned.learned_m_star(C, n, bm, nu=nu)))
+    require(star < 1e-8, f"S8(b): learned_m_star misses the head's mass at r -> 0 by {star:.1e} (nu != 1)")
     return (f"symmetric heads exact to {worst:.0e}; remainders move class mass by at most "
-            f"{max(ratios):.2f} of the tanh(omega/4) bound; Gaussian d={d}: m within {gap:.1e}")
+            f"{max(ratios):.2f} of the tanh(omega/4) bound; Gaussian d={d}: m within {gap:.1e}; "
+            f"m* at nu != 1 within {star:.0e}")
 
 
 def s9_numeric(quick):
@@ -233,8 +243,33 @@ def s5b_numeric(quick):
     require(np.all(np.abs(sim.m - tb["mean_field"].m) <= tb["m_bound"][:-1] + 1e-12), "S5b: m outside the bound")
     require(np.all(np.abs(q_sim - q_mf) <= tb["delta"] + 1e-12), "S5b: q = 1/(1 + r^2) outside the bound")
     useful = int(np.sum(tb["m_bound"][:-1] < 0.05))
+    attained = _s5b_projection_attained()
     return (f"d={d}: delta0 {d0:.4f} <= bound {bound0:.4f}; simulation within the bound for {layers} layers; "
-            f"the m bound stays below 0.05 for {useful} layers (deltas {np.round(tb['delta'][:4], 3).tolist()})")
+            f"the m bound stays below 0.05 for {useful} layers (deltas {np.round(tb['delta'][:4], 3).tolist()}); "
+            f"projection step attained to {attained:.0e} where the largest off-diagonal entry is negative")
+
+
+def _s5b_projection_attained():
+    """S5b step 3 is attained: with H = H0 + E, E = -eta on the diagonal and eta sign(H0_ij) on the
+    entry of largest |H0_ij| (C = 2, r = 1: the cross-class entry is negative and the largest in
+    absolute value), the projected entry moves by exactly (1 + c) eta/(N0 - eta) with c N0 = |H0_ij|.
+    A c read as a signed maximum would give a smaller 'bound' that this H exceeds."""
+    C, n, beta, alpha, r, delta = 2, 8, 1.0, 0.2, 1.0, 1e-4
+    a_self, a_same, a_out = fusion.softmax_block_weights(C, n, beta, r)
+    K0 = np.eye(C * n) + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out)
+    H0 = K0 @ perturbation.symmetric_gram(C, n, r) @ K0.T
+    off = H0 - np.diag(np.diag(H0))
+    i, j = np.unravel_index(np.argmax(np.abs(off)), off.shape)
+    require(H0[i, j] < 0 and np.abs(off).max() > off.max(), "S5b: the test Gram's largest |entry| must be negative")
+    bound, eta, N0, _ = perturbation.layer_step(delta, C, n, beta, alpha, r)
+    H = H0 - eta * np.eye(C * n)
+    H[i, j] += eta * np.sign(H0[i, j])
+    H[j, i] = H[i, j]
+    D = np.diag(H)
+    moved = float(np.abs(H / np.sqrt(np.outer(D, D)) - H0 / N0)[i, j])
+    require(abs(moved - bound) <= 1e-9 * bound,
+            f"S5b: the projection step moves an entry by {moved:.6e}, layer_step's bound is {bound:.6e}")
+    return abs(moved - bound) / bound
 
 
 CHECKS: list[Check] = [

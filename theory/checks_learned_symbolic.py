@@ -167,4 +167,16 @@ def s5b_symbolic(quick):
         pts.append((delta, perturbation.softmax_row_shift(beta, delta), alpha))
     w = agree_at_points("S5b eta", eta, syms, lambda dl, a, al:
                         perturbation.layer_step(dl, C, n, np.log1p(a) / (2 * dl), al, r)[1], pts)
-    return f"eta = {eta}; delta' = (1 + c) eta/(N0 - eta); m within {out['m_bound']}; code agrees to {w:.0e}"
+    g = sl.derive_s5b_gaussian()
+    d0 = g["delta0"]
+    syms = tuple(_symbol(d0, k) for k in ("C", "n", "k", "sigma", "p"))
+    gpts = []
+    for _ in range(_count(quick)):
+        C, n, d = int(rng.integers(2, 8)), int(rng.integers(2, 64)), int(2 ** rng.integers(14, 20))
+        gpts.append((C, n, d - C, rng.uniform(0.2, 1.5), 10.0 ** rng.uniform(-4, -1)))
+    finite = [q for q in gpts if np.isfinite(perturbation.gaussian_delta_bound(q[0], q[1], q[2] + q[0], q[3], q[4]))]
+    require(len(finite) >= len(gpts) // 2, "S5b: too few finite Gaussian bounds among the drawn points")
+    w = max(w, agree_at_points("S5b Gaussian delta0", d0, syms, lambda C, n, k, sg, p:
+                               perturbation.gaussian_delta_bound(int(C), int(n), int(k + C), sg, p), finite))
+    return (f"eta = {eta}; delta' = (1 + c) eta/(N0 - eta); m within {out['m_bound']}; centring gain "
+            f"{g['centring_gain']} (squared in delta0); code agrees to {w:.0e}")

@@ -10,7 +10,7 @@ projected to the unit sphere. G0 is the Gram of the symmetric configuration at t
    at most tanh(beta delta / 2) (S8(c) with omega = 2 beta delta);
 2. the Gram before projection, K G K^T with K = I + alpha A, is within
    eta = (1 + alpha)^2 delta + 2 alpha (1 + alpha) a + alpha^2 a^2 of K0 G0 K0^T entrywise;
-3. projection: with N0 the common diagonal of K0 G0 K0^T and c N0 its largest off-diagonal entry,
+3. projection: with N0 the common diagonal of K0 G0 K0^T and c N0 its largest |off-diagonal| entry,
    the next Gram is within delta' = (1 + c) eta / (N0 - eta) of the next symmetric Gram (when eta < N0).
 
 Iterating gives delta_l for every layer, hence |m_l - m_l^mf| <= tanh(beta delta_l / 2) and

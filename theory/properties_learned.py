@@ -94,12 +94,12 @@ def s8_mass_nonincreasing_in_r(C, n, bm, share, r, dr, t):
 
 
 @SETTINGS
-@given(C=classes, n=per_class, bm=temps, be=temps, tau=st.floats(-3.0, 3.0), t=fractions)
-def s8_mass_tends_to_m_star(C, n, bm, be, tau, t):
-    """S8(b): m(r) -> learned_m_star as r -> 0 (beta_e drops out)."""
+@given(C=classes, n=per_class, bm=temps, be=temps, tau=st.floats(-3.0, 3.0), t=fractions, nu=st.floats(0.2, 3.0))
+def s8_mass_tends_to_m_star(C, n, bm, be, tau, t, nu):
+    """S8(b): m(r) -> learned_m_star as r -> 0 at any token norm nu (beta_e drops out)."""
     rho = -t / (C - 1)
-    got = learned.learned_block_mass(C, n, bm, be, 1e-7, rho, tau=tau)
-    require(abs(got - learned.learned_m_star(C, n, bm, rho, tau=tau)) < 1e-9, (C, n, bm, be, tau))
+    got = learned.learned_block_mass(C, n, bm, be, 1e-7, rho, nu=nu, tau=tau)
+    require(abs(got - learned.learned_m_star(C, n, bm, rho, nu=nu, tau=tau)) < 1e-9, (C, n, bm, be, tau, nu))
 
 
 @SETTINGS

@@ -196,3 +196,25 @@ def derive_s5b():
     w = derive_s8_shift()["max_shift"].free_symbols.pop()
     return {"eta": pre, "next_delta": (1 + c) * pre / (N0 - pre),
             "m_bound": derive_s8_shift()["max_shift"].subs(w, 2 * b * dl)}
+
+
+def derive_s5b_gaussian():
+    """S5b: the Gaussian model's delta_0 bound, step by step. The centring matrix P = I - 11^T/n has
+    |P|_inf = (1 - 1/n) + (n - 1)/n = 2(n-1)/n (derived on a symbolic n x n matrix for n = 2..6 and
+    in closed form), and an entry of P W P^T is bounded by |P|_inf^2 max|W| (two sums, one per side),
+    so the raw bound sigma^2 tau is multiplied by the *square*; then S5b's projection step with
+    N0 = 1 + r^2 and c N0 the largest |off-diagonal| entry of the symmetric Gram."""
+    n = sp.symbols("n", positive=True, integer=True)
+    for k in range(2, 7):
+        P = sp.eye(k) - sp.ones(k, k) / k
+        row = max(sum(abs(P[i, j]) for j in range(k)) for i in range(k))
+        _zero(row - 2 * sp.Rational(k - 1, k), f"S5b centring inf-norm at n={k}")
+    gain = (1 - 1 / n) + (n - 1) / n
+    C, kd, sigma, p = sp.symbols("C k sigma p", positive=True)
+    x = sp.log(2 * (C * n) ** 2 / p)
+    tau = 2 * sp.sqrt(x / kd) + 2 * x / kd
+    eta = gain**2 * sigma**2 * tau
+    r2 = sigma**2 * (n - 1) / n
+    N0 = 1 + r2
+    c = sp.Max(sp.Abs(1 - r2 / (n - 1)), 1 / (C - 1)) / N0
+    return {"centring_gain": sp.simplify(gain), "eta0": eta, "delta0": (1 + c) * eta / (N0 - eta)}

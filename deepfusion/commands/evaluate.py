@@ -6,7 +6,9 @@ Everything is offline (computed now, from the run's last checkpoint, i.e. the fi
 the best) and scored on the run's held-out test split. Every accuracy is printed with its Wilson
 95% interval [low, high], which says how far a test split of that size can be trusted. The head
 1-NN depends on how the test set is cut into batches (eval.head_batch), and so does its baseline.
-Vector data is standardised with the statistics saved in the run folder (data.json). Settings
+Vector data is standardised with the statistics saved in the run folder (data.json), and read
+from the absolute path recorded there when the run started (a relative data.root is not looked up
+from the current folder); data whose size or SHA-256 changed since is refused (--force). Settings
 come from the run's config; eval.* overrides change them for this evaluation only, e.g. the
 paper's 10% linear probe:
 
@@ -46,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, metavar="T",
                         help="CPU threads for torch and BLAS; 0 (default) leaves the libraries' defaults; 1 is "
                              "often faster on a busy shared machine")
+    parser.add_argument("--force", action="store_true",
+                        help="evaluate even though the data at the run's data.root no longer matches the fingerprint "
+                             "recorded when the run started (size and SHA-256 in data.json); without it such data "
+                             "is refused")
 
 
 def fmt_score(results: dict, key: str | None) -> str:
@@ -117,7 +123,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
     from deepfusion.model.runs.layout import RunFolder, write_json
     from deepfusion.model.runs.loading import load_run
 
-    loaded = load_run(run_dir, device)
+    loaded = load_run(run_dir, device, force=args.force)
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
     results = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval, device,

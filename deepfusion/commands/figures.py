@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
+    from deepfusion.paper_figures.pool import stopped
 
     if args.run:
         clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
@@ -66,14 +67,15 @@ def run(args: argparse.Namespace) -> int:
         build_run_figures(args.run, args.out)
         return 0
 
-    build_figures(
-        args.out,
-        quick=args.quick,
-        data=args.data,
-        results_root=args.results,
-        only=parse_only(args.only),
-        seeds=args.seeds,
-        ablation_seeds=args.ablation_seeds,
-        workers=args.workers or runs.default_workers(),
-    )
-    return 0
+    with stopped("figures") as outcome:
+        build_figures(
+            args.out,
+            quick=args.quick,
+            data=args.data,
+            results_root=args.results,
+            only=parse_only(args.only),
+            seeds=args.seeds,
+            ablation_seeds=args.ablation_seeds,
+            workers=args.workers or runs.default_workers(),
+        )
+    return outcome["exit"]

@@ -1,7 +1,7 @@
 """The main job: check the theory, run the sanity experiments, compare heads, draw every figure.
 
 Steps, in order, each writing into --out:
-  1. theory      every symbolic, numeric and property check of S1-S12 (deepfusion verify)
+  1. theory      every symbolic, numeric and property check of S1-S15 (deepfusion verify)
   2. sanity      idealised layers against the mean-field recursion, and a small trained head
                  on synthetic data measured layer by layer (deepfusion sanity)
   3. figures     F1-F5 (deepfusion figures): attention maps and same-class mass of a trained
@@ -134,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         from deepfusion.errors import ConfigError
 
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
-    with limit_threads(args.threads):
+    from deepfusion.paper_figures.pool import stopped
+
+    with limit_threads(args.threads), stopped("reproduce") as outcome:
         summary = reproduce(args.out, args.quick, args.data, args.seeds)
+    if outcome["exit"]:
+        return outcome["exit"]
     print("\n== summary\n" + summary_markdown(summary))
     print(f"written: {args.out / SUMMARY_MD}, {args.out / SUMMARY_JSON}")
     failed = summary["theory"]["failed"] + ([] if summary["sanity"]["ok"] else ["sanity (a)"])

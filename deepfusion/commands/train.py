@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="with --resume: continue even though the overrides or an edited config.yaml change "
                              "what alters the run's trajectory (data, model, optim, loss, train.batch_size, "
-                             "train.seed, train.attend); without it such a resume is refused")
+                             "train.seed, train.attend), or though the data at data.root no longer matches the "
+                             "fingerprint recorded when the run started; without it such a resume is refused")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="parent folder for the run folder (same as train.out_dir=DIR; default: runs)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs still go to metrics.jsonl)")

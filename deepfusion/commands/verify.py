@@ -1,11 +1,12 @@
-"""Run every check of the theory (statements S1-S12) and print one row per statement.
+"""Run every check of the theory (statements S1-S15) and print one row per statement.
 
 Each statement is checked three ways: a sympy derivation (symbolic), a numeric computation or
 simulation against the closed forms (numeric), and Hypothesis properties (property). A cell reads
 pass, FAIL (the claim or the code is wrong), ERROR (the check crashed), skip (not part of --quick)
 or - (no such check). A check fails by raising CheckFailed (theory/check.py), never by assert, so
 the verdict is the same under python -O. Statements and proofs: theory/THEORY.md (S1-S7) and
-theory/THEORY_LEARNED.md (S8-S12, and S5b, listed under S5). Exits non-zero if any check fails.
+theory/THEORY_LEARNED.md (S8-S12, and S5b, listed under S5) and theory/THEORY_DYNAMICS.md (S13-S15,
+the learning dynamics). Exits non-zero if any check fails.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from pathlib import Path
 
 from deepfusion.errors import CheckFailed, ConfigError
 
-STATEMENTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12")
+STATEMENTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14", "S15")
 CHECK_MODULES = ("deepfusion.theory.checks_bounds", "deepfusion.theory.checks_fusion",
-                 "deepfusion.theory.checks_learned")
+                 "deepfusion.theory.checks_learned", "deepfusion.theory.checks_dynamics")
 KINDS = ("symbolic", "numeric", "property")
 
 
@@ -28,13 +29,13 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="run only the quick checks, with smaller sizes (about a minute)")
     parser.add_argument("--json", metavar="PATH", help="also write every check's result to this JSON file")
-    parser.add_argument("--only", metavar="S1,S8", help="comma-separated statements to check (default: all, S1-S12)")
+    parser.add_argument("--only", metavar="S1,S8", help="comma-separated statements to check (default: all, S1-S15)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each check's summary line")
 
 
 def collect_checks():
     """All Check objects: S1/S6 from theory.checks_bounds, S2-S5/S7 from theory.checks_fusion, S8-S12
-    and S5b from theory.checks_learned.
+    and S5b from theory.checks_learned, S13-S15 from theory.checks_dynamics.
 
     A module that fails to import becomes one 'error' entry instead of hiding its statements."""
     checks, broken = [], []

@@ -12,6 +12,7 @@ samples of the split, for quick runs).
 from __future__ import annotations
 
 import inspect
+import os
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, theory_features, tiny_imagenet
@@ -68,6 +69,7 @@ def load_dataset(name: str, root=None, split: str = "train", seed: int = 0, **op
     limit = opts.pop("limit")
     own = inspect.signature(_LOADERS[name]).parameters
     kwargs = {k: v for k, v in opts.items() if k in own}
+    root = os.path.expanduser(root) if isinstance(root, str) else root  # data.root=~/datasets
     ds = _LOADERS[name](root=root, split=split, seed=seed, **kwargs)
     if limit is not None:
         limit = int_option("limit", limit, 1)

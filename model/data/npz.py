@@ -186,7 +186,7 @@ def summarize(root, num_classes=None, layout="auto") -> Summary:
     """The kind of ``x`` (vectors or images), its shape and the labels, without reading ``x``'s values."""
     if root is None:
         raise DataError("the npz dataset needs a file: pass data.root=PATH.npz (arrays x and y, optionally x_test, y_test)")
-    path = Path(root)
+    path = Path(root).expanduser()
     try:
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)

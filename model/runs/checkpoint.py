@@ -160,6 +160,9 @@ def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = Fals
     temporary file would otherwise be deleted under it.
     """
     folder = Path(folder)
+    if folder.is_symlink():  # neither a write nor the cleanup below may follow it out of the run folder
+        raise CheckpointError(f"checkpoints folder {folder} is a symbolic link (to {os.readlink(folder)}); checkpoints "
+                              "are written only into a plain folder: replace the link with a folder")
     folder.mkdir(parents=True, exist_ok=True)
     if clear_stale:
         for pattern in STALE:
@@ -219,14 +222,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; retrain or use a matching release"
         )
     check_fields(obj, path, resume=resume)
+    bad = nonfinite_tensor(obj["model"])
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad} has NaN/inf; the update before it "
+                              f"was saved diverged); use {PREV} beside it or retrain with a lower optim.lr")
     if not mmap:
         _remember_good(path)
     return obj
 
 
+def nonfinite_tensor(state: dict) -> str | None:
+    """The name of the first floating-point tensor of ``state`` holding NaN or inf; None when all are finite."""
+    for name, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return name
+    return None
+
+
 def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad: bool = False,
                       quiet: bool = False, mmap: bool = False) -> dict:
-    """The newest loadable checkpoint in ``folder`` (``last.pt``, else ``prev.pt``).
+    """The newest loadable checkpoint in ``folder`` (``last.pt``, else ``prev.pt``); one whose weights
+    are not finite does not load, so a diverged ``last.pt`` falls back to ``prev.pt``.
 
     Falling back to ``prev.pt`` is announced with a warning (unless ``quiet``); with
     ``set_aside_bad`` (only for the holder of the run folder's lock) the unreadable ``last.pt`` is
@@ -248,7 +264,8 @@ def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad
             return ckpt
     if errors:
         raise CheckpointError(errors[0])
-    raise CheckpointError(f"no checkpoint in {folder}; the run never finished a step, start it again without --resume")
+    raise CheckpointError(f"no checkpoint in {folder}: the run stopped before its first checkpoint; start it "
+                          "again with the same command without --resume (what it left is cleared)")
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:

@@ -80,6 +80,8 @@ def teardown(clean: bool = True) -> None:
         if clean and dist.get_world_size() > 1:
             dist.barrier()
     finally:
+        global _FLAGS
+        _FLAGS = None
         dist.destroy_process_group()
         gc.collect()
 
@@ -107,6 +109,22 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
         x /= dist.get_world_size()
     return x
+
+
+_FLAGS = None  # a gloo group for host-side flags, so that deciding to stop never waits on a GPU
+
+
+def max_flag(value: int) -> int:
+    """The largest ``value`` over the ranks (``value`` itself without a group), through a CPU (gloo)
+    group: cheap enough for every step, and no device synchronisation under NCCL."""
+    global _FLAGS
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    if _FLAGS is None:  # every rank comes here at the same step, so the group is made collectively
+        _FLAGS = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    flag = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=_FLAGS)
+    return int(flag.item())
 
 
 def gather_objects(obj) -> list:

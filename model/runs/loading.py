@@ -20,14 +20,24 @@ from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.prepare import DataRecord, prepare, read_record
 
 
-def load_datasets(cfg: Config, record: DataRecord | None = None):
+def load_datasets(cfg: Config, record: DataRecord | None = None, force: bool = False):
     """(train, test, record): the configured dataset as the network sees it (``data.seed`` fixes data
-    and split) and how it was prepared; a ``record`` from the run folder supplies the statistics."""
-    from deepfusion.model.data import load_dataset
+    and split) and how it was prepared; a ``record`` from the run folder supplies the statistics and
+    the data's recorded path, and data whose fingerprint changed since is refused unless ``force``
+    (:mod:`deepfusion.model.runs.data_source`)."""
+    from dataclasses import replace
 
-    common = dict(root=cfg.data.root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
+    from deepfusion.model.data import load_dataset
+    from deepfusion.model.runs.data_source import check, fingerprint, locate
+
+    recorded = record.source if record is not None else None
+    root = locate(cfg.data.root, recorded)
+    current = fingerprint(cfg.data.root, root)
+    check(recorded, current, force, known=record is not None)  # before the data is loaded and used
+    common = dict(root=root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
     train, test = load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
-    return prepare(cfg, train, test, record)
+    train, test, new = prepare(cfg, train, test, record)
+    return train, test, replace(new, source=current)
 
 
 def build_run_augment(cfg: Config, dataset):
@@ -90,11 +100,12 @@ class LoadedRun:
     record: DataRecord | None = None  # how the data was prepared (data.json)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", force: bool = False) -> LoadedRun:
     """Config, trained model (eval mode), augmentation and datasets of a finished or partial run.
 
     Vector data is standardised with the statistics saved in the run's ``data.json``; a run folder
-    without one (made before it existed) has them recomputed from the training split.
+    without one (made before it existed) has them recomputed from the training split. Data that
+    changed since the run started is refused unless ``force``.
     """
     from deepfusion.model.runs.factory import build_model
 
@@ -102,7 +113,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     cfg = run_config(run_dir)
     ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)  # every field it uses is checked on loading
     check_config_matches(with_legacy(ckpt["config"], cfg), config_to_dict(cfg), source=f"checkpoint in {run_dir}")
-    train_ds, test_ds, record = load_datasets(cfg, read_record(RunFolder(run_dir).data))
+    train_ds, test_ds, record = load_datasets(cfg, read_record(RunFolder(run_dir).data), force=force)
     model = build_model(cfg, tuple(train_ds.input_shape))
     load_model_state(model, ckpt["model"], source=f"checkpoint in {run_dir}")
     augment = build_run_augment(cfg, train_ds)

@@ -14,8 +14,8 @@ Data parallel (started by ``torchrun``, see :mod:`deepfusion.model.runs.distribu
 ``train.batch_size`` is the global batch; rank r takes its equal slice of each seeded batch,
 NT-Xent takes its negatives from every rank, and ``train.attend=global`` lets the head attend
 across the whole batch. Rank 0 writes the config, metrics and checkpoints (with every rank's RNG
-state) and evaluates; the ranks agree on stopping (signals, NaN) at logging steps, their only
-synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
+state) and evaluates; the ranks agree on a signal to stop at every step (a gloo all-reduce of one
+integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from deepfusion.errors import CheckpointError, ConfigError, RunError
+from deepfusion.errors import CheckpointError, ConfigError, Interrupted, RunError
 from deepfusion.model.network.collectives import GatheredNTXent
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.losses import nt_xent
@@ -39,6 +39,7 @@ from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
 from deepfusion.model.runs.devices import resolve_device
+from deepfusion.model.runs.divergence import ADVICE, check_weights, kept
 from deepfusion.model.runs.layout import RunFolder, open_append, write_json
 from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
@@ -50,12 +51,8 @@ from deepfusion.model.runs.controls import (check_batch, deterministic, epoch_pe
                                             stop_on_signals)
 
 
-class TrainingInterrupted(RunError):
-    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
+class TrainingInterrupted(Interrupted):
+    """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal (picklable)."""
 
 
 @dataclass
@@ -126,7 +123,7 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
                           "set it to 0 under torchrun")
     with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
-        train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None)
+        train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None, force)
         check_batch(cfg, len(train_ds.y), dinfo.world)
         setup = build(cfg, folder, dinfo, device, train_ds)
         state = restore(setup, ckpt) if ckpt is not None else Progress()
@@ -277,15 +274,14 @@ def check_finite(setup: Setup, meter: LossMeter) -> None:
     """Stop with a one-line error if any rank saw a non-finite loss since the run began."""
     bad = int(ddp_util.all_reduce_max(meter.first_bad.clone()).item())
     if bad >= 0:
-        kept = (f"kept the last good checkpoint in {setup.folder.checkpoints}" if setup.folder.last.exists()
-                else "no checkpoint had been written yet")
         raise RunError(f"loss became NaN/inf at step {bad} (epoch {bad // setup.steps_per_epoch}); stopped and "
-                       f"{kept}; lower optim.lr, raise loss.temperature, or allow train.skip_nonfinite=K")
+                       f"{kept(setup.folder)}; {ADVICE}")
 
 
 def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> None:
     """Write a checkpoint of the current state (rank 0), after making sure no loss went non-finite."""
     check_finite(setup, meter)  # never overwrite a good checkpoint with poisoned weights
+    check_weights(setup.model, setup.device, state.step, setup.steps_per_epoch, setup.folder)
     rng = ddp_util.gather_objects(capture_rng())  # every rank's, so a resume continues each exactly
     extra = dict(rng_ranks=rng) if setup.dinfo.active else {}
     payload = dict(model=setup.model.state_dict(), optimizer=setup.opt.state_dict(),
@@ -320,13 +316,11 @@ def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: di
 
 
 def stop_requested(setup: Setup, state: Progress, stop: dict) -> int | None:
-    """The signal to stop on; under DDP decided jointly, and only at logging steps."""
+    """The signal to stop on; under DDP decided jointly at every step (one tiny gloo all-reduce), so
+    a SIGTERM is honoured within one step, long before torchrun escalates to SIGKILL."""
     if not setup.dinfo.active:
         return stop["signum"]
-    if state.step % setup.cfg.train.log_every and state.step != setup.total:
-        return None
-    flag = torch.tensor(stop["signum"] or 0, device=setup.device)
-    return int(ddp_util.all_reduce_max(flag).item()) or None
+    return ddp_util.max_flag(stop["signum"] or 0) or None
 
 
 def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool, log) -> None:

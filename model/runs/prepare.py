@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deepfusion.errors import DataError
 from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
+from deepfusion.model.runs.data_source import DataSource
 
 VERSION = 1
 
@@ -33,12 +34,14 @@ class DataRecord:
     n_test: int
     label_values: tuple = ()  # label in the file of each class 0..K-1, when the loader remapped them
     standardize: FeatureStats | None = None  # None: features used as given (or images)
+    source: DataSource | None = None  # the data's path and fingerprint; None: built-in data, or not recorded
 
     def to_json(self) -> dict:
         return {"version": VERSION, "dataset": self.dataset, "kind": self.kind, "input_shape": list(self.input_shape),
                 "num_classes": self.num_classes, "n_train": self.n_train, "n_test": self.n_test,
                 "label_values": list(self.label_values) or None,
-                "standardize": self.standardize.to_json() if self.standardize else None}
+                "standardize": self.standardize.to_json() if self.standardize else None,
+                "source": self.source.to_json() if self.source else None}
 
     @classmethod
     def from_json(cls, data, source: str) -> "DataRecord":
@@ -46,11 +49,12 @@ class DataRecord:
             raise DataError(f"{source}: not a data record of version {VERSION}; retrain the run or delete the file "
                             "to recompute it from the training split")
         try:
-            stats = data.get("standardize")
+            stats, where = data.get("standardize"), data.get("source")  # "source" absent: an older record
             return cls(str(data["dataset"]), str(data["kind"]), tuple(int(s) for s in data["input_shape"]),
                        int(data["num_classes"]), int(data["n_train"]), int(data["n_test"]),
                        tuple(int(v) for v in data.get("label_values") or ()),
-                       FeatureStats.from_json(stats, source) if stats is not None else None)
+                       FeatureStats.from_json(stats, source) if stats is not None else None,
+                       DataSource.from_json(where, source) if where is not None else None)
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{source}: malformed data record ({type(err).__name__}: {err})") from None
 

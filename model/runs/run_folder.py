@@ -11,6 +11,7 @@ loadable checkpoint whose config agrees with the run's on every key that alters 
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,10 +25,10 @@ TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend
 
 
 def default_run_dir(cfg) -> Path:
-    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set."""
+    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set (``~`` expanded)."""
     from deepfusion.model.runs.config import config_hash
 
-    return Path(cfg.train.out_dir) / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
+    return Path(cfg.train.out_dir).expanduser() / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
 def _unwritable(folder: RunFolder, err: OSError) -> RunError:
@@ -47,25 +48,71 @@ def _check_writable(folder: RunFolder) -> None:
 
     try:
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder.root, prefix=".write-test.", delete=True) as f:
+        with tempfile.NamedTemporaryFile(dir=folder.root, prefix=WRITE_TEST, delete=True) as f:
             f.write(b"ok")
             f.flush()
     except OSError as err:
         raise _unwritable(folder, err) from None
 
 
+# What a start writes before its first checkpoint (besides an empty checkpoints/ and the lock).
+BEFORE_FIRST_CHECKPOINT = ("config.yaml", "data.json", "metrics.jsonl")
+WRITE_TEST = ".write-test."  # prefix of the probe file _check_writable creates and deletes
+
+
+def _dead_start(folder: RunFolder, held: list[str]) -> list[Path] | None:
+    """The files of a start that ended before its first checkpoint (killed, out of memory, NaN at
+    step 1), when the folder holds nothing else; None when it holds anything more."""
+    from deepfusion.model.runs.checkpoint import STALE
+
+    files = []
+    for name in held:
+        path = folder.root / name
+        if path.is_symlink():
+            return None
+        if name == folder.checkpoints.name and path.is_dir():
+            inside = list(path.iterdir())
+            if any(p.is_symlink() or not p.is_file() or not any(p.match(pat) for pat in STALE) for p in inside):
+                return None
+            files += inside
+        elif path.is_file() and (name in BEFORE_FIRST_CHECKPOINT or name.startswith(WRITE_TEST)):
+            files.append(path)
+        else:
+            return None
+    return files
+
+
 def _check_new(folder: RunFolder) -> None:
-    """A new run starts only in a missing or empty folder (its lock file and an empty checkpoints/ aside)."""
+    """A new run starts only in a missing or empty folder (its lock file and an empty checkpoints/
+    aside), or in one holding only what a start that never reached its first checkpoint left: those
+    files are removed, with a warning, so the same command starts the run again."""
     held = [n for n in folder.contents() if not (n == folder.checkpoints.name and folder.checkpoints.is_dir()
+                                                  and not folder.checkpoints.is_symlink()
                                                   and not any(folder.checkpoints.iterdir()))]
     if not held:
         return
     if folder.last.exists() or folder.prev.exists():
         raise RunError(f"{folder} already holds a run; continue it with --resume {folder} or set train.name to a "
                        "new name")
+    dead = _dead_start(folder, held)
+    if dead is not None:
+        for path in dead:
+            path.unlink(missing_ok=True)
+        warn(f"{folder} held only what a start that never wrote a checkpoint leaves ({', '.join(held)}); "
+             "removed it and starting again")
+        return
     shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
     raise RunError(f"{folder} exists and is not empty ({shown}) but holds no checkpoint to resume; nothing there is "
                    "overwritten: set train.name (or --out) to a new place, or move the folder away")
+
+
+def check_plain(folder: RunFolder) -> None:
+    """A run folder and its checkpoints/ must be plain folders: nothing is written or deleted through a
+    symbolic link, which could lead out of the run folder."""
+    for path, what in ((folder.root, "run folder"), (folder.checkpoints, "checkpoints folder")):
+        if path.is_symlink():
+            raise RunError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); runs write only into plain "
+                           f"folders: replace the link with the folder itself, or pass the folder it points to")
 
 
 def check_trajectory(ckpt: dict, cfg, folder: RunFolder, force: bool) -> None:
@@ -104,6 +151,7 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
         raise RunError(f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run "
                        "without --resume")
     if dinfo.main:
+        check_plain(folder)
         _make_folder(folder)
     lock = folder_lock(folder.root, "resume" if resume else "train in") if dinfo.main else _nothing(folder)
     with lock:
@@ -114,6 +162,7 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
         elif dinfo.main:
             _check_new(folder)
         if dinfo.main:
+            check_plain(folder)  # again under the lock: nothing swapped a link in meanwhile
             _check_writable(folder)
         ddp_util.barrier()  # no rank sees the folder before it exists
         yield folder, ckpt

@@ -143,3 +143,30 @@ def test_module_does_not_import_torch():
     code = "import sys, deepfusion.experiments.layer_prediction; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _pre_ln_ffn_case(scale, seed=0):
+    """A pre-LN block with its attention output switched off (the FFN stage sees the block's input)
+    and tokens whose residual stream is `scale` times LN's output norm: 3 classes, small deviations."""
+    torch.manual_seed(seed)
+    blk = TransformerBlock(D, H, 4 * D, "pre", "both_views", 2, 0.0).double().eval()
+    with torch.no_grad():
+        blk.attn.proj.weight.zero_()
+        blk.attn.proj.bias.zero_()
+        blk.attn.qkv.bias.zero_()
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((3, D)) * scale
+    X = np.repeat(means, 8, 0) + rng.standard_normal((24, D)) * 0.01 * scale
+    y = np.repeat(np.arange(3), 8)
+    return blk, X, y, np.arange(24) % 12
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0])
+def test_pre_ln_ffn_factor_includes_layernorm(scale):
+    """S12 in pre-LN: the FFN reads LN2(z) while the residual stream keeps its own norm, so the
+    first-order FFN factor must scale the FFN's Jacobian by LN's; it then matches the exact stage to
+    first order at any stream norm (the unscaled factor misses it once the stream is not LN-sized)."""
+    blk, X, y, inst = _pre_ln_ffn_case(scale)
+    pred = predict_layer(X, y, inst, None, block_params(blk))
+    closed, exact = pred["r_stages"]["closed"]["ffn"], pred["r_stages"]["exact"]["ffn"]
+    assert closed == pytest.approx(exact, rel=2e-3)

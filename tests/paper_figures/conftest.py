@@ -20,12 +20,15 @@ def no_train(cfg, run_dir=None, resume=False, progress=False):
     raise AssertionError(f"the figure tried to train {run_dir}; every run should come from the fixture")
 
 
-def write_finished(run_dir: Path, ev: dict, step: int = 7, finished: bool = True) -> None:
-    """What a finished run leaves for the cache: a checkpoint (no weights) flagged finished, and an
-    eval.json that records its step."""
+def write_finished(run_dir: Path, ev: dict, step: int = 7, finished: bool = True, cfg=None) -> None:
+    """What a finished run leaves for the cache: a checkpoint (no weights) flagged finished, trained
+    with ``cfg``, and an eval.json that records its step."""
+    from deepfusion.model.runs.config import config_to_dict
+
     folder = RunFolder(run_dir)
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": {}, "step": step,
+    config = config_to_dict(cfg) if cfg is not None else {}
+    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": config, "step": step,
                 "finished": finished}, folder.last)
     folder.eval.write_text(json.dumps(dict(ev, step=step)))
 
@@ -48,7 +51,7 @@ def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, RunFolder(run_dir).config)
         ev = fake_eval(rng)
-        write_finished(run_dir, ev)
+        write_finished(run_dir, ev, cfg=cfg)
         written[run_dir.name] = ev
     return written
 

@@ -20,7 +20,7 @@ class CountingTrain:
 
     def __call__(self, cfg, run_dir=None, resume=False, progress=False):
         self.calls.append((run_dir, resume))
-        write_finished(run_dir, {"knn": 0.5, "linear": 0.5})
+        write_finished(run_dir, {"knn": 0.5, "linear": 0.5}, cfg=cfg)
         return run_dir
 
 
@@ -99,7 +99,7 @@ def test_a_run_stopped_half_way_is_not_cached(tmp_path):
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
     run_dir = cache.run_dir_for(cfg, tmp_path)
-    write_finished(run_dir, {"knn": 0.1}, step=3, finished=False)
+    write_finished(run_dir, {"knn": 0.1}, step=3, finished=False, cfg=cfg)
     assert not cache.is_finished(run_dir)
     cache.run_or_load(cfg, tmp_path, train_fn=train)
     assert train.calls == [(run_dir, True)]  # resumed, not reported as cached
@@ -149,8 +149,55 @@ def test_the_lock_is_held_while_the_cache_trains(tmp_path):
 
     def train(cfg, run_dir=None, resume=False, progress=False):
         seen.append(holds_lock(run_dir))
-        write_finished(run_dir, {"knn": 0.5})
+        write_finished(run_dir, {"knn": 0.5}, cfg=cfg)
         return run_dir
 
     cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
     assert seen == [True]
+
+
+# ---------------------------------------------------------------- a folder's name against its content
+def test_a_cached_run_trained_with_other_settings_is_refused_not_reported(tmp_path):
+    """The folder of the 1-epoch config holds a run resumed to 2 epochs: not cached, not credited."""
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.9}, cfg=load_config("digits", ["train.epochs=2"]))
+    assert cache.is_finished(run_dir) and not cache.is_finished(run_dir, cfg)
+    lines = []
+    with pytest.raises(RunError, match="train.epochs differ.*move the folder away"):
+        cache.run_or_load(cfg, tmp_path, train_fn=train, log=lines.append)
+    assert train.calls == [] and not any("cached" in line for line in lines)
+
+
+def test_output_keys_of_a_cached_run_may_differ(tmp_path):
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.9}, cfg=load_config("digits", ["train.epochs=1", "train.log_every=3",
+                                                                     "train.out_dir=elsewhere", "train.name=x"]))
+    assert cache.run_or_load(cfg, tmp_path, train_fn=CountingTrain()) == run_dir
+
+
+def test_a_cache_folder_that_is_a_link_is_not_trained_into(tmp_path):
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = cache.run_dir_for(cfg, tmp_path / "cache")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_dir.parent.mkdir()
+    run_dir.symlink_to(elsewhere)
+    train = CountingTrain()
+    with pytest.raises(RunError, match="symbolic link"):
+        cache.run_or_load(cfg, tmp_path / "cache", train_fn=train)
+    assert train.calls == [] and list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_real_cached_run_resumed_to_more_epochs_is_not_reported_cached(tmp_path):
+    from deepfusion.cli import main
+    from tests.paper_figures.test_prefetch import TINY
+
+    cfg = load_config("synthetic", list(TINY))
+    run_dir = cache.run_or_load(cfg, tmp_path)
+    assert main(["train", "--no-progress", "--resume", str(run_dir), "train.epochs=2"]) == 0
+    with pytest.raises(RunError, match="train.epochs differ"):
+        cache.run_or_load(cfg, tmp_path)

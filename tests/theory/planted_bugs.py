@@ -50,6 +50,23 @@ BUGS = {
                         "S12: upper spread bound with 1 - L"),
     "s5b_eta": ("deepfusion.theory.perturbation", "layer_step", "2.0 * alpha * (1.0 + alpha) * a",
                 "alpha * (1.0 + alpha) * a", "S5b: the cross term of eta halved"),
+    "s8_m_star_nu": ("deepfusion.theory.learned", "learned_m_star", "_f(nu) ** 2 * _f(beta_mu)",
+                     "_f(nu) * _f(beta_mu)", "S8(b): m* with nu instead of nu^2"),
+    "s5b_centring_unsquared": ("deepfusion.theory.perturbation", "gaussian_delta_bound", "(2.0 * (n - 1) / n) ** 2",
+                               "(2.0 * (n - 1) / n)", "S5b: the centring factor of delta_0 not squared"),
+    # S13-S15
+    "s13_drift_power": ("deepfusion.theory.dynamics", "uniform_drift_constants", "a**3 / (C - 1.0) ** 2",
+                        "a**2 / (C - 1.0) ** 2", "S13: the class drift constant with a^2 instead of a^3"),
+    "s13_no_centring": ("deepfusion.theory.dynamics", "score_gradient", "A * (g - (A * g).sum(1, keepdims=True))",
+                        "A * g", "S13: the softmax Jacobian without its row mean gbar"),
+    "s14_force_half": ("deepfusion.theory.dynamics", "class_force", "2.0 * a /", "a /",
+                       "S14: the class force without the other anchors' equal share"),
+    "s14_bracket_C": ("deepfusion.theory.dynamics", "class_bracket", "C * p_o / (C - 1.0)", "p_o",
+                      "S14: the other-class pull without its C/(C-1)"),
+    "s15_logit_sign": ("deepfusion.theory.dynamics", "logit_drift", "return -A * (g -", "return A * (g -",
+                       "S15(a): the logit drift with its sign flipped"),
+    "s5b_signed_max": ("deepfusion.theory.perturbation", "layer_step", "np.abs(H0 - np.diag(np.diag(H0))).max()",
+                       "(H0 - np.diag(np.diag(H0))).max()", "S5b: c from the signed, not the absolute, maximum"),
 }
 
 
@@ -82,9 +99,10 @@ def skip_shrinking(monkeypatch=None):
     should that attribute move, the tests get slower, not wrong."""
     from hypothesis import Phase, settings
 
-    from deepfusion.theory import properties_bounds, properties_fusion, properties_learned
+    from deepfusion.theory import checks_dynamics, properties_bounds, properties_fusion, properties_learned
 
-    for table in (properties_bounds.PROPERTIES, properties_fusion.PROPERTIES, properties_learned.PROPERTIES):
+    for table in (properties_bounds.PROPERTIES, properties_fusion.PROPERTIES, properties_learned.PROPERTIES,
+                  checks_dynamics.PROPERTIES):
         for prop in (p for ps in table.values() for p in ps):
             old = getattr(prop, "_hypothesis_internal_use_settings", None)
             if old is None:

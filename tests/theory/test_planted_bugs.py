@@ -31,6 +31,14 @@ CAUGHT_BY = {
     "s11_margin_sign": [("S11", "symbolic"), ("S11", "property")],
     "s12_upper_bound": [("S12", "symbolic"), ("S12", "numeric"), ("S12", "property")],
     "s5b_eta": [("S5", "symbolic")],
+    "s8_m_star_nu": [("S8", "numeric"), ("S8", "property")],
+    "s5b_centring_unsquared": [("S5", "symbolic")],
+    "s5b_signed_max": [("S5", "numeric")],
+    "s13_drift_power": [("S13", "numeric"), ("S13", "property")],
+    "s13_no_centring": [("S13", "numeric")],
+    "s14_force_half": [("S14", "numeric")],
+    "s14_bracket_C": [("S14", "symbolic"), ("S14", "numeric")],
+    "s15_logit_sign": [("S15", "numeric")],
 }
 
 
@@ -91,4 +99,18 @@ def test_verify_under_python_O_fails_on_a_planted_bug(tmp_path):
 @pytest.mark.slow
 def test_verify_under_python_O_passes_without_a_bug(tmp_path):  # the control of the test above
     out = _verify_under_O(tmp_path, None, "S2")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_verify_under_python_O_catches_a_dynamics_bug(tmp_path):
+    """S13-S15 checks also fail by CheckFailed under python -O (asserts stripped)."""
+    out = _verify_under_O(tmp_path, "s14_force_half", "S14")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "S14 numeric fail" in " ".join(out.stdout.split()), out.stdout
+
+
+@pytest.mark.slow
+def test_verify_under_python_O_passes_the_dynamics_statements(tmp_path):
+    out = _verify_under_O(tmp_path, None, "S13,S14,S15")
     assert out.returncode == 0, out.stdout + out.stderr

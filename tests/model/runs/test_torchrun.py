@@ -36,3 +36,35 @@ def test_two_process_digits_run_finishes_and_resumes(tmp_path):
     steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10]  # rank 0 alone writes the metrics
     assert any(not torch.equal(first["model"][k], last["model"][k]) for k in last["model"])
+
+
+@pytest.mark.distributed_slow
+def test_sigterm_under_torchrun_is_honoured_within_a_step(tmp_path):
+    """With a logging interval longer than the run, SIGTERM still saves within a step and exits
+    before torchrun's 30 s escalation to SIGKILL, leaving no temporary file."""
+    import os
+    import signal
+    import time
+
+    from tests.model.runs.test_train import TINY
+
+    run_dir = tmp_path / "t"
+    args = [a for a in TINY if not a.startswith(("train.epochs", "train.log_every", "train.device"))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "deepfusion",
+           "train", "--config", "synthetic", *args, *SMALL, "train.epochs=5000", "train.log_every=1000000",
+           "train.checkpoint_every=0", "eval.linear_epochs=0", "train.name=t", f"train.out_dir={tmp_path}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.time() + 240
+    while time.time() < end and proc.poll() is None and not (run_dir / "checkpoints" / "last.pt").exists():
+        time.sleep(0.05)  # the first epoch's checkpoint: training runs on both ranks
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    first = load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    took = time.time() - sent
+    assert "stopped by SIGTERM" in out + err and took < 25, (took, err[-2000:])
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["step"] >= first and not last["finished"]
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))

@@ -1,0 +1,85 @@
+"""Divergence: an update that leaves NaN weights is never saved, and resume skips a saved one."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepfusion.errors import CheckpointError, RunError
+from deepfusion.model.runs.checkpoint import latest_checkpoint, load_checkpoint
+from tests.model.runs.test_train import tiny
+
+
+def finite(state: dict) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def _poison_after(monkeypatch, step: int):
+    """The optimiser update of step ``step`` (1-based) leaves one weight NaN; every loss read before is finite."""
+    import deepfusion.model.runs.loop as T
+
+    real, calls = T.train_step, {"n": 0}
+
+    def poisoned(setup, views, skip_nonfinite):
+        out = real(setup, views, skip_nonfinite)
+        calls["n"] += 1
+        if calls["n"] == step:
+            with torch.no_grad():
+                next(setup.model.parameters()).fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(T, "train_step", poisoned)
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path, monkeypatch):
+    import deepfusion.model.runs.loop as T
+
+    _poison_after(monkeypatch, 4)  # checkpoints at steps 1, 2, 3; the weights of step 4 are NaN
+    cfg = tiny(tmp_path, "train.name=div", "train.log_every=100", "train.checkpoint_every=1")
+    with pytest.raises(RunError, match="NaN/inf") as info:
+        T.train(cfg, progress=False)
+    assert "\n" not in str(info.value) and "kept the last good checkpoint" in str(info.value)
+    folder = tmp_path / "div" / "checkpoints"
+    for name in ("last.pt", "prev.pt"):
+        assert finite(torch.load(folder / name, weights_only=True)["model"]), name
+    assert load_checkpoint(folder / "last.pt")["step"] == 3
+
+
+def test_nonfinite_weights_before_the_first_checkpoint_say_so(tmp_path, monkeypatch):
+    import deepfusion.model.runs.loop as T
+
+    _poison_after(monkeypatch, 1)
+    with pytest.raises(RunError, match="no checkpoint had been written yet"):
+        T.train(tiny(tmp_path, "train.name=div1", "train.log_every=100", "train.checkpoint_every=1"), progress=False)
+    assert not (tmp_path / "div1" / "checkpoints" / "last.pt").exists()
+
+
+def _nan_copy(path: Path) -> None:
+    ckpt = torch.load(path, weights_only=True)
+    first = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][first] = torch.full_like(ckpt["model"][first], float("nan"))
+    torch.save(ckpt, path)
+
+
+def test_a_checkpoint_with_nonfinite_weights_does_not_load(tmp_path):
+    from deepfusion.model.runs.loop import train
+
+    run = train(tiny(tmp_path, "train.name=p", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
+    _nan_copy(run / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        load_checkpoint(run / "checkpoints" / "last.pt")
+
+
+def test_resume_falls_back_past_a_diverged_last(tmp_path):
+    from deepfusion.model.runs.loop import train
+
+    cfg = tiny(tmp_path, "train.name=r", "train.epochs=1", "train.checkpoint_every=1", "eval.linear_epochs=0")
+    run = train(cfg, progress=False)
+    prev_step = load_checkpoint(run / "checkpoints" / "prev.pt")["step"]
+    _nan_copy(run / "checkpoints" / "last.pt")  # what the loop wrote before weights were checked
+    assert latest_checkpoint(run / "checkpoints", quiet=True)["step"] == prev_step
+    train(tiny(tmp_path, "train.name=r", "train.epochs=2", "train.checkpoint_every=1", "eval.linear_epochs=0"),
+          run_dir=run, resume=True, progress=False)
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["finished"] and finite(last["model"])
+    assert list((run / "checkpoints").glob("last.corrupt-*.pt"))  # the diverged file was set aside, not rotated

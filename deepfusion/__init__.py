@@ -1,5 +1,25 @@
 """deepfusion: a theory-to-code verification suite for transformer projection heads.
 
+The public Python API, for use in one's own training loop (README, "Use it in your own training
+loop"):
+
+- :class:`TransformerHead`: the projection head whose tokens are the samples of the batch;
+  ``head(x, return_attention=True)`` returns the output and one (H, M, M) map per layer;
+  ``TransformerHead.paper(in_dim)`` has the authors' sizes.
+- :class:`MLPHead` (SimCLR's head, with or without BatchNorm) and :class:`FFNHead` (the paper's
+  feed-forward baseline): the heads to compare against.
+- :func:`nt_xent`: the contrastive loss as a pure function (instance ids give SimCLR, class labels
+  SupCon).
+- :func:`capture_attention`: (B, L, H, M, M) attention of the head inside any ``nn.Module`` on
+  given batches.
+- :func:`analyze_attention`: the Deep Fusion verdict (rule v3, as ``deepfusion analyze
+  --attention``) on such attention, one entry per training seed; returns an ``AttentionVerdict``
+  (``outcome``, ``last_layer_ratio``, per-layer ``layers``, ``to_json()``).
+
+These names are loaded on first use (PEP 562 ``__getattr__``), not at ``import deepfusion``: they
+need torch, whose import takes about 2 s, and the command line (``deepfusion --help``) must not
+pay for it.
+
 The command line lives in :mod:`deepfusion.cli`; the error types every part raises
 for bad input live in :mod:`deepfusion.errors`. The repository's top-level folders ``model/``,
 ``theory/``, ``experiments/`` and ``paper_figures/`` are this package's sub-packages: the wheel
@@ -15,6 +35,30 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("model", "theory", "experiments", "paper_figures")
+
+# public name -> module that defines it (relative to this package)
+_API = {
+    "TransformerHead": "model.network.transformer_head",
+    "MLPHead": "model.network.mlp_heads",
+    "FFNHead": "model.network.mlp_heads",
+    "nt_xent": "model.network.losses",
+    "capture_attention": "model.network.capture",
+    "analyze_attention": "experiments.attention_verdict",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    """The public API names, imported on first use (see the module docstring)."""
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))
 
 
 class _CheckoutFinder(importlib.abc.MetaPathFinder):

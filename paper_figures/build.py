@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Callable
 
 from deepfusion.errors import ConfigError
 from deepfusion.paper_figures import index, runs
-from deepfusion.paper_figures.record import FigureRecord
+from deepfusion.paper_figures.record import FigureRecord, with_out
 
 # key -> (module, short description); order is the order of the index
 FIGURES: dict[str, tuple[str, str]] = {
@@ -80,10 +81,21 @@ def build_figures(
         module = importlib.import_module(module_name)
         extra = {"train_fn": train_fn} if key in NEEDS_RUNS else {}
         made = module.make(out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra)
+        made = [dataclasses.replace(r, command=with_out(r.command, out_dir)) for r in made]  # reproduces it here
         records += made
         index.write_index(records, out_dir)  # after every figure, so a stopped job still leaves an index
         files = ", ".join(p.name for r in made for p in r.paths)
         log(f"[{key}] done in {time.perf_counter() - start:.1f} s: {files}")
+    paths = index.write_index(records, out_dir)
+    log(f"index: {paths[0]}")
+    return records
+
+
+def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] = print) -> list[FigureRecord]:
+    """``deepfusion figures --run ...``: the attention figures of the user's own runs, with an index."""
+    from deepfusion.paper_figures import own_runs
+
+    records = own_runs.make(run_dirs, out_dir, log=log)
     paths = index.write_index(records, out_dir)
     log(f"index: {paths[0]}")
     return records

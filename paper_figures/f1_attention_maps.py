@@ -53,8 +53,10 @@ def choose_head(run_dir) -> tuple[int, str]:
     return h, f"head {h}, the head with the largest same-class mass over chance in the last layer ({ratio[h]:.2f}x)"
 
 
-def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, what: str) -> list[Path]:
-    """One panel per layer of ``maps`` (L, M, M), shared colour scale, class boundaries drawn."""
+def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, what: str,
+              title: str | None = None) -> list[Path]:
+    """One panel per layer of ``maps`` (L, M, M), shared colour scale, class boundaries drawn; ``title``
+    above the panels when given."""
     maps, ys, bounds = sort_by_label(maps, labels)
     L, M = maps.shape[0], maps.shape[-1]
     ncols = min(L, MAX_COLS)
@@ -89,6 +91,8 @@ def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, wh
     cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02,
                         extend="max" if vmax < maps.max() else "neither")
     cbar.set_label(f"attention weight ({what})")
+    if title:
+        fig.suptitle(title, fontsize=8)
     return style.save(fig, out_dir, stem)
 
 

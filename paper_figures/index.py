@@ -38,13 +38,23 @@ def write_markdown(records: list[FigureRecord], out_dir: str | Path) -> Path:
     return path
 
 
+def anchors(records: list[FigureRecord]) -> list[str]:
+    """One HTML id per record, unique: the key, then ``key-2``, ``key-3`` for a key's later records."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        seen[r.key] = seen.get(r.key, 0) + 1
+        out.append(r.key if seen[r.key] == 1 else f"{r.key}-{seen[r.key]}")
+    return out
+
+
 def write_html(records: list[FigureRecord], out_dir: str | Path) -> Path:
     """Write ``index.html``: the same content as ``index.md`` for a browser."""
     out = Path(out_dir)
     e = html.escape
     body = [f"<h1>{e(TITLE)}</h1>"]
-    for r in records:
-        body.append(f'<h2 id="{e(r.key)}">{e(r.key)}. {e(r.title)}</h2>')
+    for r, anchor in zip(records, anchors(records)):
+        body.append(f'<h2 id="{e(anchor)}">{e(r.key)}. {e(r.title)}</h2>')
         if r.image is not None:
             body.append(f'<img src="{e(_rel(r.image, out))}" alt="{e(r.key)}" style="max-width:100%">')
         body.append(f"<p>{e(r.caption)}</p>")

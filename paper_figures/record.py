@@ -48,3 +48,9 @@ def figures_command(
     parts += ["--only", key]
     parts += list(extra or [])
     return shlex.join(parts)
+
+
+def with_out(command: str, out_dir: str | Path) -> str:
+    """``command`` with ``--out out_dir`` added (when it has none), so it writes where the index stands."""
+    parts = shlex.split(command)
+    return command if "--out" in parts else shlex.join(parts + ["--out", str(out_dir)])

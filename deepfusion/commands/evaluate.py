@@ -63,16 +63,26 @@ def fmt_score(results: dict, key: str | None) -> str:
     return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
 
 
+def reading(results: dict, key: str, base: str, what: str) -> str:
+    """``above random backbone`` / ``tied with random backbone (95% intervals overlap)`` / ``below ...``."""
+    from deepfusion.model.runs.intervals import compare_intervals
+
+    word = compare_intervals(results.get(f"{key}_ci"), results.get(f"{base}_ci"))
+    return {"above": f"above {what}", "below": f"BELOW {what}",
+            "tied": f"tied with {what} (95% intervals overlap)"}.get(word, "")
+
+
 def format_table(results: dict) -> str:
-    """Metric, trained model and baseline columns (with 95% intervals), then the settings used."""
-    lines = [f"{'metric':<25} {'trained [95% CI]':<24} {'baseline [95% CI]':<24} baseline"]
+    """Metric, trained model and baseline columns (with 95% intervals), the reading in words, then the
+    settings used."""
+    lines = [f"{'metric':<25} {'trained [95% CI]':<24} {'baseline [95% CI]':<24} reading"]
     for label, key, base, what in ROWS:
         base_text = fmt_score(results, base)
-        lines.append(f"{label:<25} {fmt_score(results, key):<24} {base_text:<24} {what if base_text != '-' else ''}"
-                     .rstrip())
+        lines.append(f"{label:<25} {fmt_score(results, key):<24} {base_text:<24} "
+                     f"{reading(results, key, base, what) or (what if base_text != '-' else '')}".rstrip())
     lines.append(f"kNN k={results.get('knn_k')} t={results.get('knn_t')}; linear probe on "
                  f"{100 * results.get('linear_fraction', 1.0):g}% of train, {results.get('linear_epochs')} L-BFGS "
-                 f"iterations; head 1-NN over {results.get('head_batches')} test batches of "
+                 f"iterations, the same for the trained and the random backbone; head 1-NN over {results.get('head_batches')} test batches of "
                  f"{results.get('head_batch_min')}-{results.get('head_batch_max')}")
     lines.append(f"{results.get('n_train')} train / {results.get('n_test')} test samples; offline, final epoch, test split; "
                  "intervals: Wilson score, 95%")

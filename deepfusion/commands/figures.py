@@ -13,7 +13,15 @@ second call reuses finished runs, a changed config trains anew.
   default   the paper-scale presets cifar10, cifar100, tiny_imagenet on the folder given by --data
             (a GPU is expected; training takes hours to days)
 
+  --run DIR  (repeatable) your own trained runs instead: per run, label-sorted attention maps per
+            layer, and the same-class attention ratio against depth for all of them (pooled over
+            seeds when the runs differ only in train.seed); runs not yet analysed are analysed
+            first (deepfusion analyze's defaults)
+
+Each figure's command in the index regenerates it into the same folder (--out).
+
 Examples:
+  deepfusion figures --run runs/mydata-0123456789 --out my_figures
   deepfusion figures --quick --out figures
   deepfusion figures --only F3
   deepfusion figures --data ~/datasets --out paper --seeds 3
@@ -36,14 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head for the F4 table (default: 3)")
     parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds per swept value for F5 (default: 1)")
+    parser.add_argument("--run", action="append", type=Path, default=None, metavar="RUN_DIR",
+                        help="a trained run folder of your own (repeat for several); draws its attention maps and "
+                             "per-layer same-class ratios instead of the paper's figures")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
                              "with 2 or more cores, 1 with a GPU)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.paper_figures.build import build_figures, parse_only
+    from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
     from deepfusion.paper_figures.pool import stopped
+
+    if args.run:
+        clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
+                                          ("--only", args.only is not None)) if given]
+        if clash:
+            from deepfusion.errors import ConfigError
+
+            raise ConfigError(f"--run draws your own runs and cannot be combined with {', '.join(clash)}; "
+                              "drop one or the other")
+        build_run_figures(args.run, args.out)
+        return 0
 
     with stopped("figures") as outcome:
         build_figures(

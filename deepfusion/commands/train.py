@@ -3,6 +3,7 @@
 Presets (model/runs/configs/*.yaml):
   digits         quick CPU run on scikit-learn's 8x8 digits (the default)
   vectors        your own vectors: x of shape (N, d) in an .npz; MLP backbone, standardised features
+  signals        your own ordered 1-D signals: x of shape (N, L) in an .npz; 1-D CNN, shift/stretch/scale
   images         your own images: x of shape (N, H, W) or 4-D in an .npz; small CNN
   synthetic      Gaussian class clusters, an MLP backbone: seconds, for smoke tests
   fashion_mnist  28x28 clothing images, ResNet-18 and the paper's head shape
@@ -11,8 +12,9 @@ Presets (model/runs/configs/*.yaml):
   tiny_imagenet  64x64 images, 200 classes (the paper's ImageNet-200)
 
 Without --config the preset is digits, except for data.name=npz: then it is vectors when x is 2-D
-and images when x is 3-D or 4-D, the run folder is named after the file, and a small training
-split lowers the batch and raises the epochs (each change printed). Your own data:
+(--config signals when each row is an ordered signal: a time series, a spectrum) and images when x
+is 3-D or 4-D, the run folder is named after the file, and a small training split lowers the
+batch and raises the epochs (each change printed, and the augmentation chosen). Your own data:
 
   deepfusion train data.name=npz data.root=mydata.npz
 
@@ -42,7 +44,7 @@ import time
 from pathlib import Path
 
 from deepfusion.model.runs.config import presets
-from deepfusion.commands.evaluate import ROWS, fmt_score
+from deepfusion.commands.evaluate import ROWS, fmt_score, reading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +100,8 @@ def summary(run_dir: Path, wall: float) -> str:
         lines.append(f"evaluation skipped: {results['skipped']}")
     for label, key, base, what in ROWS:
         if results.get(key) is not None:
-            beside = f"   {what} {fmt_score(results, base)}" if results.get(base) is not None else ""
+            beside = (f"   {what} {fmt_score(results, base)}   {reading(results, key, base, what)}"
+                      if results.get(base) is not None else "")
             lines.append(f"  {label:<25} {fmt_score(results, key)}{beside}")
     return "\n".join(lines)
 

@@ -119,6 +119,26 @@ class MLPBackbone(nn.Module):
         return self.net(x)
 
 
+class CNN1D(nn.Module):
+    """Ordered 1-D signals ``(B, L)``: three conv layers (kernel 5, 5, 3; BN, ReLU; max-pool after the
+    first two) over the positions, then global average and max pools side by side."""
+
+    def __init__(self, widths: tuple[int, int, int] = (32, 64, 128)):
+        super().__init__()
+        layers, cin = [], 1
+        for i, (w, k) in enumerate(zip(widths, (5, 5, 3))):
+            layers += [nn.Conv1d(cin, w, k, 1, k // 2, bias=False), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            if i < 2:
+                layers.append(nn.MaxPool1d(2))  # 40 -> 20 -> 10 positions
+            cin = w
+        self.net = nn.Sequential(*layers)
+        self.out_dim = 2 * cin
+
+    def forward(self, x):
+        h = self.net(x[:, None, :])  # (B, 1, L) -> (B, C, L / 4)
+        return torch.cat([h.mean(-1), h.amax(-1)], 1)  # (B, 2C)
+
+
 def _image_shape(name: str, input_shape: tuple) -> tuple[int, int, int]:
     if len(input_shape) != 3:
         raise ConfigError(f"backbone {name!r} needs image input (C, H, W), got input shape {tuple(input_shape)}; "
@@ -158,6 +178,15 @@ def _mlp(input_shape, hidden: int = 512, layers: int = 2) -> nn.Module:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"model.{key}={value!r} must be a positive integer")
     return MLPBackbone(int(input_shape[0]), hidden, layers)
+
+
+@BACKBONES.register("cnn1d", label="1-D CNN", inputs="vector",
+                    summary="a small 1-D CNN for ordered signals (time series, spectra), x of shape (N, L)")
+def _cnn1d(input_shape) -> nn.Module:
+    if len(input_shape) != 1 or int(input_shape[0]) < MIN_SIDE:
+        raise ConfigError(f"backbone 'cnn1d' needs signals (L,) of at least {MIN_SIDE} positions, got input shape "
+                          f"{tuple(input_shape)}")
+    return CNN1D()
 
 
 class Identity(nn.Module):

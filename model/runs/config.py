@@ -92,6 +92,7 @@ class TrainConfig:
     out_dir: str = "runs"
     name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
     freeze_backbone: bool = False  # head-only training: the backbone is a fixed feature map
+    log: str = "jsonl"  # jsonl: metrics.jsonl only; tensorboard: also event files in <run>/tensorboard/
 
 
 @dataclass
@@ -117,7 +118,8 @@ class Config:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
 _SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
-OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("preset",)}
+OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("train", "log"),
+               ("preset",)}
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
 HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None,
                  ("data", "standardize"): True, ("data", "aug_noise"): None,
@@ -132,6 +134,7 @@ REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("mode
 CHOICES = {
     ("optim", "name"): ("sgd", "lars", "adamw"),
     ("train", "attend"): ("local", "global"),
+    ("train", "log"): ("jsonl", "tensorboard"),
 }
 POSITIVE = {
     ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),

@@ -340,6 +340,12 @@ def head_knn(model: nn.Module, train_feats, train_y, test_feats, test_y, eval_cf
     return knn_accuracy(tr, train_y, te, test_y, eval_cfg.knn_k, eval_cfg.knn_t, num_classes)
 
 
+def linear_protocol(e) -> str:
+    """The linear probe's protocol in words, as ``eval.json`` states it (one for trained and random)."""
+    share = "all" if e.linear_fraction >= 1 else f"a class-stratified {100 * e.linear_fraction:g}%"
+    return f"L-BFGS, {int(e.linear_epochs)} iterations, on {share} of the training split, for trained and random alike"
+
+
 def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval_cfg, device, seed: int = 0) -> dict:
     """All offline metrics of a trained model as a JSON-ready dict (see :data:`PROTOCOL`).
 
@@ -386,7 +392,7 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
         **scores, **intervals, interval="Wilson score, 95%",
         knn_k=min(int(eval_cfg.knn_k), len(train_ds)), knn_t=float(eval_cfg.knn_t),
         linear_epochs=int(eval_cfg.linear_epochs), linear_fraction=float(eval_cfg.linear_fraction),
-        linear_optimizer="lbfgs", head_batch=int(eval_cfg.head_batch), head_batches=len(batches),
+        linear_optimizer="lbfgs", linear_protocol=linear_protocol(eval_cfg), head_batch=int(eval_cfg.head_batch), head_batches=len(batches),
         head_batch_min=min(len(b) for b in batches), head_batch_max=max(len(b) for b in batches),
         n_train=len(train_ds), n_test=n, head_scored=head[1],
         feature_dim=trained["feature_dim"], num_classes=num_classes, seed=int(seed),

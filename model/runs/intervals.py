@@ -34,3 +34,21 @@ def accuracy_interval(accuracy: float | None, n: int, z: float = Z95) -> list[fl
     if accuracy is None:
         return None
     return list(wilson_interval(int(round(accuracy * n)), n, z))
+
+
+def compare_intervals(trained, baseline) -> str:
+    """In words, how two 95% intervals ``[low, high]`` stand: ``"above"`` (``trained`` lies wholly
+    above ``baseline``), ``"below"``, or ``"tied"`` (they overlap: the test split cannot tell them
+    apart at this level); ``""`` when either is missing.
+
+    Non-overlapping intervals are a conservative test for a difference (two accuracies on the same
+    test split are paired), so "tied" can hide a real, small difference; "above" and "below" can
+    be trusted.
+    """
+    if not trained or not baseline:
+        return ""
+    if trained[0] > baseline[1]:
+        return "above"
+    if trained[1] < baseline[0]:
+        return "below"
+    return "tied"

@@ -9,6 +9,7 @@ A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds::
     data.json            how the data was prepared: standardisation statistics, original labels
     analysis.json        the attention analysis (deepfusion analyze)
     attention.npz        the first analysis batch's attention, for the attention-map figure
+    tensorboard/         TensorBoard event files (train.log=tensorboard): loss, lr, step rate, evaluation
     .lock                held by the process that works in the folder
 
 Every JSON the project writes goes through :func:`write_text_atomic`: a new, uniquely named
@@ -32,6 +33,7 @@ from deepfusion.errors import RunError
 CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK, DATA = (
     "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock", "data.json")
 CHECKPOINTS, LAST, PREV = "checkpoints", "last.pt", "prev.pt"
+TENSORBOARD = "tensorboard"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class RunFolder:
     @property
     def data(self) -> Path:
         return self.root / DATA
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
 
     @property
     def analysis(self) -> Path:

@@ -45,6 +45,8 @@ from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.loading import build_run_augment, load_datasets
 from deepfusion.model.runs.prepare import read_record
 from deepfusion.model.runs.run_folder import open_run_folder, truncate_metrics
+from deepfusion.model.runs.log_tensorboard import open_log, require_backend
+from deepfusion.model.runs.progress_line import ProgressLine
 from deepfusion.model.runs.controls import (ABORTED, check_batch, deterministic, epoch_permutation,
                                             seed_everything, stop_on_signals)
 
@@ -97,6 +99,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
     Under ``torchrun`` every process calls this; see the module docstring.
     """
     validate(cfg)
+    require_backend(cfg.train.log)  # before any folder is made
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dinfo, device_name = ddp_util.setup(cfg.train.device)
@@ -130,9 +133,10 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
             save_config(cfg, folder.config)
             write_json(folder.data, record.to_json())  # the statistics evaluation reuses
         start_wall = time.perf_counter() - state.elapsed
-        run_epochs(setup, state, start_wall, progress)
-        if dinfo.main:
-            finish(setup, train_ds, test_ds, state, start_wall)
+        with open_log(t.log, folder, dinfo.main, state.step) as log:
+            run_epochs(setup, state, start_wall, progress, log)
+            if dinfo.main:
+                finish(setup, train_ds, test_ds, state, start_wall, log)
         ddp_util.barrier()  # the other ranks wait for rank 0's evaluation
     return folder.root
 
@@ -297,16 +301,18 @@ def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> 
     ddp_util.barrier()  # a resume never reads a half-written checkpoint
 
 
-def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: dict, bar) -> None:
-    """One metrics line: mean loss since the last line, the lr used, images per second."""
+def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: dict, bar, log) -> None:
+    """One metrics line: mean loss since the last line, the lr used, images and steps per second."""
     check_finite(setup, meter)
     now = time.perf_counter()
     mean = meter.mean_and_reset()
-    rate = (state.step - clock["step"]) * setup.cfg.train.batch_size / max(now - clock["time"], 1e-9)
-    rec = dict(step=state.step, epoch=state.epoch, loss=mean, lr=clock["lr"], images_per_s=rate,
+    steps_per_s = (state.step - clock["step"]) / max(now - clock["time"], 1e-9)
+    rec = dict(step=state.step, epoch=state.epoch, loss=mean, lr=clock["lr"],
+               images_per_s=steps_per_s * setup.cfg.train.batch_size, steps_per_s=steps_per_s,
                time=now - clock["start"])
     metrics.write(json.dumps(rec) + "\n")
     metrics.flush()
+    log.step(rec)
     bar.set_postfix(loss=f"{mean:.4f}", epoch=state.epoch)
     clock.update(time=now, step=state.step)
 
@@ -319,7 +325,7 @@ def stop_requested(setup: Setup, state: Progress, stop: dict) -> int | None:
     return ddp_util.max_flag(stop["signum"] or 0) or None
 
 
-def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool) -> None:
+def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool, log) -> None:
     """Train from ``state`` to the last epoch, logging and checkpointing on the way."""
     from tqdm.auto import tqdm
 
@@ -327,8 +333,9 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool)
     meter, gen = LossMeter(setup.device), torch.Generator(device=setup.device)
     clock = dict(time=time.perf_counter(), step=state.step, start=start_wall, lr=0.0)
     show = progress and setup.dinfo.main and sys.stderr.isatty()  # no \r lines in logs
-    bar = tqdm(total=setup.total, initial=state.step, disable=not show, desc=setup.folder.name, unit="step",
-               dynamic_ncols=True)
+    bar = (tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
+           if show else ProgressLine(setup.total, state.step, setup.folder.name)  # a file or pipe: plain lines
+           if progress and setup.dinfo.main else tqdm(disable=True))
     setup.model.train()
     metrics_path = setup.folder.metrics if setup.dinfo.main else os.devnull
     try:
@@ -352,7 +359,7 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool)
                     state.step, state.position = state.step + 1, b + 1
                     bar.update(1)
                     if state.step % t.log_every == 0 or state.step == setup.total:
-                        log_step(setup, state, meter, metrics, clock, bar)
+                        log_step(setup, state, meter, metrics, clock, bar, log)
                     signum = stop_requested(setup, state, stop)
                     if signum is not None:
                         save(setup, state, start_wall, meter)
@@ -372,7 +379,7 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool)
         bar.close()
 
 
-def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float) -> None:
+def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, log) -> None:
     """Evaluate the trained model (one process) and write ``eval.json`` with the step it describes."""
     from deepfusion.model.runs.evaluate import evaluate_model
 
@@ -382,3 +389,4 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float) 
     results = dict(results, step=state.step, finished=state.step >= setup.total, train_steps=state.step,
                    train_wall_s=time.perf_counter() - start_wall)
     write_json(setup.folder.eval, results)
+    log.evaluation(results, state.step)

@@ -3,7 +3,9 @@
 ``deepfusion train data.name=npz data.root=FILE`` names no preset. :func:`resolve_config` reads
 the shape of ``x`` from the file's header (without loading it) and picks:
 
-- ``vectors`` for 2-D ``x`` (MLP backbone, vector augmentation, standardised features);
+- ``vectors`` for 2-D ``x`` (MLP backbone, vector augmentation, standardised features); the note
+  names ``signals`` (a 1-D CNN with shift, stretch and scale) for 2-D ``x`` whose positions are
+  ordered, which the shape cannot tell;
 - ``images`` for 3-D and 4-D ``x`` (small CNN, the image augmentation chosen by channels and size).
 
 Without ``data.name=npz`` the default preset stays ``digits``. For any run on an ``.npz`` (unless
@@ -27,8 +29,8 @@ from deepfusion.model.runs.config import Config, load_config, parse_override
 
 PRESET_FOR_KIND = {"vector": "vectors", "image": "images"}
 DEFAULT_PRESET = "digits"
-OWN_PRESETS = tuple(PRESET_FOR_KIND.values())
-MIN_STEPS = {"vectors": 600, "images": 300}  # optimiser steps the own-data presets train for at least
+OWN_PRESETS = (*PRESET_FOR_KIND.values(), "signals")
+MIN_STEPS = {"vectors": 600, "images": 300, "signals": 600}  # optimiser steps the own-data presets train for at least
 MIN_SIDE = 8  # the images preset's cnn3 needs images of at least 8x8
 DROP_SHARE = 0.1  # a batch that leaves more than this share of the training split unused each epoch is evened out
 
@@ -73,6 +75,9 @@ def _check_fit(preset: str, summary, cfg: Config) -> None:
     if preset == "vectors" and summary.kind == "image":
         raise ConfigError(f"preset vectors is for 2-D x but {path} holds {_describe(summary)}; use --config images "
                           "or leave --config out to choose by shape")
+    if preset == "signals" and summary.kind == "image":
+        raise ConfigError(f"preset signals is for 2-D x (N, L) but {path} holds {_describe(summary)}; store each "
+                          "signal as a row: numpy.savez(path, x=x.reshape(len(x), -1), y=y)")
     if preset == "images" and summary.kind == "vector":
         raise ConfigError(f"preset images is for 3-D/4-D x but {path} holds {_describe(summary)}; use --config "
                           "vectors or leave --config out to choose by shape")
@@ -125,7 +130,9 @@ def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
                                   "x_test and y_test)")
             summary = summarize(given["data.root"], num_classes, layout)
             preset = PRESET_FOR_KIND[summary.kind]
-            notes.append(f"data:   {summary.path}: {_describe(summary)} -> preset {preset}")
+            also = ("; if each row is an ordered signal (time series, spectrum), use --config signals"
+                    if preset == "vectors" else "")
+            notes.append(f"data:   {summary.path}: {_describe(summary)} -> preset {preset}{also}")
     cfg = load_config(preset, overrides)
     if cfg.data.name != "npz" or cfg.data.root is None:
         return cfg, notes
@@ -143,4 +150,40 @@ def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
                      "folder's data.json")
     if preset in OWN_PRESETS:
         _fit_training(preset, summary, cfg, given, notes)
+    notes.append(f"augment: {augment_note(cfg, summary)}")
     return cfg, notes
+
+
+def augment_note(cfg: Config, summary) -> str:
+    """The augmentation a run will use, by name and what it does (``default`` resolved by the data,
+    ``data.aug_noise``/``aug_mask``/``aug_mix`` applied)."""
+    from dataclasses import replace
+
+    from deepfusion.model.data.augment import OVERRIDES, PRESETS, default_preset
+
+    augment = cfg.data.augment
+    name = default_preset(summary.kind, summary.input_shape) if augment == "default" else augment
+    if name not in PRESETS:
+        return name
+    given = {field: getattr(cfg.data, f"aug_{key}") for key, field in OVERRIDES.items()}
+    p = replace(PRESETS[name], **{k: v for k, v in given.items() if v is not None})
+    parts = []
+    if p.crop_scale:
+        parts.append(f"crops {p.crop_scale[0]:g}-{p.crop_scale[1]:g} of the area")
+    if p.flip:
+        parts.append("flips")
+    if p.rotate or p.zoom != (1.0, 1.0) or p.shift:
+        parts.append(f"{'shift' if p.kind == 'vector' else 'rotate/zoom/shift'} up to {p.shift:g}, "
+                     f"{'stretch' if p.kind == 'vector' else 'zoom'} {p.zoom[0]:g}-{p.zoom[1]:g}x"
+                     + (f", rotate {p.rotate:g} deg" if p.rotate else ""))
+    if p.jitter_p and any(p.jitter):
+        names = [n for n, v in zip(("brightness", "contrast", "saturation", "hue"), p.jitter) if v]
+        parts.append(f"{'/'.join(names)} jitter on {p.jitter_p:.0%} of the views")
+    if p.scale != (1.0, 1.0):
+        parts.append(f"amplitude {p.scale[0]:g}-{p.scale[1]:g}x")
+    for what, value in (("noise", p.noise), ("mask", p.mask_p), ("mix", p.mix_p), ("grey", p.gray_p),
+                        ("blur", p.blur_p)):
+        if value:
+            parts.append(f"{what} {value:g}")
+    how = " (chosen by the data's channels and size)" if augment == "default" else ""
+    return f"data.augment={name}{how}: {', '.join(parts) or 'none'}"

@@ -18,6 +18,7 @@ SHAPES = {  # a data shape each preset is meant for
     "digits": ("image", (1, 8, 8)),
     "synthetic_images": ("image", (3, 16, 16)),
     "vector": ("vector", (32,)),
+    "signal": ("vector", (40,)),
     "crop_flip": ("image", (4, 12, 12)),
     "none": ("image", (3, 8, 8)),
 }
@@ -132,7 +133,7 @@ def test_wrong_input_shape_or_dtype_raise_data_error():
 
 
 @pytest.mark.parametrize("kind, shape, expect", [
-    ("vector", (10,), "vector"), ("image", (1, 8, 8), "digits"), ("image", (1, 28, 28), "fashion_mnist"),
+    ("vector", (10,), "vector"), ("image", (1, 8, 8), "digits"), ("image", (1, 28, 28), "fashion_mnist_jitter"),
     ("image", (3, 16, 16), "synthetic_images"), ("image", (3, 32, 32), "cifar"), ("image", (3, 64, 64), "tiny_imagenet"),
 ])
 def test_default_preset_follows_the_data(kind, shape, expect):
@@ -249,3 +250,35 @@ def test_fashion_mnist_jitter_changes_grey_levels_and_plain_preset_does_not():
     assert torch.allclose(plain, plain[:1].expand_as(plain), atol=1e-5)
     levels = jitter.mean(dim=(1, 2, 3))
     assert levels.std() > 0.1 and (jitter.amax(dim=(1, 2, 3)) - jitter.amin(dim=(1, 2, 3))).max() < 1e-4
+
+
+def _bump(n=4, length=40, centre=0.0):
+    t = torch.linspace(-1, 1, length)
+    return torch.exp(-((t - centre) / 0.1) ** 2).repeat(n, 1)
+
+
+def test_signal_shift_moves_the_signal_along_its_positions():
+    from deepfusion.model.data.augment_signal import shift_stretch_scale
+
+    x = _bump(centre=0.0)
+    g = torch.Generator().manual_seed(0)
+    y = shift_stretch_scale(x, shift=0.2, zoom=(1.0, 1.0), scale=(1.0, 1.0), g=g)
+    peaks = y.argmax(1)
+    assert (peaks != x.argmax(1)).any()  # moved
+    assert ((peaks - x.argmax(1)).abs() <= 0.2 * 40 + 1).all()  # by at most the shift
+    torch.testing.assert_close(y.max(1).values, x.max(1).values, atol=0.15, rtol=0)  # the bump kept its height
+
+
+def test_signal_stretch_widens_or_narrows_and_scale_multiplies():
+    from deepfusion.model.data.augment_signal import shift_stretch_scale
+
+    x = _bump(n=1)
+    wide = shift_stretch_scale(x, 0.0, (2.0, 2.0), (1.0, 1.0))  # zoom in: the bump spans more positions
+    assert (wide > 0.5).sum() > (x > 0.5).sum()
+    torch.testing.assert_close(shift_stretch_scale(x, 0.0, (1.0, 1.0), (3.0, 3.0)), 3 * x)
+    torch.testing.assert_close(shift_stretch_scale(x, 0.0, (1.0, 1.0), (1.0, 1.0)), x)  # identity
+
+
+def test_signal_preset_is_for_vectors_only():
+    with pytest.raises(ConfigError, match="is for vector data"):
+        build_augment("signal", "image", (1, 28, 28))

@@ -15,6 +15,8 @@ CASES = [
     ("cnn3", (1, 28, 28), 128),  # Fashion-MNIST
     ("cnn3", (3, 32, 32), 128),
     ("mlp", (20,), 512),
+    ("cnn1d", (40,), 256),  # MNIST-1D signals
+    ("cnn1d", (9,), 256),
 ]
 
 
@@ -55,6 +57,8 @@ def test_unknown_name_lists_valid_ones():
     ("cnn3", (1, 7, 8), "at least 8x8"),
     ("resnet50", (0, 32, 32), "at least 1 channel"),
     ("mlp", (3, 8, 8), "needs vector input"),
+    ("cnn1d", (1, 28, 28), "needs signals"),
+    ("cnn1d", (7,), "at least 8 positions"),
 ])
 def test_bad_input_shapes(name, shape, match):
     with pytest.raises(ConfigError, match=match):
@@ -88,3 +92,15 @@ def test_width_for_a_backbone_without_it_is_a_config_error():
         build_backbone("cnn3", (1, 8, 8), backbone_width=64)
     with pytest.raises(ConfigError, match="backbone_depth=0"):
         build_backbone("mlp", (7,), backbone_depth=0)
+
+
+def test_cnn1d_reads_positions_in_order():
+    """A shifted signal gives nearly the same features (pooling), a shuffled one does not."""
+    torch.manual_seed(0)
+    net = build_backbone("cnn1d", (64,)).eval()
+    t = torch.linspace(-1, 1, 64)
+    x = torch.exp(-((t - 0.2) / 0.1) ** 2)[None]  # one bump
+    shifted, shuffled = torch.roll(x, 4, 1), x[:, torch.randperm(64)]
+    with torch.no_grad():
+        f, fs, fp = net(x), net(shifted), net(shuffled)
+    assert (f - fs).norm() < 0.5 * (f - fp).norm()

@@ -229,6 +229,8 @@ def test_evaluate_model_returns_every_key_in_range():
         assert 0.0 <= out[key] <= 1.0, key
     assert out["knn_k"] == 10 and out["head_batch"] == 16 and (out["head_batches"], out["head_batch_min"]) == (3, 15)
     assert out["linear_fraction"] == 0.5 and "offline" in out["protocol"] and "not the best" in out["protocol"]
+    assert out["linear_protocol"] == ("L-BFGS, 20 iterations, on a class-stratified 50% of the training split, "
+                                      "for trained and random alike")
     json.dumps(out)  # JSON-ready
     assert model.training  # mode restored
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights untouched

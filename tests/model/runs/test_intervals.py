@@ -38,3 +38,30 @@ def test_ends_are_exact_and_inside_zero_one():
 def test_impossible_counts_are_refused(k, n):
     with pytest.raises(DataError):
         wilson_interval(k, n)
+
+
+@pytest.mark.parametrize("trained, baseline, word", [
+    ([0.80, 0.85], [0.70, 0.75], "above"),
+    ([0.60, 0.65], [0.70, 0.75], "below"),
+    ([0.72, 0.80], [0.70, 0.75], "tied"),
+    ([0.70, 0.75], [0.75, 0.80], "tied"),  # touching ends overlap
+    (None, [0.70, 0.75], ""),
+])
+def test_compare_intervals_in_words(trained, baseline, word):
+    from deepfusion.model.runs.intervals import compare_intervals
+
+    assert compare_intervals(trained, baseline) == word
+
+
+def test_eval_table_says_tied_above_and_below_in_words():
+    from deepfusion.commands.evaluate import format_table
+
+    results = dict(knn=0.80, knn_ci=[0.77, 0.82], random_knn=0.73, random_knn_ci=[0.70, 0.76],
+                   linear=0.75, linear_ci=[0.72, 0.78], random_linear=0.76, random_linear_ci=[0.73, 0.79],
+                   head_loo1nn=0.5, head_loo1nn_ci=[0.47, 0.53], untrained_head_loo1nn=0.6,
+                   untrained_head_loo1nn_ci=[0.57, 0.63], linear_fraction=0.1, linear_epochs=100)
+    rows = {line.split("  ")[0]: line for line in format_table(results).splitlines()}
+    assert rows["kNN (backbone)"].endswith("above random backbone")
+    assert rows["linear probe (backbone)"].endswith("tied with random backbone (95% intervals overlap)")
+    assert rows["head leave-one-out 1-NN"].endswith("BELOW untrained head")
+    assert "the same for the trained and the random backbone" in format_table(results)

@@ -200,3 +200,46 @@ def test_run_folders_from_before_standardisation_load_as_they_were_trained(vecto
     (old / "checkpoints" / "prev.pt").unlink(missing_ok=True)
     with pytest.warns(DataWarning):
         train(run_config(old), run_dir=old, resume=True, progress=False)
+
+
+def _signals_file(path: Path, n=60, length=16) -> Path:
+    rng = np.random.default_rng(2)
+    y = np.arange(n) % 3
+    t = np.linspace(-1, 1, length)
+    x = np.exp(-((t[None] - (y[:, None] - 1) * 0.5 - rng.uniform(-0.1, 0.1, (n, 1))) / 0.2) ** 2)
+    np.savez(path, x=(x + 0.05 * rng.normal(size=x.shape)).astype("float32"), y=y)
+    return path
+
+
+def test_2d_x_names_the_signals_preset_for_ordered_rows(tmp_path):
+    path = _signals_file(tmp_path / "traces.npz")
+    cfg, notes = resolve_config(None, ["data.name=npz", f"data.root={path}"])
+    assert cfg.model.backbone == "mlp"  # the shape alone cannot tell signals from vectors
+    assert any("-> preset vectors" in n and "--config signals" in n for n in notes)
+
+
+def test_signals_preset_trains_a_1d_cnn_with_the_signal_augmentation(tmp_path, capsys):
+    path = _signals_file(tmp_path / "traces.npz")
+    argv = ["train", "--config", "signals", f"data.root={path}", "--out", str(tmp_path / "runs"), "--no-progress",
+            *FAST]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "augment: data.augment=signal: shift up to 0.15, stretch 0.85-1.15x, amplitude 0.7-1.3x" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["model"]["backbone"] == "cnn1d" and cfg["data"]["augment"] == "signal"
+    assert json.loads((run_dir / "eval.json").read_text())["knn"] is not None
+
+
+def test_signals_preset_refuses_images(tmp_path):
+    with pytest.raises(ConfigError, match="preset signals is for 2-D x"):
+        resolve_config("signals", [f"data.root={_images_file(tmp_path / 'i.npz')}"])
+
+
+def test_grey_images_get_brightness_and_contrast_jitter_and_the_note_says_so(tmp_path):
+    x = np.random.default_rng(3).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "grey.npz", x=x, y=np.arange(40) % 2)
+    cfg, notes = resolve_config(None, ["data.name=npz", f"data.root={tmp_path / 'grey.npz'}"])
+    assert cfg.data.augment == "default"
+    assert any(n.startswith("augment: data.augment=fashion_mnist_jitter (chosen by the data's channels and size)")
+               and "brightness/contrast jitter on 80% of the views" in n for n in notes)

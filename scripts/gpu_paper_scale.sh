@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's scale on one GPU, in at most about 10 minutes: Fashion-MNIST, the whole model
 # (ResNet-18 with the CIFAR stem, transformer head D=256, L=10, H=16, FFN 1024, out 512),
-# batch 1024, NT-Xent temperature 0.02, bf16; then the attention analysis with the v2 verdict.
+# batch 1024, NT-Xent temperature 0.02, bf16; then the attention analysis with the v3 verdict (one seed: exploratory).
 # Prints a short table last. No internet is needed: the four IDX files travel with the checkout.
 #
 #   scripts/gpu_paper_scale.sh [OUT_DIR]       env: FASHION_MNIST=folder of the IDX files,

@@ -27,6 +27,7 @@ import torch
 
 from deepfusion.errors import CheckpointError, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
+from deepfusion.model.runs.checksum import checksum_problem, with_checksum
 from deepfusion.model.runs.layout import write_atomic
 
 FORMAT = "deepfusion-checkpoint"
@@ -169,7 +170,7 @@ def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = Fals
             for stale in folder.glob(pattern):
                 stale.unlink(missing_ok=True)
     last = folder / LAST
-    payload = {"format": FORMAT, "version": VERSION, **state}
+    payload = with_checksum({"format": FORMAT, "version": VERSION, **state})
     if last.exists():
         reason = _loads(last)
         if reason is not None:
@@ -222,6 +223,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; retrain or use a matching release"
         )
     check_fields(obj, path, resume=resume)
+    corrupt = None if mmap else checksum_problem(obj)  # mmap: a look at the progress fields only
+    if corrupt:
+        raise CheckpointError(f"checkpoint {path} is corrupt ({corrupt}: damaged on disk); use {PREV} beside it "
+                              "or retrain")
     bad = nonfinite_tensor(obj["model"])
     if bad is not None:
         raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad} has NaN/inf; the update before it "

@@ -1,8 +1,8 @@
 """The digits preset and its ablations over training seeds: train what is missing, analyse every run
-(rule v2 with both nulls, S8-S12 layer predictions), pool each setting's seeds, and print the
-tables that experiments/FINDINGS.md quotes.
+(S8-S12 layer predictions), judge each setting's seeds together with rule v3 (both nulls, the
+pre-registered 6/12/24-seed plan), and print the tables that experiments/FINDINGS.md quotes.
 
-    python scripts/digits_sweep.py [--out runs/digits-sweep] [--seeds 1 2 3] [--only base,preln]
+    python scripts/digits_sweep.py [--out runs/digits-sweep] [--seeds 1 2 3 4 5 6] [--only base,preln]
 
 Each run: deepfusion train --config digits train.seed=S <ablation override>, one CPU thread.
 """
@@ -36,6 +36,10 @@ def train_missing(out: Path, names, seeds) -> None:
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
+def _ci(ci, fmt: str = ".2f") -> str:
+    return "[n/a]" if ci is None else f"[{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+
 def r2(pred, meas) -> float:
     pred, meas = np.asarray(pred, float), np.asarray(meas, float)
     return float(1 - ((meas - pred) ** 2).sum() / ((meas - meas.mean()) ** 2).sum())
@@ -48,7 +52,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     ap.add_argument("--only", default=",".join(SETTINGS))
     ap.add_argument("--json", type=Path, default=None, help="write every pooled record and the summary here")
     args = ap.parse_args()
@@ -60,11 +64,11 @@ def main() -> int:
             dirs = [args.out / f"{name}_s{s}" for s in args.seeds]
             cfgs = check_runs(dirs)
             records = [analyze_run(d) for d in dirs]
-            pooled = pool(records, seedless_hash(cfgs[0]))
+            pooled = pool(records, dirs, seedless_hash(cfgs[0]))
             pooled_all[name] = pooled.to_json()
-            v = pooled.verdict
-            rows.append((name, SETTINGS[name] or "(preset)", v, [r.verdict.outcome for r in records],
-                         [r.verdict.effect for r in records]))
+            rows.append((name, SETTINGS[name] or "(preset)", pooled.verdict))
+            print(f"{name}: {pooled.verdict.label}: {pooled.verdict.decided_by}; would change it: "
+                  f"{pooled.verdict.would_change}", flush=True)
             for r in records:
                 lp = r.layer_prediction
                 meas = r.head_mean("mass").mean(0)
@@ -74,16 +78,18 @@ def main() -> int:
                                    "s4": float(np.nanmean(r.layers[l].heads["predicted_same_class_mass"])),
                                    "r_meas": lp["measured_r_ratio"][l], "r_pred": lp["predicted_r_ratio"][l],
                                    "r_chain": lp["predicted_r_ratio_chain"][l]})
-    print("\n| setting | override | ratio to chance per layer (pooled) | last layer [95% CI] | rise [95% CI] | "
-          "perm q975 (p) | untrained | verdict (3 seeds) | seeds alone |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, ov, v, alone, effects in rows:
+    print("\n| setting | override | ratio per layer (seed mean) | last layer [interval] | trend/layer [interval] | "
+          "perm p (effect, trend) | untrained last | own views last | verdict | seeds' last-layer ratios |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, ov, v in rows:
         per_layer = " ".join(f"{x:.2f}" for x in v.layers)
-        print(f"| {name} | {ov} | {per_layer} | {v.effect:.2f} [{v.effect_ci[0]:.2f}, {v.effect_ci[1]:.2f}] | "
-              f"{v.rise:+.2f} [{v.rise_ci[0]:+.2f}, {v.rise_ci[1]:+.2f}] | {v.permutation_null['effect_q975']:.2f} "
-              f"({v.permutation_null['effect_p']:.3f}) | "
-              f"{v.untrained_null['effect']:.2f} | {v.outcome}: {v.decided_by} | "
-              + ", ".join(f"{o} ({e:.2f})" for o, e in zip(alone, effects)) + " |")
+        un = v.untrained_null
+        print(f"| {name} | {ov} | {per_layer} | {v.last_layer_ratio:.2f} {_ci(v.effect_ci)} | {v.trend:+.3f} "
+              f"{_ci(v.trend_ci, '+.3f')} | {v.permutation_null['effect_p']:.3f}, {v.permutation_null['trend_p']:.3f} | "
+              f"{un['effect']:.2f} | {v.own_view[-1]:.3f} | {v.outcome} (look {v.look}) | "
+              + ", ".join(f"{e:.2f}" for e in v.per_seed_effect) + " |")
+    print("\nseed spread of the last-layer ratio (sd over seeds): "
+          + ", ".join(f"{name} {np.std(v.per_seed_effect, ddof=1):.2f}" for name, _, v in rows))
     meas = [x["measured"] for x in layers]
     s8, s4 = [x["s8"] for x in layers], [x["s4"] for x in layers]
     sign = [np.sign(x["r_meas"] - 1) == np.sign(x["r_pred"] - 1) for x in layers]

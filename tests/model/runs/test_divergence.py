@@ -7,6 +7,7 @@ import torch
 
 from deepfusion.errors import CheckpointError, RunError
 from deepfusion.model.runs.checkpoint import latest_checkpoint, load_checkpoint
+from deepfusion.model.runs.checksum import FIELD as CHECKSUM
 from tests.model.runs.test_train import tiny
 
 
@@ -55,9 +56,11 @@ def test_nonfinite_weights_before_the_first_checkpoint_say_so(tmp_path, monkeypa
 
 
 def _nan_copy(path: Path) -> None:
+    """NaN weights in a checkpoint as older code wrote it: saved after a diverged update, with no checksum."""
     ckpt = torch.load(path, weights_only=True)
     first = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
     ckpt["model"][first] = torch.full_like(ckpt["model"][first], float("nan"))
+    ckpt.pop(CHECKSUM, None)
     torch.save(ckpt, path)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from deepfusion.errors import CheckpointError, ConfigError, RunError
 from deepfusion.model.runs.checkpoint import load_checkpoint
+from deepfusion.model.runs.checksum import with_checksum
 from deepfusion.model.runs.config import load_config
 
 # A few seconds on CPU: synthetic clusters, MLP backbone, 2-layer transformer head.
@@ -195,7 +196,7 @@ def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, 
     run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     ckpt[field] = value
-    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    torch.save(with_checksum(ckpt), run / "checkpoints" / "last.pt")  # damaged as written, not on disk
     (run / "checkpoints" / "prev.pt").unlink(missing_ok=True)
     with pytest.raises((RunError, ConfigError, CheckpointError)) as info:
         train(tiny(tmp_path, "train.name=f", "train.epochs=2", "eval.linear_epochs=0"), run_dir=run, resume=True,

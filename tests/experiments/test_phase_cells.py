@@ -21,12 +21,14 @@ def _verdict(tmp_path, *overrides):
         return analyze_run(run, batches=3).verdict
 
 
+@pytest.mark.slow  # trains a phase-diagram cell over seeds (about 9 s)
 def test_planted_easy_cell_is_observed(tmp_path):
     v = _verdict(tmp_path)
     assert v.outcome == "exploratory", v.decided_by
     assert v.effect > 1.25 and v.seeds == 1 and v.permutation_null["effect_p"] <= 0.025
 
 
+@pytest.mark.slow  # trains a phase-diagram cell over seeds (about 9 s)
 def test_cell_without_class_structure_is_not_observed(tmp_path):
     v = _verdict(tmp_path, "data.options.sigma=5.41")  # 32 eps_max: the classes overlap
     assert v.outcome == "exploratory", v.decided_by

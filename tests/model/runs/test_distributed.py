@@ -1,6 +1,7 @@
 """Data parallel on CPU with 2 gloo processes: gathered NT-Xent and global-batch attention under DDP give
 the loss and the gradients of one process on the concatenated batch."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -74,6 +75,7 @@ def _check_gather_order(rank):
     assert torch.equal(g[rows], x)
 
 
+@pytest.mark.slow  # starts two gloo processes and trains (about 5 s)
 def test_two_processes_match_one_process_on_the_concatenated_batch(tmp_path):
     """Loss and every gradient for each head scope (and an attention-free head); the gather order."""
     mp.spawn(_worker, args=(str(tmp_path / "store"), 0.3), nprocs=WORLD, join=True)

@@ -258,6 +258,7 @@ def _wait_for_step(proc, metrics: Path, step: int, timeout=120.0):
     return False
 
 
+@pytest.mark.slow  # trains twice with a kill between (about 10 s)
 def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     full = subprocess.run(_cli(tmp_path, "full"), env=_env(), capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr

@@ -53,6 +53,7 @@ import warnings
 import numpy as np
 
 from deepfusion.errors import ConfigError, DataError, DataWarning
+from deepfusion.model.runs.progress_line import Heartbeat
 
 SMALL_PER_CLASS = 4  # batches with fewer samples of a class than this say little about class structure
 
@@ -239,10 +240,12 @@ def analyze_runs(runs: list[Path], args, device):
 
     cfgs = check_runs(runs)
     records = []
-    for path in runs:
-        records.append(analyze_run(path, batches=args.batches, per_class=args.per_class, seed=args.seed,
-                                   device=device, split=args.split, views=args.views, n_perm=args.n_perm,
-                                   force=args.force))
-        print(f"analysed: {path} (checkpoint step {records[-1].step}; record in its analysis.json)")
-    warn_small_batches(records)
-    return pool(records, runs, seedless_hash(cfgs[0]))
+    with Heartbeat("analyze", total=len(runs)) as beat:  # a line every 25 s when the output is a file or pipe
+        for path in runs:
+            records.append(analyze_run(path, batches=args.batches, per_class=args.per_class, seed=args.seed,
+                                       device=device, split=args.split, views=args.views, n_perm=args.n_perm,
+                                       force=args.force))
+            beat.done += 1
+            print(f"analysed: {path} (checkpoint step {records[-1].step}; record in its analysis.json)")
+        warn_small_batches(records)
+        return pool(records, runs, seedless_hash(cfgs[0]))

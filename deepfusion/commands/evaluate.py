@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from deepfusion.errors import ConfigError, RunError
+from deepfusion.model.runs.progress_line import Heartbeat
 
 # (label, key of the trained model, key of its baseline, what the baseline is)
 ROWS = [("kNN (backbone)", "knn", "random_knn", "random backbone"),
@@ -126,8 +127,9 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
     loaded = load_run(run_dir, device, force=args.force)
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
-    results = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval, device,
-                             loaded.cfg.train.seed)
+    with Heartbeat(f"evaluating {run_dir.name}"):  # a line every 25 s when the output is a file or pipe
+        results = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval,
+                                 device, loaded.cfg.train.seed)
     results = dict(results, step=loaded.step, finished=loaded.finished)
     print(f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device}; checkpoint of step "
           f"{loaded.step}{'' if loaded.finished else ', the run is not finished'})")

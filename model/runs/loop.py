@@ -46,7 +46,7 @@ from deepfusion.model.runs.loading import build_run_augment, load_datasets
 from deepfusion.model.runs.prepare import read_record
 from deepfusion.model.runs.run_folder import open_run_folder, truncate_metrics
 from deepfusion.model.runs.log_tensorboard import open_log, require_backend
-from deepfusion.model.runs.progress_line import ProgressLine
+from deepfusion.model.runs.progress_line import Heartbeat, ProgressLine
 from deepfusion.model.runs.controls import (ABORTED, check_batch, deterministic, epoch_permutation,
                                             seed_everything, stop_on_signals)
 
@@ -384,8 +384,9 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, 
     from deepfusion.model.runs.evaluate import evaluate_model
 
     setup.model.eval()
-    results = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
-                             setup.cfg.train.seed)
+    with Heartbeat(f"{setup.folder.name} evaluation"):  # a log shows it is alive
+        results = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
+                                 setup.cfg.train.seed)
     results = dict(results, step=state.step, finished=state.step >= setup.total, train_steps=state.step,
                    train_wall_s=time.perf_counter() - start_wall)
     write_json(setup.folder.eval, results)

@@ -1,8 +1,9 @@
 """The progress line printed instead of a bar when output is a file or a pipe."""
 
 import io
+import time
 
-from deepfusion.model.runs.progress_line import ProgressLine, clock
+from deepfusion.model.runs.progress_line import Heartbeat, ProgressLine, clock
 
 
 class FakeTimer:
@@ -71,3 +72,30 @@ def test_training_into_a_pipe_prints_plain_progress_lines(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "\r" not in err
     assert " step 4/4 (100%) " in err and "ETA 0:00" in err
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_heartbeat_writes_lines_with_an_eta_to_a_file_while_work_runs():
+    out = io.StringIO()
+    with Heartbeat("analyze", total=4, stream=out, interval=0.02) as beat:
+        beat.done = 1
+        time.sleep(0.15)  # several intervals of silent work
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2
+    assert all(line.startswith("analyze: working, elapsed 0:00  1/4 done  ETA ") for line in lines)
+
+
+def test_heartbeat_is_silent_on_a_terminal_and_stops_with_its_block():
+    out, tty = io.StringIO(), Tty()
+    with Heartbeat("eval", stream=tty, interval=0.01):
+        time.sleep(0.05)
+    assert tty.getvalue() == ""
+    with Heartbeat("eval", stream=out, interval=0.01):
+        time.sleep(0.05)
+    after = out.getvalue()
+    time.sleep(0.05)
+    assert after.startswith("eval: working, elapsed") and out.getvalue() == after  # nothing once the block ended

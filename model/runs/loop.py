@@ -209,6 +209,10 @@ def restore(setup: Setup, ckpt: dict) -> Progress:
             ckpt["position"] > spe or ckpt["step"] != ckpt["epoch"] * spe + ckpt["position"]):
         raise CheckpointError(f"{source} holds an impossible position (step {ckpt['step']}, epoch {ckpt['epoch']}, "
                               f"batch {ckpt['position']} of {spe}); the file is damaged: use prev.pt or retrain")
+    if ckpt["step"] > setup.total:  # evaluating it would call a run finished that its checkpoint is not
+        raise RunError(f"{source} is at step {ckpt['step']} (epoch {ckpt['epoch']}), past the {setup.total} steps of "
+                       f"train.epochs={setup.cfg.train.epochs}; resume with train.epochs >= {-(-ckpt['step'] // spe)}, or "
+                       f"evaluate it as it stands: deepfusion eval --run {setup.folder.root}")
     ranks = ckpt.get("rng_ranks")
     world = setup.dinfo.world
     for name, apply in (("optimizer", setup.opt.load_state_dict), ("scheduler", setup.sched.load_state_dict),

@@ -1,10 +1,12 @@
 """The names the docs list are the names the code has.
 
 README.md's command table against ``deepfusion.cli.COMMANDS``, its preset table against the YAML
-files in ``model/runs/configs/``, and ARCHITECTURE.md's registry table against the registries of
-``model/network/registry.py``. A name missing or extra on either side fails, naming it.
+files in ``model/runs/configs/``, ARCHITECTURE.md's registry table against the registries of
+``model/network/registry.py``, and its config listing against the config dataclasses. A name missing
+or extra on either side fails, naming it.
 """
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 import deepfusion.model.runs as runs_package
 from deepfusion.cli import COMMANDS
+from deepfusion.model.runs.config import Config
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +67,14 @@ def architecture_registries(text: str) -> dict[str, list[str]]:
     return {code_names(cells[0])[0]: code_names(cells[1]) for cells in table_rows(text, "| registry | names |")}
 
 
+def architecture_config_keys(text: str) -> dict[str, list[str]]:
+    """Section -> keys of the ``section: {key, ...}`` listing in the yaml block under "### Config"."""
+    block = text.split("### Config", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    block = "\n".join(line.split("#", 1)[0] for line in block.splitlines())  # comments off
+    return {section: [key.strip() for key in keys.split(",") if key.strip()]
+            for section, keys in re.findall(r"(\w+):\s*\{([^}]*)\}", block)}
+
+
 @pytest.fixture(scope="module")
 def readme() -> str:
     return (ROOT / "README.md").read_text()
@@ -90,6 +101,17 @@ def test_architecture_registry_table_is_the_registries(architecture):
     for kind, registry in REGISTRIES.items():
         diff = differences(documented[kind], registry.names())
         assert not diff, f"{kind}: {diff}"
+
+
+def test_architecture_config_listing_is_the_config_keys(architecture):
+    documented = architecture_config_keys(architecture)
+    config = Config()
+    sections = [f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name))]
+    assert set(documented) == set(sections), f"config listing sections {sorted(documented)}, Config {sorted(sections)}"
+    for section in sections:
+        keys = [f.name for f in dataclasses.fields(getattr(config, section))]
+        diff = differences(documented[section], keys)
+        assert not diff, f"{section}: {diff}"
 
 
 def test_a_name_missing_or_extra_is_reported():

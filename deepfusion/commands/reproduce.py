@@ -36,7 +36,7 @@ SUMMARY_MD = "summary.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (about 2-4 min on 2 idle CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (2-4 min on 2 idle cores)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for everything the job writes (default: results)")
     parser.add_argument("--data", type=Path, default=None,

@@ -97,7 +97,7 @@ def test_readme_presets_are_the_yaml_presets(readme):
 
 def test_architecture_registry_table_is_the_registries(architecture):
     documented = architecture_registries(architecture)
-    assert set(documented) == set(REGISTRIES), f"registry table rows {sorted(documented)}, registries {sorted(REGISTRIES)}"
+    assert set(documented) == set(REGISTRIES), f"registry table: {sorted(documented)}, code: {sorted(REGISTRIES)}"
     for kind, registry in REGISTRIES.items():
         diff = differences(documented[kind], registry.names())
         assert not diff, f"{kind}: {diff}"
@@ -107,7 +107,7 @@ def test_architecture_config_listing_is_the_config_keys(architecture):
     documented = architecture_config_keys(architecture)
     config = Config()
     sections = [f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name))]
-    assert set(documented) == set(sections), f"config listing sections {sorted(documented)}, Config {sorted(sections)}"
+    assert set(documented) == set(sections), f"config listing: {sorted(documented)}, Config: {sorted(sections)}"
     for section in sections:
         keys = [f.name for f in dataclasses.fields(getattr(config, section))]
         diff = differences(documented[section], keys)

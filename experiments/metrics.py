@@ -108,15 +108,6 @@ def same_class_chance(y, inst, visible=None) -> float:
     return _chance(m["same_other"], m["visible"])
 
 
-def excess_same_class_mass(A, y, inst, visible=None):
-    """Excess of ``same_class_mass`` over its chance level; 0 at uniform attention.
-
-    The verdict's statistic (experiments.verdict): Deep Fusion means it rises with depth. Positive
-    when attention prefers the class (S3: the spread shrinks iff the block mass is above chance).
-    """
-    return same_class_mass(A, y, inst, visible) - same_class_chance(y, inst, visible)
-
-
 def self_mass(A, y=None, inst=None, visible=None):
     """Self mass mean_i A_ii. Chance 1 / (visible tokens per row). High self mass stalls fusion
     (the S5 "self-attention trap"); it falls as fusion proceeds. ``y``/``inst`` are accepted for a

@@ -1,6 +1,6 @@
 """The result cache: one run folder per resolved config, trained only when missing.
 
-A run is identified by the hash of its resolved config (``model.config.config_hash``), so a
+A run is identified by the hash of its resolved config (``model.runs.config.config_hash``), so a
 changed preset, override or default gives a new key and a new run, while an unchanged config
 reuses the finished run. A run counts as finished when its newest loadable checkpoint says so
 (its ``finished`` flag) and its ``eval.json`` describes that checkpoint's step; a run stopped

@@ -22,7 +22,8 @@ from deepfusion.paper_figures import cache
 DEFAULT_RESULTS = Path("results") / "runs"  # relative to the working folder
 QUICK_PRESET = "digits"
 # Quick mode trains the digits preset for half its 30 epochs: every quick figure shares these runs
-# (F4's transformer seeds are F1/F2's runs and F5's base), and the main job stays near 5 minutes.
+# (F4's transformer seeds are F1/F2's runs and F5's base), and the quick main job stays at a few minutes
+# on two CPU cores.
 QUICK_EPOCHS = 15
 PAPER_PRESETS = ("cifar10", "cifar100", "tiny_imagenet")
 

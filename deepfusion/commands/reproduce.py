@@ -11,7 +11,7 @@ and ends with a summary table (summary.md, summary.json): checks passed, Deep Fu
 head comparison.
 
   --quick   CPU-sized everywhere (quick theory checks, short sanity runs, digits figures); about
-            10 minutes on two CPU cores
+            2-4 minutes on two idle CPU cores, longer on a busy machine
   default   full theory checks and sanity runs; figures on digits, or with --data on the
             paper's datasets (CIFAR-10/100, Tiny-ImageNet; a GPU is expected)
 
@@ -36,7 +36,7 @@ SUMMARY_MD = "summary.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (about 10 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (2-4 min on 2 idle cores)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="folder for everything the job writes (default: results)")
     parser.add_argument("--data", type=Path, default=None,

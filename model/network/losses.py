@@ -8,7 +8,7 @@ and its denominator runs over every ``k != i``:
 
 averaged over the anchors with ``|P(i)| >= 1``. ``rows`` restricts the anchors to some
 rows of ``z`` while every row still serves as positive or negative: the data-parallel loss of
-one rank over the gathered batch (``model.distributed.gathered_nt_xent``). Instance ids as ``indexes``
+one rank over the gathered batch (``model.network.collectives.gathered_nt_xent``). Instance ids as ``indexes``
 give SimCLR's NT-Xent (one positive per anchor with two views); class labels
 give SupCon's "out" form (the log-probabilities averaged over positives).
 """

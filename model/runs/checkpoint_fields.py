@@ -6,8 +6,9 @@ is checked here, so such a file is a one-line :class:`CheckpointError` naming th
 ``KeyError`` or ``TypeError`` from deep inside a resume.
 
 Every use needs ``model`` (name -> tensor), ``config`` (section -> mapping), ``step`` and
-``finished``; a resume also needs the optimiser, scheduler and scaler states, the RNG states and
-the progress counters.
+``finished``; a resume also needs the optimiser and scheduler states, the RNG states and
+the progress counters. ``scaler`` (an unused, disabled loss scaler's state) is written by older
+versions only; where present it is checked and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -95,9 +96,9 @@ def _rng_ranks(v) -> str | None:
 
 
 ALWAYS = {"model": _tensors, "config": _config, "step": _count, "finished": _flag}
-FOR_RESUME = {"optimizer": _optimizer, "scheduler": _mapping, "scaler": _mapping, "rng": _rng, "epoch": _count,
+FOR_RESUME = {"optimizer": _optimizer, "scheduler": _mapping, "rng": _rng, "epoch": _count,
               "position": _count, "skipped": _count, "elapsed": _seconds}
-OPTIONAL = {"rng_ranks": _rng_ranks}
+OPTIONAL = {"rng_ranks": _rng_ranks, "scaler": _mapping}  # scaler: older checkpoints only
 
 
 def check_fields(obj: dict, path, resume: bool = False) -> None:

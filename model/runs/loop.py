@@ -67,7 +67,6 @@ class Setup:
     fwd: torch.nn.Module  # what the step calls: the model, under DDP and/or torch.compile
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
     augment: torch.nn.Module
     x_all: torch.Tensor  # the training set, resident on the device
     channels_last: bool
@@ -159,7 +158,6 @@ def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds)
     prepare_backbone(cfg, model, augment, x_all)
     steps_per_epoch = len(train_ds.y) // t.batch_size  # drop the last partial batch: every step sees B instances
     opt, sched = build_optimizer(cfg, model, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 needs no loss scaling; kept for fp16 use
     fwd = model
     if dinfo.active:
         fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
@@ -167,7 +165,7 @@ def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds)
     local = t.batch_size // dinfo.world
     ids = torch.arange(dinfo.rank * local, (dinfo.rank + 1) * local, device=device).repeat(2)  # view-major, global
     loss_fn = GatheredNTXent(ids) if dinfo.active else (lambda z, temp: nt_xent(z, ids, temp))
-    return Setup(cfg, folder, dinfo, device, model, fwd, opt, sched, scaler, augment, x_all, channels_last,
+    return Setup(cfg, folder, dinfo, device, model, fwd, opt, sched, augment, x_all, channels_last,
                  loss_fn, steps_per_epoch, t.epochs * steps_per_epoch)
 
 
@@ -216,7 +214,6 @@ def restore(setup: Setup, ckpt: dict) -> Progress:
     ranks = ckpt.get("rng_ranks")
     world = setup.dinfo.world
     for name, apply in (("optimizer", setup.opt.load_state_dict), ("scheduler", setup.sched.load_state_dict),
-                        ("scaler", setup.scaler.load_state_dict),
                         ("rng", lambda _: restore_rng(ranks[setup.dinfo.rank] if ranks and len(ranks) == world
                                                       else ckpt["rng"]))):
         try:
@@ -289,7 +286,7 @@ def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> 
     rng = ddp_util.gather_objects(capture_rng())  # every rank's, so a resume continues each exactly
     extra = dict(rng_ranks=rng) if setup.dinfo.active else {}
     payload = dict(model=setup.model.state_dict(), optimizer=setup.opt.state_dict(),
-                   scheduler=setup.sched.state_dict(), scaler=setup.scaler.state_dict(), rng=rng[0], **extra,
+                   scheduler=setup.sched.state_dict(), rng=rng[0], **extra,
                    epoch=state.epoch, position=state.position, step=state.step, skipped=state.skipped,
                    elapsed=time.perf_counter() - start_wall, config=config_to_dict(setup.cfg),
                    finished=state.step >= setup.total)

@@ -58,10 +58,6 @@ class DataRecord:
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{source}: malformed data record ({type(err).__name__}: {err})") from None
 
-    def label_map(self) -> str:
-        """``"1->0, 2->1, 5->2"``: file label to class index, or "" when labels were not remapped."""
-        return ", ".join(f"{v}->{i}" for i, v in enumerate(self.label_values))
-
 
 def check_class_count(train, test) -> None:
     """A one-line ``DataError`` when the data holds a single class, or its labels imply more classes

@@ -61,7 +61,6 @@ def test_uniform_attention_sits_at_chance(C, k):
     A = np.full((M, M), 1.0 / M)
     assert mt.same_class_chance(y, inst) == pytest.approx((2 * k - 2) / M)
     assert mt.same_class_mass(A, y, inst) == pytest.approx((2 * k - 2) / M)
-    assert mt.excess_same_class_mass(A, y, inst) == pytest.approx(0.0, abs=1e-12)
     assert mt.self_mass(A) == pytest.approx(1.0 / M)
     assert mt.positive_mass(A, y, inst) == pytest.approx(mt.positive_chance(y, inst)) == pytest.approx(1.0 / M)
     assert mt.block_mass(A, y) == pytest.approx(1.0 / C)
@@ -76,7 +75,6 @@ def test_identity_attention(C, k):
     M = len(y)
     A = np.eye(M)
     assert mt.same_class_mass(A, y, inst) == 0.0
-    assert mt.excess_same_class_mass(A, y, inst) == pytest.approx(-(2 * k - 2) / M)
     assert mt.self_mass(A) == 1.0
     assert mt.positive_mass(A, y, inst) == 0.0
     assert mt.block_mass(A, y) == 1.0
@@ -110,7 +108,7 @@ def test_per_view_scope_chance_levels():
     A = vis / vis.sum(1, keepdims=True)
     N = M // 2
     assert mt.same_class_chance(y, inst, vis) == pytest.approx((k - 1) / N)
-    assert mt.excess_same_class_mass(A, y, inst, vis) == pytest.approx(0.0, abs=1e-12)
+    assert mt.same_class_mass(A, y, inst, vis) == pytest.approx(mt.same_class_chance(y, inst, vis))
     assert mt.positive_chance(y, inst, vis) == 0.0
     assert mt.block_distance(A, y, vis) == pytest.approx(0.0, abs=1e-12)
 
@@ -121,7 +119,7 @@ def test_stack_matches_single_matrices():
     M = len(y)
     A = softmax_rows(rng.normal(size=(2, 3, M, M)) * 3)
     X = rng.normal(size=(M, 8))
-    for f in (mt.same_class_mass, mt.excess_same_class_mass, mt.positive_mass, mt.block_mass):
+    for f in (mt.same_class_mass, mt.positive_mass, mt.block_mass):
         stacked = f(A, y, inst)
         assert stacked.shape == (2, 3)
         assert np.allclose(stacked, [[f(A[i, j], y, inst) for j in range(3)] for i in range(2)])
@@ -207,7 +205,7 @@ def _all_statistics(A, y, inst, X, vis):
     beta, r2 = mt.fit_beta_eff(A, X, visible=vis)
     return np.array([
         mt.same_class_mass(A, y, inst, vis), mt.same_class_chance(y, inst, vis),
-        mt.excess_same_class_mass(A, y, inst, vis), mt.self_mass(A), mt.positive_mass(A, y, inst, vis),
+        mt.self_mass(A), mt.positive_mass(A, y, inst, vis),
         mt.block_mass(A, y, inst, vis), mt.block_distance(A, y, vis), mt.block_distance(A, y, vis, mass=0.9),
         mt.effective_rank(A), mt.relative_spread(X, y), mt.class_mean_cosine(X, y), mt.nc1(X, y),
         mt.cdnv(X, y), mt.residual_ratio(X, X + 1.0), beta, r2,

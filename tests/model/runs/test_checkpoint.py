@@ -20,7 +20,7 @@ def _state(value=1.0):
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler={},
+    return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                 rng=ck.capture_rng(), epoch=2, position=3, step=11, skipped=0, elapsed=1.5, finished=False,
                 config={"model": {"head": "mlp"}, "train": {"name": None}})
 
@@ -287,6 +287,14 @@ def test_a_missing_field_is_named(tmp_path, field):
     del state[field]
     ck.save_checkpoint(state, tmp_path)
     with pytest.raises(CheckpointError, match=f"has no '{field}' field"):
+        ck.load_checkpoint(tmp_path / "last.pt", resume=True)
+
+
+def test_an_older_checkpoint_with_a_scaler_field_still_resumes(tmp_path):
+    ck.save_checkpoint(dict(_state(), scaler={}), tmp_path)  # older versions saved a disabled GradScaler's state
+    assert ck.load_checkpoint(tmp_path / "last.pt", resume=True)["step"] == 11
+    ck.save_checkpoint(dict(_state(), scaler=[1]), tmp_path)  # present, it is still checked
+    with pytest.raises(CheckpointError, match="field 'scaler'"):
         ck.load_checkpoint(tmp_path / "last.pt", resume=True)
 
 

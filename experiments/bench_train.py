@@ -78,6 +78,42 @@ def bench_train(device="cpu", backbone=None, batch=512, repeats=5, warmup=2, com
     return rows
 
 
+def make_config_step(cfg):
+    """One training step of a config as ``deepfusion train`` runs it: the config's data (loaded and
+    prepared), augmentation, backbone and head, NT-Xent at its temperature and its optimiser at its
+    scaled lr (no schedule), batch ``train.batch_size`` per view, on ``train.device``."""
+    from deepfusion.model.runs.devices import resolve_device
+    from deepfusion.model.runs.factory import build_model
+    from deepfusion.model.runs.loading import build_run_augment, load_datasets
+    from deepfusion.model.runs.optim import build_optimizer
+
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    train_ds, _, _ = load_datasets(cfg)
+    data = torch.as_tensor(train_ds.x).to(device)
+    augment = build_run_augment(cfg, train_ds).to(device)
+    model = build_model(cfg, tuple(train_ds.input_shape)).to(device)
+    opt, _ = build_optimizer(cfg, model, steps_per_epoch=max(1, len(train_ds.y) // cfg.train.batch_size))
+    gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
+
+    def views(x):
+        return augment.two_views(x, generator=gen)
+
+    step = contrastive_step(model, opt, data, views, cfg.train.batch_size, cfg.loss.temperature)
+    return device, step, len(train_ds.y)
+
+
+def bench_config(cfg, repeats=3, warmup=1) -> dict:
+    """Seconds per training step of a config (``deepfusion bench train --config PRESET``), the
+    images per second and the steps of one epoch, so a preset's epochs can be fitted to a time."""
+    device, step, n_train = make_config_step(cfg)
+    seconds = time_interleaved({"step": step}, device, repeats, warmup)["step"]
+    batch, spe = cfg.train.batch_size, n_train // cfg.train.batch_size  # the loop drops the last partial batch
+    return dict(config=cfg.preset, backbone=cfg.model.backbone, head=cfg.model.head, batch=batch, step_s=seconds,
+                images_per_s=batch / seconds, train_images=n_train, steps_per_epoch=spe,
+                epoch_s=spe * seconds, epochs=cfg.train.epochs, train_s=cfg.train.epochs * spe * seconds)
+
+
 def make_head_only_step(batch: int, device, dim=256, depth=10, heads=16, ffn_dim=1024, out_dim=512, features=64):
     """One head-only step (train.freeze_backbone with the identity backbone): the paper-size head on
     feature vectors, two noisy views, NT-Xent, backward through the head only, AdamW."""

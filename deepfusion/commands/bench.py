@@ -6,7 +6,9 @@
   train   one SimCLR step (two views, augmentation, backbone, head, loss, optimiser) in
           images/s, ResNet-18 at 32 px and batch 512 on GPU, the small CNN on CPU; and head-only
           training (frozen backbone) at the paper's head size (D=256, L=10, H=16, FFN 1024,
-          out 512), batch 256 and 1024, in steps/s
+          out 512), batch 256 and 1024, in steps/s; with --config PRESET instead one step of
+          that preset as `deepfusion train` runs it (its data, augmentation, model, batch,
+          temperature, optimiser), in seconds per step and steps per epoch
   theory  mean_field on 10^4 points x 64 layers; the simulation M=4096, d=512, 32 layers
           at full size (--quick: 2 layers, scaled), with its FLOP count and rate
   all     the three
@@ -38,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
+    parser.add_argument("--config", default=None, metavar="PRESET",
+                        help="train benchmark only: time one step of this preset or YAML file instead of the "
+                             "built-in models (its train.device and train.threads unless --device/--threads given)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --config: a config override such as data.root=DIR (repeatable)")
     parser.add_argument("--out", default=str(Path("results") / "bench.json"), metavar="FILE",
                         help="JSON output (default: results/bench.json)")
 
@@ -54,6 +61,25 @@ def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> di
     return out
 
 
+def _load_preset(args: argparse.Namespace):
+    """The config named by --config with --set overrides, and --device where given (not auto)."""
+    from deepfusion.model.runs.config import load_config
+
+    overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device != "auto" else [])
+    return load_config(args.config, overrides)
+
+
+def _config_step(args: argparse.Namespace, cfg, repeats: int) -> dict:
+    """One training step of the preset ``cfg`` (--threads overrides its train.threads)."""
+    from deepfusion.experiments.bench_train import bench_config
+    from deepfusion.model.runs.devices import limit_threads
+
+    with limit_threads(args.threads or cfg.train.threads):
+        row = bench_config(cfg, repeats=repeats, warmup=1)
+        row["threads"] = torch.get_num_threads()
+    return row
+
+
 def _table(results: dict) -> str:
     lines = []
     for row in results.get("head", []):
@@ -63,6 +89,12 @@ def _table(results: dict) -> str:
     for row in results.get("head_only", []):
         lines.append(f"head-only (frozen backbone, paper head) batch {row['batch']}: {row['steps_per_s']:6.2f} steps/s, "
                      f"{row['samples_per_s']:8.1f} samples/s")
+    row = results.get("train_config")
+    if row:
+        lines.append(f"train {row['config']} ({row['backbone']}, {row['head']} head) batch {row['batch']}, "
+                     f"{row['threads']} thread(s): {row['step_s']:.2f} s per step, {row['images_per_s']:.1f} images/s; "
+                     f"{row['steps_per_epoch']} steps per epoch of {row['train_images']} images: "
+                     f"{row['epochs']} epochs train in about {row['train_s']:.0f} s")
     for row in results.get("train", []):
         extra = f"  cost vs mlp {row['cost_vs_mlp']:.2f}x" if "cost_vs_mlp" in row else ""
         lines.append(f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
@@ -89,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.threads < 0:
         raise ConfigError("--repeats must be >= 1 and --threads >= 0")
+    if args.config and args.what not in ("train", "all"):
+        raise ConfigError(f"--config times a preset's training step; use it with 'train', not '{args.what}'")
+    if args.overrides and not args.config:
+        raise ConfigError("--set overrides a preset's keys; name the preset with --config PRESET")
+    preset = _load_preset(args) if args.config else None  # a bad preset or key is refused before any timing
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, option="--device")
@@ -99,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if "head" in todo:
         sizes = (512, 2048, 8192) if cuda else ((512,) if args.quick else (512, 2048))
         results["head"] = bench_head(sizes, device, repeats=repeats, warmup=1 if args.quick else 2)
-    if "train" in todo:
+    if "train" in todo and preset is not None:
+        results["train_config"] = _config_step(args, preset, repeats)
+    elif "train" in todo:
         batch = 512 if (cuda or not args.quick) else 128
         results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
                                        compile=args.compile)

@@ -21,10 +21,12 @@ def test_expected_presets_exist():
     assert {"digits", "synthetic", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet"} <= set(presets())
 
 
-def test_paper_presets_keep_the_papers_head():
-    cfg = load_config("cifar10")
+@pytest.mark.parametrize("name, backbone", [("cifar10", "resnet18"), ("paper_cpu", "cnn3")])
+def test_paper_presets_keep_the_papers_head(name, backbone):
+    cfg = load_config(name)
     m = cfg.model
-    assert (m.backbone, m.dim, m.depth, m.heads, m.ffn_dim, m.out_dim, m.norm) == ("resnet18", 256, 10, 16, 1024, 512, "post")
+    assert (m.backbone, m.dim, m.depth, m.heads, m.ffn_dim, m.out_dim, m.norm) == (backbone, 256, 10, 16, 1024, 512, "post")
+    assert (m.scope, m.out_bn) == ("both_views", True)
     assert (cfg.loss.temperature, cfg.train.batch_size) == (0.02, 1024)
 
 

@@ -72,7 +72,7 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
         ax.fill_between(depth, ci[:, 0], ci[:, 1], color=style.REFERENCE_COLOR, alpha=0.2, lw=0)
         ax.plot(depth, mean, color="black", lw=1.5, label=f"mean of {v.seeds} seeds: {v.outcome}")
         two_sided = 100 * (1 - 2 * v.level)
-        bars += (f" Band: t-interval over the {v.seeds} seeds ({two_sided:g}% two-sided, the verdict's level at "
+        bars += (f" Band: t-interval over the {v.seeds} seeds ({two_sided:.1f}% two-sided, the verdict's level at "
                  f"{'the exploratory stage' if v.look == 0 else f'look {v.look}'}).")
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1, label="chance (uniform attention)")
     ax.set_xticks(np.arange(1, L + 1))

@@ -44,9 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head for the F4 table (default: 3)")
     parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds per swept value for F5 (default: 1)")
-    parser.add_argument("--run", action="append", type=Path, default=None, metavar="RUN_DIR",
-                        help="a trained run folder of your own (repeat for several); draws its attention maps and "
-                             "per-layer same-class ratios instead of the paper's figures")
+    parser.add_argument("--run", action="append", default=None, metavar="RUN_DIR",
+                        help="a trained run folder of your own, or a quoted glob as in analyze (repeat for "
+                             "several); draws its attention maps and per-layer same-class ratios instead of the "
+                             "paper's figures")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
                              "with 2 or more cores, 1 with a GPU)")
@@ -64,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"--run draws your own runs and cannot be combined with {', '.join(clash)}; "
                               "drop one or the other")
-        build_run_figures(args.run, args.out)
+        from deepfusion.commands.analyze import expand_runs
+
+        build_run_figures(expand_runs(args.run), args.out)
         return 0
 
     with stopped("figures") as outcome:

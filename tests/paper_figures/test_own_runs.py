@@ -73,3 +73,11 @@ def test_a_run_given_twice_is_refused(tmp_path):
     dirs = analysed_runs(tmp_path / "runs", seeds=(1,))
     with pytest.raises(DataError, match="given twice"):
         own_runs.make(dirs * 2, tmp_path / "out")
+
+
+def test_figures_run_takes_a_glob_like_analyze(tmp_path, capsys):
+    from deepfusion.cli import main
+
+    rc = main(["figures", "--run", str(tmp_path / "none_s*"), "--out", str(tmp_path / "figs")])
+    assert rc != 0 and "matches no folder" in capsys.readouterr().err
+    assert not (tmp_path / "figs").exists()

@@ -131,30 +131,9 @@ def _fmt(ci) -> str:
     return "n/a" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, untrained_effect=None,
-           untrained_trend=None, split: str = "test") -> dict:
-    """The v3 outcome from per-seed EFFECT and TREND, their permutation p-values and (optionally)
-    the untrained head's per-seed EFFECT and TREND: outcome, conditions, intervals and the words
-    that say what decided it and what would change it."""
-    e = np.asarray(effect_per_seed, dtype=np.float64)
-    tr = np.asarray(trend_per_seed, dtype=np.float64)
+def _outcome(e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, trend_p, conditions, have_untrained):
+    """The rule's outcome at look ``k`` (of :func:`look`), what decided it and what would change it (words)."""
     S = int(e.size)
-    k, level, next_seeds = look(S)
-    effect, trend = float(e.mean()), float(tr.mean())
-    e_ci, t_ci = t_interval(e, level), t_interval(tr, level)
-    have_untrained = untrained_effect is not None
-    d_e = d_t = None
-    if have_untrained:
-        d_e = t_interval(e - np.asarray(untrained_effect, dtype=np.float64), level)
-        d_t = t_interval(tr - np.asarray(untrained_trend, dtype=np.float64), level)
-    conditions = {
-        "effect_interval_above_line": e_ci is not None and e_ci[0] > LINE,
-        "trend_interval_above_0": t_ci is not None and t_ci[0] > 0,
-        "effect_above_permutation_null": effect_p <= NULL_P,
-        "trend_above_permutation_null": trend_p <= NULL_P,
-        "effect_above_untrained_head": d_e is not None and d_e[0] > 0,
-        "trend_above_untrained_head": d_t is not None and d_t[0] > 0,
-    }
     need = seeds_to_decide(e)
     more = ("no seed count would decide it at this spread" if need is None
             else f"at this seed spread about {max(need - S, 0)} more seeds would decide it")
@@ -190,6 +169,35 @@ def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, unt
         nxt = (f"the plan's next look needs {next_seeds} seeds" if next_seeds
                else "this was the plan's last look: it stops inconclusive")
         change = (f"{more}; {nxt}" if e_ci[0] <= LINE else nxt)
+    return rule_outcome, why, change
+
+
+def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, untrained_effect=None,
+           untrained_trend=None, split: str = "test") -> dict:
+    """The v3 outcome from per-seed EFFECT and TREND, their permutation p-values and (optionally)
+    the untrained head's per-seed EFFECT and TREND: outcome, conditions, intervals and the words
+    that say what decided it and what would change it."""
+    e = np.asarray(effect_per_seed, dtype=np.float64)
+    tr = np.asarray(trend_per_seed, dtype=np.float64)
+    S = int(e.size)
+    k, level, next_seeds = look(S)
+    effect, trend = float(e.mean()), float(tr.mean())
+    e_ci, t_ci = t_interval(e, level), t_interval(tr, level)
+    have_untrained = untrained_effect is not None
+    d_e = d_t = None
+    if have_untrained:
+        d_e = t_interval(e - np.asarray(untrained_effect, dtype=np.float64), level)
+        d_t = t_interval(tr - np.asarray(untrained_trend, dtype=np.float64), level)
+    conditions = {
+        "effect_interval_above_line": e_ci is not None and e_ci[0] > LINE,
+        "trend_interval_above_0": t_ci is not None and t_ci[0] > 0,
+        "effect_above_permutation_null": effect_p <= NULL_P,
+        "trend_above_permutation_null": trend_p <= NULL_P,
+        "effect_above_untrained_head": d_e is not None and d_e[0] > 0,
+        "trend_above_untrained_head": d_t is not None and d_t[0] > 0,
+    }
+    rule_outcome, why, change = _outcome(e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, trend_p,
+                                         conditions, have_untrained)
     outcome = rule_outcome
     if split == "train":
         outcome = EXPLORATORY

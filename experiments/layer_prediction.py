@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepfusion.errors import DataError
-from deepfusion.experiments.metrics import relative_spread
+from deepfusion.experiments.metrics import PAIRS, pair_masks, relative_spread
 from deepfusion.theory import ffn as ffn_theory
 from deepfusion.theory import layernorm, learned
 
@@ -84,14 +84,6 @@ def block_params(block) -> BlockParams:
                        ln1_bias=a(block.ln1.bias), ln2_weight=a(block.ln2.weight), ln2_bias=a(block.ln2.bias),
                        fc1_weight=a(block.fc1.weight), fc1_bias=a(block.fc1.bias), fc2_weight=a(block.fc2.weight),
                        fc2_bias=a(block.fc2.bias), norm="pre" if block.pre else "post", ln_eps=float(block.ln1.eps))
-
-
-def _masks(labels, inst, visible):
-    """(4, M, M) bool: self, positive view, other same-class token, other class; visible pairs only."""
-    M = labels.shape[0]
-    eye = np.eye(M, dtype=bool)
-    same_c, same_i = labels[:, None] == labels[None, :], inst[:, None] == inst[None, :]
-    return np.stack([eye, same_i & ~eye, same_c & ~same_i, ~same_c]) & visible[None]
 
 
 def _parts(X, labels):
@@ -271,7 +263,8 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     C = len(np.unique(labels))
     Xa = _attention_input(X, params)
     parts = _parts(Xa, labels)
-    masks = _masks(labels, inst, visible)
+    pairs = pair_masks(labels, inst, visible)
+    masks = np.stack([pairs[k] for k in PAIRS])  # (4, M, M) in the order of CATEGORIES
     heads = [_head_prediction(Xa, parts, masks, visible, params, h, C) for h in range(params.heads)]
     ln = layernorm.ln_error_terms(X, params.ln1_weight, params.ln1_bias, params.ln_eps)
     gamma = ln["gamma"]

@@ -58,8 +58,23 @@ def _visible(visible, M: int) -> np.ndarray:
     return visible
 
 
+PAIRS = ("self", "positive", "same_other", "other_class")  # the four disjoint kinds of token pair
+
+
+def pair_masks(y, inst, visible=None) -> dict[str, np.ndarray]:
+    """Boolean (M, M) masks of the token pairs each mass sums over, each restricted to visible pairs.
+
+    ``self`` (i = j), ``positive`` (another view of the same sample), ``same_other`` (same class,
+    neither self nor a view of self: the Deep Fusion pairs), ``other_class``; these four (``PAIRS``)
+    split the visible pairs. ``block`` is the whole class block (self and positives included) and
+    ``visible`` the checked scope itself."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"labels y have shape {y.shape}; expected (M,), one label per token")
+    return _masks(y, inst, y.shape[0], visible)
+
+
 def _masks(y, inst, M: int, visible) -> dict[str, np.ndarray]:
-    """Boolean (M, M) masks of the token pairs each mass sums over, restricted to visible pairs."""
     y = _labels(y, M, "labels y")
     inst = _labels(inst, M, "instance ids inst")
     vis = _visible(visible, M)
@@ -71,6 +86,7 @@ def _masks(y, inst, M: int, visible) -> dict[str, np.ndarray]:
         "self": eye & vis,
         "positive": same_inst & ~eye & vis,
         "same_other": same_class & ~same_inst & vis,  # same class, neither self nor a view of self
+        "other_class": ~same_class & vis,
         "block": same_class & vis,  # the whole class block, self and positives included
     }
 

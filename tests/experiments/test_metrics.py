@@ -130,6 +130,25 @@ def test_stack_matches_single_matrices():
     assert np.allclose(beta, [[mt.fit_beta_eff(A[i, j], X)[0] for j in range(3)] for i in range(2)])
 
 
+@pytest.mark.parametrize("scope", ["both", "per_view"])
+def test_pair_masks_split_the_visible_pairs(scope):
+    y, inst = batch(3, 2)
+    M = y.shape[0]
+    visible = per_view_mask(M) if scope == "per_view" else None
+    m = mt.pair_masks(y, inst, visible)
+    parts = np.stack([m[k] for k in mt.PAIRS]).astype(int)
+    assert (parts.sum(0) == m["visible"]).all()  # disjoint, and together every visible pair
+    assert (m["block"] == (m["self"] | m["positive"] | m["same_other"])).all()
+    assert m["positive"].sum() == (M if scope == "both" else 0)  # one other view per token, if visible
+    uniform = m["visible"] / m["visible"].sum(1, keepdims=True)
+    assert mt.same_class_mass(uniform, y, inst, visible) == pytest.approx(mt.same_class_chance(y, inst, visible))
+
+
+def test_pair_masks_refuse_labels_that_are_not_one_per_token():
+    with pytest.raises(DataError, match=r"labels y.*\(2, 3\)"):
+        mt.pair_masks(np.zeros((2, 3)), np.arange(6))
+
+
 def test_bad_attention_is_rejected():
     y, inst = batch(2, 2)
     with pytest.raises(DataError, match="sum to 1"):

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepfusion.errors import ConfigError
 from deepfusion.model.network.collectives import gather_rows
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import SCOPES
+from deepfusion.model.network.sizes import check_heads_divide
 
 
 
@@ -86,8 +86,7 @@ class BatchAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, scope: str = "both_views", views: int = 2, dropout: float = 0.0):
         super().__init__()
-        if dim % heads:
-            raise ConfigError(f"model.heads={heads} does not divide model.dim={dim}; pick heads that divide dim")
+        check_heads_divide(dim, heads)
         self.dim, self.heads, self.views = dim, heads, views
         self.scope = check_scope(scope)
         self.dropout = float(dropout)

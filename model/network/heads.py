@@ -7,7 +7,7 @@ from torch import nn
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.attention import check_scope
 from deepfusion.model.network.registry import HEADS, NORMS
-from deepfusion.model.network.transformer_head import check_positive_ints
+from deepfusion.model.network.sizes import check_heads_divide, check_positive_ints
 
 # Options a head may receive (the model config's keys); each registered head reads the ones it lists.
 OPTIONS = ("dim", "depth", "heads", "ffn_dim", "out_dim", "norm", "scope", "out_bn", "mlp_hidden", "views", "dropout")
@@ -30,8 +30,8 @@ def _validate(options: dict) -> dict:
     if "out_bn" in opts and not isinstance(opts["out_bn"], bool):
         raise ConfigError(f"model.out_bn={opts['out_bn']!r} must be true or false")
     dim, heads = opts.get("dim", 256), opts.get("heads", 16)
-    if ("dim" in opts or "heads" in opts) and dim % heads:
-        raise ConfigError(f"model.heads={heads} does not divide model.dim={dim}; pick heads that divide dim")
+    if "dim" in opts or "heads" in opts:
+        check_heads_divide(dim, heads)
     return opts
 
 

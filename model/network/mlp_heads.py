@@ -19,7 +19,8 @@ from torch import nn
 
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import HEADS
-from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, check_head_input, check_positive_ints
+from deepfusion.model.network.sizes import check_positive_ints
+from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, check_head_input
 
 
 class _FeedForwardHead(nn.Module):

@@ -27,6 +27,7 @@ from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.network.attention import BatchAttention, check_scope, min_instances
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import HEADS, NORMS
+from deepfusion.model.network.sizes import check_positive_ints
 
 
 class BiasFreeBatchNorm1d(nn.BatchNorm1d):
@@ -35,13 +36,6 @@ class BiasFreeBatchNorm1d(nn.BatchNorm1d):
     def __init__(self, num_features: int):
         super().__init__(num_features, affine=True)
         self.register_parameter("bias", None)  # F.batch_norm accepts bias=None
-
-
-def check_positive_ints(**values) -> None:
-    """Raise ``ConfigError`` naming the first of the model options ``values`` that is not a positive integer."""
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model.{key}={value!r} must be a positive integer")
 
 
 def check_head_input(x: torch.Tensor, in_dim: int, views: int = 1, min_instances: int = 1,

@@ -22,6 +22,7 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
+from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
                                                  unique_key_loader)
 
@@ -298,11 +299,8 @@ def validate(cfg: Config) -> Config:
     _validate_own_data(cfg)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise ConfigError(f"train.device={cfg.train.device!r} is not valid; use auto, cpu, cuda or cuda:K")
-    if cfg.model.head == "transformer" and cfg.model.dim % cfg.model.heads:
-        raise ConfigError(
-            f"model.dim={cfg.model.dim} is not divisible by model.heads={cfg.model.heads}; "
-            "pick heads that divide dim"
-        )
+    if cfg.model.head == "transformer":
+        check_heads_divide(cfg.model.dim, cfg.model.heads)
     if cfg.train.batch_size < 2:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} is too small: NT-Xent needs at least one negative "

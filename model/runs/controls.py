@@ -20,9 +20,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+SEED_STRIDE = 1_000_003  # a prime above any epoch or step count, so (seed, index) pairs never share a seed
+
+
+def stream_seed(seed: int, index: int) -> int:
+    """The seed of draw stream ``index`` (an epoch, a step) of a run seeded ``seed``; the one mixing rule."""
+    return seed * SEED_STRIDE + index
+
+
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The order of the ``n`` training samples in ``epoch``: a function of the seed and epoch alone."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed(seed, epoch)))
 
 
 def check_batch(cfg: Config, n_train: int, world: int = 1) -> None:

@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-from deepfusion.errors import DataWarning, DeepFusionError
+from deepfusion.errors import DataWarning, DeepFusionError, first_line
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as err:
         if debug or not is_out_of_memory(err):
             raise
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        first = first_line(err, limit=160)
         print(f"deepfusion {name}: error: out of memory ({first}); lower the batch size (train.batch_size, "
               "eval.head_batch) or the model size; rerun with --debug for the traceback", file=sys.stderr)
         return 3

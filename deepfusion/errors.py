@@ -7,6 +7,8 @@ with ``--debug``. Subclasses of ``ValueError`` so that library callers that
 already catch ``ValueError`` keep working.
 """
 
+import sys
+
 
 class DeepFusionError(ValueError):
     """Base class: a problem with the user's input or environment, not a bug."""
@@ -53,10 +55,16 @@ class CheckFailed(DeepFusionError):
     exit_code = 1
 
 
+def first_line(err: BaseException, limit: int = 120, default: str | None = None) -> str:
+    """The first line of ``err``'s message, at most ``limit`` characters, for a one-line report of a
+    failure that came from below (torch, the file system, YAML); ``default`` (else the error's type
+    name) when the message is empty."""
+    lines = str(err).strip().splitlines()
+    return (lines[0].strip() if lines else default or type(err).__name__)[:limit]
+
+
 def warn(message: str) -> None:
     """One line ``deepfusion: warning: MESSAGE`` on stderr: something was worked around, nothing stopped."""
-    import sys
-
     print(f"deepfusion: warning: {message}", file=sys.stderr, flush=True)
 
 

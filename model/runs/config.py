@@ -20,7 +20,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from deepfusion.errors import ConfigError
+from deepfusion.errors import ConfigError, first_line
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
@@ -235,7 +235,7 @@ def _parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
         raise ConfigError(f"malformed YAML in {source}: {err}") from None

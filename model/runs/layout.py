@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,30 +104,35 @@ class RunFolder:
         return str(self.root)
 
 
-def _file_mode() -> int:
-    """The mode ``open()`` would give a new file (0o666 less the umask); mkstemp's 0o600 would hide results."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new, uniquely named file ``.<name>.<random>.tmp`` beside ``path``, open for writing.
 
-
-FILE_MODE = _file_mode()
+    Created with ``O_CREAT | O_EXCL`` (nothing standing there is followed or reused) and mode 0o666,
+    so the process's umask gives it the mode ``open()`` would, as mkstemp's 0o600 would hide results;
+    the umask is read by the kernel, never set here."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name beside the file", str(path))
 
 
 def write_atomic(path: str | Path, write) -> Path:
     """Call ``write(f)`` on a uniquely named temporary file beside ``path`` (binary, fsynced), then
     ``os.replace`` it onto ``path``; the temporary file is removed if anything fails."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
-        os.fchmod(fd, FILE_MODE)  # as open() would create it, not mkstemp's 0o600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.data import load_dataset
+from deepfusion.model.runs.optim import scaled_lr
 from deepfusion.theory import dynamics, reduced_flow
 
 VERSION = 1
@@ -60,17 +62,14 @@ class DynamicsPrediction:
         return cls(**data)
 
 
-def _train_samples(cfg) -> int:
-    from deepfusion.model.data import load_dataset
-
+def train_samples(cfg) -> int:
+    """The number of training samples the config's data gives (its split taken)."""
     return len(load_dataset(cfg.data.name, cfg.data.root, split="train", seed=cfg.data.seed,
                             test_fraction=cfg.data.test_fraction, **dict(cfg.data.options or {})).y)
 
 
 def geometry(cfg) -> reduced_flow.Geometry:
     """The reduced model's inputs from a config; ConfigError where the config lies outside its scope."""
-    from deepfusion.model.runs.optim import scaled_lr
-
     if cfg.data.name != "theory":
         raise ConfigError(f"predict needs the class geometry of the data; data.name={cfg.data.name} does not define "
                           "one: use data.name=theory (e.g. --config theory_head)")
@@ -84,7 +83,7 @@ def geometry(cfg) -> reduced_flow.Geometry:
     if opts.get("rho", "etf") != "etf":
         raise ConfigError(f"predict models simplex-ETF class means; data.options.rho={opts['rho']}: use rho=etf")
     d = int(opts.get("dim", 64))
-    spe = _train_samples(cfg) // cfg.train.batch_size
+    spe = train_samples(cfg) // cfg.train.batch_size
     if spe < 1:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the training split; lower it")
     steps = cfg.train.epochs * spe

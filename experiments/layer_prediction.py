@@ -16,7 +16,7 @@ prediction (THEORY_LEARNED.md, "Predictions"):
 r_(l+1)/r_l is predicted as ``closed`` (S9/S11 eigenvalue factors with S10's alpha, the common part of
 the tokens exactly, S12's first-order FFN factor; LayerNorm taken as the ideal projection) and as
 ``chain`` (the ``disp`` block attention pushed through the block's own value/output maps, LayerNorm and
-FFN). numpy only; ``block_params`` imports torch inside.
+FFN). numpy only; ``block_params`` reads a torch block through its tensors' own methods.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ def permuted_ratios(shares, uniform, labels_perm) -> np.ndarray:
 
 def untrained_head(cfg, input_shape):
     """The run's head at initialisation: built from the run's config with its training seed."""
+    # here, not at the top: torch takes ~4 s to import, and attention_verdict (analyze --attention,
+    # --calibrate, deepfusion.analyze_attention) imports this module for the permutation null alone
     import torch
 
     from deepfusion.model.runs.factory import build_model

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.analyze import analyze_run
+from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
+from deepfusion.model.runs.devices import limit_threads
+
 SETTINGS = {  # name -> override of the digits preset ("" = the preset itself)
     "base": "", "depth8": "model.depth=8", "preln": "model.norm=pre", "t005": "loss.temperature=0.05",
     "t05": "loss.temperature=0.5", "perview": "model.scope=per_view", "maskpair": "model.scope=mask_pair",
@@ -46,10 +50,6 @@ def r2(pred, meas) -> float:
 
 
 def main() -> int:
-    from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
-    from deepfusion.model.runs.devices import limit_threads
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])

@@ -19,6 +19,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from scipy import stats
+
+from deepfusion.experiments.attention_verdict import batch_statistics
+from deepfusion.experiments.capture import capture, disjoint_batches
+from deepfusion.experiments.dynamics_prediction import predict_config, train_samples
+from deepfusion.experiments.layer_prediction import block_params, predict_layer
+from deepfusion.experiments.metrics import same_class_chance
+from deepfusion.model.data.theory_features import etf_rho, theory_numbers
+from deepfusion.model.runs.config import load_config
+from deepfusion.model.runs.loading import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICTIONS = ROOT / "experiments" / "f6_v2_predictions.json"
@@ -63,8 +74,6 @@ def cell_keys(name):
 
 def overrides(name, spe=None):
     """The train overrides of a cell; ``spe`` (steps per epoch) sets epochs and warm-up for 600 steps."""
-    from deepfusion.model.data.theory_features import etf_rho, theory_numbers
-
     k = cell_keys(name)
     C, b = k["classes"], k["batch"]
     sigma = RATIO * theory_numbers(C, etf_rho(C), 1.0)["eps_max"]
@@ -80,17 +89,12 @@ def overrides(name, spe=None):
 
 
 def config(name):
-    from deepfusion.experiments.dynamics_prediction import _train_samples
-    from deepfusion.model.runs.config import load_config
-
     cfg = load_config("theory_head", overrides(name))
-    spe = _train_samples(cfg) // cfg.train.batch_size
+    spe = train_samples(cfg) // cfg.train.batch_size
     return load_config("theory_head", overrides(name, spe)), overrides(name, spe)
 
 
 def predict() -> None:
-    from deepfusion.experiments.dynamics_prediction import predict_config
-
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     out = {"rule": RULE, "threshold": THRESHOLD, "code_commit": head, "cells": {}}
     for name, (role, seeds, _) in CELLS.items():
@@ -127,13 +131,6 @@ def train(out: Path) -> None:
 def measure(run_dir: Path, batches: int = 2) -> dict:
     """Per layer: rule v3's statistic (experiments.attention_verdict) and beta_mu (mean over heads),
     each the mean over the analysis batches; and S8-S12 held against each layer."""
-    import torch
-
-    from deepfusion.experiments.capture import capture, disjoint_batches
-    from deepfusion.experiments.layer_prediction import block_params, predict_layer
-    from deepfusion.experiments.attention_verdict import batch_statistics
-    from deepfusion.model.runs.loading import load_run
-
     torch.set_num_threads(1)
     run = load_run(run_dir)
     ds = run.test_ds
@@ -154,15 +151,9 @@ def measure(run_dir: Path, batches: int = 2) -> dict:
                 st = pred["r_stages"]
                 layers.append({"mass": pred["same_class_mass"], "r_ratio": pred["r_ratio"],
                                "closed": st["closed"], "exact": st["exact"], "norm": pred["norm"],
-                               "chance": float(_chance(cap["labels"], cap["inst"], cap["visible"]))})
+                               "chance": same_class_chance(cap["labels"], cap["inst"], cap["visible"])})
         betas.append(bl)
     return {"ratio": np.mean(ratios, 0).tolist(), "beta_mu": np.mean(betas, 0).tolist(), "layers": layers}
-
-
-def _chance(labels, inst, visible):
-    """Same-class mass under uniform attention over the visible tokens (experiments.metrics' chance)."""
-    same = (labels[:, None] == labels[None, :]) & (inst[:, None] != inst[None, :]) & visible
-    return (same.sum(1) / visible.sum(1)).mean()
 
 
 def _measured(run_dir: Path) -> dict:
@@ -192,8 +183,6 @@ def score(out: Path) -> None:
         beta = np.mean([x["beta_mu"] for x in m], 0)
         ci = None
         if len(last) >= 3:
-            from scipy import stats
-
             h = stats.t.ppf(0.975, len(last) - 1) * last.std(ddof=1) / np.sqrt(len(last))
             ci = [float(last.mean() - h), float(last.mean() + h)]
         p = c["prediction"]

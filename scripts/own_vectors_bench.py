@@ -22,9 +22,16 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import sklearn.datasets
+import torch
+from sklearn.neural_network import MLPClassifier
+
+from deepfusion.model.data import load_dataset
+from deepfusion.model.runs.evaluate import knn_accuracy
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -48,16 +55,12 @@ def fashion_vectors(n_train=4000, n_test=1000, seed=0) -> dict:
 
 
 def made(**kw) -> dict:
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(random_state=0, **kw)
+    x, y = sklearn.datasets.make_classification(random_state=0, **kw)
     return {"x": x.astype(np.float32), "y": y}
 
 
 def bundled(name: str) -> dict:
-    import sklearn.datasets as ds
-
-    x, y = getattr(ds, f"load_{name}")(return_X_y=True)
+    x, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
     return {"x": x.astype(np.float32), "y": y}
 
 
@@ -102,14 +105,6 @@ def references(path: Path, test_fraction: float = 0.2) -> dict:
     ``supervised_mlp``: a supervised MLP (one hidden layer of 256, scikit-learn), roughly what the
     features allow, to tell a set where a random backbone is already at the ceiling.
     """
-    import warnings
-
-    import torch
-    from sklearn.neural_network import MLPClassifier
-
-    from deepfusion.model.data import load_dataset
-    from deepfusion.model.runs.evaluate import knn_accuracy
-
     train, test = (load_dataset("npz", root=path, split=s, test_fraction=test_fraction) for s in ("train", "test"))
     x, xt = train.x.double().numpy(), test.x.double().numpy()
     mean, std = x.mean(0), x.std(0)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+import sympy as sp
+
 from deepfusion.errors import CheckFailed
 
 Kind = Literal["symbolic", "numeric", "property"]
@@ -53,8 +55,6 @@ def agree_at_points(label, expr, symbols, numeric, points, tol=1e-10) -> float:
     """Evaluate the sympy ``expr`` (in ``symbols``) and the numeric code ``numeric`` at each of
     ``points`` (tuples in the order of ``symbols``); raise CheckFailed unless they agree to ``tol``
     (relative, or absolute below 1). Returns the worst disagreement."""
-    import sympy as sp
-
     f = sp.lambdify(symbols, expr, "numpy")
     worst = 0.0
     for p in points:

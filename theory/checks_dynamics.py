@@ -10,10 +10,13 @@ coefficients for each closed form. A failure raises CheckFailed (never assert).
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.theory import dynamics as dy
+from deepfusion.theory import learned
 from deepfusion.theory.check import Check, require, run_properties
 
 SETTINGS = settings(deadline=None, max_examples=25, derandomize=True, database=None)
@@ -43,8 +46,6 @@ def _drifts(C, Nc, a, b, u, lam, q, A=None):
 
 def s13_symbolic(quick):
     """d/ds_j sum_k softmax(s)_k g_k = A_j (g_j - gbar) on three symbolic logits, hence dL/dB."""
-    import sympy as sp
-
     s = sp.symbols("s0:3")
     g = sp.symbols("g0:3")
     Z = sum(sp.exp(x) for x in s)
@@ -60,8 +61,6 @@ def s13_numeric(quick):
     """The chain-rule gradient equals torch autograd for random tokens, scores, value map and loss
     gradient; at uniform attention on the two-view configuration the span drifts are
     k_X lambda_X Gamma_X exactly."""
-    import torch
-
     rng = np.random.default_rng(13)
     worst = 0.0
     for M, D in ((6, 5), (10, 8)):
@@ -124,8 +123,6 @@ def s13_beta_drift_sign_is_lambda_times_gamma(C, Nc, a, b, u, lv, seed):
 
 def _ntxent_grad(Y, inst, tau):
     """-dL/dY of the mean NT-Xent over the anchors (torch autograd), L on cosines of Y's rows."""
-    import torch
-
     Yt = torch.tensor(Y, requires_grad=True)
     U = Yt / Yt.norm(dim=1, keepdim=True)
     S = U @ U.T / tau
@@ -164,8 +161,6 @@ def s14_numeric(quick):
 def s14_symbolic(quick):
     """As tau -> infinity the softmax is uniform: the bracket tends to C n_o/((C-1)(1+n_s+n_o)) -
     (s_p - (s_p + n_s s_s + n_o s_o)/(1 + n_s + n_o)) (sympy limit), compared with the code."""
-    import sympy as sp
-
     t = sp.symbols("t", positive=True)
     sp_, ss, so = sp.Rational(9, 10), sp.Rational(3, 10), sp.Rational(-1, 10)
     C, ns, no = 3, 6, 12
@@ -241,8 +236,6 @@ def s15_numeric(quick):
 def s15_symbolic(quick):
     """(c) the bracket's large-N limit: the positive's weight 1/(1 + n_s e^{(s_s-s_p)/tau} + ...) -> 0
     as n_s, n_o = 2Nc - 2, 2(C-1)Nc grow (sympy limit in Nc), leaving the same-vs-other-class softmax."""
-    import sympy as sp
-
     Nc, t = sp.symbols("N_c tau", positive=True)
     sp_, ss, so, C = sp.Rational(9, 10), sp.Rational(3, 10), sp.Rational(-15, 100), 3
     ns, no = 2 * Nc - 2, 2 * (C - 1) * Nc
@@ -260,8 +253,6 @@ def s15_symbolic(quick):
 def s15_pre_ln_uniform_layer_keeps_r(C, Nc, a, s):
     """S15(b): at uniform attention a head's block factors are equal (kappa = delta = 0), so its S11
     factor is 1 at any reading scale: the layer moves r only through the shift shared by all tokens."""
-    from deepfusion.theory import learned
-
     n, M = 2 * Nc, 2 * C * Nc
     w = 1.0 / M
     r1 = learned.multihead_layer_map(0.7, np.array([w]), np.array([w]), np.array([n * w]), C, s, np.array([a]),

@@ -10,11 +10,13 @@ Gaussian tokens, where they are bounds or approximations.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from deepfusion.theory import checks_learned_symbolic as sym
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import ffn, fusion, layernorm, learned, perturbation, properties_learned
 from deepfusion.theory.check import Check, require, run_properties
+from deepfusion.theory.simulation import class_means, make_tokens, measure_tokens, simulate
 
 EXACT = 1e-10  # exact statements on exact configurations: rounding only
 M_TOL = 0.01  # finite-d softmax mass, as S4 (THEORY.md, S5 tolerances)
@@ -79,10 +81,6 @@ def s8_numeric(quick):
         require(np.all(np.abs(m1 - m0) <= bound + 1e-12), f"S8(c) bound violated at scale {scale}")
         ratios.append(float(np.max(np.abs(m1 - m0) / bound)))
     # finite d: Gaussian tokens, B symmetric with respect to the means
-    import torch
-
-    from deepfusion.theory.simulation import class_means, make_tokens, measure_tokens
-
     C, n, d, r = 4, 32, 4096, 0.8
     x = make_tokens(C, n, d, r, seed=3).numpy()
     (P_V, _), _ = learned.span_projectors(class_means(C, d).numpy(), np.zeros((1, d)))
@@ -227,10 +225,6 @@ def s12_numeric(quick):
 def s5b_numeric(quick):
     """Bound: Gaussian tokens (C=2, n=8, d=2^16, beta=2, alpha=0.3): the initial Gram deviation is below
     the Laurent-Massart bound, and the simulation stays within the iterated bound at every layer."""
-    import torch
-
-    from deepfusion.theory.simulation import simulate
-
     C, n, d, beta, alpha, sigma, layers = 2, 8, 2**16 if quick else 2**18, 2.0, 0.3, 1.0, 8
     X = perturbation.gaussian_tokens(C, n, d, sigma, seed=1)
     r0 = sigma * np.sqrt((n - 1) / n)

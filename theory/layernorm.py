@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory.learned import multihead_coefficients
 
 
 def layer_norm(x, g, b, eps=1e-5):
@@ -81,8 +82,6 @@ def pre_ln_map(r, nu, a_self, a_same, m, C, gamma, d, lam_mu, lam_e):
     nu (heads on the last axis). Returns (r', nu'): S11's map with alpha = gamma sqrt(d)/nu, and
     nu'^2 = nu^2 (mean_f^2 + dev_f^2 r^2)/(1 + r^2), since the class mean carries 1/(1 + r^2) of the
     squared norm and the deviation r^2/(1 + r^2)."""
-    from deepfusion.theory.learned import multihead_coefficients
-
     alpha = pre_ln_alpha(nu, gamma, d)
     mean_f, dev_f = multihead_coefficients(a_self, a_same, m, C, alpha, lam_mu, lam_e)
     r = np.asarray(r, float)

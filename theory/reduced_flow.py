@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from deepfusion.errors import ConfigError
 
@@ -192,8 +193,6 @@ def integrate(g: Geometry, seeds=(0,), record_every: int = 10) -> Flow:
     scalars (the config's lr, weight decay, warm-up and cosine schedule, steps), one copy per seed
     (its initialisation): the reduced model trained, not the network. AdamW acts per scalar, so the
     copies do not interact."""
-    import torch
-
     g.check()
     init = np.stack([initial_params(g, s) for s in seeds])
     p = torch.tensor(init, dtype=torch.float64, requires_grad=True)

@@ -7,6 +7,7 @@ Images are uint8 ``(N, C, H, W)``, vectors float32 ``(N, d)``, labels int64 ``(N
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -219,8 +220,6 @@ def bool_option(name: str, value) -> bool:
 
 def default_root() -> str:
     """Where file datasets are looked for without ``data.root``: ``$DEEPFUSION_DATA``, else ``./data``."""
-    import os
-
     return os.environ.get("DEEPFUSION_DATA") or "data"
 
 

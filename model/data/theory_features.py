@@ -68,6 +68,8 @@ def load(root=None, split="train", seed=0, num_classes=4, dim=64, rho="etf", sig
 
 def theory_numbers(C: int, rho: float, sigma: float) -> dict:
     """S1's eps_max and S6's n_min for this geometry, and the phase coordinate sigma / eps_max."""
+    # here, not at the top: theory.bounds loads scipy.optimize and scipy.stats (~2 s), and model.data imports
+    # every loader while only this function needs it
     from deepfusion.theory.bounds import eps_max
 
     e = float(eps_max(rho)) if rho <= 0 else 0.0  # S1 needs rho <= 0; above it no radius is safe

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from deepfusion.errors import DataError
 from deepfusion.model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
@@ -103,8 +104,6 @@ def _fingerprint(wnids: list[str], items: list[tuple[Path, int]], folder: Path) 
 
 
 def _decode(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")  # a few Tiny-ImageNet images are greyscale

@@ -25,6 +25,7 @@ from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
                                                  unique_key_loader)
+from deepfusion.model.runs.layout import write_text_atomic
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -373,6 +374,4 @@ def config_hash(cfg: Config, length: int = 10) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (readable by :func:`load_config`), atomically."""
-    from deepfusion.model.runs.layout import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import yaml
+
 from deepfusion.errors import ConfigError
 
 MAX_EPOCHS = 100_000
@@ -40,8 +42,6 @@ def check_size(size: int, source: str, limit: int = YAML_BYTES) -> None:
 def unique_key_loader():
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (two ``train:`` sections
     would otherwise merge silently, the later one winning)."""
-    import yaml
-
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen = set()

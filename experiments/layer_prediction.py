@@ -253,6 +253,50 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     (S10(b) terms of LN1 on the block's input), fusion, denoising, margin (S9/S11), ffn_lipschitz,
     ffn_gain, r_in, r_ratio {closed, chain, exact}, r_stages {closed: {...}, chain: {...}},
     ffn_bounds (S12 interval for the FFN stage), and ``sources`` (quantity -> statement)."""
+    X, labels, inst, visible = _batch(tokens, labels, inst, visible, params)
+    D = X.shape[1]
+    Xa = _attention_input(X, params)
+    parts = _parts(Xa, labels)
+    pairs = pair_masks(labels, inst, visible)
+    masks = np.stack([pairs[k] for k in PAIRS])  # (4, M, M) in the order of CATEGORIES
+    C = len(np.unique(labels))
+    heads = [_head_prediction(Xa, parts, masks, visible, params, h, C) for h in range(params.heads)]
+    values = [hd.pop("_V") for hd in heads]
+    per_head = [hd.pop("_A") for hd in heads]
+    attn = {lv: [a[lv] for a in per_head] for lv in ("disp", "exact")}
+    ln = layernorm.ln_error_terms(X, params.ln1_weight, params.ln1_bias, params.ln_eps)
+    nu = float(np.sqrt((X**2).sum(1).mean()))
+    alpha = 1.0 if params.norm == "post" else layernorm.pre_ln_alpha(nu, ln["gamma"], D)
+    c = params.W_O @ params.b_qkv[2 * D:] + params.b_O  # the value and output biases reach every token
+    r_in = relative_spread(X, labels)
+    chain = {lv: _run_block(X, Xa, attn[lv], values, c, params) for lv in ("disp", "exact")}
+    r_chain = {lv: {k: relative_spread(Z, labels) for k, Z in st.items()} for lv, st in chain.items()}
+    order = ["attention", "ln1", "ffn", "ln2"] if params.norm == "post" else ["attention", "ffn"]
+    closed = _closed_form(X, labels, heads, values, parts[0], c, alpha, params)
+    ffn_in = chain["disp"]["ln1"] if params.norm == "post" else chain["disp"]["attention"]
+    L, g, bounds = _ffn_stage(ffn_in, labels, params)
+    a_cnt = [np.array([hd[key] for hd in heads]) for key in ("a_self", "a_same", "a_out")]
+    lm, le = (np.array([hd[key] for hd in heads]) for key in ("lambda_mu", "lambda_e"))
+    fuse, denoise = learned.fusion_and_denoising(*a_cnt, heads[0]["n_class"], lm, le)
+    return {
+        "heads": heads, "norm": params.norm, "alpha": float(alpha), "nu": nu,
+        "same_class_mass": {lv: float(np.mean([hd["same_class_mass"][lv] for hd in heads])) for lv in LEVELS},
+        "ln": {"gamma": ln["gamma"], "gain": ln["gain"], "bias": ln["bias"], "ones": float(np.mean(ln["ones"])),
+               "eps": float(np.mean(ln["eps"])), "bound": float(np.mean(ln["bound"]))},
+        "fusion": float(np.sum(fuse)), "denoising": float(np.sum(denoise)), "margin": float(np.sum(fuse + denoise)),
+        "ffn_lipschitz": L, "ffn_gain": g, "ffn_bounds": bounds,
+        "r_in": r_in,
+        "r_ratio": {"closed": float(closed["attention"] * closed["ffn"]), "chain": r_chain["disp"][order[-1]] / r_in,
+                    "exact": r_chain["exact"][order[-1]] / r_in},
+        "r_stages": {"closed": closed,
+                     "chain": _stage_ratios(r_in, r_chain["disp"], order),
+                     "exact": _stage_ratios(r_in, r_chain["exact"], order)},
+        "sources": dict(SOURCES),
+    }
+
+
+def _batch(tokens, labels, inst, visible, params: BlockParams):
+    """The inputs as arrays (visible defaults to all pairs); DataError unless they describe one batch."""
     X = np.asarray(tokens, dtype=np.float64)
     labels, inst = np.asarray(labels), np.asarray(inst)
     M, D = X.shape
@@ -260,62 +304,32 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     if D != params.dim or labels.shape != (M,) or inst.shape != (M,) or visible.shape != (M, M):
         raise DataError(f"tokens {X.shape}, labels {labels.shape}, inst {inst.shape}, visible {visible.shape} "
                         f"do not describe one batch for a block of width {params.dim}")
-    C = len(np.unique(labels))
-    Xa = _attention_input(X, params)
-    parts = _parts(Xa, labels)
-    pairs = pair_masks(labels, inst, visible)
-    masks = np.stack([pairs[k] for k in PAIRS])  # (4, M, M) in the order of CATEGORIES
-    heads = [_head_prediction(Xa, parts, masks, visible, params, h, C) for h in range(params.heads)]
-    ln = layernorm.ln_error_terms(X, params.ln1_weight, params.ln1_bias, params.ln_eps)
-    gamma = ln["gamma"]
-    nu = float(np.sqrt((X**2).sum(1).mean()))
-    alpha = 1.0 if params.norm == "post" else layernorm.pre_ln_alpha(nu, gamma, D)
-    c = params.W_O @ params.b_qkv[2 * D:] + params.b_O  # the value and output biases reach every token
-    values = [hd.pop("_V") for hd in heads]
-    attn = {lv: [hd["_A"][lv] for hd in heads] for lv in ("disp", "exact")}
-    for hd in heads:
-        hd.pop("_A")
-    r_in = relative_spread(X, labels)
-    chain = {lv: _run_block(X, Xa, attn[lv], values, c, params) for lv in ("disp", "exact")}
-    r_chain = {lv: {k: relative_spread(Z, labels) for k, Z in st.items()} for lv, st in chain.items()}
-    order = ["attention", "ln1", "ffn", "ln2"] if params.norm == "post" else ["attention", "ffn"]
-    last = order[-1]
-    # closed form: S11 factors on the block's own deviations and class means, common part exactly
-    k = np.array([hd["kappa"] for hd in heads]), np.array([hd["delta"] for hd in heads])
+    return X, labels, inst, visible
+
+
+def _closed_form(X, labels, heads, values, u_attn, c, alpha, params: BlockParams) -> dict:
+    """The closed-form stage factors of r: S11 factors on the block's own deviations and class means,
+    the common part exactly (rows of A sum to one), LayerNorm as the ideal projection, and S12 to first
+    order at the layer's own input (the FFN input is not known without running the block)."""
+    kappa, delta = np.array([hd["kappa"] for hd in heads]), np.array([hd["delta"] for hd in heads])
     lm, le = np.array([hd["lambda_mu"] for hd in heads]), np.array([hd["lambda_e"] for hd in heads])
-    mean_f = 1.0 + alpha * np.sum(lm * k[0])
-    dev_f = 1.0 + alpha * np.sum(le * k[1])
-    u, Vt, E = _parts(X, labels)
-    u_next = u + sum(V @ parts[0] for V in values) + c  # rows of A sum to one: the common part exactly
+    mean_f = 1.0 + alpha * np.sum(lm * kappa)
+    dev_f = 1.0 + alpha * np.sum(le * delta)
+    u, Vt, _ = _parts(X, labels)
+    u_next = u + sum(V @ u_attn for V in values) + c
     v2 = (Vt**2).sum(1).mean()
     phi_s11 = abs(dev_f) / abs(mean_f)  # S11: deviations against centred class means
     phi_common = abs(mean_f) * np.sqrt(v2 + u @ u) / np.sqrt(mean_f**2 * v2 + u_next @ u_next)
-    phi_att = phi_s11 * phi_common
-    # S12 to first order at the layer's own input (the FFN input is not known without running the block)
-    phi_ffn = _ffn_first_order(X, labels, params)[0]
-    ffn_in = chain["disp"]["ln1"] if params.norm == "post" else chain["disp"]["attention"]
+    return {"attention": float(phi_s11 * phi_common), "attention_s11": float(phi_s11),
+            "attention_common": float(phi_common), "ln": 1.0, "ffn": float(_ffn_first_order(X, labels, params)[0])}
+
+
+def _ffn_stage(ffn_in, labels, params: BlockParams):
+    """S12 at the FFN's input: its Lipschitz constant L, mean gain g, and the interval for r's ratio."""
     _, L, g = _ffn_first_order(ffn_in, labels, params)
-    r_ffn_in = relative_spread(ffn_in, labels)
-    lo, hi = ffn_theory.spread_bounds(r_ffn_in, L, g)
-    a_cnt = [np.array([hd[key] for hd in heads]) for key in ("a_self", "a_same", "a_out")]
-    fuse, denoise = learned.fusion_and_denoising(*a_cnt, heads[0]["n_class"], lm, le)
-    out = {
-        "heads": heads, "norm": params.norm, "alpha": float(alpha), "nu": nu,
-        "same_class_mass": {lv: float(np.mean([hd["same_class_mass"][lv] for hd in heads])) for lv in LEVELS},
-        "ln": {"gamma": gamma, "gain": ln["gain"], "bias": ln["bias"], "ones": float(np.mean(ln["ones"])),
-               "eps": float(np.mean(ln["eps"])), "bound": float(np.mean(ln["bound"]))},
-        "fusion": float(np.sum(fuse)), "denoising": float(np.sum(denoise)), "margin": float(np.sum(fuse + denoise)),
-        "ffn_lipschitz": L, "ffn_gain": g, "ffn_bounds": [float(lo / r_ffn_in), float(hi / r_ffn_in)],
-        "r_in": r_in,
-        "r_ratio": {"closed": float(phi_att * phi_ffn), "chain": r_chain["disp"][last] / r_in,
-                    "exact": r_chain["exact"][last] / r_in},
-        "r_stages": {"closed": {"attention": float(phi_att), "attention_s11": float(phi_s11),
-                                "attention_common": float(phi_common), "ln": 1.0, "ffn": float(phi_ffn)},
-                     "chain": _stage_ratios(r_in, r_chain["disp"], order),
-                     "exact": _stage_ratios(r_in, r_chain["exact"], order)},
-        "sources": dict(SOURCES),
-    }
-    return out
+    r = relative_spread(ffn_in, labels)
+    lo, hi = ffn_theory.spread_bounds(r, L, g)
+    return L, g, [float(lo / r), float(hi / r)]
 
 
 def _stage_ratios(r_in, r, order):

@@ -49,19 +49,37 @@ def r2(pred, meas) -> float:
     return float(1 - ((meas - pred) ** 2).sum() / ((meas - meas.mean()) ** 2).sum())
 
 
-def main() -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    ap.add_argument("--only", default=",".join(SETTINGS))
+    ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"), help="folder of the runs")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6], help="training seeds of each setting")
+    ap.add_argument("--only", default=",".join(SETTINGS), help="comma-separated settings (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write every pooled record and the summary here")
-    args = ap.parse_args()
-    names = [n for n in args.only.split(",") if n]
-    train_missing(args.out, names, args.seeds)
+    return ap.parse_args(argv)
+
+
+def layer_rows(name: str, records) -> list[dict]:
+    """One row per trained layer of each seed: measured same-class mass beside the S8 and S4
+    predictions, and r_(l+1)/r_l measured beside the closed form and the chain."""
+    rows = []
+    for r in records:
+        lp = r.layer_prediction
+        meas = r.head_mean("mass").mean(0)
+        for l in range(r.num_layers):
+            rows.append({"setting": name, "seed": r.train_seed, "layer": l, "chance": r.chance["same_class_mass"],
+                         "measured": float(meas[l]), "s8": lp["predicted_mass"][l],
+                         "s4": float(np.nanmean(r.layers[l].heads["predicted_same_class_mass"])),
+                         "r_meas": lp["measured_r_ratio"][l], "r_pred": lp["predicted_r_ratio"][l],
+                         "r_chain": lp["predicted_r_ratio_chain"][l]})
+    return rows
+
+
+def judge(out: Path, names, seeds):
+    """Analyse every run and judge each setting's seeds together: (verdict rows, layer rows, pooled JSON)."""
     rows, layers, pooled_all = [], [], {}
     with limit_threads(1):
         for name in names:
-            dirs = [args.out / f"{name}_s{s}" for s in args.seeds]
+            dirs = [out / f"{name}_s{s}" for s in seeds]
             cfgs = check_runs(dirs)
             records = [analyze_run(d) for d in dirs]
             pooled = pool(records, dirs, seedless_hash(cfgs[0]))
@@ -69,15 +87,11 @@ def main() -> int:
             rows.append((name, SETTINGS[name] or "(preset)", pooled.verdict))
             print(f"{name}: {pooled.verdict.label}: {pooled.verdict.decided_by}; would change it: "
                   f"{pooled.verdict.would_change}", flush=True)
-            for r in records:
-                lp = r.layer_prediction
-                meas = r.head_mean("mass").mean(0)
-                for l in range(r.num_layers):
-                    layers.append({"setting": name, "seed": r.train_seed, "layer": l, "chance": r.chance["same_class_mass"],
-                                   "measured": float(meas[l]), "s8": lp["predicted_mass"][l],
-                                   "s4": float(np.nanmean(r.layers[l].heads["predicted_same_class_mass"])),
-                                   "r_meas": lp["measured_r_ratio"][l], "r_pred": lp["predicted_r_ratio"][l],
-                                   "r_chain": lp["predicted_r_ratio_chain"][l]})
+            layers += layer_rows(name, records)
+    return rows, layers, pooled_all
+
+
+def print_verdicts(rows) -> None:
     print("\n| setting | override | ratio per layer (seed mean) | last layer [interval] | trend/layer [interval] | "
           "perm p (effect, trend) | untrained last | own views last | verdict | seeds' last-layer ratios |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -90,11 +104,14 @@ def main() -> int:
               + ", ".join(f"{e:.2f}" for e in v.per_seed_effect) + " |")
     print("\nseed spread of the last-layer ratio (sd over seeds): "
           + ", ".join(f"{name} {np.std(v.per_seed_effect, ddof=1):.2f}" for name, _, v in rows))
+
+
+def print_predictions(layers, settings: int, seeds: int) -> None:
     meas = [x["measured"] for x in layers]
     s8, s4 = [x["s8"] for x in layers], [x["s4"] for x in layers]
     sign = [np.sign(x["r_meas"] - 1) == np.sign(x["r_pred"] - 1) for x in layers]
     sign_chain = [np.sign(x["r_meas"] - 1) == np.sign(x["r_chain"] - 1) for x in layers]
-    print(f"\nlayers: {len(layers)} ({len(rows)} settings x {len(args.seeds)} seeds)")
+    print(f"\nlayers: {len(layers)} ({settings} settings x {seeds} seeds)")
     print(f"R^2 of predicted vs measured same-class mass: S8 (weights + input tokens) {r2(s8, meas):.3f}, "
           f"S4 (softmax of cosines with fitted beta_eff) {r2(s4, meas):.3f}")
     ratio = [(x["measured"] / x["chance"]) for x in layers]
@@ -108,6 +125,15 @@ def main() -> int:
     grows = [x["r_meas"] > 1 for x in layers]
     print(f"  r grows in {np.mean(grows):.0%} of layers (a rule 'post-LN grows, pre-LN shrinks' would score "
           f"{np.mean([(x['setting'] != 'preln') == g for x, g in zip(layers, grows)]):.0%})")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    names = [n for n in args.only.split(",") if n]
+    train_missing(args.out, names, args.seeds)
+    rows, layers, pooled_all = judge(args.out, names, args.seeds)
+    print_verdicts(rows)
+    print_predictions(layers, len(rows), len(args.seeds))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"pooled": pooled_all, "layers": layers}, indent=1))

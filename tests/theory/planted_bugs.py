@@ -5,15 +5,26 @@ the function's real source, applies the replacement (it must occur exactly once)
 in the module's namespace and puts it in place of the function, so the check under test runs the
 mutated code and nothing else changes. Product code contains no switch for any of this.
 
-Used in-process (``plant(name, monkeypatch)``) and from a ``sitecustomize`` that a subprocess test
-writes into a temporary folder (``plant(name)`` at interpreter start, for ``python -O`` runs).
+Used in-process (``plant(name, monkeypatch)`` with the checks of ``unshrunk_checks``) and from a
+``sitecustomize`` that a subprocess test writes into a temporary folder (``load_profile()`` and
+``plant(name)`` at interpreter start, for ``python -O`` runs). Shrinking is switched off through
+Hypothesis's public settings profiles, never through its private attributes.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
+import sys
 import textwrap
+
+from hypothesis import Phase, settings
+
+from deepfusion.commands import verify
+
+PROFILE = "planted-bugs"
+settings.register_profile(PROFILE, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 # name -> (module, function, fragment, replacement, what it breaks)
 BUGS = {
@@ -92,23 +103,47 @@ def plant(name, monkeypatch=None):
         setattr(module, func, bad)
 
 
-def skip_shrinking(monkeypatch=None):
-    """Run the theory's properties without Hypothesis's shrink phase: a planted bug makes a property
-    fail, and shrinking the failure to a minimal example takes seconds that tell these tests nothing.
-    Patches Hypothesis's settings attribute of each property (through ``monkeypatch`` when given);
-    should that attribute move, the tests get slower, not wrong."""
-    from hypothesis import Phase, settings
+def load_profile() -> None:
+    """Make Hypothesis skip the shrink phase for properties defined from now on: a planted bug makes a
+    property fail, and shrinking the failure to a minimal example takes seconds that tell these tests
+    nothing. A settings object takes the current profile's values for what it leaves unset when it is
+    made, so this must run before the theory's property modules are imported (a ``sitecustomize``)."""
+    settings.load_profile(PROFILE)
 
-    from deepfusion.theory import checks_dynamics, properties_bounds, properties_fusion, properties_learned
 
-    for table in (properties_bounds.PROPERTIES, properties_fusion.PROPERTIES, properties_learned.PROPERTIES,
-                  checks_dynamics.PROPERTIES):
-        for prop in (p for ps in table.values() for p in ps):
-            old = getattr(prop, "_hypothesis_internal_use_settings", None)
-            if old is None:
-                continue
-            new = settings(old, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-            if monkeypatch is not None:
-                monkeypatch.setattr(prop, "_hypothesis_internal_use_settings", new)
-            else:
-                prop._hypothesis_internal_use_settings = new
+def unshrunk_checks() -> list:
+    """Every check ``deepfusion verify`` runs, from copies of the theory's check and property modules
+    made under the profile without shrinking (made once, then reused). The modules in use are left as
+    they are; a bug planted in a theory module reaches the copies, which call it through its module."""
+    global _UNSHRUNK
+    if _UNSHRUNK is None:
+        _UNSHRUNK = _copied_checks()
+    return _UNSHRUNK
+
+
+_UNSHRUNK = None
+
+
+def _copied_checks() -> list:
+    theory = importlib.import_module("deepfusion.theory")
+    names = [f"{theory.__name__}.{m.name}" for m in pkgutil.iter_modules(theory.__path__)
+             if m.name.startswith(("checks", "properties"))]
+    saved = {n: sys.modules.pop(n, None) for n in names}
+    attributes = {n: vars(theory).get(n.rpartition(".")[2]) for n in names}
+    for n in names:  # ``from deepfusion.theory import x`` takes the package's attribute when there is one
+        vars(theory).pop(n.rpartition(".")[2], None)
+    previous = settings.get_current_profile_name()
+    settings.load_profile(PROFILE)
+    try:
+        return [c for module in verify.CHECK_MODULES for c in importlib.import_module(module).CHECKS]
+    finally:
+        settings.load_profile(previous)
+        for n in names:
+            sys.modules.pop(n, None)
+            short = n.rpartition(".")[2]
+            if saved[n] is not None:
+                sys.modules[n] = saved[n]
+            if attributes[n] is not None:
+                setattr(theory, short, attributes[n])
+            elif hasattr(theory, short):
+                delattr(theory, short)

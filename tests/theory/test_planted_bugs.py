@@ -45,11 +45,16 @@ CAUGHT_BY = {
 def _checks(statement, kind):
     """The checks of one (statement, kind) cell; S5's cells hold both the S5 and the S5b rows, and the
     S5b bug is caught by the S5b row only, so a cell fails when any of its checks fails."""
-    checks, broken = verify.collect_checks()
-    assert not broken
-    found = [c for c in checks if c.statement == statement and c.kind == kind]
+    found = [c for c in planted_bugs.unshrunk_checks() if c.statement == statement and c.kind == kind]
     assert found
     return found
+
+
+def test_the_unshrunk_checks_are_the_checks_verify_runs():
+    checks, broken = verify.collect_checks()
+    assert not broken
+    assert [(c.statement, c.kind, c.name) for c in planted_bugs.unshrunk_checks()] == \
+        [(c.statement, c.kind, c.name) for c in checks]
 
 
 def test_every_planted_bug_has_catchers():
@@ -66,7 +71,6 @@ def _fails(check):
 
 @pytest.mark.parametrize("bug, statement, kind", [(b, s, k) for b, rows in CAUGHT_BY.items() for s, k in rows])
 def test_planted_bug_fails_its_check(bug, statement, kind, monkeypatch):
-    planted_bugs.skip_shrinking(monkeypatch)
     checks = _checks(statement, kind)
     assert not any(_fails(c) for c in checks)  # they pass on the real code
     planted_bugs.plant(bug, monkeypatch)
@@ -82,8 +86,8 @@ def _verify_under_O(tmp_path, bug, only):
             "import sys\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import planted_bugs\n"
-            f"planted_bugs.plant({bug!r})\n"
-            "planted_bugs.skip_shrinking()\n")
+            "planted_bugs.load_profile()\n"
+            f"planted_bugs.plant({bug!r})\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-O", "-m", "deepfusion", "verify", "--quick", "--only", only],
                           env=env, capture_output=True, text=True, timeout=300)

@@ -29,6 +29,7 @@ SMALL = ["data.options={limit: 400}", "model.backbone=cnn3", "model.dim=32", "mo
          "eval.linear_epochs=2", "eval.linear_fraction=1.0", "eval.head_batch=100"]
 
 
+@pytest.mark.slow  # trains and analyses a run (about 3 s)
 @pytest.mark.skipif(ROOT is None, reason="Fashion-MNIST IDX files are not installed")
 def test_small_fashion_mnist_run_trains_and_analyses(tmp_path):
     from deepfusion.experiments.analyze import analyze_run

@@ -66,6 +66,7 @@ def _train_argv(out: Path, name: str, *extra: str) -> list[str]:
     return ["train", "--config", "synthetic", "--no-progress", "--out", str(out), *TINY, f"train.name={name}", *extra]
 
 
+@pytest.mark.slow  # a real training process (about 6 s)
 def test_second_train_and_resume_of_a_training_run_are_refused(tmp_path, capsys):
     """A real training process; a second train of the same name and a --resume of it both stop at once."""
     proc = subprocess.Popen([sys.executable, "-m", "deepfusion.cli"] + _train_argv(tmp_path, "busy", "train.epochs=200",

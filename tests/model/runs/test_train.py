@@ -168,6 +168,7 @@ def test_torch_write_error_is_a_run_error(tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow  # a real training process (about 5 s)
 def test_disk_filling_up_during_a_real_run_is_one_line(tmp_path):
     """A real process whose files may not grow past 20 kB (RLIMIT_FSIZE, no root needed): the kernel refuses the
     checkpoint write as a full disk would, torch raises its RuntimeError, the user gets one line."""
@@ -274,6 +275,7 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     assert same(weights(tmp_path / "full"), weights(tmp_path / "cut")), f"differs after kill at step {kill_step}"
 
 
+@pytest.mark.slow  # a real training process per signal (5-6 s each)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
     proc = subprocess.Popen(_cli(tmp_path, "term", "train.epochs=50", "train.checkpoint_every=0"), env=_env(),

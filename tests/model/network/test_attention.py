@@ -100,7 +100,9 @@ def test_mask_is_cached_per_batch_size():
 
 
 def test_bad_scope_and_heads_raise_config_error():
-    with pytest.raises(ConfigError, match="scope='foo'.*both_views, per_view, mask_pair"):
+    with pytest.raises(ConfigError) as info:
         BatchAttention(16, 4, scope="foo")
-    with pytest.raises(ConfigError, match="heads=5 does not divide model.dim=16"):
+    assert all(n in str(info.value) for n in ("scope='foo'", "both_views", "per_view", "mask_pair")), str(info.value)
+    with pytest.raises(ConfigError) as info:
         BatchAttention(16, 5)
+    assert all(n in str(info.value) for n in ("heads=5", "dim=16")), str(info.value)

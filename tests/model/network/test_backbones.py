@@ -48,8 +48,9 @@ def test_resnet_blocks():
 
 
 def test_unknown_name_lists_valid_ones():
-    with pytest.raises(ConfigError, match="model.backbone='vgg' is not a valid backbone; choose from " + ", ".join(BACKBONES.names())):
+    with pytest.raises(ConfigError) as info:
         build_backbone("vgg", (3, 32, 32))
+    assert all(n in str(info.value) for n in ("model.backbone='vgg'", *BACKBONES.names())), str(info.value)
 
 
 @pytest.mark.parametrize("name,shape,match", [
@@ -88,8 +89,9 @@ def test_mlp_width_and_depth_come_from_the_config_keys():
 
 
 def test_width_for_a_backbone_without_it_is_a_config_error():
-    with pytest.raises(ConfigError, match="model.backbone_width does not apply to backbone 'cnn3'.*mlp"):
+    with pytest.raises(ConfigError) as info:
         build_backbone("cnn3", (1, 8, 8), backbone_width=64)
+    assert all(n in str(info.value) for n in ("model.backbone_width", "'cnn3'", "mlp")), str(info.value)
     with pytest.raises(ConfigError, match="backbone_depth=0"):
         build_backbone("mlp", (7,), backbone_depth=0)
 

@@ -32,15 +32,16 @@ def test_none_and_config_only_keys_are_ignored():
 
 
 def test_unknown_head_lists_valid_names():
-    with pytest.raises(ConfigError, match="model.head='vit' is not a valid head; choose from transformer, mlp, mlp_nobn, ffn"):
+    with pytest.raises(ConfigError) as info:
         build_head("vit", 10)
+    assert all(n in str(info.value) for n in ("model.head='vit'", "transformer", "mlp", "mlp_nobn", "ffn")), str(info.value)
 
 
 @pytest.mark.parametrize("name", ["transformer", "mlp"])
 @pytest.mark.parametrize("kw,match", [
     ({"scope": "foo"}, "model.scope='foo'"),
     ({"norm": "mid"}, "model.norm='mid'"),
-    ({"dim": 30, "heads": 4}, "model.heads=4 does not divide model.dim=30"),
+    ({"dim": 30, "heads": 4}, "model.heads=4.*model.dim=30"),
     ({"depth": -1}, "model.depth=-1"),
     ({"out_bn": "yes"}, "model.out_bn='yes'"),
     ({"dimm": 3}, "unknown head option.*dimm"),

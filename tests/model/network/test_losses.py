@@ -106,7 +106,7 @@ def test_gradient_is_finite_at_low_temperature_and_perfect_alignment():
 
 @pytest.mark.parametrize("t", [0, -0.5, float("nan"), float("inf")])
 def test_non_positive_temperature_raises(t):
-    with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+    with pytest.raises(ValueError, match="temperature"):
         nt_xent(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), t)
 
 

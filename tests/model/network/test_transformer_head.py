@@ -156,20 +156,22 @@ def test_dropout_is_active_only_in_training():
     torch.testing.assert_close(head(x), head(x, return_attention=True)[0])
 
 
-@pytest.mark.parametrize("x,match", [
-    (torch.zeros(IN, dtype=torch.float64), "2-D .* got a 1-D tensor"),
-    (torch.zeros(8, IN + 1, dtype=torch.float64), "feature size 13.*in_dim=12"),
-    (torch.zeros(7, IN, dtype=torch.float64), "M=7 rows, not divisible by views=2"),
+@pytest.mark.parametrize("x,names", [
+    (torch.zeros(IN, dtype=torch.float64), ("2-D", "1-D")),
+    (torch.zeros(8, IN + 1, dtype=torch.float64), ("13", "in_dim=12")),
+    (torch.zeros(7, IN, dtype=torch.float64), ("M=7", "views=2")),
 ])
-def test_bad_inputs_raise_data_error(x, match):
-    with pytest.raises(DataError, match=match):
+def test_bad_inputs_raise_data_error(x, names):
+    with pytest.raises(DataError) as info:
         _head()(x)
+    assert all(n in str(info.value) for n in names), str(info.value)
 
 
 @pytest.mark.parametrize("scope", ["per_view", "mask_pair"])
 def test_batch_too_small_for_scope(scope):
-    with pytest.raises(DataError, match=f"scope '{scope}' needs at least 2 instances per view.*N=1"):
+    with pytest.raises(DataError) as info:
         _head(scope)(_x(2))
+    assert all(n in str(info.value) for n in (f"'{scope}'", "2", "N=1")), str(info.value)
     _head(scope)(_x(4))  # N=2 works
     _head("both_views").eval()(_x(2))  # both_views: a token sees itself and its positive
 
@@ -188,16 +190,17 @@ def test_non_finite_features_are_caught_unless_switched_off():
         head(x)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"norm": "mid"}, "norm='mid'.*post, pre"),
-    ({"scope": "foo"}, "scope='foo'"),
-    ({"heads": 5}, "heads=5 does not divide"),
-    ({"depth": 0}, "depth=0 must be a positive integer"),
+@pytest.mark.parametrize("kw,names", [
+    ({"norm": "mid"}, ("norm='mid'", "post", "pre")),
+    ({"scope": "foo"}, ("scope='foo'",)),
+    ({"heads": 5}, ("heads=5", "dim=16")),
+    ({"depth": 0}, ("depth=0",)),
 ])
-def test_bad_config_raises_config_error(kw, match):
+def test_bad_config_raises_config_error(kw, names):
     args = dict(dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8) | kw
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError) as info:
         TransformerHead(IN, **args)
+    assert all(n in str(info.value) for n in names), str(info.value)
 
 
 @pytest.mark.parametrize("scope", SCOPES.names())

@@ -6,20 +6,20 @@ import pytest
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import load_config
-from deepfusion.model.runs.config_limits import YAML_VALUES
+from deepfusion.model.runs.config_limits import YAML_BYTES, YAML_VALUES
 
 
 @pytest.mark.parametrize("preset", ["../../../x", "/tmp/abs", "a/b", "..", ".", "", "a\0b", "x" * 201])
 def test_preset_that_would_leave_the_output_folder_is_refused(preset, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(f"preset: {preset!r}\n".replace("\\x00", "\\0").replace("'", '"'))
-    with pytest.raises(ConfigError, match="preset=.*plain folder name"):
+    with pytest.raises(ConfigError, match="preset="):
         load_config(path)
 
 
 @pytest.mark.parametrize("name", ['"a/b"', '".."', '"a\\0b"', '""'])
 def test_train_name_follows_the_same_rules(name):
-    with pytest.raises(ConfigError, match="train.name=.*plain folder name"):
+    with pytest.raises(ConfigError, match="train.name="):
         load_config("synthetic", [f"train.name={name}"])
 
 
@@ -67,13 +67,13 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text(_bomb(9))  # 10**9 values once expanded
     start = time.perf_counter()
-    with pytest.raises(ConfigError, match=f"expands to more than {YAML_VALUES} values"):
+    with pytest.raises(ConfigError, match=str(YAML_VALUES)):
         load_config(path)
     assert time.perf_counter() - start < 5
 
 
 def test_yaml_alias_bomb_in_an_override_is_refused():
-    with pytest.raises(ConfigError, match="expands to more than"):
+    with pytest.raises(ConfigError, match=str(YAML_VALUES)):
         load_config("synthetic", ["data.options=" + _bomb(7).split("options:")[1].replace("\n    ", ", ")
                                   .strip(", \n").join("{}")])
 
@@ -94,19 +94,19 @@ def test_a_huge_yaml_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
         raise AssertionError("parsed before the size was checked")
 
     monkeypatch.setattr(yaml, "load", no_parsing)
-    with pytest.raises(ConfigError, match="bytes of YAML, more than a config needs"):
+    with pytest.raises(ConfigError, match=f"{YAML_BYTES} at most"):
         load_config(path)
     from deepfusion.model.runs.config import parse_override
 
-    with pytest.raises(ConfigError, match="more than a config needs"):
+    with pytest.raises(ConfigError, match=f"{YAML_BYTES} at most"):
         parse_override("data.options={x: [" + ",".join(["1"] * 600_000) + "]}")
 
 
 def test_a_section_given_twice_is_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("train:\n  epochs: 2\nmodel:\n  depth: 1\ntrain:\n  seed: 3\n")
-    with pytest.raises(ConfigError, match="line 5.*'train' is given twice"):
+    with pytest.raises(ConfigError, match="line 5.*'train'"):
         load_config(path)
     path.write_text("train:\n  epochs: 2\n  epochs: 3\n")
-    with pytest.raises(ConfigError, match="'epochs' is given twice"):
+    with pytest.raises(ConfigError, match="'epochs'"):
         load_config(path)

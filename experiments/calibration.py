@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepfusion.experiments.attention_verdict import analyze_attention
+from deepfusion.experiments.metrics import pair_masks
 from deepfusion.experiments.verdict import EXPLORATORY, INCONCLUSIVE, LOOKS, NOT_OBSERVED, NULL_P, OBSERVED
 
 SIGMA = 0.3  # logit noise
@@ -79,8 +80,8 @@ def seed_attention(world: World, ratios, own=None, nuisance=None) -> tuple:
     for ids in world.batches():
         inst = np.concatenate([ids, ids])
         y, grp = world.labels[inst], group[inst]
-        same = (grp[:, None] == grp[None, :]) & (inst[:, None] != inst[None, :])
-        own_m = inst[:, None] == inst[None, :]
+        pairs = pair_masks(grp, inst)  # the class term follows the groups
+        same, own_m = pairs["same_other"], pairs["self"] | pairs["positive"]
         gains = np.array([gain_for_ratio(r, C, n) for r in ratios])
         offsets = np.zeros(len(ratios)) if own is None else np.asarray(own, dtype=float)
         logits = (gains[:, None, None] * same + offsets[:, None, None] * own_m + world.hub[inst][None, None, :]

@@ -130,11 +130,10 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        run_dir = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress,
-                        force=args.force)
+        run = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress, force=args.force)
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports (it wrote eval.json)
-        print(summary(run_dir, time.perf_counter() - start))
+    if run is not None:  # under torchrun only rank 0 has the evaluation, and reports
+        print(summary(run.run_dir, time.perf_counter() - start))
     return 0

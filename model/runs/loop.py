@@ -39,6 +39,8 @@ from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
 from deepfusion.model.runs.devices import resolve_device
+from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.model.runs.run_record import Run
 from deepfusion.model.runs.divergence import ADVICE, check_weights, kept
 from deepfusion.model.runs.layout import RunFolder, open_append, write_json
 from deepfusion.model.runs.lock import holds_lock
@@ -91,8 +93,9 @@ class Progress:
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          force: bool = False) -> Path:
-    """Train the model a config describes; returns the run folder (see :mod:`deepfusion.model.runs.layout`).
+          force: bool = False) -> Run | None:
+    """Train the model a config describes; returns the finished run (folder, config, evaluation; see
+    :mod:`deepfusion.model.runs.layout`), on every process but rank 0 under torchrun None.
 
     ``force`` lets a resume change keys that alter the run's trajectory (batch size, seed, data, ...).
     Under ``torchrun`` every process calls this; see the module docstring.
@@ -112,7 +115,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
             ddp_util.teardown(clean)
 
 
-def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, force: bool) -> Path:
+def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, force: bool) -> Run | None:
     t = cfg.train
     if t.batch_size % dinfo.world:
         raise ConfigError(f"train.batch_size={t.batch_size} (the global batch) does not split evenly over "
@@ -134,10 +137,9 @@ def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, fo
         start_wall = time.perf_counter() - state.elapsed
         with open_log(t.log, folder, dinfo.main, state.step) as log:
             run_epochs(setup, state, start_wall, progress, log)
-            if dinfo.main:
-                finish(setup, train_ds, test_ds, state, start_wall, log)
+            ev = finish(setup, train_ds, test_ds, state, start_wall, log) if dinfo.main else None
         ddp_util.barrier()  # the other ranks wait for rank 0's evaluation
-    return folder.root
+    return Run(folder.root, cfg, ev) if ev is not None else None
 
 
 def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds) -> Setup:
@@ -380,7 +382,7 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool,
         bar.close()
 
 
-def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, log) -> None:
+def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, log) -> EvalResult:
     """Evaluate the trained model (one process) and write ``eval.json`` with the step it describes."""
     from deepfusion.model.runs.evaluate import evaluate_model
 
@@ -388,7 +390,8 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, 
     with Heartbeat(f"{setup.folder.name} evaluation"):  # a log shows it is alive
         results = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
                                  setup.cfg.train.seed)
-    results = dict(results, step=state.step, finished=state.step >= setup.total, train_steps=state.step,
-                   train_wall_s=time.perf_counter() - start_wall)
-    write_json(setup.folder.eval, results)
+    result = EvalResult.from_json(results).with_training(state.step, state.step >= setup.total,
+                                                         time.perf_counter() - start_wall)
+    result.save(setup.folder.eval)
     log.evaluation(results, state.step)
+    return result

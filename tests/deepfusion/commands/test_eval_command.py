@@ -18,7 +18,7 @@ def run_dir(tmp_path_factory):
     from deepfusion.model.runs.loop import train
 
     out = tmp_path_factory.mktemp("runs")
-    return train(load_config("synthetic", TINY + [f"train.out_dir={out}", "train.name=tiny"]), progress=False)
+    return train(load_config("synthetic", TINY + [f"train.out_dir={out}", "train.name=tiny"]), progress=False).run_dir
 
 
 def test_eval_prints_table_and_rewrites_eval_json(run_dir, capsys):

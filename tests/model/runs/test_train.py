@@ -39,7 +39,7 @@ def same(a, b):
 def test_tiny_run_writes_every_file(tmp_path):
     from deepfusion.model.runs.loop import train
 
-    run_dir = train(tiny(tmp_path, "train.name=t"), progress=False)
+    run_dir = train(tiny(tmp_path, "train.name=t"), progress=False).run_dir
     assert run_dir == tmp_path / "t"
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "eval.json"):
         assert (run_dir / name).is_file(), name
@@ -64,7 +64,7 @@ def test_default_run_folder_is_preset_and_hash(tmp_path):
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    full = T.train(tiny(tmp_path, "train.name=full", "eval.linear_epochs=0"), progress=False)
+    full = T.train(tiny(tmp_path, "train.name=full", "eval.linear_epochs=0"), progress=False).run_dir
     cfg = tiny(tmp_path, "train.name=cut", "train.checkpoint_every=1", "eval.linear_epochs=0")
     real, calls = T.nt_xent, {"n": 0}
 
@@ -113,7 +113,7 @@ def test_skip_nonfinite_skips_bounded_number_of_steps(tmp_path, monkeypatch):
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(T, "nt_xent", nan_once)
-    run_dir = T.train(tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False)
+    run_dir = T.train(tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False).run_dir
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert ckpt["skipped"] == 1 and ckpt["finished"]
 
@@ -193,7 +193,7 @@ def test_disk_filling_up_during_a_real_run_is_one_line(tmp_path):
 def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, value, words):
     from deepfusion.model.runs.loop import train
 
-    run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
+    run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     ckpt[field] = value
     torch.save(with_checksum(ckpt), run / "checkpoints" / "last.pt")  # damaged as written, not on disk
@@ -291,6 +291,6 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
 def test_digits_preset_reaches_target_accuracy(tmp_path):
     from deepfusion.model.runs.loop import train
 
-    run_dir = train(load_config("digits", [f"train.out_dir={tmp_path}"]), progress=False)
+    run_dir = train(load_config("digits", [f"train.out_dir={tmp_path}"]), progress=False).run_dir
     results = json.loads((run_dir / "eval.json").read_text())
     assert results["linear"] >= 0.95 and results["knn"] >= 0.92, results

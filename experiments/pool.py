@@ -1,6 +1,6 @@
-"""The figures' training processes: a pool of workers that die with their parent and stop cleanly.
+"""Training processes: a pool of workers that die with their parent and stop cleanly.
 
-``runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
+``experiments.runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
 stopped job from leaving anything behind:
 
 - **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT, SIGTERM and SIGHUP stop

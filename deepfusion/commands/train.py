@@ -44,7 +44,6 @@ import time
 from pathlib import Path
 
 from deepfusion.model.runs.config import presets
-from deepfusion.commands.evaluate import ROWS, fmt_score, reading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,21 +88,12 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
-def summary(run_dir: Path, wall: float) -> str:
-    """Final report: run folder, wall time and each eval number (95% interval) beside its baseline."""
-    lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
-    from deepfusion.model.runs.layout import RunFolder
+def summary(run, wall: float) -> str:
+    """Final report of the run :func:`train` returned: its folder, wall time and each accuracy (95%
+    interval) beside its baseline."""
+    from deepfusion.model.runs.eval_report import format_lines
 
-    path = RunFolder(run_dir).eval
-    results = json.loads(path.read_text()) if path.exists() else {}
-    if "skipped" in results:
-        lines.append(f"evaluation skipped: {results['skipped']}")
-    for label, key, base, what in ROWS:
-        if results.get(key) is not None:
-            beside = (f"   {what} {fmt_score(results, base)}   {reading(results, key, base, what)}"
-                      if results.get(base) is not None else "")
-            lines.append(f"  {label:<25} {fmt_score(results, key)}{beside}")
-    return "\n".join(lines)
+    return "\n".join([f"run folder: {run.run_dir}", f"wall time:  {wall:.1f} s", *format_lines(run.eval)])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,5 +125,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
     if run is not None:  # under torchrun only rank 0 has the evaluation, and reports
-        print(summary(run.run_dir, time.perf_counter() - start))
+        print(summary(run, time.perf_counter() - start))
     return 0

@@ -28,6 +28,10 @@ SCORES = ("knn", "linear", "head_loo1nn", "head_knn", "random_knn", "random_line
           "untrained_head_knn")
 BASELINE = {"knn": "random_knn", "linear": "random_linear", "head_loo1nn": "untrained_head_loo1nn",
             "head_knn": "untrained_head_knn"}
+# what tables call each trained-model accuracy, and what its baseline is
+LABELS = {"knn": ("kNN (backbone)", "random backbone"), "linear": ("linear probe (backbone)", "random backbone"),
+          "head_loo1nn": ("head leave-one-out 1-NN", "untrained head"),
+          "head_knn": ("kNN (head outputs)", "untrained head")}
 CI_SUFFIX = "_ci"
 
 

@@ -40,6 +40,7 @@ from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, rest
 from deepfusion.model.runs.config import Config, config_to_dict, save_config, validate
 from deepfusion.model.runs.devices import resolve_device
 from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.model.runs.evaluate import evaluate_model
 from deepfusion.model.runs.run_record import Run
 from deepfusion.model.runs.divergence import ADVICE, check_weights, kept
 from deepfusion.model.runs.layout import RunFolder, open_append, write_json
@@ -384,14 +385,11 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool,
 
 def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, log) -> EvalResult:
     """Evaluate the trained model (one process) and write ``eval.json`` with the step it describes."""
-    from deepfusion.model.runs.evaluate import evaluate_model
-
     setup.model.eval()
     with Heartbeat(f"{setup.folder.name} evaluation"):  # a log shows it is alive
-        results = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
-                                 setup.cfg.train.seed)
-    result = EvalResult.from_json(results).with_training(state.step, state.step >= setup.total,
-                                                         time.perf_counter() - start_wall)
+        result = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
+                                setup.cfg.train.seed)
+    result = result.with_training(state.step, state.step >= setup.total, time.perf_counter() - start_wall)
     result.save(setup.folder.eval)
-    log.evaluation(results, state.step)
+    log.evaluation(result)
     return result

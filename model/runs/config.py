@@ -22,8 +22,8 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
-from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
-                                                 unique_key_loader)
+from deepfusion.model.runs.config_limits import (MIN_BATCH, check_expansion, check_names_and_paths, check_ranges,
+                                                 check_size, unique_key_loader)
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -242,8 +242,21 @@ def _parse_yaml(text: str, source: str) -> Any:
     return data
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=0.1"`` -> ``(["optim", "lr"], 0.1)``; the value follows YAML scalar rules."""
+@dataclass(frozen=True)
+class Override:
+    """One parsed ``section.key=value`` override: the key's parts and the YAML value."""
+
+    parts: tuple[str, ...]
+    value: Any
+    text: str  # as given, for messages
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.parts)
+
+
+def parse_override(text: str) -> Override:
+    """``"optim.lr=0.1"`` -> ``Override(("optim", "lr"), 0.1, ...)``; the value follows YAML scalar rules."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form section.key=value (e.g. train.epochs=5)")
     key, raw = text.split("=", 1)
@@ -253,12 +266,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
         )
     value = _parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
-    return parts, value
+    return Override(tuple(parts), value, text)
 
 
-def apply_override(cfg: Config, text: str) -> None:
+def parse_overrides(overrides) -> list[Override]:
+    """Each override parsed once (an :class:`Override` given is kept as it is)."""
+    return [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+
+
+def apply_override(cfg: Config, override: str | Override) -> None:
     """Apply one ``section.key=value`` (``data.options.k=v`` reaches into the options mapping)."""
-    parts, value = parse_override(text)
+    o = override if isinstance(override, Override) else parse_override(override)
+    parts, value, text = o.parts, o.value, o.text
     section = parts[0]
     if len(parts) > 2:
         if (section, parts[1]) != ("data", "options"):
@@ -303,10 +322,10 @@ def validate(cfg: Config) -> Config:
             f"model.dim={cfg.model.dim} is not divisible by model.heads={cfg.model.heads}; "
             "pick heads that divide dim"
         )
-    if cfg.train.batch_size < 2:
+    if cfg.train.batch_size < MIN_BATCH:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} is too small: NT-Xent needs at least one negative "
-            "and the head's BatchNorm at least two samples; use 2 or more"
+            f"and the head's BatchNorm at least two samples; use {MIN_BATCH} or more"
         )
     check_names_and_paths(cfg)  # train.name and preset become folder names; no NUL in paths
     return cfg
@@ -325,8 +344,9 @@ def _validate_own_data(cfg: Config) -> None:
             raise ConfigError(f"model.{key}={value!r} must be a positive integer (or null for the backbone's default)")
 
 
-def load_config(preset_or_path: str | Path = "digits", overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve a preset name (``digits``) or YAML path, then apply ``section.key=value`` overrides."""
+def load_config(preset_or_path: str | Path = "digits", overrides=()) -> Config:
+    """Resolve a preset name (``digits``) or YAML path, then apply ``section.key=value`` overrides
+    (strings, or :class:`Override` already parsed), and validate the result."""
     cfg = Config()
     text = str(preset_or_path)
     path = Path(text)

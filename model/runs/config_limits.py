@@ -14,6 +14,7 @@ from typing import Any
 from deepfusion.errors import ConfigError
 
 MAX_EPOCHS = 100_000
+MIN_BATCH = 2  # NT-Xent needs one negative, the head's BatchNorm two samples
 TEMPERATURE = (1e-3, 100.0)  # below, 1/t makes the logits meaningless; above, every pair looks alike
 RANGES = {
     ("data", "seed"): (0, 2**32 - 1), ("train", "seed"): (0, 2**32 - 1),  # numpy's seed range

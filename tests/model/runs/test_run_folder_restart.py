@@ -10,20 +10,21 @@ import torch
 
 from deepfusion.cli import main
 from deepfusion.errors import RunError
+from deepfusion.model.runs import run_setup
 from tests.model.runs.test_train import TINY, tiny
 
 
 def _fail_at_first_step(monkeypatch, error):
     import deepfusion.model.runs.loop as T
 
-    real = T.nt_xent
+    real = run_setup.nt_xent
 
     def failing(*a, **k):
         if error == "nan":
             return real(*a, **k) * float("nan")
         raise error
 
-    monkeypatch.setattr(T, "nt_xent", failing)
+    monkeypatch.setattr(run_setup, "nt_xent", failing)
     return real
 
 
@@ -40,7 +41,7 @@ def test_a_start_that_died_before_its_first_checkpoint_restarts(tmp_path, monkey
     # --resume has nothing to resume and says to start again; starting again works
     assert main(["train", "--no-progress", "--resume", str(tmp_path / "dead")]) == 2
     assert "start it again with the same command without --resume" in capsys.readouterr().err
-    monkeypatch.setattr(T, "nt_xent", real)
+    monkeypatch.setattr(run_setup, "nt_xent", real)
     run = T.train(cfg, progress=False).run_dir
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "eval.json").is_file()
 

@@ -43,7 +43,12 @@ import os
 import time
 from pathlib import Path
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import presets
+from deepfusion.model.runs.eval_report import format_lines
+
+# The modules that import torch (loading, own_data, loop) are imported inside run(): `deepfusion train
+# --help` imports this module and stays fast without torch (about 0.1 s against 2-4 s with it).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,15 +96,11 @@ def config_help() -> str:
 def summary(run, wall: float) -> str:
     """Final report of the run :func:`train` returned: its folder, wall time and each accuracy (95%
     interval) beside its baseline."""
-    from deepfusion.model.runs.eval_report import format_lines
-
     return "\n".join([f"run folder: {run.run_dir}", f"wall time:  {wall:.1f} s", *format_lines(run.eval)])
 
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.loading import run_config
-
-    from deepfusion.errors import ConfigError
 
     if args.force and not args.resume:
         raise ConfigError("--force applies only with --resume; a new run never trains into an existing folder")

@@ -22,8 +22,8 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
-from deepfusion.model.runs.config_limits import (MIN_BATCH, check_expansion, check_names_and_paths, check_ranges,
-                                                 check_size, unique_key_loader)
+from deepfusion.model.runs.config_limits import MIN_BATCH, check_names_and_paths, check_ranges, parse_yaml, read_yaml
+from deepfusion.model.runs.layout import write_text_atomic
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -215,33 +215,6 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
             setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
 
 
-_LOADER = unique_key_loader()
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        check_size(path.stat().st_size, str(path))  # before reading: parsing megabytes takes minutes
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config file {path}: {err}") from None
-    return _parse_yaml(text, str(path))
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    check_size(len(text.encode(errors="replace")), source)
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
-        raise ConfigError(f"malformed YAML in {source}: {err}") from None
-    check_expansion(data, source)  # an alias bomb is refused before anything walks it
-    return data
-
-
 @dataclass(frozen=True)
 class Override:
     """One parsed ``section.key=value`` override: the key's parts and the YAML value."""
@@ -265,7 +238,7 @@ def parse_override(text: str) -> Override:
         raise ConfigError(
             f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
         )
-    value = _parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
+    value = parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
     return Override(tuple(parts), value, text)
 
 
@@ -358,7 +331,7 @@ def load_config(preset_or_path: str | Path = "digits", overrides=()) -> Config:
         label = path.stem
     else:
         raise ConfigError(f"unknown preset {text!r}; presets: {', '.join(presets())} (or give a YAML file path)")
-    _apply(cfg, _read_yaml(path), str(path))
+    _apply(cfg, read_yaml(path), str(path))
     if cfg.preset == "custom":
         cfg.preset = label
     for item in overrides:
@@ -395,6 +368,4 @@ def config_hash(cfg: Config, length: int = 10) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (readable by :func:`load_config`), atomically."""
-    from deepfusion.model.runs.layout import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

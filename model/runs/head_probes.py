@@ -19,6 +19,7 @@ from torch import nn
 from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.runs.probes import check_pair, knn_accuracy
 
+
 @torch.no_grad()
 def loo_1nn_head_counts(head_outputs_by_batch: Sequence[torch.Tensor],
                         labels_by_batch: Sequence[torch.Tensor]) -> tuple[int, int]:

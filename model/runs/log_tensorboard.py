@@ -33,6 +33,7 @@ class TensorBoardLog:
     """Scalars of the training log and the evaluation, written with torch's ``SummaryWriter``."""
 
     def __init__(self, logdir, start_step: int = 0):
+        # Imported here: tensorboard is an optional extra, and require_backend names it when it is missing.
         from torch.utils.tensorboard import SummaryWriter
 
         # a resume hides what the interrupted run logged after its checkpoint, as metrics.jsonl is truncated

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from deepfusion.errors import RunError
-from deepfusion.model.runs.config import load_config
 from deepfusion.experiments import runs
 from deepfusion.experiments.runs import RunSpec, get_run, is_finished, run_dir_for
+from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.run_record import Run
 from tests.experiments.run_fixtures import CountingTrain, write_finished

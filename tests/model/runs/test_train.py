@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from deepfusion.errors import CheckpointError, ConfigError, RunError
+from deepfusion.model.runs import run_setup, run_state
 from deepfusion.model.runs.checkpoint import load_checkpoint
 from deepfusion.model.runs.checksum import with_checksum
 from deepfusion.model.runs.config import load_config
-from deepfusion.model.runs import run_setup, run_state
 
 # A few seconds on CPU: synthetic clusters, MLP backbone, 2-layer transformer head.
 TINY = ["train.epochs=3", "data.options.num_classes=4", "data.options.samples_per_class=80", "data.test_fraction=0.25",

@@ -9,7 +9,7 @@ import pytest
 from deepfusion.errors import ConfigError, DataError
 from deepfusion.commands import figures as cli
 from deepfusion.experiments.runs import run_dir_for, seed_specs
-from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index, runs
+from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index
 from deepfusion.paper_figures.record import FigureRecord
 from tests.paper_figures.conftest import fake_analysis, no_train, populate
 

@@ -15,8 +15,6 @@ from tests.model.runs.test_train import TINY, tiny
 
 
 def _fail_at_first_step(monkeypatch, error):
-    import deepfusion.model.runs.loop as T
-
     real = run_setup.nt_xent
 
     def failing(*a, **k):

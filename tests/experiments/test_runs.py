@@ -194,3 +194,14 @@ def test_a_real_cached_run_resumed_to_more_epochs_is_not_reported_cached(tmp_pat
     assert main(["train", "--no-progress", "--resume", str(run_dir), "train.epochs=2"]) == 0
     with pytest.raises(RunError, match="train.epochs differ"):
         get_run(cfg, tmp_path)
+
+
+def test_a_run_whose_eval_json_predates_the_record_is_still_cached(tmp_path):
+    """An eval.json written before EvalResult had a version (step only as train_steps) still counts."""
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.9}, step=5, cfg=cfg)
+    (run_dir / "eval.json").write_text(json.dumps({"knn": 0.9, "linear": 0.8, "train_steps": 5}))
+    train = CountingTrain()
+    run = get_run(cfg, tmp_path, train_fn=train)
+    assert train.calls == [] and run.run_dir == run_dir and (run.eval.knn, run.eval.linear, run.eval.step) == (0.9, 0.8, 5)

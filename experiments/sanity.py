@@ -8,13 +8,21 @@ judged. What each part computes, and its budgets, are in the command's help
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from deepfusion.errors import CheckFailed, ConfigError
+from deepfusion.experiments import metrics as mt
+from deepfusion.experiments.analyze import analyze_run
+from deepfusion.experiments.capture import capture, disjoint_batches
+from deepfusion.experiments.runs import RunSpec, get_run
+from deepfusion.model.runs.layout import write_text_atomic
+from deepfusion.model.runs.loading import load_run
+from deepfusion.theory import fusion
+from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
+from deepfusion.theory.simulation import simulate_fusion
 
 SANITY_FILE = "sanity.json"
 # (a): S5 geometry of the theory's own check; the regimes and tolerances are imported from it.
@@ -36,10 +44,6 @@ TRANSFORMER_FIELDS = ("ratio", "ratio_ci", "same_class_mass", "predicted_same_cl
 
 def idealised_layers(quick: bool = False) -> dict:
     """(a): simulation against mean_field per regime and seed; ``passed`` says whether all agree."""
-    from deepfusion.theory import fusion
-    from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
-    from deepfusion.theory.simulation import simulate_fusion
-
     C, n, d, layers = (GEOMETRY[k] for k in ("C", "n", "d", "layers"))
     seeds = (0,) if quick else (0, 1, 2)
     rows = []
@@ -74,9 +78,6 @@ def idealised_layers(quick: bool = False) -> dict:
 def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
-    from deepfusion.experiments import metrics as mt
-    from deepfusion.experiments.capture import capture, disjoint_batches
-
     per_batch = []
     for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
         cap = capture(model, augment, dataset, idx, seed + b, "cpu")
@@ -87,34 +88,22 @@ def block_statistics(model, augment, dataset, batches: int, per_class: int, seed
             for l in range(len(per_batch[0]))]
 
 
-def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]:
-    from deepfusion.model.runs.config import load_config
-    from deepfusion.model.runs.loop import train
-
-    if run_dir.exists():  # sanity's own scratch run from an earlier call
-        shutil.rmtree(run_dir)
-    cfg = load_config("synthetic", [*overrides, f"model.head={head}", "train.device=cpu"])
-    start = time.perf_counter()
-    train(cfg, run_dir=run_dir, progress=False)
-    return run_dir, time.perf_counter() - start
-
-
 def trained_heads(out_dir, budget: dict) -> dict:
-    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block."""
-    from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.model.runs.layout import RunFolder
-    from deepfusion.model.runs.loading import load_run
+    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block.
 
+    The runs come from the run cache under ``out_dir/runs`` (:func:`deepfusion.experiments.runs.get_run`):
+    a finished run of the same config is reused, and ``train_wall_s`` is the training time it recorded."""
     out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
            "batches": budget["batches"], "per_class": budget["per_class"]}
     for head in HEADS:
-        run_dir, wall = _train(Path(out_dir) / "runs" / head, head, budget["overrides"])
-        run = load_run(run_dir, "cpu")
-        evaluation = json.loads(RunFolder(run_dir).eval.read_text())
-        entry = {"train_wall_s": wall, "eval": {k: evaluation.get(k) for k in EVAL_KEYS},
-                 "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
+        spec = RunSpec("synthetic", (*budget["overrides"], f"model.head={head}", "train.device=cpu"))
+        run = get_run(spec, Path(out_dir) / "runs")
+        loaded = load_run(run.run_dir, "cpu")
+        entry = {"train_wall_s": run.eval.train_wall_s, "eval": {k: run.eval.score(k) for k in EVAL_KEYS},
+                 "blocks": block_statistics(loaded.model, loaded.augment, loaded.test_ds, budget["batches"],
+                                            budget["per_class"])}
         if head == "transformer":
-            rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"],
+            rec = analyze_run(run.run_dir, batches=budget["batches"], per_class=budget["per_class"],
                               force=True)
             v = rec.verdict
             entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
@@ -158,7 +147,7 @@ def format_summary(result: dict) -> str:
             e = b[head]
             ev = e["eval"]
             lines.append(f"  {head}: kNN {_f(ev['knn'])}, linear {_f(ev['linear'])}, head 1-NN {_f(ev['head_loo1nn'])} "
-                         f"(random backbone kNN {_f(ev['random_knn'])}), trained in {e['train_wall_s']:.0f} s")
+                         f"(random backbone kNN {_f(ev['random_knn'])}), trained in {_f(e['train_wall_s'], '.0f')} s")
             layers = e.get("layers", [])
             for l, blk in enumerate(e["blocks"]):
                 row = (f"    block {l if l < len(e['blocks']) - 1 else 'out'}: r {_f(blk['relative_spread'])}, "
@@ -193,8 +182,6 @@ def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | 
         result["trained"] = trained_heads(out_dir, budget or BUDGETS["quick" if quick else "full"])
     result["wall_s"] = time.perf_counter() - start
     result["passed"] = result["idealised"]["passed"]
-    from deepfusion.model.runs.layout import write_text_atomic
-
     write_text_atomic(out_dir / SANITY_FILE, json.dumps(result, indent=1))
     if check and not result["passed"]:
         bad = [f"{r['regime']} (seed {r['seed']}): {'; '.join(r['failures'])}"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.paper_figures import analysis_io, runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -37,7 +38,7 @@ class Cell:
     norm: str = "post"
     batch: int = 256
 
-    def spec(self, quick: bool) -> runs.RunSpec:
+    def spec(self, quick: bool) -> RunSpec:
         from deepfusion.model.data.theory_features import etf_rho, theory_numbers
 
         sigma = self.ratio * theory_numbers(self.classes, etf_rho(self.classes), 1.0)["eps_max"]
@@ -46,7 +47,7 @@ class Cell:
                      f"train.batch_size={self.batch}")
         if quick:
             overrides += (f"train.epochs={QUICK_EPOCHS}",)
-        return runs.RunSpec(PRESET, overrides)
+        return RunSpec(PRESET, overrides)
 
 
 def grid(quick: bool) -> dict[str, list[Cell]]:
@@ -63,15 +64,15 @@ def grid(quick: bool) -> dict[str, list[Cell]]:
     }
 
 
-def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     n = 1 if quick else seeds
-    return [s for cells in grid(quick).values() for c in cells for s in runs.seed_specs(c.spec(quick), n)]
+    return [s for cells in grid(quick).values() for c in cells for s in seed_specs(c.spec(quick), n)]
 
 
 def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=None) -> dict:
     """Train or load the cell's seeds, pool their analyses; the numbers the figure shows."""
-    results = runs.run_all(runs.seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
+    results = run_all(seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
                            train_fn=train_fn)
     pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
     v = pooled.verdict

@@ -31,7 +31,7 @@ import torch
 from sklearn.neural_network import MLPClassifier
 
 from deepfusion.model.data import load_dataset
-from deepfusion.model.runs.evaluate import knn_accuracy
+from deepfusion.model.runs.probes import knn_accuracy
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -71,7 +71,7 @@ def _sanity(out_dir: Path, quick: bool, log) -> dict:
 def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
     from deepfusion.paper_figures import analysis_io, f2_block_mass
     from deepfusion.paper_figures.build import build_figures
-    from deepfusion.paper_figures.runs import default_workers
+    from deepfusion.experiments.runs import default_workers
 
     records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log,
                             workers=default_workers())
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         from deepfusion.errors import ConfigError
 
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
-    from deepfusion.paper_figures.pool import stopped
+    from deepfusion.experiments.pool import stopped
 
     with limit_threads(args.threads), stopped("reproduce") as outcome:
         summary = reproduce(args.out, args.quick, args.data, args.seeds)

@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepfusion.errors import CheckpointError, warn
+from deepfusion.errors import CheckpointError, first_line, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
 from deepfusion.model.runs.checksum import checksum_problem, with_checksum
-from deepfusion.model.runs.layout import write_atomic
+from deepfusion.model.runs.layout import LAST, PREV, write_atomic
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1
-LAST, PREV = "last.pt", "prev.pt"
 
 
 # ---------------------------------------------------------------- RNG states
@@ -214,8 +213,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt members, CRC errors, unsafe pickles
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt ({first[:120]}); use {PREV} beside it or retrain") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({first_line(err)}); use {PREV} beside it or retrain") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a torch file but not a deepfusion checkpoint (foreign); point to a run's checkpoints/{LAST}")
     if obj.get("version") != VERSION:

@@ -68,6 +68,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to zero (per step)
+    head_lr_scale: float = 1.0  # the head's lr is lr * head_lr_scale (a deep head may need less than the backbone)
 
 
 @dataclass
@@ -125,7 +126,7 @@ OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), 
 HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None,
                  ("data", "standardize"): True, ("data", "aug_noise"): None,
                  ("data", "aug_mask"): None, ("data", "aug_mix"): None, ("model", "backbone_width"): None,
-                 ("model", "backbone_depth"): None}
+                 ("model", "backbone_depth"): None, ("optim", "head_lr_scale"): 1.0}
 # What a key meant before it existed: a run folder whose config.yaml lacks the key was made this way.
 LEGACY = {**HASH_DEFAULTS, ("data", "standardize"): False}
 
@@ -139,7 +140,7 @@ CHOICES = {
 }
 POSITIVE = {
     ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),
-    ("model", "mlp_hidden"), ("optim", "lr"), ("loss", "temperature"), ("train", "epochs"),
+    ("model", "mlp_hidden"), ("optim", "lr"), ("optim", "head_lr_scale"), ("loss", "temperature"), ("train", "epochs"),
     ("train", "batch_size"), ("train", "log_every"), ("eval", "knn_k"), ("eval", "knn_t"),
     ("eval", "head_batch"),
 }

@@ -57,10 +57,25 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def param_groups(model: nn.Module, lr: float, head_lr_scale: float) -> list[dict]:
+    """The trainable parameters as optimiser groups: the head at ``lr * head_lr_scale``, the rest at ``lr``.
+
+    One group when the scale is 1 (the optimiser then steps exactly as it did before the key existed).
+    """
+    head = getattr(model, "head", None)
+    head_ids = {id(p) for p in head.parameters()} if head_lr_scale != 1.0 and head is not None else set()
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    tuned = [p for p in model.parameters() if p.requires_grad and id(p) in head_ids]
+    groups = [dict(params=rest, lr=lr)] if rest else []
+    if tuned:
+        groups.append(dict(params=tuned, lr=lr * head_lr_scale))
+    return groups
+
+
 def build_optimizer(cfg: Config, model: nn.Module, steps_per_epoch: int):
     """(optimizer, LambdaLR scheduler stepped once per training step)."""
     o, lr = cfg.optim, scaled_lr(cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model, lr, o.head_lr_scale)
     if not params:
         raise ConfigError("nothing to train: every parameter is frozen (train.freeze_backbone=true and a head "
                           "without parameters); train the backbone or pick a head that learns")

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepfusion.model.runs.config import load_config
+from deepfusion.errors import ConfigError
+from deepfusion.model.runs.config import config_hash, load_config
 from deepfusion.model.runs.optim import LARS, build_optimizer, lr_factor, scaled_lr
 
 
@@ -67,3 +68,37 @@ def test_build_optimizer_scales_the_lr_and_schedules_per_step(name, cls):
         sched.step()
     assert lrs[:4] == pytest.approx([peak * f for f in (0.25, 0.5, 0.75, 1.0)])
     assert lrs[8] == pytest.approx(peak * 0.5)
+
+
+class _TwoPart(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adamw"])
+def test_head_lr_scale_puts_the_head_in_its_own_group_on_the_same_schedule(name):
+    cfg = load_config("synthetic", [f"optim.name={name}", "optim.lr=0.4", "train.batch_size=256",
+                                    "train.epochs=2", "optim.warmup_epochs=1", "optim.head_lr_scale=0.1"])
+    model = _TwoPart()
+    opt, sched = build_optimizer(cfg, model, steps_per_epoch=2)
+    backbone, head = opt.param_groups
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in model.head.parameters()}
+    for _ in range(3):
+        assert head["lr"] == pytest.approx(0.1 * backbone["lr"])
+        opt.step()
+        sched.step()
+    assert backbone["lr"] == pytest.approx(0.4 * 0.5)  # step 3 of 4: half the cosine after one warm-up epoch
+
+
+def test_head_lr_scale_of_one_keeps_one_group_and_the_old_config_hash():
+    plain = load_config("synthetic")
+    assert len(build_optimizer(plain, _TwoPart(), steps_per_epoch=2)[0].param_groups) == 1
+    assert config_hash(load_config("synthetic", ["optim.head_lr_scale=1.0"])) == config_hash(plain)
+    assert config_hash(load_config("synthetic", ["optim.head_lr_scale=0.5"])) != config_hash(plain)
+
+
+def test_head_lr_scale_must_be_positive():
+    with pytest.raises(ConfigError, match="optim.head_lr_scale"):
+        load_config("synthetic", ["optim.head_lr_scale=0"])

@@ -85,8 +85,8 @@ def main() -> int:
         per_layer = " ".join(f"{x:.2f}" for x in v.layers)
         un = v.untrained_null
         print(f"| {name} | {ov} | {per_layer} | {v.last_layer_ratio:.2f} {_ci(v.effect_ci)} | {v.trend:+.3f} "
-              f"{_ci(v.trend_ci, '+.3f')} | {v.permutation_null['effect_p']:.3f}, {v.permutation_null['trend_p']:.3f} | "
-              f"{un['effect']:.2f} | {v.own_view[-1]:.3f} | {v.outcome} (look {v.look}) | "
+              f"{_ci(v.trend_ci, '+.3f')} | {v.permutation_null.effect_p:.3f}, {v.permutation_null.trend_p:.3f} | "
+              f"{un.effect:.2f} | {v.own_view[-1]:.3f} | {v.outcome} (look {v.look}) | "
               + ", ".join(f"{e:.2f}" for e in v.per_seed_effect) + " |")
     print("\nseed spread of the last-layer ratio (sd over seeds): "
           + ", ".join(f"{name} {np.std(v.per_seed_effect, ddof=1):.2f}" for name, _, v in rows))

@@ -1,6 +1,6 @@
 """Several training seeds of one config, judged together: the seed is the verdict's unit.
 
-``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
+``expand_runs`` turns ``--run`` values (folders or globs) into folders; ``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
 (and where their outputs went); ``pool`` judges their ``attention.npz`` files together with rule v3
 (``experiments.attention_verdict``) and pools the per-layer statistics; ``pool_files`` does the
 same for ``--attention`` files of any model.
@@ -9,6 +9,7 @@ same for ``--attention`` files of any model.
 from __future__ import annotations
 
 import dataclasses
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,20 @@ def seedless_hash(cfg) -> str:
     c = copy.deepcopy(cfg)
     c.train.seed = 0
     return config_hash(c)
+
+
+def expand_runs(patterns: list[str]) -> list[Path]:
+    """Run folders from ``--run`` values, each a folder or a glob pattern (sorted matches)."""
+    out = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise DataError(f"--run {pattern!r} matches no folder; check the pattern")
+            out += [Path(m) for m in matches]
+        else:
+            out.append(Path(pattern))
+    return out
 
 
 def check_runs(run_dirs) -> list:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.experiments.studies import deep_fusion
+from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.f1_attention_maps import main_spec
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -45,10 +46,10 @@ def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[P
     ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
     ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
                 color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (verdict's interval)")
-    ax.plot(depth, v.permutation_null["layers_q975"], color=style.REFERENCE_COLOR, ls="--", lw=1,
+    ax.plot(depth, v.permutation_null.layers_q975, color=style.REFERENCE_COLOR, ls="--", lw=1,
             label="labels permuted, 97.5% quantile")
-    if v.untrained_null.get("available"):
-        ax.plot(depth, v.untrained_null["layers"], color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
+    if v.untrained_null.available:
+        ax.plot(depth, v.untrained_null.layers, color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
                 label="untrained head")
     predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
                           for e in pooled.layers]) / pooled.chance
@@ -71,7 +72,7 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
     results = seed_runs(quick, data, results_root, seeds, log=log, train_fn=train_fn)
-    pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
+    pooled = deep_fusion.analyze_runs([r.run_dir for r in results], log=log)
     per_seed = [np.asarray(x) for x in pooled.verdict.per_seed_layers]
     with style.context():
         paths = plot(pooled, per_seed, out_dir, "f2_block_mass")

@@ -3,7 +3,7 @@
 The transformer head is trained alone (``train.freeze_backbone``, identity backbone) on features of
 ``data.name=theory``: C classes with simplex-ETF means and within-class spread sigma, so S1's
 radius eps_max and S6's n_min are known for every run. Each cell is 3 training seeds (1 in quick
-mode) judged by the v2 verdict; its colour is the last layer's same-class mass as a multiple of
+mode) judged by rule v3; its colour is the last layer's same-class mass as a multiple of
 chance, its mark the outcome, its small number the S8 prediction of that ratio from the trained
 weights. Main panel: sigma / eps_max against the loss temperature; the dashed line is S1's
 boundary (left of it, ReLU attention on the clean features is exactly block-diagonal). Side panels,
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.experiments.verdict import LINE
+from deepfusion.experiments.studies import deep_fusion
+from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F6"
@@ -69,38 +71,48 @@ def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
     return [s for cells in grid(quick).values() for c in cells for s in runs.seed_specs(c.spec(quick), n)]
 
 
-def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=None) -> dict:
+@dataclass(frozen=True)
+class JudgedCell:
+    """One cell of the diagram judged over its seeds: what the figure draws."""
+
+    cell: Cell
+    effect: float  # the last layer's ratio to chance, pooled over seeds
+    ci: list[float] | None  # its interval over seeds (None with one seed)
+    outcome: str  # rule v3
+    s8: float | None  # the S8 prediction of that ratio from the trained weights
+    runs: list[str]  # the runs it pools, described
+
+
+def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=None) -> JudgedCell:
     """Train or load the cell's seeds, pool their analyses; the numbers the figure shows."""
     results = runs.run_all(runs.seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
                            train_fn=train_fn)
-    pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
+    pooled = deep_fusion.analyze_runs([r.run_dir for r in results], log=log)
     v = pooled.verdict
-    last = pooled.layers[-1]
-    s8 = last.get("predicted_mass")
-    return {"cell": cell, "effect": v.effect, "ci": v.effect_ci, "outcome": v.outcome, "label": v.label,
-            "s8": None if s8 is None else s8 / pooled.chance,
-            "s4": last["predicted_same_class_mass"] / pooled.chance, "runs": [r.describe() for r in results]}
+    s8 = pooled.layers[-1].get("predicted_mass")
+    return JudgedCell(cell, v.effect, v.effect_ci, v.outcome, None if s8 is None else s8 / pooled.chance,
+                      [r.describe() for r in results])
 
 
 MARK = {"observed": "●", "not observed": "○", "inconclusive": "?", "exploratory": "·"}
 
 
-def _main_panel(ax, cells: list[dict]):
-    ratios = sorted({c["cell"].ratio for c in cells})
-    temps = sorted({c["cell"].temperature for c in cells})
+def _main_panel(ax, cells: list[JudgedCell]):
+    ratios = sorted({c.cell.ratio for c in cells})
+    temps = sorted({c.cell.temperature for c in cells})
     Z = np.full((len(temps), len(ratios)), np.nan)
     for c in cells:
-        Z[temps.index(c["cell"].temperature), ratios.index(c["cell"].ratio)] = c["effect"]
+        Z[temps.index(c.cell.temperature), ratios.index(c.cell.ratio)] = c.effect
     im = ax.imshow(Z, origin="lower", cmap=style.HEATMAP_CMAP, vmin=1.0, vmax=max(2.0, float(np.nanmax(Z))),
                    aspect="auto")
     for c in cells:
-        i, j = temps.index(c["cell"].temperature), ratios.index(c["cell"].ratio)
-        light = c["effect"] < 1.0 + 0.6 * (max(2.0, float(np.nanmax(Z))) - 1.0)
+        i, j = temps.index(c.cell.temperature), ratios.index(c.cell.ratio)
+        light = c.effect < 1.0 + 0.6 * (max(2.0, float(np.nanmax(Z))) - 1.0)
         color = "white" if light else "black"
-        ax.text(j, i + 0.12, f"{MARK[c['outcome']]} {c['effect']:.2f}x", ha="center", va="center", fontsize=7,
+        ax.text(j, i + 0.12, f"{MARK[c.outcome]} {c.effect:.2f}x", ha="center", va="center", fontsize=7,
                 color=color)
-        if c["s8"] is not None:
-            ax.text(j, i - 0.22, f"S8 {c['s8']:.2f}x", ha="center", va="center", fontsize=5.5, color=color)
+        if c.s8 is not None:
+            ax.text(j, i - 0.22, f"S8 {c.s8:.2f}x", ha="center", va="center", fontsize=5.5, color=color)
     if 1.0 in ratios or (ratios[0] < 1.0 < ratios[-1]):
         x = np.interp(1.0, ratios, np.arange(len(ratios)))
         ax.axvline(x, color=style.OKABE_ITO["vermillion"], ls="--", lw=1)
@@ -113,20 +125,20 @@ def _main_panel(ax, cells: list[dict]):
     return im
 
 
-def _side_panel(ax, cells: list[dict], label, title: str):
+def _side_panel(ax, cells: list[JudgedCell], label, title: str):
     x = np.arange(len(cells))
-    eff = np.array([c["effect"] for c in cells])
-    ci = np.array([c["ci"] for c in cells])
+    eff = np.array([c.effect for c in cells])
+    ci = np.array([c.ci if c.ci is not None else [c.effect, c.effect] for c in cells])
     ax.errorbar(x, eff, yerr=np.vstack([eff - ci[:, 0], ci[:, 1] - eff]).clip(min=0), fmt="none",
                 color=style.REFERENCE_COLOR, lw=1)
     for xi, c in zip(x, cells):
-        filled = c["outcome"] == "observed"
-        ax.plot(xi, c["effect"], "o", color=style.OKABE_ITO["blue"], mfc=style.OKABE_ITO["blue"] if filled else "white")
-        if c["s8"] is not None:
-            ax.plot(xi, c["s8"], "s", color=style.OKABE_ITO["vermillion"], mfc="none", ms=4)
-    ax.axhline(1.25, color=style.OKABE_ITO["green"], ls=":", lw=1)
+        filled = c.outcome == "observed"
+        ax.plot(xi, c.effect, "o", color=style.OKABE_ITO["blue"], mfc=style.OKABE_ITO["blue"] if filled else "white")
+        if c.s8 is not None:
+            ax.plot(xi, c.s8, "s", color=style.OKABE_ITO["vermillion"], mfc="none", ms=4)
+    ax.axhline(LINE, color=style.OKABE_ITO["green"], ls=":", lw=1)
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
-    ax.set_xticks(x, [label(c["cell"]) for c in cells], fontsize=6.5)
+    ax.set_xticks(x, [label(c.cell) for c in cells], fontsize=6.5)
     ax.set_title(title, fontsize=8)
 
 
@@ -138,7 +150,7 @@ SIDE = {
 }
 
 
-def plot(judged: dict[str, list[dict]], out_dir: Path, stem: str) -> list[Path]:
+def plot(judged: dict[str, list[JudgedCell]], out_dir: Path, stem: str) -> list[Path]:
     from matplotlib.figure import Figure
 
     sides = [k for k in SIDE if k in judged]
@@ -169,12 +181,12 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
     with style.context():
         paths = plot(judged, out_dir, "f6_phase_diagram")
     cells = [c for cs in judged.values() for c in cs]
-    pairs = [(c["s8"], c["effect"]) for c in cells if c["s8"] is not None]
+    pairs = [(c.s8, c.effect) for c in cells if c.s8 is not None]
     r2 = "n/a"
     if len(pairs) > 2:
         p, m = np.array(pairs).T
         r2 = f"{1 - ((m - p) ** 2).sum() / max(((m - m.mean()) ** 2).sum(), 1e-12):.2f}"
-    counts = {o: sum(c["outcome"] == o for c in cells) for o in MARK}
+    counts = {o: sum(c.outcome == o for c in cells) for o in MARK}
     n = 1 if quick else seeds
     caption = (
         f"Head-only training of the transformer head on the theory's features (preset {PRESET}: frozen identity "
@@ -186,7 +198,7 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"Small numbers and squares: the S8 prediction of that ratio from the trained query/key weights and the "
         f"layer's input tokens (R² over cells {r2}). Dashed: S1's boundary σ = ε_max. Side panels (if shown) vary "
         f"one setting at σ/ε_max = {CENTER['ratio']:g}, τ = {CENTER['temperature']:g}; dotted lines: chance and the "
-        f"verdict's 1.25x line."
+        f"verdict's {LINE:g}x line."
     )
-    configs = [r for c in cells for r in c["runs"]]
+    configs = [r for c in cells for r in c.runs]
     return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, None, results_root), configs)]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.studies import deep_fusion
 from deepfusion.paper_figures import analysis_io, style
 from deepfusion.paper_figures.f1_attention_maps import plot_maps
 from deepfusion.paper_figures.record import FigureRecord
@@ -96,7 +97,7 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
         raise DataError("figures --run: a run folder is given twice; give each once")
     out_dir = Path(out_dir)
     cfgs = [run_config(d) for d in run_dirs]
-    records = [analysis_io.ensure_analysis(d, log=log) for d in run_dirs]
+    records = [deep_fusion.run_analysis(d, log=log) for d in run_dirs]
     names = [d.name for d in run_dirs]
     data = sorted({data_label(c) for c in cfgs})
     cmd = command(run_dirs, out_dir)
@@ -113,7 +114,7 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
                        f"(L={L}); class boundaries in vermillion. A single batch of one run: no error bars. Verdict "
                        f"on this run alone: {r.verdict.label}.")
             made.append(FigureRecord(KEY, title, paths, caption, cmd, [name]))
-        pooled = analysis_io.pooled_analysis(run_dirs, log=log) if _same_config(cfgs) else None
+        pooled = deep_fusion.analyze_runs(run_dirs, log=log) if _same_config(cfgs) else None
         title = f"Same-class attention against depth: {', '.join(data)}; runs {', '.join(names)}"
         paths, bars = plot_ratios(records, names, pooled, title, out_dir, "runs_same_class_ratio")
         caption = (f"{title}. Per layer, the share of a token's attention outside its own views (itself and its "

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
             raise ConfigError(f"--run draws your own runs and cannot be combined with {', '.join(clash)}; "
                               "drop one or the other")
-        from deepfusion.commands.analyze import expand_runs
+        from deepfusion.experiments.pooling import expand_runs
 
         build_run_figures(expand_runs(args.run), args.out)
         return 0

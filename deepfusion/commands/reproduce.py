@@ -69,14 +69,15 @@ def _sanity(out_dir: Path, quick: bool, log) -> dict:
 
 
 def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
-    from deepfusion.paper_figures import analysis_io, f2_block_mass
+    from deepfusion.experiments.studies.deep_fusion import analyze_runs
+    from deepfusion.paper_figures import f2_block_mass
     from deepfusion.paper_figures.build import build_figures
     from deepfusion.paper_figures.runs import default_workers
 
     records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log,
                             workers=default_workers())
     results = f2_block_mass.seed_runs(quick_figures, data, runs_dir, seeds)  # cached: no training here
-    pooled = analysis_io.pooled_analysis([r.run_dir for r in results])
+    pooled = analyze_runs([r.run_dir for r in results])
     heads = []
     with (out_dir / "f4_head_comparison.csv").open() as f:
         for row in csv.DictReader(f):

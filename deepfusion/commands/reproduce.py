@@ -63,9 +63,9 @@ def _sanity(out_dir: Path, quick: bool, log) -> dict:
 
     result = run_sanity(out_dir, quick=quick, check=False)
     log(format_summary(result))
-    trained = result.get("trained", {}).get("transformer", {})
-    return {"ok": bool(result["passed"]), "verdict": trained.get("verdict"),
-            "decided_by": trained.get("decided_by")}
+    trained = result.trained.transformer if result.trained else None
+    return {"ok": result.passed, "verdict": trained.verdict if trained else None,
+            "decided_by": trained.decided_by if trained else None}
 
 
 def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     with limit_threads(args.threads):
         result = run_sanity(args.out, quick=args.quick, check=False)  # print the table before failing
     print(format_summary(result))
-    print(f"written: {Path(args.out) / SANITY_FILE} ({result['wall_s']:.0f} s)")
-    if not result["passed"]:
+    print(f"written: {Path(args.out) / SANITY_FILE} ({result.wall_s:.0f} s)")
+    if not result.passed:
         raise CheckFailed(f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}")
     return 0

@@ -89,4 +89,4 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"Verdict: {v.label}: {v.decided_by}."
     )
     configs = [r.describe() for r in results]
-    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), configs)]
+    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), configs, pooled)]

@@ -8,6 +8,7 @@ same for ``--attention`` files of any model.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import glob
 from pathlib import Path
@@ -18,6 +19,10 @@ from deepfusion.errors import DataError
 from deepfusion.experiments.analyze import verdict_of
 from deepfusion.experiments.attention_verdict import load_attention_file
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
+from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
+from deepfusion.model.runs.config import config_hash as hash_of_config  # `pool` takes a config_hash argument
+from deepfusion.model.runs.layout import RunFolder
+from deepfusion.model.runs.loading import run_config
 
 SEED_KEY = ("train", "seed")
 # analysis settings the pooled runs must share; batch_seed differs by design (each training seed
@@ -38,20 +43,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def seedless(cfg) -> dict:
     """The config as flat ``section.key`` items, without the seed and the output-only keys."""
-    from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
-
     skip = {".".join(k) for k in OUTPUT_KEYS | {SEED_KEY}}
     return {k: v for k, v in _flat(config_to_dict(cfg)).items() if k not in skip}
 
 
 def seedless_hash(cfg) -> str:
-    import copy
-
-    from deepfusion.model.runs.config import config_hash
-
     c = copy.deepcopy(cfg)
     c.train.seed = 0
-    return config_hash(c)
+    return hash_of_config(c)
 
 
 def expand_runs(patterns: list[str]) -> list[Path]:
@@ -71,8 +70,6 @@ def expand_runs(patterns: list[str]) -> list[Path]:
 def check_runs(run_dirs) -> list:
     """The configs of ``run_dirs``; a one-line error if a folder is given twice or the configs
     differ in anything but ``train.seed``."""
-    from deepfusion.model.runs.loading import run_config
-
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise DataError("no run folder given; pass --run DIR (repeat it, or give a glob, for several seeds)")
@@ -99,8 +96,6 @@ def check_runs(run_dirs) -> list:
 def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledAnalysis:
     """The verdict over the records' seeds (rule v3 on each run's ``attention.npz``, through
     ``analyze_attention`` as for ``--attention`` files) and the per-layer statistics averaged over them."""
-    from deepfusion.model.runs.layout import RunFolder
-
     first = records[0]
     if len(run_dirs) != len(records):
         raise DataError(f"{len(records)} analyses and {len(run_dirs)} run folders; give one folder per analysis")

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import CheckFailed, ConfigError
+from deepfusion.experiments import metrics as mt
+from deepfusion.experiments.capture import capture, disjoint_batches
 from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult, TrainedHeads
 from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.theory import fusion
@@ -73,9 +75,6 @@ def idealised_layers(quick: bool = False) -> Idealised:
 def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
-    from deepfusion.experiments import metrics as mt
-    from deepfusion.experiments.capture import capture, disjoint_batches
-
     per_batch = []
     for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
         cap = capture(model, augment, dataset, idx, seed + b, "cpu")

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from deepfusion.experiments.verdict import LINE
 from deepfusion.experiments.studies import deep_fusion
+from deepfusion.experiments.verdict import LINE
+from deepfusion.model.data.theory_features import etf_rho, theory_numbers
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -40,8 +42,6 @@ class Cell:
     batch: int = 256
 
     def spec(self, quick: bool) -> runs.RunSpec:
-        from deepfusion.model.data.theory_features import etf_rho, theory_numbers
-
         sigma = self.ratio * theory_numbers(self.classes, etf_rho(self.classes), 1.0)["eps_max"]
         overrides = (f"data.options.num_classes={self.classes}", f"data.options.sigma={sigma:.6g}",
                      f"loss.temperature={self.temperature}", f"model.scope={self.scope}", f"model.norm={self.norm}",
@@ -151,8 +151,6 @@ SIDE = {
 
 
 def plot(judged: dict[str, list[JudgedCell]], out_dir: Path, stem: str) -> list[Path]:
-    from matplotlib.figure import Figure
-
     sides = [k for k in SIDE if k in judged]
     if not sides:
         fig, axes = style.subplots(1, 1, width=style.COLUMN_WIDTH, height=2.6)

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.pooling import seedless_hash
 from deepfusion.experiments.studies import deep_fusion
+from deepfusion.model.runs.loading import run_config
 from deepfusion.paper_figures import analysis_io, style
 from deepfusion.paper_figures.f1_attention_maps import plot_maps
 from deepfusion.paper_figures.record import FigureRecord
@@ -49,8 +51,6 @@ def command(run_dirs, out_dir) -> str:
 
 
 def _same_config(cfgs) -> bool:
-    from deepfusion.experiments.pooling import seedless_hash
-
     return len(cfgs) > 1 and len({seedless_hash(c) for c in cfgs}) == 1 and len({c.train.seed for c in cfgs}) == len(cfgs)
 
 
@@ -88,8 +88,6 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
 
 def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
     """Analyse (or read) each run; write its attention maps and the joint per-layer ratio plot."""
-    from deepfusion.model.runs.loading import run_config
-
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise DataError("figures --run needs at least one run folder")

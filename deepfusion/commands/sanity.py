@@ -23,6 +23,8 @@ from pathlib import Path
 
 from deepfusion.errors import CheckFailed
 
+# experiments.sanity (torch, the theory) is imported inside run(): `deepfusion --help` must not pay for it.
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed in (a), a shorter training budget in (b)")

@@ -111,7 +111,7 @@ def test_analyze_run_writes_reuses_and_refuses_to_overwrite(tmp_path, monkeypatc
     cfg = load_config("synthetic", ["model.depth=3", "model.heads=2", "model.dim=16"])
     loaded = SimpleNamespace(model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds, cfg=cfg, step=7,
                              finished=True)
-    monkeypatch.setattr("deepfusion.model.runs.loading.load_run", lambda run_dir, device="cpu": loaded)
+    monkeypatch.setattr(analyze, "load_run", lambda run_dir, device="cpu": loaded)
     monkeypatch.setattr(analyze, "untrained_head", lambda cfg, shape: TinyModel(6).head)
     first = analyze.analyze_run(tmp_path, batches=2, per_class=3)
     assert json.loads((tmp_path / "analysis.json").read_text())["step"] == 7

@@ -8,7 +8,6 @@ judged. What each part computes, and its budgets, are in the command's help
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -16,9 +15,12 @@ import numpy as np
 
 from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments import metrics as mt
+from deepfusion.experiments.analyze import analyze_run
 from deepfusion.experiments.capture import capture, disjoint_batches
+from deepfusion.experiments.runs import RunSpec, get_run
 from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult, TrainedHeads
 from deepfusion.model.runs.layout import write_text_atomic
+from deepfusion.model.runs.loading import load_run
 from deepfusion.theory import fusion
 from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
 from deepfusion.theory.simulation import simulate_fusion
@@ -85,34 +87,22 @@ def block_statistics(model, augment, dataset, batches: int, per_class: int, seed
             for l in range(len(per_batch[0]))]
 
 
-def _train(run_dir: Path, head: str, overrides: list[str]) -> tuple[Path, float]:
-    from deepfusion.model.runs.config import load_config
-    from deepfusion.model.runs.loop import train
-
-    if run_dir.exists():  # sanity's own scratch run from an earlier call
-        shutil.rmtree(run_dir)
-    cfg = load_config("synthetic", [*overrides, f"model.head={head}", "train.device=cpu"])
-    start = time.perf_counter()
-    train(cfg, run_dir=run_dir, progress=False)
-    return run_dir, time.perf_counter() - start
-
-
 def trained_heads(out_dir, budget: dict) -> dict:
-    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block."""
-    from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.model.runs.layout import RunFolder
-    from deepfusion.model.runs.loading import load_run
+    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block.
 
+    The runs come from the run cache under ``out_dir/runs`` (:func:`deepfusion.experiments.runs.get_run`):
+    a finished run of the same config is reused, and ``train_wall_s`` is the training time it recorded."""
     out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
            "batches": budget["batches"], "per_class": budget["per_class"]}
     for head in HEADS:
-        run_dir, wall = _train(Path(out_dir) / "runs" / head, head, budget["overrides"])
-        run = load_run(run_dir, "cpu")
-        evaluation = json.loads(RunFolder(run_dir).eval.read_text())
-        entry = {"train_wall_s": wall, "eval": {k: evaluation.get(k) for k in EVAL_KEYS},
-                 "blocks": block_statistics(run.model, run.augment, run.test_ds, budget["batches"], budget["per_class"])}
+        spec = RunSpec("synthetic", (*budget["overrides"], f"model.head={head}", "train.device=cpu"))
+        run = get_run(spec, Path(out_dir) / "runs")
+        loaded = load_run(run.run_dir, "cpu")
+        entry = {"train_wall_s": run.eval.train_wall_s, "eval": {k: run.eval.score(k) for k in EVAL_KEYS},
+                 "blocks": block_statistics(loaded.model, loaded.augment, loaded.test_ds, budget["batches"],
+                                            budget["per_class"])}
         if head == "transformer":
-            rec = analyze_run(run_dir, batches=budget["batches"], per_class=budget["per_class"],
+            rec = analyze_run(run.run_dir, batches=budget["batches"], per_class=budget["per_class"],
                               force=True)
             v = rec.verdict
             entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
@@ -153,7 +143,7 @@ def _idealised_lines(a: Idealised) -> list[str]:
 def _head_lines(name: str, e) -> list[str]:
     ev = e.eval
     lines = [f"  {name}: kNN {_f(ev.knn)}, linear {_f(ev.linear)}, head 1-NN {_f(ev.head_loo1nn)} "
-             f"(random backbone kNN {_f(ev.random_knn)}), trained in {e.train_wall_s:.0f} s"]
+             f"(random backbone kNN {_f(ev.random_knn)}), trained in {_f(e.train_wall_s, '.0f')} s"]
     for l, blk in enumerate(e.blocks):
         row = (f"    block {l if l < len(e.blocks) - 1 else 'out'}: r {_f(blk.relative_spread)}, "
                f"NC1 {_f(blk.nc1)}, residual {_f(blk.residual_ratio)}")

@@ -86,7 +86,7 @@ class AttentionLayer:
 
 @dataclass(frozen=True)
 class TrainedHead:
-    train_wall_s: float
+    train_wall_s: float | None  # the training time the run recorded (None for a run that did not record it)
     eval: HeadEval
     blocks: list[Block]
     layers: list[AttentionLayer] = field(default_factory=list)  # empty for heads without attention

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from deepfusion.errors import ConfigError
+from deepfusion.experiments.runs import prefetch
 from deepfusion.paper_figures import index, own_runs, runs
 from deepfusion.paper_figures.record import FigureRecord, with_out
 
@@ -53,7 +54,7 @@ def build_figures(
 
     ``seeds`` runs per head for F4 (their transformer runs are F2's seeds), ``ablation_seeds`` per
     swept value for F5. The runs every chosen figure needs are trained first, ``workers`` processes
-    at a time (``runs.prefetch``). Runs are trained
+    at a time (``experiments.runs.prefetch``). Runs are trained
     through the result cache under ``results_root``; figures that need runs in paper mode need
     ``data`` (checked before anything starts).
     """
@@ -72,7 +73,7 @@ def build_figures(
         if hasattr(module, "needed"):
             wanted += module.needed(quick, data, **options.get(key, {}))
     if wanted:
-        runs.prefetch(wanted, results_root, workers=workers, log=log, train_fn=train_fn)
+        prefetch(wanted, results_root, workers=workers, log=log, train_fn=train_fn)
     records: list[FigureRecord] = []
     for n, key in enumerate(keys, 1):
         module_name, what = FIGURES[key]

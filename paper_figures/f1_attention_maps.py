@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.runs import RunResult, RunSpec, run_all
 from deepfusion.experiments.studies import deep_fusion
 from deepfusion.paper_figures import analysis_io, runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
@@ -22,19 +23,19 @@ MAX_COLS = 5
 CLIP_QUANTILE = 0.995  # the self/positive-view entries would otherwise set the whole colour scale
 
 
-def main_spec(quick: bool, data=None) -> runs.RunSpec:
+def main_spec(quick: bool, data=None) -> RunSpec:
     """The transformer run F1 and F2 analyse: seed 0 of F4's transformer runs (shared through the cache)."""
     preset = runs.datasets(quick)[0]
     return runs.base_spec(preset, data).with_overrides("model.head=transformer", "train.seed=0")
 
 
-def needed(quick: bool, data=None, seeds: int = 1) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 1) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     return [main_spec(quick, data)]
 
 
-def analysed_run(quick, data, results_root, log=None, train_fn=None) -> runs.RunResult:
-    result = runs.run_all([main_spec(quick, data)], results_root, log=log, train_fn=train_fn)[0]
+def analysed_run(quick, data, results_root, log=None, train_fn=None) -> RunResult:
+    result = run_all([main_spec(quick, data)], results_root, log=log, train_fn=train_fn)[0]
     deep_fusion.run_analysis(result.run_dir, log=log)
     return result
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.runs import RunResult, RunSpec, run_all, seed_specs
 from deepfusion.experiments.studies import deep_fusion
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.f1_attention_maps import main_spec
@@ -23,15 +24,15 @@ KEY = "F2"
 TITLE = "Same-class attention against depth over seeds: measured, nulls and S4 prediction"
 
 
-def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
-    return runs.seed_specs(main_spec(quick, data), seeds)
+def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
+    return seed_specs(main_spec(quick, data), seeds)
 
 
-def seed_runs(quick: bool, data, results_root, seeds: int, log=None, train_fn=None) -> list[runs.RunResult]:
+def seed_runs(quick: bool, data, results_root, seeds: int, log=None, train_fn=None) -> list[RunResult]:
     """The transformer runs F2 pools: seeds 0..seeds-1 of F1's run (F4's transformer runs, cached)."""
-    specs = runs.seed_specs(main_spec(quick, data), seeds)
-    return runs.run_all(specs, results_root, log=log, train_fn=train_fn)
+    specs = seed_specs(main_spec(quick, data), seeds)
+    return run_all(specs, results_root, log=log, train_fn=train_fn)
 
 
 def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.model.runs.layout import write_text_atomic
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -24,17 +25,17 @@ CHART_METRICS = ("linear", "knn")
 RANDOM_KEYS = {"linear": "random_linear", "knn": "random_knn"}
 
 
-def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, dict[str, list[runs.RunSpec]]]:
+def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, dict[str, list[RunSpec]]]:
     """{preset: {head: [spec per seed]}}: the runs F4 needs."""
     out = {}
     for preset in runs.datasets(quick):
         base = runs.base_spec(preset, data)
-        out[preset] = {h: runs.seed_specs(base.with_overrides(f"model.head={h}"), seeds) for h in runs.heads()}
+        out[preset] = {h: seed_specs(base.with_overrides(f"model.head={h}"), seeds) for h in runs.heads()}
     return out
 
 
-def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     return [s for by_head in plan(quick, data, seeds).values() for specs in by_head.values() for s in specs]
 
 
@@ -43,12 +44,12 @@ def collect(quick, data, results_root, seeds, log=None, train_fn=None):
     rows, used = [], []
     for preset, by_head in plan(quick, data, seeds).items():
         for head, specs in by_head.items():
-            results = runs.run_all(specs, results_root, log=log, train_fn=train_fn)
+            results = run_all(specs, results_root, log=log, train_fn=train_fn)
             used += results
             for m in runs.METRICS:
-                rows.append((preset, head, m, [runs.metric(r.eval, m) for r in results]))
+                rows.append((preset, head, m, [r.eval.percent(m) for r in results]))
             if head == "transformer":
-                random_rows = [(preset, "random", m, [runs.metric(r.eval, k) for r in results]) for m, k in RANDOM_KEYS.items()]
+                random_rows = [(preset, "random", m, [r.eval.percent(k) for r in results]) for m, k in RANDOM_KEYS.items()]
         rows += random_rows
     return rows, used
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.model.runs.layout import write_text_atomic
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -31,19 +32,19 @@ QUICK = ("data.name=digits", "data.augment=digits", "data.options={}", "data.tes
          "train.epochs=10")
 
 
-def base(quick: bool, data=None) -> runs.RunSpec:
+def base(quick: bool, data=None) -> RunSpec:
     """The preset (Fashion-MNIST from its default folder, whatever ``--data`` holds), or digits when quick."""
-    return runs.RunSpec(PRESET, QUICK) if quick else runs.RunSpec(PRESET)
+    return RunSpec(PRESET, QUICK) if quick else RunSpec(PRESET)
 
 
-def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, list[runs.RunSpec]]:
+def plan(quick: bool, data=None, seeds: int = 3) -> dict[str, list[RunSpec]]:
     """{head: [spec per seed]}; one seed in quick mode."""
     b = base(quick, data)
-    return {h: runs.seed_specs(b.with_overrides(f"model.head={h}"), 1 if quick else seeds) for h in runs.heads()}
+    return {h: seed_specs(b.with_overrides(f"model.head={h}"), 1 if quick else seeds) for h in runs.heads()}
 
 
-def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     return [s for specs in plan(quick, data, seeds).values() for s in specs]
 
 
@@ -51,11 +52,11 @@ def collect(quick, data, results_root, seeds, log=None, train_fn=None):
     """Rows ``(head, metric, [trained per seed], [untrained per seed])`` and the runs used."""
     rows, used = [], []
     for head, specs in plan(quick, data, seeds).items():
-        results = runs.run_all(specs, results_root, log=log, train_fn=train_fn)
+        results = run_all(specs, results_root, log=log, train_fn=train_fn)
         used += results
         for m in METRICS:
-            rows.append((head, m, [runs.metric(r.eval, m) for r in results],
-                         [runs.metric(r.eval, f"untrained_{m}") for r in results]))
+            rows.append((head, m, [r.eval.percent(m) for r in results],
+                         [r.eval.percent(f"untrained_{m}") for r in results]))
     return rows, used
 
 

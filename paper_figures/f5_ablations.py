@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -44,25 +45,25 @@ PAPER_SWEEPS = (
 )
 
 
-def base(quick: bool, data=None) -> runs.RunSpec:
+def base(quick: bool, data=None) -> RunSpec:
     if quick:
         return runs.base_spec(runs.QUICK_PRESET, None).with_overrides("model.head=transformer")
     return runs.base_spec(PAPER_PRESET, data).with_overrides("model.head=transformer")
 
 
-def plan(quick: bool, data=None, seeds: int = 1) -> dict[Sweep, list[list[runs.RunSpec]]]:
+def plan(quick: bool, data=None, seeds: int = 1) -> dict[Sweep, list[list[RunSpec]]]:
     """{sweep: [[spec per seed] per value]}; specs equal to the base collapse in the cache."""
     b = base(quick, data)
     sweeps = QUICK_SWEEPS if quick else PAPER_SWEEPS
-    return {s: [runs.seed_specs(b.with_overrides(f"{s.key}={v}"), seeds) for v in s.values] for s in sweeps}
+    return {s: [seed_specs(b.with_overrides(f"{s.key}={v}"), seeds) for v in s.values] for s in sweeps}
 
 
-def needed(quick: bool, data=None, seeds: int = 1) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 1) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     return [s for grid in plan(quick, data, seeds).values() for specs in grid for s in specs]
 
 
-def _base_value(spec: runs.RunSpec, key: str):
+def _base_value(spec: RunSpec, key: str):
     section, name = key.split(".")
     return getattr(getattr(spec.config(), section), name)
 
@@ -74,11 +75,11 @@ def collect(quick, data, results_root, seeds, log=None, train_fn=None):
     for sweep, grid in plan(quick, data, seeds).items():
         out[sweep] = {m: [] for m in ("linear", "knn")}
         for specs in grid:
-            results = runs.run_all(specs, results_root, log=log, train_fn=train_fn)
+            results = run_all(specs, results_root, log=log, train_fn=train_fn)
             for r in results:
                 seen.setdefault(r.config_hash, r)
             for m in out[sweep]:
-                out[sweep][m].append([runs.metric(r.eval, m) for r in results])
+                out[sweep][m].append([r.eval.percent(m) for r in results])
     used = list(seen.values())
     return out, {s.key: _base_value(b, s.key) for s in out}, used
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.experiments.studies import deep_fusion
 from deepfusion.experiments.verdict import LINE
 from deepfusion.model.data.theory_features import etf_rho, theory_numbers
@@ -41,14 +42,14 @@ class Cell:
     norm: str = "post"
     batch: int = 256
 
-    def spec(self, quick: bool) -> runs.RunSpec:
+    def spec(self, quick: bool) -> RunSpec:
         sigma = self.ratio * theory_numbers(self.classes, etf_rho(self.classes), 1.0)["eps_max"]
         overrides = (f"data.options.num_classes={self.classes}", f"data.options.sigma={sigma:.6g}",
                      f"loss.temperature={self.temperature}", f"model.scope={self.scope}", f"model.norm={self.norm}",
                      f"train.batch_size={self.batch}")
         if quick:
             overrides += (f"train.epochs={QUICK_EPOCHS}",)
-        return runs.RunSpec(PRESET, overrides)
+        return RunSpec(PRESET, overrides)
 
 
 def grid(quick: bool) -> dict[str, list[Cell]]:
@@ -65,10 +66,10 @@ def grid(quick: bool) -> dict[str, list[Cell]]:
     }
 
 
-def needed(quick: bool, data=None, seeds: int = 3) -> list[runs.RunSpec]:
-    """The runs this figure draws on (trained ahead by ``runs.prefetch``)."""
+def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
+    """The runs this figure draws on (trained ahead by ``experiments.runs.prefetch``)."""
     n = 1 if quick else seeds
-    return [s for cells in grid(quick).values() for c in cells for s in runs.seed_specs(c.spec(quick), n)]
+    return [s for cells in grid(quick).values() for c in cells for s in seed_specs(c.spec(quick), n)]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class JudgedCell:
 
 def judge(cell: Cell, quick: bool, results_root, seeds: int, log=None, train_fn=None) -> JudgedCell:
     """Train or load the cell's seeds, pool their analyses; the numbers the figure shows."""
-    results = runs.run_all(runs.seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
+    results = run_all(seed_specs(cell.spec(quick), 1 if quick else seeds), results_root, log=log,
                            train_fn=train_fn)
     pooled = deep_fusion.analyze_runs([r.run_dir for r in results], log=log)
     v = pooled.verdict

@@ -108,7 +108,7 @@ def references(path: Path, test_fraction: float = 0.2) -> dict:
     from sklearn.neural_network import MLPClassifier
 
     from deepfusion.model.data import load_dataset
-    from deepfusion.model.runs.evaluate import knn_accuracy
+    from deepfusion.model.runs.probes import knn_accuracy
 
     train, test = (load_dataset("npz", root=path, split=s, test_fraction=test_fraction) for s in ("train", "test"))
     x, xt = train.x.double().numpy(), test.x.double().numpy()

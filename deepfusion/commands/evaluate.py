@@ -22,20 +22,18 @@ whether it ends the run. A symbolic link standing at the output is replaced, not
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from deepfusion.errors import ConfigError, RunError
+from deepfusion.errors import ConfigError, DataError, RunError
+from deepfusion.model.runs.eval_report import format_table
+from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.progress_line import Heartbeat
 
-# (label, key of the trained model, key of its baseline, what the baseline is)
-ROWS = [("kNN (backbone)", "knn", "random_knn", "random backbone"),
-        ("linear probe (backbone)", "linear", "random_linear", "random backbone"),
-        ("head leave-one-out 1-NN", "head_loo1nn", "untrained_head_loo1nn", "untrained head"),
-        ("kNN (head outputs)", "head_knn", "untrained_head_knn", "untrained head")]
-KEEP_FROM_TRAINING = ("train_steps", "train_wall_s")
-
+# The modules that import torch (devices, loading, evaluate) are imported inside the functions:
+# `deepfusion eval --help` imports this module and stays fast without torch (about 0.1 s against 2-4 s).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="the run folder printed by deepfusion train")
@@ -55,41 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "is refused")
 
 
-def fmt_score(results: dict, key: str | None) -> str:
-    """``0.9120 [0.8800, 0.9350]``: an accuracy and its Wilson 95% interval ("-" when missing)."""
-    value = results.get(key) if key else None
-    if value is None:
-        return "-"
-    ci = results.get(f"{key}_ci")
-    return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
-
-
-def reading(results: dict, key: str, base: str, what: str) -> str:
-    """``above random backbone`` / ``tied with random backbone (95% intervals overlap)`` / ``below ...``."""
-    from deepfusion.model.runs.intervals import compare_intervals
-
-    word = compare_intervals(results.get(f"{key}_ci"), results.get(f"{base}_ci"))
-    return {"above": f"above {what}", "below": f"BELOW {what}",
-            "tied": f"tied with {what} (95% intervals overlap)"}.get(word, "")
-
-
-def format_table(results: dict) -> str:
-    """Metric, trained model and baseline columns (with 95% intervals), the reading in words, then the
-    settings used."""
-    lines = [f"{'metric':<25} {'trained [95% CI]':<24} {'baseline [95% CI]':<24} reading"]
-    for label, key, base, what in ROWS:
-        base_text = fmt_score(results, base)
-        lines.append(f"{label:<25} {fmt_score(results, key):<24} {base_text:<24} "
-                     f"{reading(results, key, base, what) or (what if base_text != '-' else '')}".rstrip())
-    lines.append(f"kNN k={results.get('knn_k')} t={results.get('knn_t')}; linear probe on "
-                 f"{100 * results.get('linear_fraction', 1.0):g}% of train, {results.get('linear_epochs')} L-BFGS "
-                 f"iterations, the same for the trained and the random backbone; head 1-NN over {results.get('head_batches')} test batches of "
-                 f"{results.get('head_batch_min')}-{results.get('head_batch_max')}")
-    lines.append(f"{results.get('n_train')} train / {results.get('n_test')} test samples; offline, final epoch, test split; "
-                 "intervals: Wilson score, 95%")
-    return "\n".join(lines)
-
-
 def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
     from deepfusion.model.runs.config import apply_override, validate
 
@@ -102,8 +65,6 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
-
     from deepfusion.model.runs.devices import limit_threads, resolve_device
     from deepfusion.model.runs.loading import run_config
     from deepfusion.model.runs.lock import folder_lock
@@ -121,33 +82,39 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
     from deepfusion.model.runs.evaluate import evaluate_model
-    from deepfusion.model.runs.layout import RunFolder, write_json
     from deepfusion.model.runs.loading import load_run
 
     loaded = load_run(run_dir, device, force=args.force)
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
     with Heartbeat(f"evaluating {run_dir.name}"):  # a line every 25 s when the output is a file or pipe
-        results = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval,
-                                 device, loaded.cfg.train.seed)
-    results = dict(results, step=loaded.step, finished=loaded.finished)
+        result = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval,
+                                device, loaded.cfg.train.seed)
+    result = result.with_training(loaded.step, loaded.finished, _training_time(run_dir, loaded.step))
     print(f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device}; checkpoint of step "
           f"{loaded.step}{'' if loaded.finished else ', the run is not finished'})")
-    print(format_table(results))
-    if args.no_write:
-        return 0
-    out = Path(args.json) if args.json else RunFolder(run_dir).eval
-    if out == RunFolder(run_dir).eval and out.is_file() and not out.is_symlink():
-        try:
-            previous = json.loads(out.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = {}
-        if isinstance(previous, dict) and previous.get("step", previous.get("train_steps")) == loaded.step:
-            results.update({k: previous[k] for k in KEEP_FROM_TRAINING if k in previous})
+    print(format_table(result))
+    if not args.no_write:
+        _write(result, Path(args.json) if args.json else RunFolder(run_dir).eval)
+    return 0
+
+
+def _training_time(run_dir: Path, step: int) -> float | None:
+    """The training time the run's own evaluation recorded, kept when it describes the same step."""
+    path = RunFolder(run_dir).eval
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        previous = EvalResult.load(path)
+    except (RunError, DataError):  # unreadable or of another version: the new evaluation replaces it
+        return None
+    return previous.train_wall_s if previous.step == step else None
+
+
+def _write(result: EvalResult, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, results)
+        result.save(out)
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
         raise RunError(f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write") from None
-    return 0

@@ -58,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepfusion.experiments.pool import stopped
+    from deepfusion.experiments.runs import default_workers
     from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
-    from deepfusion.paper_figures.pool import stopped
 
     if args.run:
         clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
@@ -81,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
             only=parse_only(args.only),
             seeds=args.seeds,
             ablation_seeds=args.ablation_seeds,
-            workers=args.workers or runs.default_workers(),
+            workers=args.workers or default_workers(),
         )
     return outcome["exit"]

@@ -171,7 +171,8 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
     from deepfusion.experiments.sanity import format_summary, run_sanity
     from deepfusion.model.runs.layout import write_json, write_text_atomic
     from deepfusion.paper_figures.build import build_figures
-    from deepfusion.paper_figures.runs import check_data, default_workers
+    from deepfusion.experiments.runs import default_workers
+    from deepfusion.paper_figures.runs import check_data
 
     out = Path(out)
     quick_figures = quick or data is None
@@ -195,7 +196,7 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.devices import limit_threads
-    from deepfusion.paper_figures.pool import stopped
+    from deepfusion.experiments.pool import stopped
 
     if args.quick and args.data is not None:
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")

@@ -11,8 +11,9 @@
     (model.head=ffn) whose per-block features get the same spread, NC1 and residual statistics.
     Part (b) is measured and reported, never judged: trained heads need not fuse.
 
-A summary table is printed and sanity.json written to --out (the runs of (b) go to
---out/runs/, replaced on every call). The full command takes a few minutes on two CPU cores,
+A summary table is printed and sanity.json written to --out. The runs of (b) live in the run
+cache --out/runs/, one folder per config: a later call with the same budget reuses them (and
+prints the training time they recorded) instead of training again. The full command takes a few minutes on two CPU cores,
 --quick well under two.
 """
 

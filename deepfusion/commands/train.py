@@ -43,8 +43,12 @@ import os
 import time
 from pathlib import Path
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import presets
-from deepfusion.commands.evaluate import ROWS, fmt_score, reading
+from deepfusion.model.runs.eval_report import format_lines
+
+# The modules that import torch (loading, own_data, loop) are imported inside run(): `deepfusion train
+# --help` imports this module and stays fast without torch (about 0.1 s against 2-4 s with it).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,27 +93,14 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
-def summary(run_dir: Path, wall: float) -> str:
-    """Final report: run folder, wall time and each eval number (95% interval) beside its baseline."""
-    lines = [f"run folder: {run_dir}", f"wall time:  {wall:.1f} s"]
-    from deepfusion.model.runs.layout import RunFolder
-
-    path = RunFolder(run_dir).eval
-    results = json.loads(path.read_text()) if path.exists() else {}
-    if "skipped" in results:
-        lines.append(f"evaluation skipped: {results['skipped']}")
-    for label, key, base, what in ROWS:
-        if results.get(key) is not None:
-            beside = (f"   {what} {fmt_score(results, base)}   {reading(results, key, base, what)}"
-                      if results.get(base) is not None else "")
-            lines.append(f"  {label:<25} {fmt_score(results, key)}{beside}")
-    return "\n".join(lines)
+def summary(run, wall: float) -> str:
+    """Final report of the run :func:`train` returned: its folder, wall time and each accuracy (95%
+    interval) beside its baseline."""
+    return "\n".join([f"run folder: {run.run_dir}", f"wall time:  {wall:.1f} s", *format_lines(run.eval)])
 
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.loading import run_config
-
-    from deepfusion.errors import ConfigError
 
     if args.force and not args.resume:
         raise ConfigError("--force applies only with --resume; a new run never trains into an existing folder")
@@ -130,11 +121,10 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        run_dir = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress,
-                        force=args.force)
+        run = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress, force=args.force)
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports (it wrote eval.json)
-        print(summary(run_dir, time.perf_counter() - start))
+    if run is not None:  # under torchrun only rank 0 has the evaluation, and reports
+        print(summary(run, time.perf_counter() - start))
     return 0

@@ -28,11 +28,10 @@ import torch
 from deepfusion.errors import CheckpointError, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
 from deepfusion.model.runs.checksum import checksum_problem, with_checksum
-from deepfusion.model.runs.layout import write_atomic
+from deepfusion.model.runs.layout import LAST, PREV, write_atomic
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1
-LAST, PREV = "last.pt", "prev.pt"
 
 
 # ---------------------------------------------------------------- RNG states

@@ -22,8 +22,8 @@ import yaml
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
-from deepfusion.model.runs.config_limits import (check_expansion, check_names_and_paths, check_ranges, check_size,
-                                                 unique_key_loader)
+from deepfusion.model.runs.config_limits import MIN_BATCH, check_names_and_paths, check_ranges, parse_yaml, read_yaml
+from deepfusion.model.runs.layout import write_text_atomic
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -215,35 +215,21 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
             setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
 
 
-_LOADER = unique_key_loader()
+@dataclass(frozen=True)
+class Override:
+    """One parsed ``section.key=value`` override: the key's parts and the YAML value."""
+
+    parts: tuple[str, ...]
+    value: Any
+    text: str  # as given, for messages
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.parts)
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        check_size(path.stat().st_size, str(path))  # before reading: parsing megabytes takes minutes
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config file {path}: {err}") from None
-    return _parse_yaml(text, str(path))
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    check_size(len(text.encode(errors="replace")), source)
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
-        raise ConfigError(f"malformed YAML in {source}: {err}") from None
-    check_expansion(data, source)  # an alias bomb is refused before anything walks it
-    return data
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=0.1"`` -> ``(["optim", "lr"], 0.1)``; the value follows YAML scalar rules."""
+def parse_override(text: str) -> Override:
+    """``"optim.lr=0.1"`` -> ``Override(("optim", "lr"), 0.1, ...)``; the value follows YAML scalar rules."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form section.key=value (e.g. train.epochs=5)")
     key, raw = text.split("=", 1)
@@ -252,13 +238,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(
             f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
         )
-    value = _parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
-    return parts, value
+    value = parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
+    return Override(tuple(parts), value, text)
 
 
-def apply_override(cfg: Config, text: str) -> None:
+def parse_overrides(overrides) -> list[Override]:
+    """Each override parsed once (an :class:`Override` given is kept as it is)."""
+    return [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+
+
+def apply_override(cfg: Config, override: str | Override) -> None:
     """Apply one ``section.key=value`` (``data.options.k=v`` reaches into the options mapping)."""
-    parts, value = parse_override(text)
+    o = override if isinstance(override, Override) else parse_override(override)
+    parts, value, text = o.parts, o.value, o.text
     section = parts[0]
     if len(parts) > 2:
         if (section, parts[1]) != ("data", "options"):
@@ -303,10 +295,10 @@ def validate(cfg: Config) -> Config:
             f"model.dim={cfg.model.dim} is not divisible by model.heads={cfg.model.heads}; "
             "pick heads that divide dim"
         )
-    if cfg.train.batch_size < 2:
+    if cfg.train.batch_size < MIN_BATCH:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} is too small: NT-Xent needs at least one negative "
-            "and the head's BatchNorm at least two samples; use 2 or more"
+            f"and the head's BatchNorm at least two samples; use {MIN_BATCH} or more"
         )
     check_names_and_paths(cfg)  # train.name and preset become folder names; no NUL in paths
     return cfg
@@ -325,8 +317,9 @@ def _validate_own_data(cfg: Config) -> None:
             raise ConfigError(f"model.{key}={value!r} must be a positive integer (or null for the backbone's default)")
 
 
-def load_config(preset_or_path: str | Path = "digits", overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve a preset name (``digits``) or YAML path, then apply ``section.key=value`` overrides."""
+def load_config(preset_or_path: str | Path = "digits", overrides=()) -> Config:
+    """Resolve a preset name (``digits``) or YAML path, then apply ``section.key=value`` overrides
+    (strings, or :class:`Override` already parsed), and validate the result."""
     cfg = Config()
     text = str(preset_or_path)
     path = Path(text)
@@ -338,7 +331,7 @@ def load_config(preset_or_path: str | Path = "digits", overrides: list[str] | tu
         label = path.stem
     else:
         raise ConfigError(f"unknown preset {text!r}; presets: {', '.join(presets())} (or give a YAML file path)")
-    _apply(cfg, _read_yaml(path), str(path))
+    _apply(cfg, read_yaml(path), str(path))
     if cfg.preset == "custom":
         cfg.preset = label
     for item in overrides:
@@ -375,6 +368,4 @@ def config_hash(cfg: Config, length: int = 10) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML (readable by :func:`load_config`), atomically."""
-    from deepfusion.model.runs.layout import write_text_atomic
-
     write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

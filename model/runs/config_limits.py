@@ -1,4 +1,5 @@
-"""Limits on config values: ranges, names that become paths, and how far YAML may expand.
+"""Limits on config values: ranges, names that become paths, and how far YAML may expand (config
+files and override values are read here, within those limits).
 
 :func:`deepfusion.model.runs.config.validate` applies them after the type checks. Each limit is
 where a larger or stranger value cannot mean anything useful and would otherwise fail deep inside a
@@ -9,11 +10,15 @@ ask (a ``preset`` of ``../../x``).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from deepfusion.errors import ConfigError
 
 MAX_EPOCHS = 100_000
+MIN_BATCH = 2  # NT-Xent needs one negative, the head's BatchNorm two samples
 TEMPERATURE = (1e-3, 100.0)  # below, 1/t makes the logits meaningless; above, every pair looks alike
 RANGES = {
     ("data", "seed"): (0, 2**32 - 1), ("train", "seed"): (0, 2**32 - 1),  # numpy's seed range
@@ -40,8 +45,6 @@ def check_size(size: int, source: str, limit: int = YAML_BYTES) -> None:
 def unique_key_loader():
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (two ``train:`` sections
     would otherwise merge silently, the later one winning)."""
-    import yaml
-
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen = set()
@@ -121,3 +124,32 @@ def check_names_and_paths(cfg) -> None:
         value = _get(cfg, keys)
         if isinstance(value, str) and "\0" in value:
             raise ConfigError(f"{'.'.join(keys)}={value!r} holds a NUL byte, which no path can hold")
+
+
+_LOADER = unique_key_loader()
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML of a config file, read within the size limit."""
+    try:
+        check_size(path.stat().st_size, str(path))  # before reading: parsing megabytes takes minutes
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text parsed within the size and alias-expansion limits, a key given twice refused."""
+    check_size(len(text.encode(errors="replace")), source)
+    try:
+        data = yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {source}{line}: {problem}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as err:  # e.g. bad !!timestamp
+        raise ConfigError(f"malformed YAML in {source}: {err}") from None
+    check_expansion(data, source)  # an alias bomb is refused before anything walks it
+    return data

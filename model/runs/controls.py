@@ -10,9 +10,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from deepfusion.errors import ConfigError
-from deepfusion.model.runs.config import Config
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -23,25 +20,6 @@ def seed_everything(seed: int) -> None:
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The order of the ``n`` training samples in ``epoch``: a function of the seed and epoch alone."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def check_batch(cfg: Config, n_train: int, world: int = 1) -> None:
-    """The batch must give every token someone to attend to (per process under ``attend=local``)
-    and fit in the training set."""
-    from deepfusion.model.network.attention import min_instances
-    from deepfusion.model.network.heads import attends
-
-    need = max(2, min_instances(cfg.model.scope) if attends(cfg.model.head) else 2)
-    if cfg.train.batch_size < need:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is too small for model.scope={cfg.model.scope}; "
-                          f"use at least {need}")
-    seen = cfg.train.batch_size // world  # with train.attend=local the head sees one process's share
-    if world > 1 and cfg.train.attend == "local" and seen < need:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} gives each of {world} processes {seen} samples, "
-                          f"too few for model.scope={cfg.model.scope} with train.attend=local; use at least "
-                          f"{need * world} or train.attend=global")
-    if cfg.train.batch_size > n_train:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the {n_train} training samples; lower it")
 
 
 ABORTED = threading.Event()  # a second Ctrl-C aborted the run (read where torch hid the KeyboardInterrupt)

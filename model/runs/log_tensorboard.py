@@ -17,11 +17,9 @@ import math
 from contextlib import contextmanager
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
 TRAIN_KEYS = ("loss", "lr", "images_per_s", "steps_per_s")
-# the accuracies of eval.json (model/runs/evaluate.py), each drawn at the step the evaluation describes
-EVAL_KEYS = ("knn", "linear", "head_loo1nn", "head_knn", "random_knn", "random_linear", "untrained_head_loo1nn",
-             "untrained_head_knn")
 
 
 def require_backend(log: str) -> None:
@@ -35,6 +33,7 @@ class TensorBoardLog:
     """Scalars of the training log and the evaluation, written with torch's ``SummaryWriter``."""
 
     def __init__(self, logdir, start_step: int = 0):
+        # Imported here: tensorboard is an optional extra, and require_backend names it when it is missing.
         from torch.utils.tensorboard import SummaryWriter
 
         # a resume hides what the interrupted run logged after its checkpoint, as metrics.jsonl is truncated
@@ -47,12 +46,13 @@ class TensorBoardLog:
                 self.writer.add_scalar(f"train/{key}", float(rec[key]), int(rec["step"]))
         self.writer.flush()
 
-    def evaluation(self, results: dict, step: int) -> None:
-        """The accuracies of ``eval.json`` (:data:`EVAL_KEYS`; None for a probe that did not run is left out)."""
-        for key in EVAL_KEYS:
-            value = results.get(key)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(f"eval/{key}", float(value), int(step))
+    def evaluation(self, result: EvalResult) -> None:
+        """Every accuracy of the evaluation (:data:`SCORES`; one that was not measured is left out), drawn
+        at the step the evaluation describes."""
+        for name in SCORES:
+            value = result.score(name)
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(f"eval/{name}", float(value), int(result.step))
         self.writer.flush()
 
     def close(self) -> None:
@@ -65,7 +65,7 @@ class NoLog:
     def step(self, rec: dict) -> None:
         pass
 
-    def evaluation(self, results: dict, step: int) -> None:
+    def evaluation(self, result: EvalResult) -> None:
         pass
 
     def close(self) -> None:

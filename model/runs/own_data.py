@@ -22,10 +22,15 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from deepfusion.errors import ConfigError
-from deepfusion.model.runs.config import Config, load_config, parse_override
+from deepfusion.model.data.augment import OVERRIDES, PRESETS, default_preset
+from deepfusion.model.data.base import stratified_split, stratified_take
+from deepfusion.model.data.npz import summarize
+from deepfusion.model.runs.batch import fitted_batch
+from deepfusion.model.runs.config import Config, Override, load_config, parse_overrides
 
 PRESET_FOR_KIND = {"vector": "vectors", "image": "images"}
 DEFAULT_PRESET = "digits"
@@ -35,13 +40,9 @@ MIN_SIDE = 8  # the images preset's cnn3 needs images of at least 8x8
 DROP_SHARE = 0.1  # a batch that leaves more than this share of the training split unused each epoch is evened out
 
 
-def _given(overrides) -> dict:
+def _given(overrides: list[Override]) -> dict:
     """``{"section.key": value}`` of the command-line overrides (later ones win)."""
-    out = {}
-    for text in overrides:
-        parts, value = parse_override(text)
-        out[".".join(parts)] = value
-    return out
+    return {o.key: o.value for o in overrides}
 
 
 def _describe(summary) -> str:
@@ -59,8 +60,6 @@ def run_label(path) -> str:
 
 def _training_size(summary, cfg: Config) -> int:
     """Samples in the training split the loader will make (same split and ``limit`` rules)."""
-    from deepfusion.model.data.base import stratified_split, stratified_take
-
     y = summary.labels
     if not summary.has_test:
         y = y[stratified_split(y, cfg.data.test_fraction, cfg.data.seed)[0]]
@@ -93,15 +92,12 @@ def _fit_training(preset: str, summary, cfg: Config, given: dict, notes: list) -
     n = _training_size(summary, cfg)
     world = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
     B = cfg.train.batch_size
-    if "train.batch_size" not in given and (B > n or (n % B) > DROP_SHARE * n):
-        # Every step takes a full batch and an epoch's remainder is dropped: spread the split over
-        # ceil(n / B) equal batches instead, so a small split is neither refused nor half unused.
-        batch = n // math.ceil(n / B) // world * world
-        if batch >= 2:
-            why = (f"the training split has only {n} samples" if B > n else
-                   f"{n} training samples in batches of {B} would leave {n % B} unused each epoch")
-            notes.append(f"batch:  train.batch_size {B} -> {batch}: {why}")
-            cfg.train.batch_size = batch
+    batch = None if "train.batch_size" in given else fitted_batch(B, n, world, DROP_SHARE)
+    if batch is not None:
+        why = (f"the training split has only {n} samples" if B > n else
+               f"{n} training samples in batches of {B} would leave {n % B} unused each epoch")
+        notes.append(f"batch:  train.batch_size {B} -> {batch}: {why}")
+        cfg.train.batch_size = batch
     steps = n // cfg.train.batch_size
     if steps and "train.epochs" not in given and steps * cfg.train.epochs < MIN_STEPS[preset]:
         epochs = math.ceil(MIN_STEPS[preset] / steps)
@@ -113,10 +109,11 @@ def _fit_training(preset: str, summary, cfg: Config, given: dict, notes: list) -
 def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
     """The config for ``deepfusion train`` and the notes to print about the choices made.
 
-    ``config`` is the ``--config`` value (None when not given); ``overrides`` the key=value list.
+    ``config`` is the ``--config`` value (None when not given); ``overrides`` the key=value list,
+    parsed once here. The config is validated once, by :func:`load_config`; what is fitted to a small
+    split afterwards stays within the limits by construction.
     """
-    from deepfusion.model.data.npz import summarize
-
+    overrides = parse_overrides(overrides)
     given, notes, summary = _given(overrides), [], None
     options = given.get("data.options") if isinstance(given.get("data.options"), dict) else {}
     num_classes = given.get("data.options.num_classes", options.get("num_classes"))
@@ -157,10 +154,6 @@ def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
 def augment_note(cfg: Config, summary) -> str:
     """The augmentation a run will use, by name and what it does (``default`` resolved by the data,
     ``data.aug_noise``/``aug_mask``/``aug_mix`` applied)."""
-    from dataclasses import replace
-
-    from deepfusion.model.data.augment import OVERRIDES, PRESETS, default_preset
-
     augment = cfg.data.augment
     name = default_preset(summary.kind, summary.input_shape) if augment == "default" else augment
     if name not in PRESETS:

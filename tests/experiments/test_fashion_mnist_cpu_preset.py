@@ -26,7 +26,7 @@ def test_fashion_mnist_cpu_preset_beats_the_random_backbone(tmp_path):
 
     with limit_threads(1):
         run_dir = train(load_config("fashion_mnist_cpu", ["train.seed=1"]), run_dir=tmp_path / "fmnist_cpu",
-                        progress=False)
+                        progress=False).run_dir
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["finished"] and evaluation["n_train"] == 10000 and evaluation["n_test"] == 10000
     gain = evaluation["knn"] - evaluation["random_knn"]

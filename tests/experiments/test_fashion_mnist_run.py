@@ -37,7 +37,7 @@ def test_small_fashion_mnist_run_trains_and_analyses(tmp_path):
     from deepfusion.model.runs.loop import train
 
     with limit_threads(1):
-        run_dir = train(load_config("fashion_mnist", SMALL), run_dir=tmp_path / "fmnist", progress=False)
+        run_dir = train(load_config("fashion_mnist", SMALL), run_dir=tmp_path / "fmnist", progress=False).run_dir
         run = load_run(run_dir)
         # real images: 28x28 grey uint8, ten classes, the official test split
         assert run.train_ds.input_shape == (1, 28, 28) and run.train_ds.num_classes == 10

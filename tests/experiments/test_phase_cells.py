@@ -17,7 +17,7 @@ def _verdict(tmp_path, *overrides):
     from deepfusion.model.runs.loop import train
 
     with limit_threads(1):
-        run = train(load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False)
+        run = train(load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False).run_dir
         return analyze_run(run, batches=3).verdict
 
 

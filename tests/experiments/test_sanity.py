@@ -84,3 +84,15 @@ def test_record_of_another_version_is_refused(tmp_path):
     assert SanityResult.from_json(data) == result
     with pytest.raises(DataError, match="version"):
         SanityResult.from_json({**data, "version": SANITY_VERSION + 1})
+
+def test_trained_heads_reuse_finished_runs_of_the_same_budget(tmp_path):
+    """The runs of (b) come from the run cache: a second call trains nothing and reports the same runs."""
+    with limit_threads(1):
+        first = sanity.trained_heads(tmp_path, TINY)
+        checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/checkpoints/last.pt")}
+        again = sanity.trained_heads(tmp_path, TINY)
+    assert len(checkpoints) == len(sanity.HEADS)
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # not trained again
+    for head in sanity.HEADS:
+        assert again[head]["eval"] == first[head]["eval"]
+        assert again[head]["train_wall_s"] == first[head]["train_wall_s"] > 0

@@ -8,29 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from deepfusion.model.runs import checkpoint as ck
+from deepfusion.experiments.runs import run_dir_for
 from deepfusion.model.runs.config import save_config
 from deepfusion.model.runs.layout import RunFolder
-from deepfusion.paper_figures import cache
+from tests.experiments.run_fixtures import write_finished
 
 
 def no_train(cfg, run_dir=None, resume=False, progress=False):
     raise AssertionError(f"the figure tried to train {run_dir}; every run should come from the fixture")
-
-
-def write_finished(run_dir: Path, ev: dict, step: int = 7, finished: bool = True, cfg=None) -> None:
-    """What a finished run leaves for the cache: a checkpoint (no weights) flagged finished, trained
-    with ``cfg``, and an eval.json that records its step."""
-    from deepfusion.model.runs.config import config_to_dict
-
-    folder = RunFolder(run_dir)
-    folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    config = config_to_dict(cfg) if cfg is not None else {}
-    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": config, "step": step,
-                "finished": finished}, folder.last)
-    folder.eval.write_text(json.dumps(dict(ev, step=step)))
 
 
 def fake_eval(rng: np.random.Generator) -> dict:
@@ -45,7 +31,7 @@ def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
     written = {}
     for spec in specs:
         cfg = spec.config()
-        run_dir = cache.run_dir_for(cfg, results_root)
+        run_dir = run_dir_for(cfg, results_root)
         if run_dir.name in written:
             continue
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -9,16 +9,18 @@ import types
 import numpy as np
 import pytest
 
-from deepfusion.paper_figures import cache, f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
+from deepfusion.experiments.runs import run_dir_for, run_key, seed_specs
+from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.paper_figures import f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 
 def _analysed_fixture(results_root, seeds: int = 1):
-    specs = runs.seed_specs(f1_attention_maps.main_spec(quick=True), seeds)
+    specs = seed_specs(f1_attention_maps.main_spec(quick=True), seeds)
     populate(specs, results_root)
     for i, spec in enumerate(specs):
-        fake_analysis(cache.run_dir_for(spec.config(), results_root), seed=i)
-    return cache.run_dir_for(specs[0].config(), results_root)
+        fake_analysis(run_dir_for(spec.config(), results_root), seed=i)
+    return run_dir_for(specs[0].config(), results_root)
 
 
 def test_f1_attention_maps(tmp_path, results_root):
@@ -92,7 +94,7 @@ def test_f4_numbers_come_from_eval_json(tmp_path, results_root):
     table = next(p for p in record.paths if p.suffix == ".csv")
     rows = {(r["head"], r["metric"]): r for r in csv.DictReader(table.open())}
     assert {h for h, _ in rows} == {"transformer", "mlp", "mlp_nobn", "ffn", "random"}
-    ffn = [cache.load_eval(cache.run_dir_for(s.config(), results_root))["knn"] * 100 for s in plan["digits"]["ffn"]]
+    ffn = [EvalResult.load(run_dir_for(s.config(), results_root) / "eval.json").knn * 100 for s in plan["digits"]["ffn"]]
     assert float(rows["ffn", "knn"]["mean"]) == pytest.approx(np.mean(ffn), abs=0.01)
     assert float(rows["ffn", "knn"]["std"]) == pytest.approx(np.std(ffn, ddof=1), abs=0.01)
     assert rows["ffn", "knn"]["n"] == str(seeds)
@@ -120,7 +122,7 @@ def test_missing_run_would_train(tmp_path, results_root):
 def test_attention_figures_reuse_the_f4_transformer_run():
     """F1/F2 analyse seed 0 of F4's transformer runs, so the cache trains it once for all three."""
     f4 = f4_head_comparison.plan(quick=True, seeds=1)["digits"]["transformer"][0]
-    assert cache.run_key(f1_attention_maps.main_spec(quick=True).config()) == cache.run_key(f4.config())
+    assert run_key(f1_attention_maps.main_spec(quick=True).config()) == run_key(f4.config())
 
 
 def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
@@ -155,7 +157,7 @@ def test_f6_phase_diagram(tmp_path, results_root):
     specs = f6_phase_diagram.needed(quick=True)
     populate(specs, results_root)
     for i, spec in enumerate(specs):
-        fake_analysis(cache.run_dir_for(spec.config(), results_root), L=4, seed=i)
+        fake_analysis(run_dir_for(spec.config(), results_root), L=4, seed=i)
     (record,) = f6_phase_diagram.make(tmp_path / "out", quick=True, results_root=results_root, train_fn=no_train,
                                       log=None)
     assert_figure_files(record.paths)

@@ -8,7 +8,8 @@ import pytest
 
 from deepfusion.errors import ConfigError, DataError
 from deepfusion.commands import figures as cli
-from deepfusion.paper_figures import build, cache, f1_attention_maps, f4_head_comparison, f5_ablations, index, runs
+from deepfusion.experiments.runs import run_dir_for, seed_specs
+from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index
 from deepfusion.paper_figures.record import FigureRecord
 from tests.paper_figures.conftest import fake_analysis, no_train, populate
 
@@ -57,8 +58,8 @@ def test_build_all_run_figures_from_fixture_lists_them_in_index(tmp_path):
     plan4 = f4_head_comparison.plan(quick=True, seeds=seeds)
     populate([s for by_head in plan4.values() for ss in by_head.values() for s in ss], root)
     populate([s for grid in f5_ablations.plan(quick=True).values() for ss in grid for s in ss], root, seed=1)
-    for i, spec in enumerate(runs.seed_specs(f1_attention_maps.main_spec(True), seeds)):
-        fake_analysis(cache.run_dir_for(spec.config(), root), seed=i)
+    for i, spec in enumerate(seed_specs(f1_attention_maps.main_spec(True), seeds)):
+        fake_analysis(run_dir_for(spec.config(), root), seed=i)
     lines = []
     records = build.build_figures(out, quick=True, results_root=root, only=["F1", "F2", "F4", "F5"], seeds=seeds,
                                   log=lines.append, train_fn=no_train)

@@ -25,7 +25,7 @@ def tiny_runs(tmp_path_factory):
     with limit_threads(1):
         for seed in (1, 2):
             dirs.append(train(load_config("synthetic", TINY + [f"train.seed={seed}"]), run_dir=root / f"s{seed}",
-                              progress=False))
+                              progress=False).run_dir)
         train(load_config("synthetic", TINY + ["model.depth=2"]), run_dir=root / "other", progress=False)
     return root, dirs
 

@@ -6,6 +6,7 @@ import pytest
 
 from deepfusion.cli import main
 from deepfusion.model.runs.config import load_config
+from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
 TINY = ["train.epochs=1", "data.options.num_classes=3", "data.options.samples_per_class=40", "data.test_fraction=0.25",
         "train.batch_size=30", "train.device=cpu", "model.dim=16", "model.depth=1", "model.heads=2",
@@ -18,20 +19,21 @@ def run_dir(tmp_path_factory):
     from deepfusion.model.runs.loop import train
 
     out = tmp_path_factory.mktemp("runs")
-    return train(load_config("synthetic", TINY + [f"train.out_dir={out}", "train.name=tiny"]), progress=False)
+    return train(load_config("synthetic", TINY + [f"train.out_dir={out}", "train.name=tiny"]), progress=False).run_dir
 
 
 def test_eval_prints_table_and_rewrites_eval_json(run_dir, capsys):
-    before = json.loads((run_dir / "eval.json").read_text())
+    before = EvalResult.load(run_dir / "eval.json")
     assert main(["eval", "--run", str(run_dir), "--device", "cpu", "eval.linear_fraction=0.5"]) == 0
     out = capsys.readouterr().out
     assert "random backbone" in out and "head leave-one-out 1-NN" in out and "50% of train" in out
-    after = json.loads((run_dir / "eval.json").read_text())
-    for key in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear"):
-        assert 0.0 <= after[key] <= 1.0, key
-    assert after["linear_fraction"] == 0.5 and before["linear_fraction"] == 1.0
-    assert after["train_steps"] == before["train_steps"]  # the training record survives re-evaluation
-    assert after["knn"] == before["knn"] and after["head_loo1nn"] == before["head_loo1nn"]  # deterministic
+    after = EvalResult.load(run_dir / "eval.json")
+    assert after.measured() == list(SCORES)
+    assert after.linear_fraction == 0.5 and before.linear_fraction == 1.0
+    # the training record survives re-evaluation
+    assert (after.step, after.finished, after.train_wall_s) == (before.step, True, before.train_wall_s)
+    assert after.knn == before.knn and after.head_loo1nn == before.head_loo1nn  # deterministic
+    assert f"{after.knn:.4f}" in out  # the table printed is the record written
 
 
 def test_eval_json_elsewhere_and_no_write(run_dir, tmp_path):

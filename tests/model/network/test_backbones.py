@@ -68,7 +68,7 @@ def test_bad_input_shapes(name, shape, match):
 def test_resnet_reinitialisation_uses_its_own_conv_init():
     """The random-backbone baseline re-draws a ResNet with the He init it was built with
     (PyTorch's default conv init would give about twice this std here)."""
-    from deepfusion.model.runs.evaluate import reinitialise_
+    from deepfusion.model.runs.head_probes import reinitialise_
 
     net = build_backbone("resnet18", (3, 8, 8))
     reinitialise_(net, seed=0)

@@ -67,7 +67,7 @@ def _nan_copy(path: Path) -> None:
 def test_a_checkpoint_with_nonfinite_weights_does_not_load(tmp_path):
     from deepfusion.model.runs.loop import train
 
-    run = train(tiny(tmp_path, "train.name=p", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
+    run = train(tiny(tmp_path, "train.name=p", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir
     _nan_copy(run / "checkpoints" / "last.pt")
     with pytest.raises(CheckpointError, match="non-finite weights"):
         load_checkpoint(run / "checkpoints" / "last.pt")
@@ -77,7 +77,7 @@ def test_resume_falls_back_past_a_diverged_last(tmp_path):
     from deepfusion.model.runs.loop import train
 
     cfg = tiny(tmp_path, "train.name=r", "train.epochs=1", "train.checkpoint_every=1", "eval.linear_epochs=0")
-    run = train(cfg, progress=False)
+    run = train(cfg, progress=False).run_dir
     prev_step = load_checkpoint(run / "checkpoints" / "prev.pt")["step"]
     _nan_copy(run / "checkpoints" / "last.pt")  # what the loop wrote before weights were checked
     assert latest_checkpoint(run / "checkpoints", quiet=True)["step"] == prev_step

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from deepfusion.errors import ConfigError, DataError
-from deepfusion.model.runs.evaluate import (evaluate_model, extract_features, head_batches, knn_accuracy, linear_probe,
-                            loo_1nn_head_accuracy, reinitialise_, stratified_subset)
+from deepfusion.model.runs.eval_result import SCORES, EvalResult
+from deepfusion.model.runs.evaluate import evaluate_model
+from deepfusion.model.runs.head_probes import head_batches, loo_1nn_head_accuracy, reinitialise_
+from deepfusion.model.runs.probes import extract_features, knn_accuracy, linear_probe, stratified_subset
 
 
 @pytest.fixture(autouse=True)
@@ -225,13 +227,15 @@ def test_evaluate_model_returns_every_key_in_range():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng_before = torch.get_rng_state()
     out = evaluate_model(model.train(), Augment(), train_ds, test_ds, EvalCfg, "cpu", seed=5)
-    for key in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear"):
-        assert 0.0 <= out[key] <= 1.0, key
-    assert out["knn_k"] == 10 and out["head_batch"] == 16 and (out["head_batches"], out["head_batch_min"]) == (3, 15)
-    assert out["linear_fraction"] == 0.5 and "offline" in out["protocol"] and "not the best" in out["protocol"]
-    assert out["linear_protocol"] == ("L-BFGS, 20 iterations, on a class-stratified 50% of the training split, "
-                                      "for trained and random alike")
-    json.dumps(out)  # JSON-ready
+    assert out.measured() == list(SCORES)  # every accuracy, each with its interval
+    for key in SCORES:
+        low, high = out.interval_of(key)
+        assert 0.0 <= low <= out.score(key) <= high <= 1.0, key
+    assert out.knn_k == 10 and out.head_batch == 16 and (out.head_batches, out.head_batch_min) == (3, 15)
+    assert out.linear_fraction == 0.5 and "offline" in out.protocol and "not the best" in out.protocol
+    assert out.linear_protocol == ("L-BFGS, 20 iterations, on a class-stratified 50% of the training split, "
+                                   "for trained and random alike")
+    assert EvalResult.from_json(json.loads(json.dumps(out.to_json()))) == out  # JSON-ready
     assert model.training  # mode restored
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights untouched
     assert torch.equal(rng_before, torch.get_rng_state())  # random baseline uses its own seeded stream
@@ -244,7 +248,7 @@ def test_evaluate_model_without_probe_epochs_reports_none():
         linear_epochs = 0
 
     out = evaluate_model(model, Augment(), train_ds, test_ds, NoProbe, "cpu", seed=0)
-    assert out["linear"] is None and out["random_linear"] is None and 0 <= out["knn"] <= 1
+    assert out.linear is None and out.random_linear is None and 0 <= out.knn <= 1
 
 
 def test_reinitialise_is_seeded_and_changes_weights():
@@ -261,7 +265,7 @@ def test_head_knn_is_the_knn_of_head_outputs():
     a head that scrambles the classes drops it."""
     from types import SimpleNamespace
 
-    from deepfusion.model.runs.evaluate import head_knn, knn_accuracy
+    from deepfusion.model.runs.head_probes import head_knn
 
     torch.manual_seed(0)
     y_tr, y_te = torch.arange(60) % 3, torch.arange(30) % 3
@@ -288,7 +292,7 @@ def test_untrained_head_gets_its_batchnorm_statistics_from_the_data():
     from types import SimpleNamespace
 
     from deepfusion.model.network.mlp_heads import FFNHead
-    from deepfusion.model.runs.evaluate import calibrate_batchnorm_, head_batches, head_knn
+    from deepfusion.model.runs.head_probes import calibrate_batchnorm_, head_batches, head_knn
 
     torch.manual_seed(0)
     y_tr, y_te = torch.arange(300) % 3, torch.arange(90) % 3

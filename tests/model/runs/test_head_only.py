@@ -18,7 +18,7 @@ def _train(tmp_path, name, *overrides):
     from deepfusion.model.runs.loop import train
 
     return train(load_config("synthetic", TINY + [f"train.name={name}", f"train.out_dir={tmp_path}", *overrides]),
-                 progress=False)
+                 progress=False).run_dir
 
 
 def _backbone(run_dir):

@@ -54,12 +54,13 @@ def test_compare_intervals_in_words(trained, baseline, word):
 
 
 def test_eval_table_says_tied_above_and_below_in_words():
-    from deepfusion.commands.evaluate import format_table
+    from deepfusion.model.runs.eval_report import format_table
+    from deepfusion.model.runs.eval_result import EvalResult
 
-    results = dict(knn=0.80, knn_ci=[0.77, 0.82], random_knn=0.73, random_knn_ci=[0.70, 0.76],
+    results = EvalResult.from_json(dict(knn=0.80, knn_ci=[0.77, 0.82], random_knn=0.73, random_knn_ci=[0.70, 0.76],
                    linear=0.75, linear_ci=[0.72, 0.78], random_linear=0.76, random_linear_ci=[0.73, 0.79],
                    head_loo1nn=0.5, head_loo1nn_ci=[0.47, 0.53], untrained_head_loo1nn=0.6,
-                   untrained_head_loo1nn_ci=[0.57, 0.63], linear_fraction=0.1, linear_epochs=100)
+                   untrained_head_loo1nn_ci=[0.57, 0.63], linear_fraction=0.1, linear_epochs=100))
     rows = {line.split("  ")[0]: line for line in format_table(results).splitlines()}
     assert rows["kNN (backbone)"].endswith("above random backbone")
     assert rows["linear probe (backbone)"].endswith("tied with random backbone (95% intervals overlap)")

@@ -29,7 +29,7 @@ def test_event_files_hold_the_training_log_and_the_evaluation(tmp_path):
     from deepfusion.model.runs.loop import train
 
     run = RunFolder(train(load_config("synthetic", TINY + ["train.log=tensorboard", f"train.out_dir={tmp_path}"]),
-                          progress=False))
+                          progress=False).run_dir)
     scalars = _scalars(run.tensorboard)
     lines = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     for key in ("loss", "lr", "images_per_s", "steps_per_s"):
@@ -46,7 +46,7 @@ def test_jsonl_stays_the_default_and_writes_no_event_files(tmp_path):
 
     cfg = load_config("synthetic", TINY + ["train.epochs=1", f"train.out_dir={tmp_path}"])
     assert cfg.train.log == "jsonl"
-    run = RunFolder(train(cfg, progress=False))
+    run = RunFolder(train(cfg, progress=False).run_dir)
     assert run.metrics.exists() and not run.tensorboard.exists()
 
 

@@ -10,20 +10,19 @@ import torch
 
 from deepfusion.cli import main
 from deepfusion.errors import RunError
+from deepfusion.model.runs import run_setup
 from tests.model.runs.test_train import TINY, tiny
 
 
 def _fail_at_first_step(monkeypatch, error):
-    import deepfusion.model.runs.loop as T
-
-    real = T.nt_xent
+    real = run_setup.nt_xent
 
     def failing(*a, **k):
         if error == "nan":
             return real(*a, **k) * float("nan")
         raise error
 
-    monkeypatch.setattr(T, "nt_xent", failing)
+    monkeypatch.setattr(run_setup, "nt_xent", failing)
     return real
 
 
@@ -40,8 +39,8 @@ def test_a_start_that_died_before_its_first_checkpoint_restarts(tmp_path, monkey
     # --resume has nothing to resume and says to start again; starting again works
     assert main(["train", "--no-progress", "--resume", str(tmp_path / "dead")]) == 2
     assert "start it again with the same command without --resume" in capsys.readouterr().err
-    monkeypatch.setattr(T, "nt_xent", real)
-    run = T.train(cfg, progress=False)
+    monkeypatch.setattr(run_setup, "nt_xent", real)
+    run = T.train(cfg, progress=False).run_dir
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "eval.json").is_file()
 
 
@@ -54,7 +53,7 @@ def test_leftovers_of_a_kill_during_the_first_write_are_cleared(tmp_path):
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
     (run / ".write-test.abc123").write_text("ok")
     (run / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"PK\x03\x04half")
-    assert train(tiny(tmp_path, "train.name=k9", "train.epochs=1", "eval.linear_epochs=0"), progress=False) == run
+    assert train(tiny(tmp_path, "train.name=k9", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir == run
     assert not (run / "checkpoints" / ".last.pt.x1y2.tmp").exists() and not (run / ".write-test.abc123").exists()
 
 

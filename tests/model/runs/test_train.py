@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from deepfusion.errors import CheckpointError, ConfigError, RunError
+from deepfusion.model.runs import run_setup, run_state
 from deepfusion.model.runs.checkpoint import load_checkpoint
 from deepfusion.model.runs.checksum import with_checksum
 from deepfusion.model.runs.config import load_config
@@ -39,7 +40,7 @@ def same(a, b):
 def test_tiny_run_writes_every_file(tmp_path):
     from deepfusion.model.runs.loop import train
 
-    run_dir = train(tiny(tmp_path, "train.name=t"), progress=False)
+    run_dir = train(tiny(tmp_path, "train.name=t"), progress=False).run_dir
     assert run_dir == tmp_path / "t"
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "eval.json"):
         assert (run_dir / name).is_file(), name
@@ -64,9 +65,9 @@ def test_default_run_folder_is_preset_and_hash(tmp_path):
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    full = T.train(tiny(tmp_path, "train.name=full", "eval.linear_epochs=0"), progress=False)
+    full = T.train(tiny(tmp_path, "train.name=full", "eval.linear_epochs=0"), progress=False).run_dir
     cfg = tiny(tmp_path, "train.name=cut", "train.checkpoint_every=1", "eval.linear_epochs=0")
-    real, calls = T.nt_xent, {"n": 0}
+    real, calls = run_setup.nt_xent, {"n": 0}
 
     def crash_at_step_5(*a, **k):
         calls["n"] += 1
@@ -74,11 +75,11 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # stands in for a crash between checkpoints
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "nt_xent", crash_at_step_5)
+    monkeypatch.setattr(run_setup, "nt_xent", crash_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         T.train(cfg, progress=False)
     assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["step"] == 4
-    monkeypatch.setattr(T, "nt_xent", real)
+    monkeypatch.setattr(run_setup, "nt_xent", real)
     T.train(cfg, run_dir=tmp_path / "cut", resume=True, progress=False)
     assert same(weights(full), weights(tmp_path / "cut"))
 
@@ -86,14 +87,14 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    real, calls = T.nt_xent, {"n": 0}
+    real, calls = run_setup.nt_xent, {"n": 0}
 
     def nan_at_step_9(*a, **k):  # the 9th step has index 8; checkpoints were written at steps 2, 4, 6, 8
         calls["n"] += 1
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 9 else loss
 
-    monkeypatch.setattr(T, "nt_xent", nan_at_step_9)
+    monkeypatch.setattr(run_setup, "nt_xent", nan_at_step_9)
     cfg = tiny(tmp_path, "train.name=nan", "train.log_every=100", "train.checkpoint_every=2")
     with pytest.raises(RunError, match="step 8") as info:
         T.train(cfg, progress=False)
@@ -105,15 +106,15 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
 def test_skip_nonfinite_skips_bounded_number_of_steps(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    real, calls = T.nt_xent, {"n": 0}
+    real, calls = run_setup.nt_xent, {"n": 0}
 
     def nan_once(*a, **k):
         calls["n"] += 1
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(T, "nt_xent", nan_once)
-    run_dir = T.train(tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False)
+    monkeypatch.setattr(run_setup, "nt_xent", nan_once)
+    run_dir = T.train(tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False).run_dir
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert ckpt["skipped"] == 1 and ckpt["finished"]
 
@@ -133,7 +134,7 @@ def test_bad_setups_fail_before_work(tmp_path, override, error, match):
 
 
 def test_batch_share_too_small_for_scope_under_data_parallel(tmp_path):
-    from deepfusion.model.runs.controls import check_batch as _check_batch
+    from deepfusion.model.runs.batch import check_batch as _check_batch
 
     cfg = tiny(tmp_path, "model.scope=per_view", "train.batch_size=2")
     _check_batch(cfg, 100, world=1)  # one process: the head sees both instances
@@ -148,7 +149,7 @@ def test_checkpoint_write_failure_is_a_run_error(tmp_path, monkeypatch):
     def disk_full(state, folder, **_):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(T, "save_checkpoint", disk_full)
+    monkeypatch.setattr(run_state, "save_checkpoint", disk_full)
     with pytest.raises(RunError, match="cannot write a checkpoint.*No space left.*--resume") as info:
         T.train(tiny(tmp_path, "train.name=full"), progress=False)
     assert "\n" not in str(info.value)
@@ -193,7 +194,7 @@ def test_disk_filling_up_during_a_real_run_is_one_line(tmp_path):
 def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, value, words):
     from deepfusion.model.runs.loop import train
 
-    run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False)
+    run = train(tiny(tmp_path, "train.name=f", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     ckpt[field] = value
     torch.save(with_checksum(ckpt), run / "checkpoints" / "last.pt")  # damaged as written, not on disk
@@ -207,7 +208,7 @@ def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, 
 def test_out_of_memory_names_the_step(tmp_path, monkeypatch):
     import deepfusion.model.runs.loop as T
 
-    real, calls = T.nt_xent, {"n": 0}
+    real, calls = run_setup.nt_xent, {"n": 0}
 
     def oom_at_step_3(*a, **k):
         calls["n"] += 1
@@ -215,7 +216,7 @@ def test_out_of_memory_names_the_step(tmp_path, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(*a, **k)
 
-    monkeypatch.setattr(T, "nt_xent", oom_at_step_3)
+    monkeypatch.setattr(run_setup, "nt_xent", oom_at_step_3)
     with pytest.raises(RunError, match="out of cpu memory at step 2.*--resume"):
         T.train(tiny(tmp_path, "train.name=oom"), progress=False)
 
@@ -291,6 +292,6 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
 def test_digits_preset_reaches_target_accuracy(tmp_path):
     from deepfusion.model.runs.loop import train
 
-    run_dir = train(load_config("digits", [f"train.out_dir={tmp_path}"]), progress=False)
+    run_dir = train(load_config("digits", [f"train.out_dir={tmp_path}"]), progress=False).run_dir
     results = json.loads((run_dir / "eval.json").read_text())
     assert results["linear"] >= 0.95 and results["knn"] >= 0.92, results

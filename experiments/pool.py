@@ -1,6 +1,6 @@
-"""The figures' training processes: a pool of workers that die with their parent and stop cleanly.
+"""Training processes: a pool of workers that die with their parent and stop cleanly.
 
-``runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
+``experiments.runs.prefetch`` trains several runs at once in spawned worker processes. Three rules keep a
 stopped job from leaving anything behind:
 
 - **Ctrl-C and SIGTERM reach the parent as one line.** In a worker, SIGINT, SIGTERM and SIGHUP stop
@@ -18,10 +18,14 @@ stopped job from leaving anything behind:
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Callable
 
@@ -35,8 +39,6 @@ _BUSY = threading.Event()  # set while this worker runs a job
 def _die_with_parent() -> None:
     """Linux: SIGTERM to this process when its parent exits (the training loop then saves and stops)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the watchdog below is enough
@@ -126,8 +128,6 @@ def _sigterm_raises():
 
 def _stop_workers(pool) -> None:
     """SIGTERM to every live worker (busy ones stop, training ones after saving; idle ones ignore it), then wait."""
-    import multiprocessing
-
     for child in multiprocessing.active_children():
         try:
             os.kill(child.pid, signal.SIGTERM)
@@ -144,9 +144,6 @@ def run_jobs(fn: Callable, jobs: list[tuple], workers: int, describe: Callable[[
     :class:`Interrupted` stop every worker (each saves its checkpoint) and raise one
     :class:`Interrupted` that says how many jobs finished.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or locks
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker, initargs=(os.getpid(),))
     done, signum = 0, None
@@ -186,8 +183,6 @@ def interrupted(what: str, signum: int, detail: str) -> Interrupted:
 def stopped(what: str):
     """For a command: Ctrl-C (outside training too) or an :class:`Interrupted` ends in one line on
     stderr, ``deepfusion WHAT: stopped by SIG...; rerun ...``, and ``outcome["exit"]`` = 128 + signal."""
-    import sys
-
     outcome = {"exit": 0}
     try:
         yield outcome

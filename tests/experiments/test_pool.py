@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper_figures.test_prefetch import TINY
+from tests.experiments.test_runs import TINY
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,8 +77,8 @@ SLEEPERS = textwrap.dedent("""
     import signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started the test
     from deepfusion.errors import DeepFusionError
-    from deepfusion.paper_figures.pool import run_jobs
-    from tests.paper_figures.test_pool import stoppable
+    from deepfusion.experiments.pool import run_jobs
+    from tests.experiments.test_pool import stoppable
     try:
         run_jobs(stoppable, [(600,), (600,)], 2, describe=str)
     except DeepFusionError as err:
@@ -120,7 +120,7 @@ PREFETCH = textwrap.dedent("""
     import signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started the test
     from deepfusion.errors import DeepFusionError
-    from deepfusion.paper_figures import runs
+    from deepfusion.experiments import runs
     specs = [runs.RunSpec("synthetic", tuple(sys.argv[2:]) + (f"train.seed={s}",)) for s in (0, 1)]
     try:
         runs.prefetch(specs, sys.argv[1], workers=2)

@@ -1,4 +1,4 @@
-"""The result cache trains a config once, reuses it, and trains anew when the config changes."""
+"""The one way to get a finished run: trains a config once, reuses it, and trains anew when the config changes."""
 
 from __future__ import annotations
 
@@ -7,73 +7,67 @@ import json
 import pytest
 
 from deepfusion.errors import RunError
+from deepfusion.experiments import runs
+from deepfusion.experiments.runs import RunSpec, get_run, is_finished, run_dir_for
 from deepfusion.model.runs.config import load_config
-from deepfusion.paper_figures import cache
-from tests.paper_figures.conftest import write_finished
+from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.model.runs.run_record import Run
+from tests.experiments.run_fixtures import CountingTrain, write_finished
 
-
-class CountingTrain:
-    """Stands in for the training loop: records calls, writes a finished checkpoint and its eval.json."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, cfg, run_dir=None, resume=False, progress=False):
-        self.calls.append((run_dir, resume))
-        write_finished(run_dir, {"knn": 0.5, "linear": 0.5}, cfg=cfg)
-        return run_dir
+TINY = ("train.epochs=1", "train.batch_size=64", "model.depth=1", "eval.linear_epochs=2", "eval.head_batch=32",
+        "data.options={samples_per_class: 40}", "train.device=cpu")
 
 
 def test_trains_once_then_loads(tmp_path):
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    first = cache.run_or_load(cfg, tmp_path, train_fn=train)
-    second = cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
-    assert first == second
+    first = get_run(cfg, tmp_path, train_fn=train)
+    second = get_run(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    assert first.run_dir == second.run_dir and first.eval == second.eval
     assert len(train.calls) == 1
-    assert (first / "eval.json").is_file()
+    assert isinstance(second, Run) and second.eval.knn == 0.5 and second.cfg.train.epochs == 1
 
 
 def test_changed_config_reruns(tmp_path):
     train = CountingTrain()
-    a = cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
-    b = cache.run_or_load(load_config("digits", ["train.epochs=2"]), tmp_path, train_fn=train)
-    c = cache.run_or_load(load_config("digits", ["train.epochs=1", "loss.temperature=0.3"]), tmp_path, train_fn=train)
-    assert len({a, b, c}) == 3
+    a = get_run(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    b = get_run(load_config("digits", ["train.epochs=2"]), tmp_path, train_fn=train)
+    c = get_run(load_config("digits", ["train.epochs=1", "loss.temperature=0.3"]), tmp_path, train_fn=train)
+    assert len({a.run_dir, b.run_dir, c.run_dir}) == 3
     assert len(train.calls) == 3
 
 
 def test_output_location_keys_do_not_rerun(tmp_path):
     train = CountingTrain()
-    cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
-    cache.run_or_load(load_config("digits", ["train.epochs=1", "train.out_dir=elsewhere"]), tmp_path, train_fn=train)
+    get_run(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    get_run(load_config("digits", ["train.epochs=1", "train.out_dir=elsewhere"]), tmp_path, train_fn=train)
     assert len(train.calls) == 1
 
 
 def test_salt_and_version_rerun(tmp_path, monkeypatch):
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    cache.run_or_load(cfg, tmp_path, train_fn=train)
-    cache.run_or_load(cfg, tmp_path, salt="loss-fix", train_fn=train)
-    monkeypatch.setattr(cache, "CACHE_VERSION", cache.CACHE_VERSION + 1)
-    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    get_run(cfg, tmp_path, train_fn=train)
+    get_run(cfg, tmp_path, salt="loss-fix", train_fn=train)
+    monkeypatch.setattr(runs, "CACHE_VERSION", runs.CACHE_VERSION + 1)
+    get_run(cfg, tmp_path, train_fn=train)
     assert len(train.calls) == 3
 
 
 def test_unfinished_run_resumes(tmp_path):
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
-    assert cache.run_or_load(cfg, tmp_path, train_fn=train) == run_dir
+    assert get_run(cfg, tmp_path, train_fn=train).run_dir == run_dir
     assert train.calls == [(run_dir, True)]
 
 
 def test_training_without_eval_is_an_error(tmp_path):
     cfg = load_config("digits", ["train.epochs=1"])
     with pytest.raises(RunError, match="eval.json"):
-        cache.run_or_load(cfg, tmp_path, train_fn=lambda cfg, run_dir=None, **_: run_dir)
+        get_run(cfg, tmp_path, train_fn=lambda cfg, run_dir=None, **_: Run(run_dir, cfg, EvalResult()))
 
 
 def test_real_tiny_run_is_cached(tmp_path):
@@ -81,15 +75,16 @@ def test_real_tiny_run_is_cached(tmp_path):
     for module in ("deepfusion.model.runs.loop", "deepfusion.model.data.augment", "deepfusion.model.runs.evaluate"):
         pytest.importorskip(module)  # the training stack lands piece by piece
     overrides = ["train.epochs=1", "train.device=cpu", "eval.linear_epochs=2"]
-    run_dir = cache.run_or_load(load_config("synthetic", overrides), tmp_path)
-    ev = cache.load_eval(run_dir)
-    assert {"knn", "linear", "head_loo1nn", "random_knn", "random_linear"} <= set(ev)
+    run = get_run(load_config("synthetic", overrides), tmp_path)
+    run_dir = run.run_dir
+    assert {"knn", "linear", "head_loo1nn", "random_knn", "random_linear"} <= set(run.eval.measured())
+    assert run.eval == EvalResult.load(run_dir / "eval.json")  # what training returned is what it wrote
     mtime = (run_dir / "eval.json").stat().st_mtime_ns
 
     def refuse(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    assert cache.run_or_load(load_config("synthetic", overrides), tmp_path, train_fn=refuse) == run_dir
+    assert get_run(RunSpec("synthetic", tuple(overrides)), tmp_path, train_fn=refuse) == run
     assert (run_dir / "eval.json").stat().st_mtime_ns == mtime
 
 
@@ -98,31 +93,31 @@ def test_a_run_stopped_half_way_is_not_cached(tmp_path):
     """eval.json beside a checkpoint whose finished flag is false (a stopped run, then deepfusion eval)."""
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     write_finished(run_dir, {"knn": 0.1}, step=3, finished=False, cfg=cfg)
-    assert not cache.is_finished(run_dir)
-    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    assert not is_finished(run_dir)
+    get_run(cfg, tmp_path, train_fn=train)
     assert train.calls == [(run_dir, True)]  # resumed, not reported as cached
 
 
 def test_an_eval_of_another_step_is_not_cached(tmp_path):
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     write_finished(run_dir, {"knn": 0.1}, step=3)
     ev = json.loads((run_dir / "eval.json").read_text())
     (run_dir / "eval.json").write_text(json.dumps(dict(ev, step=2)))
-    assert not cache.is_finished(run_dir)
+    assert not is_finished(run_dir)
 
 
 def test_a_start_that_died_before_its_first_checkpoint_is_begun_again(tmp_path):
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.yaml").write_text("x")
     (run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
     (run_dir / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"half")
-    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    get_run(cfg, tmp_path, train_fn=train)
     assert train.calls == [(run_dir, False)]
     assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "checkpoints" / ".last.pt.abc.tmp").exists()
 
@@ -131,14 +126,14 @@ def test_a_key_trained_by_another_process_is_refused(tmp_path):
     from tests.model.runs.test_run_folder import Holder
 
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     run_dir.mkdir(parents=True)
     train = CountingTrain()
     with Holder(run_dir) as proc:
         with pytest.raises(RunError, match=f"in use by process {proc.pid}"):
-            cache.run_or_load(cfg, tmp_path, train_fn=train)
+            get_run(cfg, tmp_path, train_fn=train)
     assert train.calls == []
-    cache.run_or_load(cfg, tmp_path, train_fn=train)
+    get_run(cfg, tmp_path, train_fn=train)
     assert len(train.calls) == 1
 
 
@@ -149,10 +144,9 @@ def test_the_lock_is_held_while_the_cache_trains(tmp_path):
 
     def train(cfg, run_dir=None, resume=False, progress=False):
         seen.append(holds_lock(run_dir))
-        write_finished(run_dir, {"knn": 0.5}, cfg=cfg)
-        return run_dir
+        return Run(run_dir, cfg, write_finished(run_dir, {"knn": 0.5}, cfg=cfg))
 
-    cache.run_or_load(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
+    get_run(load_config("digits", ["train.epochs=1"]), tmp_path, train_fn=train)
     assert seen == [True]
 
 
@@ -161,43 +155,53 @@ def test_a_cached_run_trained_with_other_settings_is_refused_not_reported(tmp_pa
     """The folder of the 1-epoch config holds a run resumed to 2 epochs: not cached, not credited."""
     train = CountingTrain()
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     write_finished(run_dir, {"knn": 0.9}, cfg=load_config("digits", ["train.epochs=2"]))
-    assert cache.is_finished(run_dir) and not cache.is_finished(run_dir, cfg)
+    assert is_finished(run_dir) and not is_finished(run_dir, cfg)
     lines = []
     with pytest.raises(RunError, match="train.epochs differ.*move the folder away"):
-        cache.run_or_load(cfg, tmp_path, train_fn=train, log=lines.append)
+        get_run(cfg, tmp_path, train_fn=train, log=lines.append)
     assert train.calls == [] and not any("cached" in line for line in lines)
 
 
 def test_output_keys_of_a_cached_run_may_differ(tmp_path):
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path)
+    run_dir = run_dir_for(cfg, tmp_path)
     write_finished(run_dir, {"knn": 0.9}, cfg=load_config("digits", ["train.epochs=1", "train.log_every=3",
                                                                      "train.out_dir=elsewhere", "train.name=x"]))
-    assert cache.run_or_load(cfg, tmp_path, train_fn=CountingTrain()) == run_dir
+    assert get_run(cfg, tmp_path, train_fn=CountingTrain()).run_dir == run_dir
 
 
 def test_a_cache_folder_that_is_a_link_is_not_trained_into(tmp_path):
     cfg = load_config("digits", ["train.epochs=1"])
-    run_dir = cache.run_dir_for(cfg, tmp_path / "cache")
+    run_dir = run_dir_for(cfg, tmp_path / "cache")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run_dir.parent.mkdir()
     run_dir.symlink_to(elsewhere)
     train = CountingTrain()
     with pytest.raises(RunError, match="symbolic link"):
-        cache.run_or_load(cfg, tmp_path / "cache", train_fn=train)
+        get_run(cfg, tmp_path / "cache", train_fn=train)
     assert train.calls == [] and list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.slow
 def test_a_real_cached_run_resumed_to_more_epochs_is_not_reported_cached(tmp_path):
     from deepfusion.cli import main
-    from tests.paper_figures.test_prefetch import TINY
 
     cfg = load_config("synthetic", list(TINY))
-    run_dir = cache.run_or_load(cfg, tmp_path)
+    run_dir = get_run(cfg, tmp_path).run_dir
     assert main(["train", "--no-progress", "--resume", str(run_dir), "train.epochs=2"]) == 0
     with pytest.raises(RunError, match="train.epochs differ"):
-        cache.run_or_load(cfg, tmp_path)
+        get_run(cfg, tmp_path)
+
+
+def test_a_run_whose_eval_json_predates_the_record_is_still_cached(tmp_path):
+    """An eval.json written before EvalResult had a version (step only as train_steps) still counts."""
+    cfg = load_config("digits", ["train.epochs=1"])
+    run_dir = run_dir_for(cfg, tmp_path)
+    write_finished(run_dir, {"knn": 0.9}, step=5, cfg=cfg)
+    (run_dir / "eval.json").write_text(json.dumps({"knn": 0.9, "linear": 0.8, "train_steps": 5}))
+    train = CountingTrain()
+    run = get_run(cfg, tmp_path, train_fn=train)
+    assert train.calls == [] and run.run_dir == run_dir and (run.eval.knn, run.eval.linear, run.eval.step) == (0.9, 0.8, 5)

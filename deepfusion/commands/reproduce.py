@@ -129,12 +129,12 @@ def head_rows(rows) -> list[HeadRow]:
 def summarize_records(quick: bool, theory: TheorySummary, sanity: SanityResult, figures: list, out_dir: Path,
                       wall_s: float) -> ReproduceSummary:
     """The summary from the steps' records: F2's pooled record and F4's rows are the ones the figure
-    steps returned (``FigureRecord.study``)."""
+    steps returned (``FigureRecord.study``: F2's ``SeedStudy``, F4's rows)."""
     by_key = {r.key: r for r in figures}
     f2, f4 = by_key.get("F2"), by_key.get("F4")
     if f2 is None or f2.study is None or f4 is None or f4.study is None:
         raise DataError("the figure steps returned no F2 or F4 record; the summary needs both")
-    return ReproduceSummary(quick, theory, sanity, f2.study, list(f2.configs), head_rows(f4.study),
+    return ReproduceSummary(quick, theory, sanity, f2.study.pooled, list(f2.study.runs), head_rows(f4.study),
                             sorted(str(Path(p).relative_to(out_dir)) for r in figures for p in r.paths),
                             str(out_dir / "index.md"), wall_s)
 

@@ -6,23 +6,28 @@ figures --run``. The runs must differ only in ``train.seed`` (``pooling.check_ru
 analysed (``experiments.analyze.analyze_run``, which writes ``analysis.json`` and ``attention.npz``
 into its folder) or its analysis reused; the seeds are judged together with rule v3
 (``pooling.pool``). The record returned is the typed, versioned ``PooledAnalysis``.
+
+``seed_study(spec, seeds, root)`` is the whole study from a config: its seeds 0..seeds-1 got
+through the run cache (``experiments.runs``), then ``analyze_runs``; it returns a ``SeedStudy``.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deepfusion.errors import DataWarning
+from deepfusion.errors import DataError, DataWarning
 from deepfusion.experiments.analyze import analyze_run, read_analysis
 from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.progress_line import Heartbeat
 
 SMALL_PER_CLASS = 4  # batches with fewer samples of a class than this say little about class structure
+SEED_STUDY_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,31 @@ def analyze_runs(run_dirs, options: AnalysisOptions | None = None, device="cpu",
             beat.done += 1
     warn_small_batches(records)
     return pool(records, run_dirs, seedless_hash(cfgs[0]))
+
+
+@dataclass
+class SeedStudy:
+    """Deep Fusion over the training seeds of one config: which runs, and their pooled analysis."""
+
+    spec: str  # the config, described (preset and overrides, without train.seed)
+    runs: list[str]  # each seed's run, described with its config hash
+    pooled: PooledAnalysis
+    version: int = SEED_STUDY_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data) -> "SeedStudy":
+        if not isinstance(data, dict) or data.get("version") != SEED_STUDY_VERSION:
+            raise DataError(f"Deep Fusion study record is not version {SEED_STUDY_VERSION}; make it again")
+        return cls(**{**data, "pooled": PooledAnalysis.from_json(data["pooled"])})
+
+
+def seed_study(spec: RunSpec, seeds: int, root, options: AnalysisOptions | None = None, device="cpu", log=None,
+               train_fn=None) -> SeedStudy:
+    """Seeds 0..seeds-1 of ``spec`` from the run cache under ``root`` (trained when missing), each
+    analysed, judged together."""
+    results = run_all(seed_specs(spec, seeds), root, log=log, train_fn=train_fn)
+    pooled = analyze_runs([r.run_dir for r in results], options, device, log)
+    return SeedStudy(spec.describe(), [r.describe() for r in results], pooled)

@@ -11,6 +11,7 @@ from deepfusion.cli import main
 from deepfusion.commands import reproduce
 from deepfusion.errors import DataError
 from deepfusion.experiments.pooling import pool_files
+from deepfusion.experiments.studies.deep_fusion import SeedStudy
 from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult
 from deepfusion.paper_figures.record import FigureRecord
 
@@ -40,8 +41,8 @@ def sanity_record(passed=True):
 def figure_records(tmp_path, pooled):
     out = tmp_path / "figures"
     rows = [("digits", "transformer", "linear", [97.0, 96.0, 98.0]), ("digits", "ffn", "knn", [90.5])]
-    return [FigureRecord("F2", "ratio", [out / "f2_block_mass.png"], "", "", ["digits train.seed=0", "digits train.seed=1"],
-                         pooled),
+    study = SeedStudy("digits", ["digits train.seed=0", "digits train.seed=1"], pooled)
+    return [FigureRecord("F2", "ratio", [out / "f2_block_mass.png"], "", "", study.runs, study),
             FigureRecord("F4", "heads", [out / "f4_head_comparison.png", out / "f4_head_comparison.csv"], "", "", [], rows)]
 
 

@@ -1,43 +1,23 @@
-"""The synthetic sanity experiments behind ``deepfusion sanity``: (a) untrained idealised layers
-against the S5 mean-field recursion, judged by the theory's tolerances; (b) the real transformer
-head and the feed-forward head trained on the synthetic mixture, measured and reported, never
-judged. What each part computes, and its budgets, are in the command's help
-(``deepfusion/commands/sanity.py``).
+"""The parts of the sanity study (``experiments.studies.sanity``, behind ``deepfusion sanity``):
+(a) untrained idealised layers against the S5 mean-field recursion, judged by the theory's
+tolerances (``idealised_layers``); the token statistics of every block of a trained head, for (b)
+(``block_statistics``); and the printed table of the record (``format_summary``). What each part
+computes, and its budgets, are in the command's help (``deepfusion/commands/sanity.py``).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-
 import numpy as np
 
-from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments import metrics as mt
-from deepfusion.experiments.analyze import analyze_run
 from deepfusion.experiments.capture import capture, disjoint_batches
-from deepfusion.experiments.runs import RunSpec, get_run
-from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult, TrainedHeads
-from deepfusion.model.runs.layout import write_text_atomic
-from deepfusion.model.runs.loading import load_run
+from deepfusion.experiments.sanity_record import Block, Idealised, IdealisedRow, SanityResult, TrainedHead
 from deepfusion.theory import fusion
 from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
 from deepfusion.theory.simulation import simulate_fusion
 
-SANITY_FILE = "sanity.json"
 # (a): S5 geometry of the theory's own check; the regimes and tolerances are imported from it.
 GEOMETRY = {"C": 4, "n": 64, "d": 2048, "layers": 10}
-# (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.
-BUDGETS = {
-    "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8},
-    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 8},
-}
-HEADS = ("transformer", "ffn")
-EVAL_KEYS = ("knn", "linear", "head_loo1nn", "random_knn")
-LAYER_FIELDS = ("relative_spread", "class_mean_cosine", "nc1", "residual_ratio")
-TRANSFORMER_FIELDS = ("ratio", "ratio_ci", "same_class_mass", "predicted_same_class_mass", "self_mass",
-                      "positive_mass", "beta_eff", "beta_r2")
 
 
 # ----------------------------------------------------------------------------- (a) idealised layers
@@ -74,50 +54,17 @@ def idealised_layers(quick: bool = False) -> Idealised:
 # ----------------------------------------------------------------------------- (b) trained heads
 
 
-def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
+def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[Block]:
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
     per_batch = []
     for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
         cap = capture(model, augment, dataset, idx, seed + b, "cpu")
         T, y = cap["tokens"].astype(np.float64), cap["labels"]
-        per_batch.append([{"relative_spread": mt.relative_spread(t, y), "class_mean_cosine": mt.class_mean_cosine(t, y),
-                           "nc1": mt.nc1(t, y), "residual_ratio": mt.residual_ratio(t, T[0])} for t in T])
-    return [{k: float(np.mean([pb[l][k] for pb in per_batch])) for k in LAYER_FIELDS}
-            for l in range(len(per_batch[0]))]
-
-
-def trained_heads(out_dir, budget: dict) -> dict:
-    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block.
-
-    The runs come from the run cache under ``out_dir/runs`` (:func:`deepfusion.experiments.runs.get_run`):
-    a finished run of the same config is reused, and ``train_wall_s`` is the training time it recorded."""
-    out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
-           "batches": budget["batches"], "per_class": budget["per_class"]}
-    for head in HEADS:
-        spec = RunSpec("synthetic", (*budget["overrides"], f"model.head={head}", "train.device=cpu"))
-        run = get_run(spec, Path(out_dir) / "runs")
-        loaded = load_run(run.run_dir, "cpu")
-        entry = {"train_wall_s": run.eval.train_wall_s, "eval": {k: run.eval.score(k) for k in EVAL_KEYS},
-                 "blocks": block_statistics(loaded.model, loaded.augment, loaded.test_ds, budget["batches"],
-                                            budget["per_class"])}
-        if head == "transformer":
-            rec = analyze_run(run.run_dir, batches=budget["batches"], per_class=budget["per_class"],
-                              force=True)
-            v = rec.verdict
-            entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
-                                "same_class_mass": float(np.mean(e.heads["same_class_mass"])),
-                                "predicted_same_class_mass": float(np.nanmean(e.heads["predicted_same_class_mass"])),
-                                "self_mass": float(np.mean(e.heads["self_mass"])),
-                                "positive_mass": float(np.mean(e.heads["positive_mass"])),
-                                "beta_eff": float(np.nanmean(e.heads["beta_eff"])),
-                                "beta_r2": float(np.nanmean(e.heads["beta_r2"]))}
-                               for l, e in enumerate(rec.layers)]
-            entry["chance"] = rec.chance["same_class_mass"]
-            entry["verdict"] = v.label
-            entry["decided_by"] = v.decided_by
-        out[head] = entry
-    return out
+        per_batch.append([(mt.relative_spread(t, y), mt.class_mean_cosine(t, y), mt.nc1(t, y),
+                           mt.residual_ratio(t, T[0])) for t in T])
+    means = np.mean(np.asarray(per_batch, dtype=np.float64), axis=0)  # (blocks + 1, 4)
+    return [Block(*(float(v) for v in row)) for row in means]
 
 
 # ----------------------------------------------------------------------------- report
@@ -140,7 +87,7 @@ def _idealised_lines(a: Idealised) -> list[str]:
     return lines
 
 
-def _head_lines(name: str, e) -> list[str]:
+def _head_lines(name: str, e: TrainedHead) -> list[str]:
     ev = e.eval
     lines = [f"  {name}: kNN {_f(ev.knn)}, linear {_f(ev.linear)}, head 1-NN {_f(ev.head_loo1nn)} "
              f"(random backbone kNN {_f(ev.random_knn)}), trained in {_f(e.train_wall_s, '.0f')} s"]
@@ -166,31 +113,7 @@ def format_summary(result: SanityResult) -> str:
     if b is not None:
         lines.append(f"(b) trained heads on the synthetic mixture ({' '.join(b.overrides)}; "
                      f"{b.batches} batches x {b.per_class} per class)")
-        for head in HEADS:
-            lines += _head_lines(head, getattr(b, head))
+        for name, head in b.heads():
+            lines += _head_lines(name, head)
     lines.append("(a) " + ("agrees with the theory" if result.idealised.passed else "DISAGREES with the theory"))
     return "\n".join(lines)
-
-
-def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | None = None,
-               with_trained: bool = True) -> SanityResult:
-    """Run (a) and (b), write ``sanity.json`` into ``out_dir`` and return its record.
-
-    ``check``: raise :class:`CheckFailed` (after writing the JSON) when (a) disagrees with the theory.
-    ``budget``: override the (b) budget (keys of ``BUDGETS``' entries), e.g. for tests."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create output folder {out_dir} ({err.strerror}); pass a writable --out") from None
-    start = time.perf_counter()
-    idealised = idealised_layers(quick)
-    raw = trained_heads(out_dir, budget or BUDGETS["quick" if quick else "full"]) if with_trained else None
-    trained = TrainedHeads.from_json(raw) if raw else None
-    result = SanityResult(bool(quick), idealised, trained, time.perf_counter() - start, idealised.passed)
-    write_text_atomic(out_dir / SANITY_FILE, json.dumps(result.to_json(), indent=1))
-    if check and not result.passed:
-        bad = [f"{r.regime} (seed {r.seed}): {'; '.join(r.failures)}" for r in idealised.rows if not r.passed]
-        raise CheckFailed("idealised layers disagree with the mean-field recursion: " + " | ".join(bad)
-                          + f"; details in {out_dir / SANITY_FILE}")
-    return result

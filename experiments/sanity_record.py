@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from deepfusion.errors import DataError
 
 SANITY_VERSION = 1
+SANITY_FILE = "sanity.json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,10 @@ class TrainedHeads:
     per_class: int
     transformer: TrainedHead
     ffn: TrainedHead
+
+    def heads(self) -> list[tuple[str, TrainedHead]]:
+        """(name, record) of each head, in the order the summary prints them."""
+        return [("transformer", self.transformer), ("ffn", self.ffn)]
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainedHeads":

@@ -168,7 +168,8 @@ def failures(summary: ReproduceSummary) -> list[str]:
 
 def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> ReproduceSummary:
     """Run the three steps into ``out``; returns (and writes) the summary record."""
-    from deepfusion.experiments.sanity import format_summary, run_sanity
+    from deepfusion.experiments.sanity import format_summary
+    from deepfusion.experiments.studies.sanity import run_sanity
     from deepfusion.model.runs.layout import write_json, write_text_atomic
     from deepfusion.paper_figures.build import build_figures
     from deepfusion.experiments.runs import default_workers

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.experiments.sanity import SANITY_FILE, format_summary, run_sanity
+    from deepfusion.experiments.sanity import format_summary
+    from deepfusion.experiments.sanity_record import SANITY_FILE
+    from deepfusion.experiments.studies.sanity import run_sanity
     from deepfusion.model.runs.devices import limit_threads
 
     with limit_threads(args.threads):

@@ -10,7 +10,8 @@ import pytest
 from deepfusion import cli
 from deepfusion.errors import CheckFailed, DataError
 from deepfusion.experiments import sanity
-from deepfusion.experiments.sanity_record import SANITY_VERSION, SanityResult
+from deepfusion.experiments.studies import sanity as study
+from deepfusion.experiments.sanity_record import SANITY_FILE, SANITY_VERSION, SanityResult
 from deepfusion.model.runs.devices import limit_threads
 from deepfusion.theory import fusion
 
@@ -41,14 +42,14 @@ def test_idealised_layers_agree_with_mean_field():
 
 def test_perturbed_recursion_fails_and_still_writes_json(tmp_path, perturbed_recursion):
     with limit_threads(1), pytest.raises(CheckFailed, match="disagree"):
-        sanity.run_sanity(tmp_path, quick=True, with_trained=False)
-    record = SanityResult.from_json(json.loads((tmp_path / sanity.SANITY_FILE).read_text()))
+        study.run_sanity(tmp_path, quick=True, with_trained=False)
+    record = SanityResult.from_json(json.loads((tmp_path / SANITY_FILE).read_text()))
     assert record.passed is False and record.trained is None
     assert any(r.failures for r in record.idealised.rows)
 
 
 def test_cli_exits_one_when_theory_disagrees(tmp_path, perturbed_recursion, monkeypatch, capsys):
-    monkeypatch.setattr(sanity, "trained_heads", lambda out_dir, budget: None)  # (a) alone decides
+    monkeypatch.setattr(study, "trained_heads", lambda out_dir, budget: None)  # (a) alone decides
     code = cli.main(["sanity", "--quick", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 1
@@ -58,8 +59,8 @@ def test_cli_exits_one_when_theory_disagrees(tmp_path, perturbed_recursion, monk
 
 def test_trained_heads_on_tiny_budget_write_every_field(tmp_path):
     with limit_threads(1):
-        result = sanity.run_sanity(tmp_path, quick=True, budget=TINY)
-    record = SanityResult.from_json(json.loads((tmp_path / sanity.SANITY_FILE).read_text()))
+        result = study.run_sanity(tmp_path, quick=True, budget=TINY)
+    record = SanityResult.from_json(json.loads((tmp_path / SANITY_FILE).read_text()))
     assert record == result  # the file holds the record the call returned
     assert record.passed is True and record.version == SANITY_VERSION
     b = record.trained
@@ -79,7 +80,7 @@ def test_trained_heads_on_tiny_budget_write_every_field(tmp_path):
 
 def test_record_of_another_version_is_refused(tmp_path):
     with limit_threads(1):
-        result = sanity.run_sanity(tmp_path, quick=True, with_trained=False)
+        result = study.run_sanity(tmp_path, quick=True, with_trained=False)
     data = result.to_json()
     assert SanityResult.from_json(data) == result
     with pytest.raises(DataError, match="version"):
@@ -88,11 +89,11 @@ def test_record_of_another_version_is_refused(tmp_path):
 def test_trained_heads_reuse_finished_runs_of_the_same_budget(tmp_path):
     """The runs of (b) come from the run cache: a second call trains nothing and reports the same runs."""
     with limit_threads(1):
-        first = sanity.trained_heads(tmp_path, TINY)
+        first = study.trained_heads(tmp_path, TINY)
         checkpoints = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/checkpoints/last.pt")}
-        again = sanity.trained_heads(tmp_path, TINY)
-    assert len(checkpoints) == len(sanity.HEADS)
+        again = study.trained_heads(tmp_path, TINY)
+    assert len(checkpoints) == len(first.heads())
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # not trained again
-    for head in sanity.HEADS:
-        assert again[head]["eval"] == first[head]["eval"]
-        assert again[head]["train_wall_s"] == first[head]["train_wall_s"] > 0
+    for (_, head), (_, head_again) in zip(first.heads(), again.heads()):
+        assert head_again.eval == head.eval
+        assert head_again.train_wall_s == head.train_wall_s > 0

@@ -176,3 +176,17 @@ def test_f6_phase_diagram(tmp_path, results_root):
     assert f"{LINE:g}x line" in record.caption
     cfg = specs[0].config()
     assert cfg.data.name == "theory" and cfg.train.freeze_backbone and cfg.model.backbone == "identity"
+
+
+def test_f6_draws_a_full_record_with_side_panels(tmp_path):
+    """The full diagram (main grid and the three side sweeps) is drawn from a record alone: no runs."""
+    from deepfusion.paper_figures import f6_phase_diagram
+
+    rng = np.random.default_rng(0)
+    panels = {name: [phase_diagram.JudgedCell(c, e, [e - 0.1, e + 0.1], "inconclusive", e * 0.9, [])
+                     for c, e in zip(cells, rng.uniform(1.0, 2.0, len(cells)))]
+              for name, cells in phase_diagram.grid(quick=False).items()}
+    record = phase_diagram.PhaseDiagram(False, 3, panels)
+    paths = f6_phase_diagram.plot(record, tmp_path, "f6")
+    assert_figure_files(paths)
+    assert "3 training seed(s) per cell" in f6_phase_diagram.caption(record)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, analyze_runs, run_analysis
+from deepfusion.model.runs.devices import limit_threads
+
 SETTINGS = {  # name -> override of the digits preset ("" = the preset itself)
     "base": "", "depth8": "model.depth=8", "preln": "model.norm=pre", "t005": "loss.temperature=0.05",
     "t05": "loss.temperature=0.5", "perview": "model.scope=per_view", "maskpair": "model.scope=mask_pair",
@@ -45,26 +48,14 @@ def r2(pred, meas) -> float:
     return float(1 - ((meas - pred) ** 2).sum() / ((meas - meas.mean()) ** 2).sum())
 
 
-def main() -> int:
-    from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
-    from deepfusion.model.runs.devices import limit_threads
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    ap.add_argument("--only", default=",".join(SETTINGS))
-    ap.add_argument("--json", type=Path, default=None, help="write every pooled record and the summary here")
-    args = ap.parse_args()
-    names = [n for n in args.only.split(",") if n]
-    train_missing(args.out, names, args.seeds)
+def judge(out: Path, names, seeds) -> tuple[list, list, dict]:
+    """Each setting's seeds judged together (the Deep Fusion study), and each run's layer predictions."""
     rows, layers, pooled_all = [], [], {}
     with limit_threads(1):
         for name in names:
-            dirs = [args.out / f"{name}_s{s}" for s in args.seeds]
-            cfgs = check_runs(dirs)
-            records = [analyze_run(d) for d in dirs]
-            pooled = pool(records, dirs, seedless_hash(cfgs[0]))
+            dirs = [out / f"{name}_s{s}" for s in seeds]
+            pooled = analyze_runs(dirs, AnalysisOptions())
+            records = [run_analysis(d, AnalysisOptions()) for d in dirs]  # the analyses just made, reused
             pooled_all[name] = pooled.to_json()
             rows.append((name, SETTINGS[name] or "(preset)", pooled.verdict))
             print(f"{name}: {pooled.verdict.label}: {pooled.verdict.decided_by}; would change it: "
@@ -78,6 +69,10 @@ def main() -> int:
                                    "s4": float(np.nanmean(r.layers[l].heads["predicted_same_class_mass"])),
                                    "r_meas": lp["measured_r_ratio"][l], "r_pred": lp["predicted_r_ratio"][l],
                                    "r_chain": lp["predicted_r_ratio_chain"][l]})
+    return rows, layers, pooled_all
+
+
+def print_verdicts(rows) -> None:
     print("\n| setting | override | ratio per layer (seed mean) | last layer [interval] | trend/layer [interval] | "
           "perm p (effect, trend) | untrained last | own views last | verdict | seeds' last-layer ratios |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -90,11 +85,14 @@ def main() -> int:
               + ", ".join(f"{e:.2f}" for e in v.per_seed_effect) + " |")
     print("\nseed spread of the last-layer ratio (sd over seeds): "
           + ", ".join(f"{name} {np.std(v.per_seed_effect, ddof=1):.2f}" for name, _, v in rows))
+
+
+def print_predictions(layers, settings: int, seeds: int) -> None:
     meas = [x["measured"] for x in layers]
     s8, s4 = [x["s8"] for x in layers], [x["s4"] for x in layers]
     sign = [np.sign(x["r_meas"] - 1) == np.sign(x["r_pred"] - 1) for x in layers]
     sign_chain = [np.sign(x["r_meas"] - 1) == np.sign(x["r_chain"] - 1) for x in layers]
-    print(f"\nlayers: {len(layers)} ({len(rows)} settings x {len(args.seeds)} seeds)")
+    print(f"\nlayers: {len(layers)} ({settings} settings x {seeds} seeds)")
     print(f"R^2 of predicted vs measured same-class mass: S8 (weights + input tokens) {r2(s8, meas):.3f}, "
           f"S4 (softmax of cosines with fitted beta_eff) {r2(s4, meas):.3f}")
     ratio = [(x["measured"] / x["chance"]) for x in layers]
@@ -108,6 +106,20 @@ def main() -> int:
     grows = [x["r_meas"] > 1 for x in layers]
     print(f"  r grows in {np.mean(grows):.0%} of layers (a rule 'post-LN grows, pre-LN shrinks' would score "
           f"{np.mean([(x['setting'] != 'preln') == g for x, g in zip(layers, grows)]):.0%})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("runs/digits-sweep"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--only", default=",".join(SETTINGS))
+    ap.add_argument("--json", type=Path, default=None, help="write every pooled record and the summary here")
+    args = ap.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    train_missing(args.out, names, args.seeds)
+    rows, layers, pooled_all = judge(args.out, names, args.seeds)
+    print_verdicts(rows)
+    print_predictions(layers, len(rows), len(args.seeds))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"pooled": pooled_all, "layers": layers}, indent=1))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepfusion.experiments.runs import run_dir_for, run_key, seed_specs
-from deepfusion.experiments.studies import ablations, phase_diagram
+from deepfusion.experiments.studies import ablations, deep_fusion, phase_diagram
 from deepfusion.experiments.verdict import LINE
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.paper_figures import f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
@@ -52,6 +52,9 @@ def test_f2_block_mass_pools_the_seeds(tmp_path, results_root):
                                    seeds=3)
     assert_figure_files(record.paths)
     assert "exploratory (3 seeds; rule v3)" in record.caption and len(record.configs) == 3
+    study = record.study  # the Deep Fusion study the figure drew: three seeds judged together
+    assert study.pooled.verdict.seeds == 3 and study.runs == record.configs
+    assert deep_fusion.SeedStudy.from_json(json.loads(json.dumps(study.to_json()))) == study
 
 
 def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ from deepfusion.experiments.runs import run_dir_for, run_key, seed_specs
 from deepfusion.experiments.studies import ablations, deep_fusion, phase_diagram
 from deepfusion.experiments.verdict import LINE
 from deepfusion.model.runs.eval_result import EvalResult
-from deepfusion.paper_figures import f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
+from deepfusion.paper_figures import (f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f4b_head_level,
+                                     f5_ablations, f6_phase_diagram, runs)
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 
@@ -147,8 +148,6 @@ def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
 
 
 def test_f4b_head_level(tmp_path, results_root):
-    from deepfusion.paper_figures import f4b_head_level
-
     specs = f4b_head_level.needed(quick=False, seeds=2)
     written = populate(specs, results_root)
     assert len(written) == 2 * len(runs.heads()) and len(f4b_head_level.needed(quick=True, seeds=3)) == len(runs.heads())
@@ -162,8 +161,6 @@ def test_f4b_head_level(tmp_path, results_root):
 
 
 def test_f6_phase_diagram(tmp_path, results_root):
-    from deepfusion.paper_figures import f6_phase_diagram
-
     specs = f6_phase_diagram.needed(quick=True)
     populate(specs, results_root)
     for i, spec in enumerate(specs):
@@ -183,8 +180,6 @@ def test_f6_phase_diagram(tmp_path, results_root):
 
 def test_f6_draws_a_full_record_with_side_panels(tmp_path):
     """The full diagram (main grid and the three side sweeps) is drawn from a record alone: no runs."""
-    from deepfusion.paper_figures import f6_phase_diagram
-
     rng = np.random.default_rng(0)
     panels = {name: [phase_diagram.JudgedCell(c, e, [e - 0.1, e + 0.1], "inconclusive", e * 0.9, [])
                      for c, e in zip(cells, rng.uniform(1.0, 2.0, len(cells)))]

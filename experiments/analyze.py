@@ -22,10 +22,16 @@ import numpy as np
 from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
+from deepfusion.experiments.attention_verdict import analyze_attention
 from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
+from deepfusion.experiments.layer_prediction import SOURCES, block_params, predict_layer
 from deepfusion.experiments.nulls import untrained_head
 from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS
+from deepfusion.model.runs.config import config_hash
+from deepfusion.model.runs.layout import RunFolder, write_bytes_atomic, write_json
+from deepfusion.model.runs.loading import load_run
+from deepfusion.model.runs.lock import folder_lock
 
 
 def batch_statistics(cap: dict) -> dict:
@@ -85,8 +91,6 @@ def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:
 def layer_predictions(head, caps: list[dict]) -> dict:
     """S8-S12 predictions of every layer from the head's weights and each batch's layer inputs
     (``experiments.layer_prediction``), averaged over batches, beside what was measured."""
-    from deepfusion.experiments.layer_prediction import SOURCES, block_params, predict_layer
-
     blocks = [block_params(b) for b in head.blocks]
     keys = ("predicted_mass", "predicted_mass_disp", "measured_mass", "predicted_r_ratio", "predicted_r_ratio_chain",
             "measured_r_ratio", "alpha", "margin")
@@ -140,8 +144,6 @@ def capture_arrays(caps: list[dict], untrained_attention: list) -> dict:
 
 def verdict_of(arrays: list[dict], split: str = "test", n_perm: int = MIN_PERMUTATIONS, seed: int = 0):
     """Rule v3 on the arrays of one or more seeds (``capture_arrays`` or ``--attention`` files)."""
-    from deepfusion.experiments.attention_verdict import analyze_attention
-
     def get(key):  # one entry per seed, or None when a seed lacks the optional array
         return [a[key] for a in arrays] if all(a.get(key) is not None for a in arrays) else None
 
@@ -215,8 +217,6 @@ def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_clas
 
 def read_analysis(run_dir) -> RunAnalysis | None:
     """The run folder's ``analysis.json`` as a record, None when there is none."""
-    from deepfusion.model.runs.layout import RunFolder
-
     path = RunFolder(run_dir).analysis
     if not path.is_file():
         return None
@@ -243,11 +243,6 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
     An analysis already in the folder is reused when it was made with the same settings of the same
     checkpoint; one made otherwise is replaced only with ``force``.
     """
-    from deepfusion.model.runs.config import config_hash
-    from deepfusion.model.runs.layout import write_bytes_atomic, write_json
-    from deepfusion.model.runs.loading import load_run
-    from deepfusion.model.runs.lock import folder_lock
-
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose train or test")
     if seed < 0:
@@ -284,8 +279,6 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
 
 def _existing(run_dir) -> RunAnalysis | None:
     """The analysis in the folder, or None; an unreadable or older one counts as another analysis."""
-    from deepfusion.model.runs.layout import RunFolder
-
     try:
         return read_analysis(run_dir)
     except DataError:

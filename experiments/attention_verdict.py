@@ -18,6 +18,7 @@ and ``deepfusion analyze --run`` (after capturing the same tensors from the run)
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,6 +28,33 @@ from deepfusion.experiments import verdict as rule
 from deepfusion.experiments.nulls import permuted_ratios, sample_matrices, shared_permutations
 
 ROW_TOL = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; half precision needs more slack
+
+
+@dataclass(frozen=True)
+class PermutationNull:
+    """The label-permutation null of a verdict: one permutation of per-sample labels per draw,
+    shared by every seed and batch (``experiments.nulls``)."""
+
+    effect_p: float  # (1 + #draws >= measured EFFECT) / (draws + 1)
+    trend_p: float
+    effect_q975: float  # 97.5% quantiles of EFFECT and TREND over the draws
+    trend_q975: float
+    layers_q975: list[float]  # per layer, the 97.5% quantile of the seed-averaged ratio
+    n_perm: int
+    samples: int  # distinct samples whose labels are permuted
+
+
+@dataclass(frozen=True)
+class UntrainedNull:
+    """The untrained head on the same batches: its EFFECT, TREND and layer ratios, and the paired
+    per-seed differences trained - untrained (None throughout when it was not given)."""
+
+    available: bool
+    effect: float | None = None
+    trend: float | None = None
+    layers: list[float] | None = None
+    effect_difference_ci: list[float] | None = None
+    trend_difference_ci: list[float] | None = None
 
 
 @dataclass
@@ -58,8 +86,8 @@ class AttentionVerdict:
     trend_ci: list | None
     per_seed_effect: list[float]
     per_seed_trend: list[float]
-    permutation_null: dict
-    untrained_null: dict
+    permutation_null: PermutationNull
+    untrained_null: UntrainedNull
     conditions: dict
     warnings: list[str] = field(default_factory=list)
     seed: int = 0
@@ -88,8 +116,10 @@ class AttentionVerdict:
             raise DataError(f"verdict record has rule version {got!r}, this code reads v{rule.VERSION}; "
                             "rerun deepfusion analyze --force")
         try:
-            return cls(**data)
-        except TypeError as err:
+            nulls = dict(permutation_null=PermutationNull(**data["permutation_null"]),
+                         untrained_null=UntrainedNull(**data["untrained_null"]))
+            return cls(**{**data, **nulls})
+        except (KeyError, TypeError) as err:
             raise DataError(f"verdict record has malformed fields ({err}); rerun deepfusion analyze --force") from None
 
 
@@ -171,8 +201,6 @@ FILE_KEYS = ("attention", "labels", "instance")  # required; "untrained" and "vi
 def load_attention_file(path) -> dict:
     """One seed's arrays from an ``--attention`` file (.npz): attention, labels, instance, and
     untrained and visible when present (None otherwise). Shapes are checked by ``analyze_attention``."""
-    import zipfile
-
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
@@ -236,12 +264,8 @@ def _p(null, measured: float) -> float:
     return float((1 + np.sum(null >= measured - 1e-12)) / (null.size + 1))
 
 
-def analyze_attention(attention, labels, instance, untrained=None, visible=None, *, split: str = "test",
-                      n_perm: int = rule.MIN_PERMUTATIONS, seed: int = 0) -> AttentionVerdict:
-    """Rule v3 on attention of one or more training seeds (one list entry per seed; module docstring).
-
-    ``split``: the split the batches come from ("train" makes the verdict exploratory); ``n_perm``:
-    label permutations (at least 200); ``seed``: draws the permutations."""
+def _checked_inputs(attention, labels, instance, untrained, visible, split: str, n_perm: int):
+    """Every seed's checked arrays (``_check_seed``) and the label of every sample id across seeds."""
     if split not in ("train", "test"):
         raise DataError(f"split={split!r} is not valid; choose test or train")
     if n_perm < rule.MIN_PERMUTATIONS:
@@ -263,30 +287,45 @@ def analyze_attention(attention, labels, instance, untrained=None, visible=None,
             if sample_label.setdefault(int(i), int(c)) != int(c):
                 raise DataError(f"instance {int(i)} carries label {sample_label[int(i)]} in one batch and {int(c)} in "
                                 f"another (seed {s + 1}); ids name samples of the split, one label each")
-    per_seed, stats = zip(*[seed_layers(A, y, inst, vis) for A, y, inst, _, vis in seeds])
-    per_seed = np.array(per_seed)  # (S, L)
+    return seeds, sample_label
+
+
+def _permutation_null(stats, sample_label: dict, effect: float, trend: float, n_perm: int, seed: int) -> PermutationNull:
+    """The pooled EFFECT and TREND under ``n_perm`` label permutations shared by every seed and batch."""
     universe = np.array(sorted(sample_label))
     perms = shared_permutations(np.array([sample_label[i] for i in universe]), n_perm, seed)  # (P, U)
     perm_seed = np.stack([np.mean([permuted_ratios(b["S"], b["U"], perms[:, np.searchsorted(universe, b["ids"])])
                                    for b in st], axis=0) for st in stats], axis=1)  # (P, S, L)
     perm_layers = perm_seed.mean(1)
     perm_effect, perm_trend = perm_layers[:, -1], rule.slopes(perm_seed).mean(1)
+    return PermutationNull(_p(perm_effect, effect), _p(perm_trend, trend), float(np.quantile(perm_effect, 0.975)),
+                           float(np.quantile(perm_trend, 0.975)), np.quantile(perm_layers, 0.975, axis=0).tolist(),
+                           int(n_perm), int(universe.size))
+
+
+def analyze_attention(attention, labels, instance, untrained=None, visible=None, *, split: str = "test",
+                      n_perm: int = rule.MIN_PERMUTATIONS, seed: int = 0) -> AttentionVerdict:
+    """Rule v3 on attention of one or more training seeds (one list entry per seed; module docstring).
+
+    ``split``: the split the batches come from ("train" makes the verdict exploratory); ``n_perm``:
+    label permutations (at least 200); ``seed``: draws the permutations."""
+    seeds, sample_label = _checked_inputs(attention, labels, instance, untrained, visible, split, n_perm)
+    S, L = len(seeds), seeds[0][0].shape[1]
+    per_seed, stats = zip(*[seed_layers(A, y, inst, vis) for A, y, inst, _, vis in seeds])
+    per_seed = np.array(per_seed)  # (S, L)
     effect_s, trend_s = per_seed[:, -1], rule.slopes(per_seed)
+    perm_null = _permutation_null(stats, sample_label, effect_s.mean(), trend_s.mean(), n_perm, seed)
     u_layers = None
-    if untrained:
+    if seeds[0][3] is not None:
         u_layers = np.array([seed_layers(A0, y, inst, vis)[0] for _, y, inst, A0, vis in seeds])
-    d = rule.decide(effect_s, trend_s, _p(perm_effect, effect_s.mean()), _p(perm_trend, trend_s.mean()),
+    d = rule.decide(effect_s, trend_s, perm_null.effect_p, perm_null.trend_p,
                     None if u_layers is None else u_layers[:, -1], None if u_layers is None else rule.slopes(u_layers),
                     split)
-    perm_null = {"effect_p": _p(perm_effect, effect_s.mean()), "trend_p": _p(perm_trend, trend_s.mean()),
-                 "effect_q975": float(np.quantile(perm_effect, 0.975)), "trend_q975": float(np.quantile(perm_trend, 0.975)),
-                 "layers_q975": np.quantile(perm_layers, 0.975, axis=0).tolist(), "n_perm": int(n_perm),
-                 "samples": int(universe.size)}
-    untrained_null = {"available": u_layers is not None}
+    untrained_null = UntrainedNull(available=False)
     if u_layers is not None:
-        untrained_null.update(effect=float(u_layers[:, -1].mean()), trend=float(rule.slopes(u_layers).mean()),
-                              layers=u_layers.mean(0).tolist(), effect_difference_ci=d["untrained_effect_difference_ci"],
-                              trend_difference_ci=d["untrained_trend_difference_ci"])
+        untrained_null = UntrainedNull(True, float(u_layers[:, -1].mean()), float(rule.slopes(u_layers).mean()),
+                                       u_layers.mean(0).tolist(), d["untrained_effect_difference_ci"],
+                                       d["untrained_trend_difference_ci"])
     flat = [b for st in stats for b in st]
     warnings = [f"--split train: {rule.TRAIN_SPLIT_LABEL}"] if split == "train" else []
     return AttentionVerdict(

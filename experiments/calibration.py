@@ -188,7 +188,7 @@ def calibrate(draws: int = 100, seed: int = 0, cases=tuple(CASES), n_perm: int =
         for d in range(draws):
             v = case.run(rng, n_perm, seed=d)
             counts[v.outcome] += 1
-            perm_pass += v.permutation_null["effect_p"] <= NULL_P
+            perm_pass += v.permutation_null.effect_p <= NULL_P
             used += v.seeds
         rows.append({"case": name, "what": case.what, "expected": case.expected, "draws": draws,
                      **{k: c / draws for k, c in counts.items()}, "perm_pass": perm_pass / draws, "seeds": used / draws})

@@ -1,6 +1,6 @@
 """Several training seeds of one config, judged together: the seed is the verdict's unit.
 
-``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
+``expand_runs`` turns ``--run`` values (folders or globs) into folders; ``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
 (and where their outputs went); ``pool`` judges their ``attention.npz`` files together with rule v3
 (``experiments.attention_verdict``) and pools the per-layer statistics; ``pool_files`` does the
 same for ``--attention`` files of any model.
@@ -8,7 +8,9 @@ same for ``--attention`` files of any model.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,10 @@ from deepfusion.errors import DataError
 from deepfusion.experiments.analyze import verdict_of
 from deepfusion.experiments.attention_verdict import load_attention_file
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
+from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
+from deepfusion.model.runs.config import config_hash as hash_of_config  # `pool` takes a config_hash argument
+from deepfusion.model.runs.layout import RunFolder
+from deepfusion.model.runs.loading import run_config
 
 SEED_KEY = ("train", "seed")
 # analysis settings the pooled runs must share; batch_seed differs by design (each training seed
@@ -37,27 +43,33 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def seedless(cfg) -> dict:
     """The config as flat ``section.key`` items, without the seed and the output-only keys."""
-    from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
-
     skip = {".".join(k) for k in OUTPUT_KEYS | {SEED_KEY}}
     return {k: v for k, v in _flat(config_to_dict(cfg)).items() if k not in skip}
 
 
 def seedless_hash(cfg) -> str:
-    import copy
-
-    from deepfusion.model.runs.config import config_hash
-
     c = copy.deepcopy(cfg)
     c.train.seed = 0
-    return config_hash(c)
+    return hash_of_config(c)
+
+
+def expand_runs(patterns: list[str]) -> list[Path]:
+    """Run folders from ``--run`` values, each a folder or a glob pattern (sorted matches)."""
+    out = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise DataError(f"--run {pattern!r} matches no folder; check the pattern")
+            out += [Path(m) for m in matches]
+        else:
+            out.append(Path(pattern))
+    return out
 
 
 def check_runs(run_dirs) -> list:
     """The configs of ``run_dirs``; a one-line error if a folder is given twice or the configs
     differ in anything but ``train.seed``."""
-    from deepfusion.model.runs.loading import run_config
-
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise DataError("no run folder given; pass --run DIR (repeat it, or give a glob, for several seeds)")
@@ -84,8 +96,6 @@ def check_runs(run_dirs) -> list:
 def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledAnalysis:
     """The verdict over the records' seeds (rule v3 on each run's ``attention.npz``, through
     ``analyze_attention`` as for ``--attention`` files) and the per-layer statistics averaged over them."""
-    from deepfusion.model.runs.layout import RunFolder
-
     first = records[0]
     if len(run_dirs) != len(records):
         raise DataError(f"{len(records)} analyses and {len(run_dirs)} run folders; give one folder per analysis")

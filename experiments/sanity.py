@@ -1,48 +1,29 @@
-"""The synthetic sanity experiments behind ``deepfusion sanity``: (a) untrained idealised layers
-against the S5 mean-field recursion, judged by the theory's tolerances; (b) the real transformer
-head and the feed-forward head trained on the synthetic mixture, measured and reported, never
-judged. What each part computes, and its budgets, are in the command's help
-(``deepfusion/commands/sanity.py``).
+"""The parts of the sanity study (``experiments.studies.sanity``, behind ``deepfusion sanity``):
+(a) untrained idealised layers against the S5 mean-field recursion, judged by the theory's
+tolerances (``idealised_layers``); the token statistics of every block of a trained head, for (b)
+(``block_statistics``); and the printed table of the record (``format_summary``). What each part
+computes, and its budgets, are in the command's help (``deepfusion/commands/sanity.py``).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-
 import numpy as np
 
-from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments import metrics as mt
-from deepfusion.experiments.analyze import analyze_run
 from deepfusion.experiments.capture import capture, disjoint_batches
-from deepfusion.experiments.runs import RunSpec, get_run
-from deepfusion.model.runs.layout import write_text_atomic
-from deepfusion.model.runs.loading import load_run
+from deepfusion.experiments.sanity_record import Block, Idealised, IdealisedRow, SanityResult, TrainedHead
 from deepfusion.theory import fusion
 from deepfusion.theory.checks_fusion import M_TOL, R_TOL, REGIMES
 from deepfusion.theory.simulation import simulate_fusion
 
-SANITY_FILE = "sanity.json"
 # (a): S5 geometry of the theory's own check; the regimes and tolerances are imported from it.
 GEOMETRY = {"C": 4, "n": 64, "d": 2048, "layers": 10}
-# (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.
-BUDGETS = {
-    "quick": {"overrides": ["train.epochs=6", "eval.linear_epochs=20"], "batches": 3, "per_class": 8},
-    "full": {"overrides": ["train.epochs=15", "model.depth=4"], "batches": 5, "per_class": 8},
-}
-HEADS = ("transformer", "ffn")
-EVAL_KEYS = ("knn", "linear", "head_loo1nn", "random_knn")
-LAYER_FIELDS = ("relative_spread", "class_mean_cosine", "nc1", "residual_ratio")
-TRANSFORMER_FIELDS = ("ratio", "ratio_ci", "same_class_mass", "predicted_same_class_mass", "self_mass",
-                      "positive_mass", "beta_eff", "beta_r2")
 
 
 # ----------------------------------------------------------------------------- (a) idealised layers
 
 
-def idealised_layers(quick: bool = False) -> dict:
+def idealised_layers(quick: bool = False) -> Idealised:
     """(a): simulation against mean_field per regime and seed; ``passed`` says whether all agree."""
     C, n, d, layers = (GEOMETRY[k] for k in ("C", "n", "d", "layers"))
     seeds = (0,) if quick else (0, 1, 2)
@@ -64,61 +45,26 @@ def idealised_layers(quick: bool = False) -> dict:
                 failures.append(f"fast fusion expected r_L/r_0 < 0.01, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
             if name == "stall" and not (ratio_sim > 0.99 and ratio_mf > 0.99):
                 failures.append(f"self-attention trap expected r_L/r_0 > 0.99, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
-            rows.append({"regime": name, "seed": seed, "beta": beta, "alpha": alpha, "r0": float(sim.r[0]),
-                         "max_dm": dm, "max_dr": dr, "r_ratio_sim": ratio_sim, "r_ratio_mf": ratio_mf,
-                         "m_sim": sim.m.tolist(), "m_mf": mf.m.tolist(), "r_sim": sim.r.tolist(),
-                         "r_mf": mf.r.tolist(), "passed": not failures, "failures": failures})
-    return {"geometry": dict(GEOMETRY), "m_tol": M_TOL, "r_tol": R_TOL, "rows": rows,
-            "passed": all(r["passed"] for r in rows)}
+            rows.append(IdealisedRow(name, seed, beta, alpha, float(sim.r[0]), dm, dr, ratio_sim, ratio_mf,
+                                     sim.m.tolist(), mf.m.tolist(), sim.r.tolist(), mf.r.tolist(), not failures,
+                                     failures))
+    return Idealised(dict(GEOMETRY), M_TOL, R_TOL, rows, all(r.passed for r in rows))
 
 
 # ----------------------------------------------------------------------------- (b) trained heads
 
 
-def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[dict]:
+def block_statistics(model, augment, dataset, batches: int, per_class: int, seed: int = 0) -> list[Block]:
     """Token statistics of every block input and the last block's output (``head.trace`` tokens),
     averaged over ``batches`` analysis batches; works for heads with and without attention."""
     per_batch = []
     for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
         cap = capture(model, augment, dataset, idx, seed + b, "cpu")
         T, y = cap["tokens"].astype(np.float64), cap["labels"]
-        per_batch.append([{"relative_spread": mt.relative_spread(t, y), "class_mean_cosine": mt.class_mean_cosine(t, y),
-                           "nc1": mt.nc1(t, y), "residual_ratio": mt.residual_ratio(t, T[0])} for t in T])
-    return [{k: float(np.mean([pb[l][k] for pb in per_batch])) for k in LAYER_FIELDS}
-            for l in range(len(per_batch[0]))]
-
-
-def trained_heads(out_dir, budget: dict) -> dict:
-    """(b): train the transformer and ffn heads on the synthetic mixture and measure each block.
-
-    The runs come from the run cache under ``out_dir/runs`` (:func:`deepfusion.experiments.runs.get_run`):
-    a finished run of the same config is reused, and ``train_wall_s`` is the training time it recorded."""
-    out = {"preset": "synthetic", "overrides": list(budget["overrides"]),
-           "batches": budget["batches"], "per_class": budget["per_class"]}
-    for head in HEADS:
-        spec = RunSpec("synthetic", (*budget["overrides"], f"model.head={head}", "train.device=cpu"))
-        run = get_run(spec, Path(out_dir) / "runs")
-        loaded = load_run(run.run_dir, "cpu")
-        entry = {"train_wall_s": run.eval.train_wall_s, "eval": {k: run.eval.score(k) for k in EVAL_KEYS},
-                 "blocks": block_statistics(loaded.model, loaded.augment, loaded.test_ds, budget["batches"],
-                                            budget["per_class"])}
-        if head == "transformer":
-            rec = analyze_run(run.run_dir, batches=budget["batches"], per_class=budget["per_class"],
-                              force=True)
-            v = rec.verdict
-            entry["layers"] = [{"ratio": v.layers[l], "ratio_ci": v.layers_ci[l],
-                                "same_class_mass": float(np.mean(e.heads["same_class_mass"])),
-                                "predicted_same_class_mass": float(np.nanmean(e.heads["predicted_same_class_mass"])),
-                                "self_mass": float(np.mean(e.heads["self_mass"])),
-                                "positive_mass": float(np.mean(e.heads["positive_mass"])),
-                                "beta_eff": float(np.nanmean(e.heads["beta_eff"])),
-                                "beta_r2": float(np.nanmean(e.heads["beta_r2"]))}
-                               for l, e in enumerate(rec.layers)]
-            entry["chance"] = rec.chance["same_class_mass"]
-            entry["verdict"] = v.label
-            entry["decided_by"] = v.decided_by
-        out[head] = entry
-    return out
+        per_batch.append([(mt.relative_spread(t, y), mt.class_mean_cosine(t, y), mt.nc1(t, y),
+                           mt.residual_ratio(t, T[0])) for t in T])
+    means = np.mean(np.asarray(per_batch, dtype=np.float64), axis=0)  # (blocks + 1, 4)
+    return [Block(*(float(v) for v in row)) for row in means]
 
 
 # ----------------------------------------------------------------------------- report
@@ -128,64 +74,46 @@ def _f(v, fmt=".3f") -> str:
     return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
 
 
-def format_summary(result: dict) -> str:
-    a = result["idealised"]
-    lines = [f"(a) idealised layers vs mean-field recursion (C={a['geometry']['C']}, n={a['geometry']['n']}, "
-             f"d={a['geometry']['d']}, {a['geometry']['layers']} layers; tolerances |dm| < {a['m_tol']}, "
-             f"|dr/r| < {a['r_tol']})",
+def _idealised_lines(a: Idealised) -> list[str]:
+    g = a.geometry
+    lines = [f"(a) idealised layers vs mean-field recursion (C={g['C']}, n={g['n']}, d={g['d']}, {g['layers']} layers; "
+             f"tolerances |dm| < {a.m_tol}, |dr/r| < {a.r_tol})",
              f"  {'regime':<7}{'seed':>5}{'beta':>6}{'alpha':>6}{'r0':>7}{'max|dm|':>9}{'max|dr/r|':>10}"
              f"{'rL/r0 sim':>11}{'rL/r0 mf':>10}  result"]
-    for r in a["rows"]:
-        lines.append(f"  {r['regime']:<7}{r['seed']:>5}{r['beta']:>6.1f}{r['alpha']:>6.1f}{r['r0']:>7.3f}"
-                     f"{r['max_dm']:>9.4f}{r['max_dr']:>10.4f}{r['r_ratio_sim']:>11.3g}{r['r_ratio_mf']:>10.3g}  "
-                     + ("pass" if r["passed"] else "FAIL: " + "; ".join(r["failures"])))
-    b = result.get("trained")
-    if b:
-        lines.append(f"(b) trained heads on the synthetic mixture ({' '.join(b['overrides'])}; "
-                     f"{b['batches']} batches x {b['per_class']} per class)")
-        for head in HEADS:
-            e = b[head]
-            ev = e["eval"]
-            lines.append(f"  {head}: kNN {_f(ev['knn'])}, linear {_f(ev['linear'])}, head 1-NN {_f(ev['head_loo1nn'])} "
-                         f"(random backbone kNN {_f(ev['random_knn'])}), trained in {_f(e['train_wall_s'], '.0f')} s")
-            layers = e.get("layers", [])
-            for l, blk in enumerate(e["blocks"]):
-                row = (f"    block {l if l < len(e['blocks']) - 1 else 'out'}: r {_f(blk['relative_spread'])}, "
-                       f"NC1 {_f(blk['nc1'])}, residual {_f(blk['residual_ratio'])}")
-                if l < len(layers):
-                    t = layers[l]
-                    ci = t["ratio_ci"] or [None, None]  # one seed: no interval over seeds
-                    row += (f" | ratio {_f(t['ratio'], '.2f')}x [{_f(ci[0], '.2f')}, "
-                            f"{_f(ci[1], '.2f')}], S4 {_f(t['predicted_same_class_mass'] / e['chance'], '.2f')}x, "
-                            f"self {_f(t['self_mass'])}, pos {_f(t['positive_mass'])}, beta {_f(t['beta_eff'], '.2f')}")
-                lines.append(row)
-            if "verdict" in e:
-                lines.append(f"    chance {e['chance']:.4f}; verdict: {e['verdict']}: {e['decided_by']}")
-    lines.append("(a) " + ("agrees with the theory" if a["passed"] else "DISAGREES with the theory"))
+    for r in a.rows:
+        lines.append(f"  {r.regime:<7}{r.seed:>5}{r.beta:>6.1f}{r.alpha:>6.1f}{r.r0:>7.3f}{r.max_dm:>9.4f}"
+                     f"{r.max_dr:>10.4f}{r.r_ratio_sim:>11.3g}{r.r_ratio_mf:>10.3g}  "
+                     + ("pass" if r.passed else "FAIL: " + "; ".join(r.failures)))
+    return lines
+
+
+def _head_lines(name: str, e: TrainedHead) -> list[str]:
+    ev = e.eval
+    lines = [f"  {name}: kNN {_f(ev.knn)}, linear {_f(ev.linear)}, head 1-NN {_f(ev.head_loo1nn)} "
+             f"(random backbone kNN {_f(ev.random_knn)}), trained in {_f(e.train_wall_s, '.0f')} s"]
+    for l, blk in enumerate(e.blocks):
+        row = (f"    block {l if l < len(e.blocks) - 1 else 'out'}: r {_f(blk.relative_spread)}, "
+               f"NC1 {_f(blk.nc1)}, residual {_f(blk.residual_ratio)}")
+        if l < len(e.layers):
+            t = e.layers[l]
+            ci = t.ratio_ci or [None, None]  # one seed: no interval over seeds
+            row += (f" | ratio {_f(t.ratio, '.2f')}x [{_f(ci[0], '.2f')}, {_f(ci[1], '.2f')}], "
+                    f"S4 {_f(t.predicted_same_class_mass / e.chance, '.2f')}x, self {_f(t.self_mass)}, "
+                    f"pos {_f(t.positive_mass)}, beta {_f(t.beta_eff, '.2f')}")
+        lines.append(row)
+    if e.verdict is not None:
+        lines.append(f"    chance {e.chance:.4f}; verdict: {e.verdict}: {e.decided_by}")
+    return lines
+
+
+def format_summary(result: SanityResult) -> str:
+    """The printed table of the record: (a) row by row, (b) head by head and block by block."""
+    lines = _idealised_lines(result.idealised)
+    b = result.trained
+    if b is not None:
+        lines.append(f"(b) trained heads on the synthetic mixture ({' '.join(b.overrides)}; "
+                     f"{b.batches} batches x {b.per_class} per class)")
+        for name, head in b.heads():
+            lines += _head_lines(name, head)
+    lines.append("(a) " + ("agrees with the theory" if result.idealised.passed else "DISAGREES with the theory"))
     return "\n".join(lines)
-
-
-def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | None = None,
-               with_trained: bool = True) -> dict:
-    """Run (a) and (b), write ``sanity.json`` into ``out_dir`` and return its record.
-
-    ``check``: raise :class:`CheckFailed` (after writing the JSON) when (a) disagrees with the theory.
-    ``budget``: override the (b) budget (keys of ``BUDGETS``' entries), e.g. for tests."""
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create output folder {out_dir} ({err.strerror}); pass a writable --out") from None
-    start = time.perf_counter()
-    result = {"quick": bool(quick), "idealised": idealised_layers(quick)}
-    if with_trained:
-        result["trained"] = trained_heads(out_dir, budget or BUDGETS["quick" if quick else "full"])
-    result["wall_s"] = time.perf_counter() - start
-    result["passed"] = result["idealised"]["passed"]
-    write_text_atomic(out_dir / SANITY_FILE, json.dumps(result, indent=1))
-    if check and not result["passed"]:
-        bad = [f"{r['regime']} (seed {r['seed']}): {'; '.join(r['failures'])}"
-               for r in result["idealised"]["rows"] if not r["passed"]]
-        raise CheckFailed("idealised layers disagree with the mean-field recursion: " + " | ".join(bad)
-                          + f"; details in {out_dir / SANITY_FILE}")
-    return result

@@ -10,7 +10,7 @@ from typing import Callable
 
 from deepfusion.errors import ConfigError
 from deepfusion.experiments.runs import prefetch
-from deepfusion.paper_figures import index, runs
+from deepfusion.paper_figures import index, own_runs, runs
 from deepfusion.paper_figures.record import FigureRecord, with_out
 
 # key -> (module, short description); order is the order of the index
@@ -94,8 +94,6 @@ def build_figures(
 
 def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] = print) -> list[FigureRecord]:
     """``deepfusion figures --run ...``: the attention figures of the user's own runs, with an index."""
-    from deepfusion.paper_figures import own_runs
-
     records = own_runs.make(run_dirs, out_dir, log=log)
     paths = index.write_index(records, out_dir)
     log(f"index: {paths[0]}")

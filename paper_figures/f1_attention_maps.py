@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.experiments.runs import RunResult, RunSpec, run_all
+from deepfusion.experiments.studies import deep_fusion
 from deepfusion.paper_figures import analysis_io, runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -35,7 +36,7 @@ def needed(quick: bool, data=None, seeds: int = 1) -> list[RunSpec]:
 
 def analysed_run(quick, data, results_root, log=None, train_fn=None) -> RunResult:
     result = run_all([main_spec(quick, data)], results_root, log=log, train_fn=train_fn)[0]
-    analysis_io.ensure_analysis(result.run_dir, log=log)
+    deep_fusion.run_analysis(result.run_dir, log=log)
     return result
 
 
@@ -49,7 +50,7 @@ def sort_by_label(A: np.ndarray, labels: np.ndarray):
 
 def choose_head(run_dir) -> tuple[int, str]:
     """The head with the largest same-class ratio to chance in the last layer (from the analysis)."""
-    ratio = analysis_io.ensure_analysis(run_dir).layer_values("ratio")[-1]
+    ratio = deep_fusion.run_analysis(run_dir).layer_values("ratio")[-1]
     h = int(np.argmax(ratio))
     return h, f"head {h}, the head with the largest same-class mass over chance in the last layer ({ratio[h]:.2f}x)"
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.experiments.runs import RunResult, RunSpec, run_all, seed_specs
-from deepfusion.paper_figures import analysis_io, runs, style
+from deepfusion.experiments.runs import RunSpec, seed_specs
+from deepfusion.experiments.studies.deep_fusion import SeedStudy, seed_study
+from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.f1_attention_maps import main_spec
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -28,13 +29,10 @@ def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
     return seed_specs(main_spec(quick, data), seeds)
 
 
-def seed_runs(quick: bool, data, results_root, seeds: int, log=None, train_fn=None) -> list[RunResult]:
-    """The transformer runs F2 pools: seeds 0..seeds-1 of F1's run (F4's transformer runs, cached)."""
-    specs = seed_specs(main_spec(quick, data), seeds)
-    return run_all(specs, results_root, log=log, train_fn=train_fn)
-
-
-def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[Path]:
+def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
+    """The study's per-layer ratio over seeds, its nulls and the S4 prediction."""
+    pooled = study.pooled
+    per_seed = [np.asarray(x) for x in pooled.verdict.per_seed_layers]
     v = pooled.verdict
     L = pooled.num_layers
     depth = np.arange(1, L + 1)
@@ -46,10 +44,10 @@ def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[P
     ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
     ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
                 color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (verdict's interval)")
-    ax.plot(depth, v.permutation_null["layers_q975"], color=style.REFERENCE_COLOR, ls="--", lw=1,
+    ax.plot(depth, v.permutation_null.layers_q975, color=style.REFERENCE_COLOR, ls="--", lw=1,
             label="labels permuted, 97.5% quantile")
-    if v.untrained_null.get("available"):
-        ax.plot(depth, v.untrained_null["layers"], color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
+    if v.untrained_null.available:
+        ax.plot(depth, v.untrained_null.layers, color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
                 label="untrained head")
     predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
                           for e in pooled.layers]) / pooled.chance
@@ -68,14 +66,13 @@ def plot(pooled, per_seed: list[np.ndarray], out_dir: Path, stem: str) -> list[P
 
 
 def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
-    """Train or load the seeds' transformer runs, analyse and pool them, plot the per-layer ratio."""
+    """The Deep Fusion study over the seeds' transformer runs (trained or loaded), drawn per layer."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
-    results = seed_runs(quick, data, results_root, seeds, log=log, train_fn=train_fn)
-    pooled = analysis_io.pooled_analysis([r.run_dir for r in results], log=log)
-    per_seed = [np.asarray(x) for x in pooled.verdict.per_seed_layers]
+    study = seed_study(main_spec(quick, data), seeds, results_root, log=log, train_fn=train_fn)
     with style.context():
-        paths = plot(pooled, per_seed, out_dir, "f2_block_mass")
+        paths = plot(study, out_dir, "f2_block_mass")
+    pooled = study.pooled
     v, s = pooled.verdict, pooled.settings
     caption = (
         f"Same-class attention of the trained transformer head ({main_spec(quick, data).describe()}, seeds "
@@ -88,5 +85,5 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
         f"Verdict: {v.label}: {v.decided_by}."
     )
-    configs = [r.describe() for r in results]
-    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), configs)]
+    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), study.runs,
+                         study)]

@@ -135,4 +135,4 @@ def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log
         + (f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), not the paper's datasets." if quick else "")
     )
     command = figures_command(KEY, quick, data, results_root, [f"--seeds={seeds}"])
-    return [FigureRecord(KEY, TITLE, paths, caption, command, [r.describe() for r in used])]
+    return [FigureRecord(KEY, TITLE, paths, caption, command, [r.describe() for r in used], rows)]

@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.pooling import seedless_hash
+from deepfusion.experiments.studies import deep_fusion
+from deepfusion.model.runs.loading import run_config
 from deepfusion.paper_figures import analysis_io, style
 from deepfusion.paper_figures.f1_attention_maps import plot_maps
 from deepfusion.paper_figures.record import FigureRecord
@@ -48,8 +51,6 @@ def command(run_dirs, out_dir) -> str:
 
 
 def _same_config(cfgs) -> bool:
-    from deepfusion.experiments.pooling import seedless_hash
-
     return len(cfgs) > 1 and len({seedless_hash(c) for c in cfgs}) == 1 and len({c.train.seed for c in cfgs}) == len(cfgs)
 
 
@@ -87,8 +88,6 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
 
 def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
     """Analyse (or read) each run; write its attention maps and the joint per-layer ratio plot."""
-    from deepfusion.model.runs.loading import run_config
-
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise DataError("figures --run needs at least one run folder")
@@ -96,7 +95,7 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
         raise DataError("figures --run: a run folder is given twice; give each once")
     out_dir = Path(out_dir)
     cfgs = [run_config(d) for d in run_dirs]
-    records = [analysis_io.ensure_analysis(d, log=log) for d in run_dirs]
+    records = [deep_fusion.run_analysis(d, log=log) for d in run_dirs]
     names = [d.name for d in run_dirs]
     data = sorted({data_label(c) for c in cfgs})
     cmd = command(run_dirs, out_dir)
@@ -113,7 +112,7 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
                        f"(L={L}); class boundaries in vermillion. A single batch of one run: no error bars. Verdict "
                        f"on this run alone: {r.verdict.label}.")
             made.append(FigureRecord(KEY, title, paths, caption, cmd, [name]))
-        pooled = analysis_io.pooled_analysis(run_dirs, log=log) if _same_config(cfgs) else None
+        pooled = deep_fusion.analyze_runs(run_dirs, log=log) if _same_config(cfgs) else None
         title = f"Same-class attention against depth: {', '.join(data)}; runs {', '.join(names)}"
         paths, bars = plot_ratios(records, names, pooled, title, out_dir, "runs_same_class_ratio")
         caption = (f"{title}. Per layer, the share of a token's attention outside its own views (itself and its "

@@ -14,7 +14,9 @@ class FigureRecord:
     ``paths`` lists the files written (the PNG first when there is one, then the PDF, then
     tables). ``caption`` says what is shown and from which data; ``command`` is the exact
     command line that regenerates it; ``configs`` names every run it draws on, as a preset
-    plus ``key=value`` overrides (and the config hash where a run was made).
+    plus ``key=value`` overrides (and the config hash where a run was made). ``study`` is the
+    record the figure drew (F2: the pooled ``PooledAnalysis``; F4: its table rows), kept so that
+    ``reproduce`` prints from it instead of reading files back; None where a figure has none.
     """
 
     key: str  # "F1" .. "F5"
@@ -23,6 +25,7 @@ class FigureRecord:
     caption: str
     command: str
     configs: list[str] = field(default_factory=list)
+    study: object = None
 
     @property
     def image(self) -> Path | None:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.experiments.analyze import analyze_run
-from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
+from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, analyze_runs, run_analysis
 from deepfusion.model.runs.devices import limit_threads
 
 SETTINGS = {  # name -> override of the digits preset ("" = the preset itself)
@@ -74,15 +73,14 @@ def layer_rows(name: str, records) -> list[dict]:
     return rows
 
 
-def judge(out: Path, names, seeds):
-    """Analyse every run and judge each setting's seeds together: (verdict rows, layer rows, pooled JSON)."""
+def judge(out: Path, names, seeds) -> tuple[list, list, dict]:
+    """Each setting's seeds judged together (the Deep Fusion study), and each run's layer predictions."""
     rows, layers, pooled_all = [], [], {}
     with limit_threads(1):
         for name in names:
             dirs = [out / f"{name}_s{s}" for s in seeds]
-            cfgs = check_runs(dirs)
-            records = [analyze_run(d) for d in dirs]
-            pooled = pool(records, dirs, seedless_hash(cfgs[0]))
+            pooled = analyze_runs(dirs, AnalysisOptions())
+            records = [run_analysis(d, AnalysisOptions()) for d in dirs]  # the analyses just made, reused
             pooled_all[name] = pooled.to_json()
             rows.append((name, SETTINGS[name] or "(preset)", pooled.verdict))
             print(f"{name}: {pooled.verdict.label}: {pooled.verdict.decided_by}; would change it: "
@@ -99,8 +97,8 @@ def print_verdicts(rows) -> None:
         per_layer = " ".join(f"{x:.2f}" for x in v.layers)
         un = v.untrained_null
         print(f"| {name} | {ov} | {per_layer} | {v.last_layer_ratio:.2f} {_ci(v.effect_ci)} | {v.trend:+.3f} "
-              f"{_ci(v.trend_ci, '+.3f')} | {v.permutation_null['effect_p']:.3f}, {v.permutation_null['trend_p']:.3f} | "
-              f"{un['effect']:.2f} | {v.own_view[-1]:.3f} | {v.outcome} (look {v.look}) | "
+              f"{_ci(v.trend_ci, '+.3f')} | {v.permutation_null.effect_p:.3f}, {v.permutation_null.trend_p:.3f} | "
+              f"{un.effect:.2f} | {v.own_view[-1]:.3f} | {v.outcome} (look {v.look}) | "
               + ", ".join(f"{e:.2f}" for e in v.per_seed_effect) + " |")
     print("\nseed spread of the last-layer ratio (sd over seeds): "
           + ", ".join(f"{name} {np.std(v.per_seed_effect, ddof=1):.2f}" for name, _, v in rows))

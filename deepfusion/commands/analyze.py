@@ -45,17 +45,15 @@ evidence of generalising structure"). Examples:
 from __future__ import annotations
 
 import argparse
-import glob
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from deepfusion.errors import ConfigError, DataError, DataWarning
-from deepfusion.model.runs.progress_line import Heartbeat
+from deepfusion.errors import ConfigError, DataWarning
 
-SMALL_PER_CLASS = 4  # batches with fewer samples of a class than this say little about class structure
+# The study, calibration and torch-backed modules are imported inside run(): `deepfusion --help` and
+# argument errors must not pay torch's ~2 s import (see ARCHITECTURE.md, Command line).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,20 +93,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --calibrate: only this case (repeat for several; default every case)")
 
 
-def expand_runs(patterns: list[str]) -> list[Path]:
-    """Run folders from ``--run`` values, each a folder or a glob pattern (sorted matches)."""
-    out = []
-    for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise DataError(f"--run {pattern!r} matches no folder; check the pattern")
-            out += [Path(m) for m in matches]
-        else:
-            out.append(Path(pattern))
-    return out
-
-
 COLUMNS = ("layer", "share", "chance", "ratio [CI]", "perm q975", "untrained", "own views", "S8", "S4", "r",
            "r'/r (pred)", "beta (R2)")
 
@@ -120,12 +104,12 @@ def _ci(ci) -> str:
 def layer_rows(pooled) -> list[list[str]]:
     """One row of strings per layer, in the order of ``COLUMNS``."""
     v = pooled.verdict
-    untrained = v.untrained_null.get("layers") or [None] * len(v.layers)
+    untrained = v.untrained_null.layers or [None] * len(v.layers)
     rows = []
     for l, entry in enumerate(pooled.layers):
         s8 = entry.get("predicted_mass")
         rows.append([str(l), f"{v.share[l]:.4f}", f"{v.chance[l]:.4f}", f"{v.layers[l]:.2f}x {_ci(v.layers_ci[l])}",
-                     f"{v.permutation_null['layers_q975'][l]:.2f}x", "n/a" if untrained[l] is None else f"{untrained[l]:.2f}x",
+                     f"{v.permutation_null.layers_q975[l]:.2f}x", "n/a" if untrained[l] is None else f"{untrained[l]:.2f}x",
                      f"{v.own_view[l]:.4f}", "n/a" if s8 is None else f"{s8 / entry['chance']:.2f}x",
                      _num(entry.get("predicted_same_class_mass"), ".4f"), _num(entry.get("relative_spread"), ".3f"),
                      f"{_num(entry.get('measured_r_ratio'), '.3f')} ({_num(entry.get('predicted_r_ratio'), '.3f')})",
@@ -150,13 +134,13 @@ def format_table(pooled) -> str:
     per = f"{pooled.num_classes} classes x {s.per_class} samples x 2 views" if s.per_class else f"{pooled.num_classes} classes"
     lines += [
         f"{v.seeds} seed(s) x {s.batches} batches of {s.tokens_per_batch} tokens ({per}), {pooled.num_heads} heads, "
-        f"scope {s.scope}, split {s.split}; {stage}; {pn['n_perm']} label permutations over {pn['samples']} samples",
+        f"scope {s.scope}, split {s.split}; {stage}; {pn.n_perm} label permutations over {pn.samples} samples",
         f"EFFECT (last layer) {v.last_layer_ratio:.2f}x chance {_ci(v.effect_ci)}   line {v.line}x   permutation q975 "
-        f"{pn['effect_q975']:.2f}x (p {pn['effect_p']:.3f})   untrained "
-        + (f"{un['effect']:.2f}x (difference {_ci(un['effect_difference_ci'])})" if un["available"] else "not available"),
-        f"TREND (slope per layer) {v.trend:+.3f} {_ci(v.trend_ci)}   permutation q975 {pn['trend_q975']:+.3f} "
-        f"(p {pn['trend_p']:.3f})   untrained "
-        + (f"{un['trend']:+.3f} (difference {_ci(un['trend_difference_ci'])})" if un["available"] else "not available"),
+        f"{pn.effect_q975:.2f}x (p {pn.effect_p:.3f})   untrained "
+        + (f"{un.effect:.2f}x (difference {_ci(un.effect_difference_ci)})" if un.available else "not available"),
+        f"TREND (slope per layer) {v.trend:+.3f} {_ci(v.trend_ci)}   permutation q975 {pn.trend_q975:+.3f} "
+        f"(p {pn.trend_p:.3f})   untrained "
+        + (f"{un.trend:+.3f} (difference {_ci(un.trend_difference_ci)})" if un.available else "not available"),
     ]
     if len(pooled.per_run) > 1:
         lines.append("seeds: " + "; ".join(f"{r['run']} (seed {r['train_seed']}): {r['last_ratio']:.2f}x"
@@ -180,19 +164,6 @@ def check_args(args) -> None:
         raise ConfigError(f"--per-class={args.per_class} must be at least 2 (a token needs another sample of its class)")
     if args.run and args.attention:
         raise ConfigError("give run folders (--run) or attention files (--attention), not both")
-
-
-def warn_small_batches(records) -> None:
-    """A warning when the analysis batches hold too few samples per class to say much, naming the
-    largest batches that fit the split."""
-    s = records[0].settings
-    if s.per_class >= SMALL_PER_CLASS:
-        return
-    fits = s.max_per_class
-    advice = (f"the largest that fit the split: --per-class {fits} with --batches {s.batches}" if fits and fits > s.per_class
-              else f"the split fits no larger batches with --batches {s.batches}; fewer batches allow larger ones")
-    warnings.warn(f"analysis batches of {s.tokens_per_batch} tokens ({s.per_class} per class) say little about class "
-                  f"structure; {advice}", DataWarning, stacklevel=2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,7 +193,13 @@ def run(args: argparse.Namespace) -> int:
 
             pooled = pool_files(args.attention, split=args.split, n_perm=args.n_perm, seed=args.seed)
         else:
-            pooled = analyze_runs(expand_runs(args.run), args, resolve_device(args.device, option="--device"))
+            from deepfusion.experiments.pooling import expand_runs
+            from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, analyze_runs
+
+            options = AnalysisOptions(batches=args.batches, per_class=args.per_class, seed=args.seed, views=args.views,
+                                      split=args.split, n_perm=args.n_perm, force=args.force)
+            pooled = analyze_runs(expand_runs(args.run), options, resolve_device(args.device, option="--device"),
+                                  log=print)
     print(format_table(pooled))
     if args.out:
         from deepfusion.model.runs.layout import write_json
@@ -231,21 +208,3 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.out, pooled.to_json())
         print(f"written: {args.out}")
     return 0
-
-
-def analyze_runs(runs: list[Path], args, device):
-    """Analyse each run (or reuse its analysis), then judge them together."""
-    from deepfusion.experiments.analyze import analyze_run
-    from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
-
-    cfgs = check_runs(runs)
-    records = []
-    with Heartbeat("analyze", total=len(runs)) as beat:  # a line every 25 s when the output is a file or pipe
-        for path in runs:
-            records.append(analyze_run(path, batches=args.batches, per_class=args.per_class, seed=args.seed,
-                                       device=device, split=args.split, views=args.views, n_perm=args.n_perm,
-                                       force=args.force))
-            beat.done += 1
-            print(f"analysed: {path} (checkpoint step {records[-1].step}; record in its analysis.json)")
-        warn_small_batches(records)
-        return pool(records, runs, seedless_hash(cfgs[0]))

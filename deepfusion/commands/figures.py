@@ -32,7 +32,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepfusion.errors import ConfigError
 from deepfusion.paper_figures import runs
+
+# build, pool and the run expansion are imported inside run(): `deepfusion --help` and argument errors must
+# not pay torch's ~2 s import (paper_figures.runs above is light: it imports torch only when training).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,11 +66,9 @@ def run(args: argparse.Namespace) -> int:
         clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
                                           ("--only", args.only is not None)) if given]
         if clash:
-            from deepfusion.errors import ConfigError
-
             raise ConfigError(f"--run draws your own runs and cannot be combined with {', '.join(clash)}; "
                               "drop one or the other")
-        from deepfusion.commands.analyze import expand_runs
+        from deepfusion.experiments.pooling import expand_runs
 
         build_run_figures(expand_runs(args.run), args.out)
         return 0

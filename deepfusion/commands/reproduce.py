@@ -24,15 +24,23 @@ redraws. Examples:
 from __future__ import annotations
 
 import argparse
-import csv
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deepfusion.errors import CheckFailed
-from deepfusion.model.runs.layout import write_json, write_text_atomic
+from deepfusion.errors import CheckFailed, ConfigError, DataError
+
+if TYPE_CHECKING:  # the records' modules import numpy and scipy; annotations only here
+    from deepfusion.experiments.record import PooledAnalysis
+    from deepfusion.experiments.sanity_record import SanityResult
+
+# Every step's module (the theory checks, the studies, the figures) is imported inside the function that
+# runs it: `deepfusion --help` and argument errors must not pay torch's ~2 s import.
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+SUMMARY_VERSION = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,65 +55,124 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a busy machine; 0 = library default)")
 
 
-def _theory(quick: bool, log) -> dict:
-    from deepfusion.commands.verify import run_checks, table
+@dataclass(frozen=True)
+class TheorySummary:
+    passed: int
+    total: int  # checks run (skipped ones not counted)
+    failed: list[str]  # "statement kind name" of each check that did not pass
+
+
+@dataclass(frozen=True)
+class HeadRow:
+    """One line of F4's table: a head's accuracy (%) on one dataset and metric over seeds."""
+
+    dataset: str
+    head: str
+    metric: str
+    mean: float
+    std: float  # sample standard deviation; nan with one seed
+    n: int
+
+
+@dataclass
+class ReproduceSummary:
+    """What the main job found, built from the records its steps returned (nothing read back)."""
+
+    quick: bool
+    theory: TheorySummary
+    sanity: SanityResult
+    deep_fusion: PooledAnalysis  # F2's seeds judged together
+    deep_fusion_runs: list[str]  # the runs F2 pooled, described
+    heads: list[HeadRow]  # F4's table
+    files: list[str]  # every file the figures wrote, relative to the figures folder
+    index: str
+    wall_s: float
+    version: int = SUMMARY_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ReproduceSummary":
+        from deepfusion.experiments.record import PooledAnalysis
+        from deepfusion.experiments.sanity_record import SanityResult
+
+        if not isinstance(data, dict) or data.get("version") != SUMMARY_VERSION:
+            raise DataError(f"{SUMMARY_JSON} is not a version-{SUMMARY_VERSION} summary; rerun deepfusion reproduce")
+        return cls(**{**data, "theory": TheorySummary(**data["theory"]), "sanity": SanityResult.from_json(data["sanity"]),
+                      "deep_fusion": PooledAnalysis.from_json(data["deep_fusion"]),
+                      "heads": [HeadRow(**h) for h in data["heads"]]})
+
+
+def theory_step(quick: bool, log) -> TheorySummary:
+    """Every check of S1-S15 (``deepfusion verify``), its table logged."""
+    from deepfusion.commands.verify import run_checks, table  # the checks' runner lives in the verify command
 
     results = run_checks(quick)
     log(table(results))
     ran = [r for r in results if r["status"] != "skip"]
-    passed = sum(r["status"] == "pass" for r in ran)
-    return {"passed": passed, "total": len(ran), "ok": passed == len(ran),
-            "failed": [f"{r['statement']} {r['kind']} {r['name']}" for r in ran if r["status"] != "pass"]}
+    return TheorySummary(sum(r["status"] == "pass" for r in ran), len(ran),
+                         [f"{r['statement']} {r['kind']} {r['name']}" for r in ran if r["status"] != "pass"])
 
 
-def _sanity(out_dir: Path, quick: bool, log) -> dict:
-    from deepfusion.experiments.sanity import format_summary, run_sanity
+def head_rows(rows) -> list[HeadRow]:
+    """F4's table rows ``(dataset, head, metric, [per-seed %])`` summarised over seeds."""
+    from deepfusion.paper_figures.runs import summarize
 
-    result = run_sanity(out_dir, quick=quick, check=False)
-    log(format_summary(result))
-    trained = result.get("trained", {}).get("transformer", {})
-    return {"ok": bool(result["passed"]), "verdict": trained.get("verdict"),
-            "decided_by": trained.get("decided_by")}
-
-
-def _figures(out_dir: Path, runs_dir: Path, quick_figures: bool, data, seeds: int, log) -> dict:
-    from deepfusion.paper_figures import analysis_io, f2_block_mass
-    from deepfusion.paper_figures.build import build_figures
-    from deepfusion.experiments.runs import default_workers
-
-    records = build_figures(out_dir, quick=quick_figures, data=data, results_root=runs_dir, seeds=seeds, log=log,
-                            workers=default_workers())
-    results = f2_block_mass.seed_runs(quick_figures, data, runs_dir, seeds)  # cached: no training here
-    pooled = analysis_io.pooled_analysis([r.run_dir for r in results])
-    heads = []
-    with (out_dir / "f4_head_comparison.csv").open() as f:
-        for row in csv.DictReader(f):
-            heads.append({k: row[k] for k in ("dataset", "head", "metric", "mean", "std", "n")})
-    return {"files": sorted(str(p.relative_to(out_dir)) for r in records for p in r.paths),
-            "index": str(out_dir / "index.md"),
-            "verdict": pooled.verdict.label, "decided_by": pooled.verdict.decided_by,
-            "verdict_runs": f"{results[0].spec.describe()} and {len(results) - 1} more seed(s)",
-            "effect": pooled.verdict.effect, "effect_ci": pooled.verdict.effect_ci, "heads": heads}
+    out = []
+    for dataset, head, metric, values in rows:
+        s = summarize(values)
+        out.append(HeadRow(dataset, head, metric, s.mean, s.std, s.n))
+    return out
 
 
-def summary_markdown(summary: dict) -> str:
+def summarize_records(quick: bool, theory: TheorySummary, sanity: SanityResult, figures: list, out_dir: Path,
+                      wall_s: float) -> ReproduceSummary:
+    """The summary from the steps' records: F2's pooled record and F4's rows are the ones the figure
+    steps returned (``FigureRecord.study``: F2's ``SeedStudy``, F4's rows)."""
+    by_key = {r.key: r for r in figures}
+    f2, f4 = by_key.get("F2"), by_key.get("F4")
+    if f2 is None or f2.study is None or f4 is None or f4.study is None:
+        raise DataError("the figure steps returned no F2 or F4 record; the summary needs both")
+    return ReproduceSummary(quick, theory, sanity, f2.study.pooled, list(f2.study.runs), head_rows(f4.study),
+                            sorted(str(Path(p).relative_to(out_dir)) for r in figures for p in r.paths),
+                            str(out_dir / "index.md"), wall_s)
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "[no interval: 1 seed]"
+
+
+def summary_markdown(summary: ReproduceSummary) -> str:
     """The closing table: one line per step, then the head comparison."""
-    t, s, f = summary["theory"], summary["sanity"], summary["figures"]
+    t, v = summary.theory, summary.deep_fusion.verdict
+    trained = summary.sanity.trained.transformer if summary.sanity.trained else None
+    runs = summary.deep_fusion_runs
     lines = ["| step | result |", "|---|---|",
-             f"| theory checks | {t['passed']}/{t['total']} passed |",
-             f"| sanity (a): idealised layers vs recursion | {'agree' if s['ok'] else 'DISAGREE'} |",
-             f"| sanity (b): synthetic transformer head, 1 seed | {s['verdict']}: {s['decided_by']} |",
-             f"| Deep Fusion, {f['verdict_runs']} | {f['verdict']}: last layer {f['effect']:.2f}x chance "
-             + (f"[{f['effect_ci'][0]:.2f}, {f['effect_ci'][1]:.2f}]" if f["effect_ci"] else "[no interval: 1 seed]")
-             + f"; {f['decided_by']} |",
+             f"| theory checks | {t.passed}/{t.total} passed |",
+             f"| sanity (a): idealised layers vs recursion | {'agree' if summary.sanity.passed else 'DISAGREE'} |",
+             "| sanity (b): synthetic transformer head, 1 seed | "
+             + (f"{trained.verdict}: {trained.decided_by} |" if trained else "not run |"),
+             f"| Deep Fusion, {runs[0]} and {len(runs) - 1} more seed(s) | {v.label}: last layer {v.effect:.2f}x "
+             f"chance {_ci(v.effect_ci)}; {v.decided_by} |",
              "", "| dataset | head | metric | mean % | std | seeds |", "|---|---|---|---|---|---|"]
-    lines += [f"| {h['dataset']} | {h['head']} | {h['metric']} | {h['mean']} | {h['std']} | {h['n']} |" for h in f["heads"]]
-    lines.append(f"\nfigures: {f['index']}; wall time {summary['wall_s']:.0f} s")
+    lines += [f"| {h.dataset} | {h.head} | {h.metric} | {h.mean:.2f} | {h.std:.2f} | {h.n} |" for h in summary.heads]
+    lines.append(f"\nfigures: {summary.index}; wall time {summary.wall_s:.0f} s")
     return "\n".join(lines)
 
 
-def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> dict:
+def failures(summary: ReproduceSummary) -> list[str]:
+    """What makes the job fail: theory checks that did not pass, and (a) of sanity disagreeing."""
+    return summary.theory.failed + ([] if summary.sanity.passed else ["sanity (a)"])
+
+
+def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> ReproduceSummary:
     """Run the three steps into ``out``; returns (and writes) the summary record."""
+    from deepfusion.experiments.sanity import format_summary
+    from deepfusion.experiments.studies.sanity import run_sanity
+    from deepfusion.model.runs.layout import write_json, write_text_atomic
+    from deepfusion.paper_figures.build import build_figures
+    from deepfusion.experiments.runs import default_workers
     from deepfusion.paper_figures.runs import check_data
 
     out = Path(out)
@@ -114,35 +181,33 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> d
         check_data(False, data)  # a wrong --data fails before an hour of theory checks, not after
     start = time.perf_counter()
     log(f"== 1/3 theory checks ({'quick' if quick else 'full'})")
-    theory = _theory(quick, log)
+    theory = theory_step(quick, log)
     log(f"== 2/3 sanity experiments ({'quick' if quick else 'full'})")
-    sanity = _sanity(out / "sanity", quick, log)
+    sanity = run_sanity(out / "sanity", quick=quick, check=False)
+    log(format_summary(sanity))
     log(f"== 3/3 figures ({'digits, CPU' if quick_figures else f'paper datasets in {data}'})")
-    figures = _figures(out / "figures", out / "runs", quick_figures, data, seeds, log)
-    summary = {"quick": quick, "theory": theory, "sanity": sanity, "figures": figures,
-               "wall_s": time.perf_counter() - start}
+    figures = build_figures(out / "figures", quick=quick_figures, data=data, results_root=out / "runs", seeds=seeds,
+                            log=log, workers=default_workers())
+    summary = summarize_records(quick, theory, sanity, figures, out / "figures", time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / SUMMARY_JSON, summary, indent=1)
+    write_json(out / SUMMARY_JSON, summary.to_json(), indent=1)
     write_text_atomic(out / SUMMARY_MD, summary_markdown(summary) + "\n")
     return summary
 
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.devices import limit_threads
-
-    if args.quick and args.data is not None:
-        from deepfusion.errors import ConfigError
-
-        raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
     from deepfusion.experiments.pool import stopped
 
+    if args.quick and args.data is not None:
+        raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
     with limit_threads(args.threads), stopped("reproduce") as outcome:
         summary = reproduce(args.out, args.quick, args.data, args.seeds)
     if outcome["exit"]:
         return outcome["exit"]
     print("\n== summary\n" + summary_markdown(summary))
     print(f"written: {args.out / SUMMARY_MD}, {args.out / SUMMARY_JSON}")
-    failed = summary["theory"]["failed"] + ([] if summary["sanity"]["ok"] else ["sanity (a)"])
+    failed = failures(summary)
     if failed:
         raise CheckFailed("checks failed: " + "; ".join(failed))
     return 0

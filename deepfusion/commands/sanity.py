@@ -24,6 +24,8 @@ from pathlib import Path
 
 from deepfusion.errors import CheckFailed
 
+# experiments.sanity (torch, the theory) is imported inside run(): `deepfusion --help` must not pay for it.
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed in (a), a shorter training budget in (b)")
@@ -34,13 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.experiments.sanity import SANITY_FILE, format_summary, run_sanity
+    from deepfusion.experiments.sanity import format_summary
+    from deepfusion.experiments.sanity_record import SANITY_FILE
+    from deepfusion.experiments.studies.sanity import run_sanity
     from deepfusion.model.runs.devices import limit_threads
 
     with limit_threads(args.threads):
         result = run_sanity(args.out, quick=args.quick, check=False)  # print the table before failing
     print(format_summary(result))
-    print(f"written: {Path(args.out) / SANITY_FILE} ({result['wall_s']:.0f} s)")
-    if not result["passed"]:
+    print(f"written: {Path(args.out) / SANITY_FILE} ({result.wall_s:.0f} s)")
+    if not result.passed:
         raise CheckFailed(f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}")
     return 0

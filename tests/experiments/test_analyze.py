@@ -94,7 +94,7 @@ def test_analyze_model_record_round_trips_through_json():
     assert back.verdict.rule == RULE and back.verdict.seeds == 1
     assert back.num_layers == 3 and back.num_classes == 3 and np.asarray(back.mass).shape == (2, 3, 2)
     assert arrays["attention"].shape == (2, 3, 2, 18, 18) and arrays["instance"].shape == (2, 18)
-    assert back.verdict.outcome == "exploratory" and back.verdict.permutation_null["n_perm"] == 200
+    assert back.verdict.outcome == "exploratory" and back.verdict.permutation_null.n_perm == 200
     assert back.layers[0].chance == pytest.approx((2 * 3 - 2) / 18)
 
 
@@ -111,7 +111,7 @@ def test_analyze_run_writes_reuses_and_refuses_to_overwrite(tmp_path, monkeypatc
     cfg = load_config("synthetic", ["model.depth=3", "model.heads=2", "model.dim=16"])
     loaded = SimpleNamespace(model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds, cfg=cfg, step=7,
                              finished=True)
-    monkeypatch.setattr("deepfusion.model.runs.loading.load_run", lambda run_dir, device="cpu": loaded)
+    monkeypatch.setattr(analyze, "load_run", lambda run_dir, device="cpu": loaded)
     monkeypatch.setattr(analyze, "untrained_head", lambda cfg, shape: TinyModel(6).head)
     first = analyze.analyze_run(tmp_path, batches=2, per_class=3)
     assert json.loads((tmp_path / "analysis.json").read_text())["step"] == 7
@@ -166,7 +166,7 @@ def test_idealised_fusion_is_observed_and_predicted_by_s4():
     caps = [idealised_capture(seed=s) for s in range(3)]
     record = analyze.record_from_batches(caps, [uniform(c) for c in caps])
     assert record.verdict.outcome == EXPLORATORY  # one seed never decides
-    assert np.all(np.diff(record.verdict.layers) > 0) and record.verdict.permutation_null["effect_p"] < 0.01
+    assert np.all(np.diff(record.verdict.layers) > 0) and record.verdict.permutation_null.effect_p < 0.01
     beta = record.layer_values("beta_eff")[:, 0]
     assert np.allclose(beta, 8.0, rtol=1e-6)  # the layers really are softmax(8 cos)
     gap = record.layer_values("same_class_mass")[:, 0] - record.layer_values("predicted_same_class_mass")[:, 0]

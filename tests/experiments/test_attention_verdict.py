@@ -94,7 +94,7 @@ def test_three_seeds_are_exploratory_with_an_interval():
 def test_without_the_untrained_head_observed_is_out_of_reach():
     att, lab, ins, _ = seeds(planted)
     v = analyze_attention(att, lab, ins)
-    assert v.outcome == "inconclusive" and not v.untrained_null["available"]
+    assert v.outcome == "inconclusive" and not v.untrained_null.available
     assert "not available" in v.decided_by
 
 

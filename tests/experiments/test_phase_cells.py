@@ -25,7 +25,7 @@ def _verdict(tmp_path, *overrides):
 def test_planted_easy_cell_is_observed(tmp_path):
     v = _verdict(tmp_path)
     assert v.outcome == "exploratory", v.decided_by
-    assert v.effect > 1.25 and v.seeds == 1 and v.permutation_null["effect_p"] <= 0.025
+    assert v.effect > 1.25 and v.seeds == 1 and v.permutation_null.effect_p <= 0.025
 
 
 @pytest.mark.slow  # trains a phase-diagram cell over seeds (about 9 s)

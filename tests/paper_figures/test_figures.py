@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import types
 
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 
 from deepfusion.experiments.runs import run_dir_for, run_key, seed_specs
+from deepfusion.experiments.studies import ablations, deep_fusion, phase_diagram
+from deepfusion.experiments.verdict import LINE
 from deepfusion.model.runs.eval_result import EvalResult
-from deepfusion.paper_figures import f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f5_ablations, runs
+from deepfusion.paper_figures import (f1_attention_maps, f2_block_mass, f3_theory, f4_head_comparison, f4b_head_level,
+                                     f5_ablations, f6_phase_diagram, runs)
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 
@@ -49,6 +53,9 @@ def test_f2_block_mass_pools_the_seeds(tmp_path, results_root):
                                    seeds=3)
     assert_figure_files(record.paths)
     assert "exploratory (3 seeds; rule v3)" in record.caption and len(record.configs) == 3
+    study = record.study  # the Deep Fusion study the figure drew: three seeds judged together
+    assert study.pooled.verdict.seeds == 3 and study.runs == record.configs
+    assert deep_fusion.SeedStudy.from_json(json.loads(json.dumps(study.to_json()))) == study
 
 
 def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
@@ -112,6 +119,10 @@ def test_f5_ablations(tmp_path, results_root):
     assert_figure_files(record.paths)
     assert len(record.configs) == len(written)
     assert f"epochs shortened to {f5_ablations.QUICK_EPOCHS}" in record.caption
+    study = record.study  # the record the figure drew: every swept value with one accuracy per seed
+    assert [s.key for s in study.sweeps] == [s.key for s in ablations.QUICK_SWEEPS]
+    assert all(len(s.linear) == len(s.values) and all(len(v) == 1 for v in s.knn) for s in study.sweeps)
+    assert ablations.Ablations.from_json(json.loads(json.dumps(study.to_json()))) == study
 
 
 def test_missing_run_would_train(tmp_path, results_root):
@@ -132,13 +143,11 @@ def test_paper_plans_resolve_on_the_users_data_folder(tmp_path):
     assert (cfg.data.name, cfg.model.head, cfg.train.seed, cfg.data.root) == ("cifar100", "mlp_nobn", 1, str(tmp_path.resolve()))
     plan5 = f5_ablations.plan(quick=False, data=tmp_path)
     depths = [grid[0].config().model.depth for s, grids in plan5.items() if s.key == "model.depth" for grid in [grids[0]]]
-    assert depths == [f5_ablations.PAPER_SWEEPS[-1].values[0]]
+    assert depths == [ablations.PAPER_SWEEPS[-1].values[0]]
     assert all(ss[0].config().data.name == "cifar10" for grids in plan5.values() for ss in grids)
 
 
 def test_f4b_head_level(tmp_path, results_root):
-    from deepfusion.paper_figures import f4b_head_level
-
     specs = f4b_head_level.needed(quick=False, seeds=2)
     written = populate(specs, results_root)
     assert len(written) == 2 * len(runs.heads()) and len(f4b_head_level.needed(quick=True, seeds=3)) == len(runs.heads())
@@ -152,8 +161,6 @@ def test_f4b_head_level(tmp_path, results_root):
 
 
 def test_f6_phase_diagram(tmp_path, results_root):
-    from deepfusion.paper_figures import f6_phase_diagram
-
     specs = f6_phase_diagram.needed(quick=True)
     populate(specs, results_root)
     for i, spec in enumerate(specs):
@@ -162,5 +169,22 @@ def test_f6_phase_diagram(tmp_path, results_root):
                                       log=None)
     assert_figure_files(record.paths)
     assert "rule v3" in record.caption and "S1's boundary" in record.caption and len(record.configs) == 4
+    diagram = record.study  # the record the figure drew, with the verdict's line in the caption
+    assert [c.cell.ratio for c in diagram.panels["main"]] == [2.0, 8.0, 2.0, 8.0] and diagram.seeds == 1
+    assert all(c.outcome == "exploratory" for c in diagram.cells())  # one seed per cell cannot decide
+    assert phase_diagram.PhaseDiagram.from_json(json.loads(json.dumps(diagram.to_json()))) == diagram
+    assert f"{LINE:g}x line" in record.caption
     cfg = specs[0].config()
     assert cfg.data.name == "theory" and cfg.train.freeze_backbone and cfg.model.backbone == "identity"
+
+
+def test_f6_draws_a_full_record_with_side_panels(tmp_path):
+    """The full diagram (main grid and the three side sweeps) is drawn from a record alone: no runs."""
+    rng = np.random.default_rng(0)
+    panels = {name: [phase_diagram.JudgedCell(c, e, [e - 0.1, e + 0.1], "inconclusive", e * 0.9, [])
+                     for c, e in zip(cells, rng.uniform(1.0, 2.0, len(cells)))]
+              for name, cells in phase_diagram.grid(quick=False).items()}
+    record = phase_diagram.PhaseDiagram(False, 3, panels)
+    paths = f6_phase_diagram.plot(record, tmp_path, "f6")
+    assert_figure_files(paths)
+    assert "3 training seed(s) per cell" in f6_phase_diagram.caption(record)

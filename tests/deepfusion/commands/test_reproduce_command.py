@@ -1,56 +1,96 @@
-"""The main job's wiring: steps run in order, the summary is written, failures exit non-zero."""
+"""The main job's summary: built from the records the steps return (no file read back), printed,
+written and read again; which findings fail the job; options it refuses."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from deepfusion.cli import main
 from deepfusion.commands import reproduce
+from deepfusion.errors import DataError
+from deepfusion.experiments.pooling import pool_files
+from deepfusion.experiments.studies.deep_fusion import SeedStudy
+from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult
+from deepfusion.paper_figures.record import FigureRecord
 
 
-@pytest.fixture
-def fake_steps(monkeypatch):
-    calls = []
-
-    def theory(quick, log):
-        calls.append(("theory", quick))
-        return {"passed": 21, "total": 21, "ok": True, "failed": []}
-
-    def sanity(out_dir, quick, log):
-        calls.append(("sanity", quick))
-        return {"ok": True, "verdict": "Deep Fusion inconclusive (1 seed; rule v2)", "decided_by": "failed: rise"}
-
-    def figures(out_dir, runs_dir, quick_figures, data, seeds, log):
-        calls.append(("figures", quick_figures, seeds))
-        return {"files": ["f3_eps_max.png"], "index": str(out_dir / "index.md"),
-                "verdict": "Deep Fusion not observed (3 seeds; rule v2)", "decided_by": "below the line",
-                "verdict_runs": "digits model.head=transformer train.seed=0 and 2 more seed(s)", "effect": 1.01,
-                "effect_ci": [0.98, 1.04],
-                "heads": [{"dataset": "digits", "head": "transformer", "metric": "linear", "mean": "97.0",
-                           "std": "0.5", "n": "3"}]}
-
-    monkeypatch.setattr(reproduce, "_theory", theory)
-    monkeypatch.setattr(reproduce, "_sanity", sanity)
-    monkeypatch.setattr(reproduce, "_figures", figures)
-    return calls
+def pooled_record(tmp_path, seeds=2):
+    """A pooled verdict over ``seeds`` attention files with class-structured attention."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for s in range(seeds):
+        labels = np.repeat(np.arange(2), 4)[None].repeat(2, 0)  # 2 batches, 2 classes x 4 samples, one view
+        instance = np.stack([np.arange(8), np.arange(8, 16)])
+        same = (labels[:, :, None] == labels[:, None, :]).astype(float)
+        A = (same[:, None, None] * (2.0 + np.arange(3)[None, :, None, None, None]) + rng.uniform(0, 0.2, (2, 3, 1, 8, 8)))
+        A /= A.sum(-1, keepdims=True)
+        paths.append(tmp_path / f"seed{s}.npz")
+        np.savez(paths[-1], attention=A, labels=labels, instance=instance)
+    return pool_files(paths)
 
 
-def test_steps_run_in_order_and_summary_is_written(tmp_path, fake_steps):
-    summary = reproduce.reproduce(tmp_path, quick=True, seeds=2, log=lambda m: None)
-    assert [c[0] for c in fake_steps] == ["theory", "sanity", "figures"]
-    assert fake_steps[2] == ("figures", True, 2)
-    saved = json.loads((tmp_path / reproduce.SUMMARY_JSON).read_text())
-    assert saved["theory"]["passed"] == 21 and saved["figures"]["verdict"].startswith("Deep Fusion not observed")
-    md = (tmp_path / reproduce.SUMMARY_MD).read_text()
-    assert "21/21 passed" in md and "1.01x chance [0.98, 1.04]" in md and "| digits | transformer | linear | 97.0 | 0.5 | 3 |" in md
-    assert summary["wall_s"] >= 0
+def sanity_record(passed=True):
+    row = IdealisedRow("fast", 0, 8.0, 1.0, 0.5, 0.001, 0.002, 0.001, 0.001, [0.9], [0.9], [0.5], [0.5], passed,
+                       [] if passed else ["max |m_sim - m_mf| = 0.2 >= 0.02"])
+    return SanityResult(True, Idealised({"C": 4, "n": 64, "d": 2048, "layers": 10}, 0.02, 0.02, [row], passed),
+                        None, 1.0, passed)
 
 
-def test_failed_theory_check_exits_non_zero(tmp_path, fake_steps, monkeypatch, capsys):
-    monkeypatch.setattr(reproduce, "_theory", lambda quick, log: {"passed": 20, "total": 21, "ok": False,
-                                                                    "failed": ["S1 numeric eps_max"]})
-    assert main(["reproduce", "--quick", "--out", str(tmp_path)]) == 1
-    assert "S1 numeric eps_max" in capsys.readouterr().err
+def figure_records(tmp_path, pooled):
+    out = tmp_path / "figures"
+    rows = [("digits", "transformer", "linear", [97.0, 96.0, 98.0]), ("digits", "ffn", "knn", [90.5])]
+    study = SeedStudy("digits", ["digits train.seed=0", "digits train.seed=1"], pooled)
+    return [FigureRecord("F2", "ratio", [out / "f2_block_mass.png"], "", "", study.runs, study),
+            FigureRecord("F4", "heads", [out / "f4_head_comparison.png", out / "f4_head_comparison.csv"], "", "", [], rows)]
+
+
+def test_summary_comes_from_the_figure_records_not_from_files(tmp_path):
+    pooled = pooled_record(tmp_path)
+    theory = reproduce.TheorySummary(21, 21, [])
+    # the records' files were never written: a summary that read them back would fail here
+    summary = reproduce.summarize_records(True, theory, sanity_record(), figure_records(tmp_path, pooled),
+                                          tmp_path / "figures", 12.0)
+    assert summary.deep_fusion is pooled
+    assert summary.files == ["f2_block_mass.png", "f4_head_comparison.csv", "f4_head_comparison.png"]
+    transformer, ffn = summary.heads
+    assert (transformer.mean, transformer.std, transformer.n) == (pytest.approx(97.0), pytest.approx(1.0), 3)
+    assert ffn.n == 1 and math.isnan(ffn.std)
+    md = reproduce.summary_markdown(summary)
+    v = pooled.verdict
+    assert "| theory checks | 21/21 passed |" in md and "| sanity (b): synthetic transformer head, 1 seed | not run |" in md
+    assert f"Deep Fusion, digits train.seed=0 and 1 more seed(s) | {v.label}: last layer {v.effect:.2f}x" in md
+    assert "| digits | transformer | linear | 97.00 | 1.00 | 3 |" in md
+
+
+def test_summary_without_f2_or_f4_is_refused(tmp_path):
+    records = figure_records(tmp_path, pooled_record(tmp_path))[:1]
+    with pytest.raises(DataError, match="F2 or F4"):
+        reproduce.summarize_records(True, reproduce.TheorySummary(1, 1, []), sanity_record(), records, tmp_path, 1.0)
+
+
+def test_summary_json_round_trip(tmp_path):
+    summary = reproduce.summarize_records(True, reproduce.TheorySummary(20, 21, ["S1 numeric eps_max"]),
+                                          sanity_record(), figure_records(tmp_path, pooled_record(tmp_path)),
+                                          tmp_path / "figures", 3.0)
+    back = reproduce.ReproduceSummary.from_json(json.loads(json.dumps(summary.to_json())))
+    assert reproduce.summary_markdown(back) == reproduce.summary_markdown(summary)
+    assert back.deep_fusion.verdict == summary.deep_fusion.verdict
+    with pytest.raises(DataError, match="version"):
+        reproduce.ReproduceSummary.from_json({**summary.to_json(), "version": 0})
+
+
+@pytest.mark.parametrize("theory_failed, sanity_passed, expected", [
+    ([], True, []),
+    (["S1 numeric eps_max"], True, ["S1 numeric eps_max"]),
+    ([], False, ["sanity (a)"]),
+])
+def test_failed_checks_or_sanity_fail_the_job(tmp_path, theory_failed, sanity_passed, expected):
+    summary = reproduce.summarize_records(True, reproduce.TheorySummary(21 - len(theory_failed), 21, theory_failed),
+                                          sanity_record(sanity_passed),
+                                          figure_records(tmp_path, pooled_record(tmp_path)), tmp_path / "figures", 1.0)
+    assert reproduce.failures(summary) == expected
 
 
 def test_quick_with_data_is_refused(tmp_path, capsys):

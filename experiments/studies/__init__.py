@@ -1,0 +1,1 @@
+"""Studies: analyses that pool several trained runs into one typed, versioned record."""

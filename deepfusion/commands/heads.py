@@ -38,14 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the comparison record (per-seed values and paired differences) as JSON to OUT")
 
 
-def expand_run_dirs(patterns: list[str]) -> list[Path]:
-    """Run folders from ``--run`` values: a folder as given, or the folders a glob matches (sorted)."""
+def expand_run_dirs(patterns: list[str], flag: str = "--run") -> list[Path]:
+    """Run folders from the values of ``flag``: a folder as given, or the folders a glob matches (sorted)."""
     out = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_dir()]
             if not matches:
-                raise DataError(f"--run {pattern!r} matches no folder; check the pattern")
+                raise DataError(f"{flag} {pattern!r} matches no folder; check the pattern")
             out += matches
         else:
             out.append(Path(pattern))

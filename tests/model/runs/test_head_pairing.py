@@ -10,6 +10,7 @@ import torch
 
 from deepfusion.model.runs import loop
 from deepfusion.model.runs.config import load_config
+from tests.model.data.data_files import write_fashion
 
 STEPS = 3  # the first steps recorded
 SHAPES = {
@@ -17,6 +18,9 @@ SHAPES = {
                   "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8",
                   "model.mlp_hidden=16"],
     # the whole-model presets' backbone (cnn3 on images) with their augmentation of images
+    # the preset of the whole-model head comparison, on small IDX files of the same format
+    "fashion_mnist_cpu": ["train.batch_size=16", "data.options.limit=40", "model.dim=16", "model.depth=1",
+                          "model.heads=2", "model.ffn_dim=16", "model.out_dim=8", "model.mlp_hidden=16"],
     "digits": ["train.batch_size=16", "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16",
                "model.out_dim=8", "model.mlp_hidden=16"],
 }
@@ -48,8 +52,12 @@ def first_steps(monkeypatch, tmp_path, preset: str, head: str, seed: int) -> dic
 
     monkeypatch.setattr(loop, "get_batch", recording_get_batch)
     monkeypatch.setattr(loop, "train_step", recording_train_step)
-    cfg = load_config(preset, SHAPES[preset] + [
-        "train.device=cpu", "train.threads=1", "train.epochs=1", f"train.out_dir={tmp_path}",
+    extra = []
+    if preset == "fashion_mnist_cpu":
+        write_fashion(tmp_path / "fashion", n_train=60, n_test=20)
+        extra = [f"data.root={tmp_path / 'fashion'}"]
+    cfg = load_config(preset, SHAPES[preset] + extra + [
+        "train.device=cpu", "train.threads=1", "train.epochs=2", f"train.out_dir={tmp_path}",
         f"train.name={head}_s{seed}", f"model.head={head}", f"train.seed={seed}"])
     with pytest.raises(Stop):
         loop.train(cfg, progress=False)

@@ -24,7 +24,8 @@ def read_eval(run_dir: str | Path) -> dict:
     try:
         ev = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read {path} ({err}); evaluate the run again: deepfusion eval --run {run_dir}") from None
+        raise DataError(f"cannot read {path} ({err}); evaluate the run again: "
+                        f"deepfusion eval --run {run_dir}") from None
     if not isinstance(ev, dict):
         raise DataError(f"{path} holds no evaluation record; evaluate the run again: deepfusion eval --run {run_dir}")
     if ev.get("finished") is False:

@@ -101,7 +101,8 @@ def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] 
     return records
 
 
-def build_head_figures(run_dirs, out_dir: str | Path, patterns=None, log: Callable[[str], None] = print) -> list[FigureRecord]:
+def build_head_figures(run_dirs, out_dir: str | Path, patterns=None,
+                       log: Callable[[str], None] = print) -> list[FigureRecord]:
     """``deepfusion figures --heads ...``: F4 from whole-model runs paired by seed, with an index."""
     from deepfusion.paper_figures import f4_head_comparison_paired
 

@@ -24,7 +24,6 @@ from deepfusion.paper_figures.record import FigureRecord
 KEY = "F4"
 STEM = "f4_head_comparison_paired"
 SHORT = {"transformer": "Transformer", "mlp": "MLP + BN", "mlp_nobn": "MLP no BN", "ffn": "FFN (paper)"}
-BASELINE_OF = {"knn": "random_knn", "linear": "random_linear"}  # metric -> its random-backbone baseline
 
 
 def short(head: str) -> str:
@@ -42,6 +41,8 @@ def _accuracy_panel(ax, rec, metric: str, colors) -> None:
         ax.plot(x, [h.values[metric][i] for h in rec.heads], "-o", color=colors[s], lw=0.8, ms=2.5, alpha=0.9,
                 label=f"seed {s}")
     ax.plot(x, [h.mean(metric) for h in rec.heads], "D", color="black", ms=4, zorder=4, label="mean over seeds")
+    from deepfusion.experiments.studies.head_comparison import BASELINE_OF
+
     if metric in BASELINE_OF:
         base = float(np.mean(rec.heads[0].values[BASELINE_OF[metric]]))
         ax.axhline(base, color=style.REFERENCE_COLOR, ls="--", lw=0.9, label="random backbone (mean)")

@@ -14,7 +14,8 @@ Printed: per head its number of seeds and the mean accuracy (%) over seeds of
   head kNN         kNN on the head's outputs (the authors' evaluation uses the head output)
   head LOO 1-NN    the authors' leave-one-out 1-NN within test batches of head outputs
   random kNN, random linear   the same backbone re-initialised (untrained), evaluated alike
-then, per other head, the paired difference in percentage points: mean [95% interval] over seeds.
+then, per other head, the paired difference in percentage points: mean [95% interval] over seeds;
+then, per head, its trained backbone minus the random backbone (the null it must beat), paired alike.
 
 Examples:
   deepfusion heads --run 'results/heads/*'
@@ -63,8 +64,9 @@ def _diff(d) -> str:
 
 
 def format_table(rec) -> str:
-    """The two tables: means per head, then the paired differences with their intervals."""
-    from deepfusion.experiments.studies.head_comparison import BASELINES, METRICS
+    """The three tables: means per head, the paired differences between heads, and each head's gain
+    over the random backbone, with their intervals."""
+    from deepfusion.experiments.studies.head_comparison import BASELINE_OF, BASELINES, METRICS
 
     short = {"knn": "backbone kNN", "linear": "linear probe", "head_knn": "head kNN", "head_loo1nn": "head LOO 1-NN",
              "random_knn": "random kNN", "random_linear": "random linear"}
@@ -81,6 +83,12 @@ def format_table(rec) -> str:
     for h in rec.heads[1:]:
         cells = [_diff(rec.difference(h.head, m)) for m in METRICS]
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{c:>20}" for c in cells))
+    lines += ["", "trained backbone minus the same backbone re-initialised (random), paired by seed: mean "
+                  f"[{100 * rec.level:.0f}% t-interval], percentage points"]
+    lines.append(f"{'head':<{width}}{'n':>3}" + "".join(f"{short[m]:>20}" for m in BASELINE_OF))
+    for h in rec.heads:
+        lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}"
+                     + "".join(f"{_diff(rec.gain(h.head, m)):>20}" for m in BASELINE_OF))
     if len(rec.seeds) < 6:
         lines.append(f"{len(rec.seeds)} seed(s): exploratory; a decision needs at least 6")
     return "\n".join(lines)

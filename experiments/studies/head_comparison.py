@@ -6,7 +6,9 @@ before the head and draws batches and views from seeded generators of their own;
 ``tests/model/runs/test_head_pairing.py``). So for every seed the transformer run and another
 head's run form a pair, and the seed is the unit: per metric the difference transformer minus
 other head is taken within each seed, then its mean and a 95% t-interval over seeds (n - 1 degrees
-of freedom). A single seed gives no interval.
+of freedom). A single seed gives no interval. Beside it, the null every head's backbone must beat:
+its trained backbone minus the same backbone re-initialised (random), seed by seed, on kNN and the
+linear probe.
 
 ``compare_heads(run_dirs)`` reads each run's ``config.yaml`` and ``eval.json``, checks the pairing
 (one config apart from head and seed, one run per head and seed, the same seeds for every head, the
@@ -33,6 +35,7 @@ METRICS = {"knn": "backbone kNN", "linear": "linear probe", "head_knn": "kNN on 
            "head_loo1nn": "head LOO 1-NN"}
 # the random-backbone baseline of each run (the same backbone re-initialised, evaluated the same way)
 BASELINES = {"random_knn": "random-backbone kNN", "random_linear": "random-backbone linear probe"}
+BASELINE_OF = {"knn": "random_knn", "linear": "random_linear"}  # backbone metric -> its random baseline
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,16 @@ class HeadRuns:
         return float(np.mean(self.values[key]))
 
 
+RANDOM = "random backbone"  # the subtrahend of a head's gain over its random-backbone baseline
+
+
 @dataclass(frozen=True)
 class PairedDifference:
-    """Reference head minus ``other`` on ``metric``, seed by seed, with its mean and t-interval."""
+    """``minuend`` minus ``subtrahend`` on ``metric``, seed by seed, with its mean and t-interval."""
 
-    other: str
-    metric: str
+    minuend: str  # a head
+    subtrahend: str  # another head, or RANDOM
+    metric: str  # a key of METRICS
     per_seed: tuple[float, ...]  # percentage points, in the record's seed order
     mean: float
     low: float | None  # None with one seed
@@ -73,7 +80,8 @@ class HeadComparison:
     reference: str
     seeds: tuple[int, ...]
     heads: tuple[HeadRuns, ...]  # the reference first, then the others in registry order
-    differences: tuple[PairedDifference, ...]  # per other head, per metric
+    differences: tuple[PairedDifference, ...]  # reference minus each other head, per metric
+    gains: tuple[PairedDifference, ...]  # each head minus RANDOM, per metric of BASELINE_OF
     level: float = LEVEL
     version: int = VERSION
 
@@ -81,7 +89,12 @@ class HeadComparison:
         return next(h for h in self.heads if h.head == name)
 
     def difference(self, other: str, metric: str) -> PairedDifference:
-        return next(d for d in self.differences if (d.other, d.metric) == (other, metric))
+        """The reference head minus ``other`` on ``metric``."""
+        return next(d for d in self.differences if (d.subtrahend, d.metric) == (other, metric))
+
+    def gain(self, head: str, metric: str) -> PairedDifference:
+        """``head``'s trained backbone minus its random-backbone baseline on ``metric``."""
+        return next(d for d in self.gains if (d.minuend, d.metric) == (head, metric))
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -96,10 +109,12 @@ class HeadComparison:
             heads = tuple(HeadRuns(h["head"], h["label"], tuple(h["runs"]),
                                    {k: tuple(float(x) for x in v) for k, v in h["values"].items()})
                           for h in data["heads"])
-            diffs = tuple(PairedDifference(d["other"], d["metric"], tuple(float(x) for x in d["per_seed"]),
-                                           float(d["mean"]), d["low"], d["high"]) for d in data["differences"])
+            diffs, gains = (tuple(PairedDifference(d["minuend"], d["subtrahend"], d["metric"],
+                                                   tuple(float(x) for x in d["per_seed"]), float(d["mean"]),
+                                                   d["low"], d["high"]) for d in data[key])
+                            for key in ("differences", "gains"))
             return cls(str(data["preset"]), str(data["config_hash"]), str(data["reference"]),
-                       tuple(int(s) for s in data["seeds"]), heads, diffs, float(data["level"]), VERSION)
+                       tuple(int(s) for s in data["seeds"]), heads, diffs, gains, float(data["level"]), VERSION)
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{what} is missing or has malformed fields ({err}); make it again with "
                             "deepfusion heads --json") from None
@@ -116,11 +131,12 @@ def t_interval(values, level: float = LEVEL) -> tuple[float | None, float | None
     return float(v.mean() - half), float(v.mean() + half)
 
 
-def paired_difference(other: str, metric: str, reference_values, other_values) -> PairedDifference:
-    """``reference - other`` seed by seed (values in the same seed order), its mean and t-interval."""
-    d = np.asarray(reference_values, dtype=np.float64) - np.asarray(other_values, dtype=np.float64)
+def paired_difference(minuend: str, subtrahend: str, metric: str, minuend_values,
+                      subtrahend_values) -> PairedDifference:
+    """``minuend - subtrahend`` seed by seed (values in the same seed order), its mean and t-interval."""
+    d = np.asarray(minuend_values, dtype=np.float64) - np.asarray(subtrahend_values, dtype=np.float64)
     low, high = t_interval(d)
-    return PairedDifference(other, metric, tuple(float(x) for x in d), float(d.mean()), low, high)
+    return PairedDifference(minuend, subtrahend, metric, tuple(float(x) for x in d), float(d.mean()), low, high)
 
 
 def _headless(cfg) -> dict:
@@ -200,7 +216,11 @@ def compare_heads(run_dirs) -> HeadComparison:
         values = {k: tuple(accuracy(ev, k, r) for ev, r in zip(evals, runs)) for k in (*METRICS, *BASELINES)}
         heads.append(HeadRuns(head, _label(head), tuple(str(r) for r in runs), values))
     ref = heads[0]
-    diffs = tuple(paired_difference(h.head, m, ref.values[m], h.values[m]) for h in heads[1:] for m in METRICS)
+    diffs = tuple(paired_difference(REFERENCE, h.head, m, ref.values[m], h.values[m])
+                  for h in heads[1:] for m in METRICS)
+    gains = tuple(paired_difference(h.head, RANDOM, m, h.values[m], h.values[b]) for h in heads
+                  for m, b in BASELINE_OF.items())
     base = cfgs[0]
     shared = dataclasses.replace(base, model=dataclasses.replace(base.model, head=REFERENCE))  # the head left out
-    return HeadComparison(str(base.preset), seedless_hash(shared), REFERENCE, tuple(seeds), tuple(heads), diffs)
+    return HeadComparison(str(base.preset), seedless_hash(shared), REFERENCE, tuple(seeds), tuple(heads), diffs,
+                          gains)

@@ -16,9 +16,12 @@ def test_the_table_shows_every_head_and_the_paired_differences(tmp_path, capsys)
     assert cli.main(["heads", "--run", str(tmp_path / "runs" / "*"), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "seeds 1,2,3" in printed and "exploratory" in printed
-    rows = {line.split("  ")[0]: line for line in printed.splitlines()}
-    assert "60.0" in rows["Transformer (across batch)"]
-    assert "+1.2 [+1.0, +1.4]" in rows["FFN blocks (paper baseline)"]  # 1.1, 1.2, 1.3 points: t_2 * 0.1 / sqrt 3
+    means, differences, gains = [{line.split("  ")[0]: line for line in block.splitlines()[2:]}
+                                 for block in printed.split("\n\n")[:3]]
+    assert "60.0" in means["Transformer (across batch)"]
+    assert "+1.2 [+1.0, +1.4]" in differences["FFN blocks (paper baseline)"]  # 1.1, 1.2, 1.3: t_2 * 0.1 / sqrt 3
+    assert "Transformer (across batch)" not in differences
+    assert "-4.0 [-4.0, -4.0]" in gains["MLP, no BatchNorm"]  # the fixture's random backbone is 4 points above
     assert HeadComparison.from_json(json.loads(out.read_text())) == compare_heads(runs)
 
 

@@ -37,8 +37,19 @@ def test_per_seed_values_and_baselines_are_kept_in_percent(tmp_path):
 
 
 def test_a_planted_constant_effect_has_a_zero_width_interval():
-    d = paired_difference("ffn", "knn", [70.0, 71.0, 72.0, 69.0, 75.0, 73.0], [68.0, 69.0, 70.0, 67.0, 73.0, 71.0])
+    d = paired_difference("transformer", "ffn", "knn", [70.0, 71.0, 72.0, 69.0, 75.0, 73.0], [68.0, 69.0, 70.0, 67.0, 73.0, 71.0])
     assert d.mean == pytest.approx(2.0) and (d.low, d.high) == pytest.approx((2.0, 2.0)) and d.n == 6
+
+
+def test_every_head_is_compared_with_its_random_backbone(tmp_path):
+    rec = compare_heads(write_grid(tmp_path))
+    for lead, head in enumerate(HEADS):
+        for metric, baseline in (("knn", "random_knn"), ("linear", "random_linear")):
+            g = rec.gain(head, metric)
+            assert (g.minuend, g.subtrahend) == (head, "random backbone")
+            # accuracies() puts random_knn 4 and random_linear 4 points above knn and linear, for every head
+            assert g.per_seed == pytest.approx([-4.0] * 3) and g.mean == pytest.approx(-4.0)
+    assert len(rec.gains) == 2 * len(HEADS)
 
 
 def test_one_seed_gives_no_interval(tmp_path):

@@ -90,7 +90,7 @@ def format_table(rec) -> str:
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}"
                      + "".join(f"{_diff(rec.gain(h.head, m)):>20}" for m in BASELINE_OF))
     if len(rec.seeds) < 6:
-        lines.append(f"{len(rec.seeds)} seed(s): exploratory; a decision needs at least 6")
+        lines.append(f"{len(rec.seeds)} seed(s): exploratory (fewer than the 6 seeds a claim needs)")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ METRICS = {"knn": "backbone kNN", "linear": "linear probe", "head_knn": "kNN on 
 # the random-backbone baseline of each run (the same backbone re-initialised, evaluated the same way)
 BASELINES = {"random_knn": "random-backbone kNN", "random_linear": "random-backbone linear probe"}
 BASELINE_OF = {"knn": "random_knn", "linear": "random_linear"}  # backbone metric -> its random baseline
+RANDOM = "random backbone"  # the subtrahend of a head's gain over its random-backbone baseline
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,6 @@ class HeadRuns:
 
     def mean(self, key: str) -> float:
         return float(np.mean(self.values[key]))
-
-
-RANDOM = "random backbone"  # the subtrahend of a head's gain over its random-backbone baseline
 
 
 @dataclass(frozen=True)

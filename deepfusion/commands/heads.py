@@ -79,16 +79,16 @@ def format_table(rec) -> str:
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{_pct(h.mean(c)):>15}" for c in cols))
     lines += ["", f"{rec.head(rec.reference).label} minus each head, paired by seed: mean "
                   f"[{100 * rec.level:.0f}% t-interval over seeds], percentage points"]
-    lines.append(f"{'other head':<{width}}{'n':>3}" + "".join(f"{short[c]:>20}" for c in METRICS))
+    lines.append(f"{'other head':<{width}}{'n':>3}" + "".join(f"{short[c]:>22}" for c in METRICS))
     for h in rec.heads[1:]:
         cells = [_diff(rec.difference(h.head, m)) for m in METRICS]
-        lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{c:>20}" for c in cells))
+        lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{c:>22}" for c in cells))
     lines += ["", "trained backbone minus the same backbone re-initialised (random), paired by seed: mean "
                   f"[{100 * rec.level:.0f}% t-interval], percentage points"]
-    lines.append(f"{'head':<{width}}{'n':>3}" + "".join(f"{short[m]:>20}" for m in BASELINE_OF))
+    lines.append(f"{'head':<{width}}{'n':>3}" + "".join(f"{short[m]:>22}" for m in BASELINE_OF))
     for h in rec.heads:
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}"
-                     + "".join(f"{_diff(rec.gain(h.head, m)):>20}" for m in BASELINE_OF))
+                     + "".join(f"{_diff(rec.gain(h.head, m)):>22}" for m in BASELINE_OF))
     if len(rec.seeds) < 6:
         lines.append(f"{len(rec.seeds)} seed(s): exploratory (fewer than the 6 seeds a claim needs)")
     return "\n".join(lines)

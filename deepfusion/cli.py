@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
     "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S15)"),
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
+    "heads": ("deepfusion.commands.heads", "compare projection heads trained on the same seeds: transformer minus each, paired"),
     "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
     "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
     "predict": ("deepfusion.commands.predict", "predict from the config, before training, where a head's attention fuses (S13-S15)"),

@@ -53,15 +53,16 @@ def seedless_hash(cfg) -> str:
     return hash_of_config(c)
 
 
-def expand_runs(patterns: list[str]) -> list[Path]:
-    """Run folders from ``--run`` values, each a folder or a glob pattern (sorted matches)."""
+def expand_runs(patterns: list[str], flag: str = "--run") -> list[Path]:
+    """Run folders from the values of ``flag``: each a folder as given, or the folders a glob matches
+    (sorted; files it matches, such as logs beside the runs, are skipped)."""
     out = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
-            matches = sorted(glob.glob(pattern))
+            matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_dir()]
             if not matches:
-                raise DataError(f"--run {pattern!r} matches no folder; check the pattern")
-            out += [Path(m) for m in matches]
+                raise DataError(f"{flag} {pattern!r} matches no folder; check the pattern")
+            out += matches
         else:
             out.append(Path(pattern))
     return out

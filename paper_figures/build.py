@@ -98,3 +98,14 @@ def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] 
     paths = index.write_index(records, out_dir)
     log(f"index: {paths[0]}")
     return records
+
+
+def build_head_figures(run_dirs, out_dir: str | Path, patterns=None,
+                       log: Callable[[str], None] = print) -> list[FigureRecord]:
+    """``deepfusion figures --heads ...``: F4 from whole-model runs paired by seed, with an index."""
+    from deepfusion.paper_figures import f4_head_comparison_paired
+
+    records = f4_head_comparison_paired.make(run_dirs, out_dir, patterns=patterns)
+    paths = index.write_index(records, out_dir)
+    log(f"index: {paths[0]}")
+    return records

@@ -18,11 +18,17 @@ second call reuses finished runs, a changed config trains anew.
             seeds when the runs differ only in train.seed); runs not yet analysed are analysed
             first (deepfusion analyze's defaults)
 
+  --heads DIR  (repeatable, or a quoted glob) whole-model runs of one config trained with several
+            heads (model.head) on the same seeds (train.seed), as deepfusion heads takes them: F4
+            paired by seed (per seed each head's accuracy, and transformer minus each head with its
+            95% t-interval over seeds); the index lists every run and seed behind it
+
 Each figure's command in the index regenerates it into the same folder (--out).
 
 Examples:
   deepfusion figures --run runs/mydata-0123456789 --out my_figures
   deepfusion figures --quick --out figures
+  deepfusion figures --heads 'results/heads/*' --out heads_figures
   deepfusion figures --only F3
   deepfusion figures --data ~/datasets --out paper --seeds 3
 """
@@ -52,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a trained run folder of your own, or a quoted glob as in analyze (repeat for "
                              "several); draws its attention maps and per-layer same-class ratios instead of the "
                              "paper's figures")
+    parser.add_argument("--heads", action="append", default=None, metavar="RUN_DIR",
+                        help="a run folder or a quoted glob (repeat for several) of runs of one config that differ "
+                             "only in model.head and train.seed: draws F4 paired by seed from them instead of the "
+                             "paper's figures (as deepfusion heads compares them)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
                              "with 2 or more cores, 1 with a GPU)")
@@ -61,6 +71,20 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.pool import stopped
     from deepfusion.experiments.runs import default_workers
     from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
+
+    if args.heads:
+        clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
+                                          ("--only", args.only is not None), ("--run", bool(args.run))) if given]
+        if clash:
+            from deepfusion.errors import ConfigError
+
+            raise ConfigError(f"--heads draws F4 from your head runs and cannot be combined with {', '.join(clash)}; "
+                              "drop one or the other")
+        from deepfusion.experiments.pooling import expand_runs
+        from deepfusion.paper_figures.build import build_head_figures
+
+        build_head_figures(expand_runs(args.heads, "--heads"), args.out, patterns=args.heads)
+        return 0
 
     if args.run:
         clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),

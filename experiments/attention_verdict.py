@@ -22,10 +22,10 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
-from deepfusion.errors import DataError
 from deepfusion.experiments import verdict as rule
 from deepfusion.experiments.nulls import permuted_ratios, sample_matrices, shared_permutations
+
+from deepfusion.errors import DataError
 
 ROW_TOL = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; half precision needs more slack
 
@@ -103,8 +103,10 @@ class AttentionVerdict:
         if self.outcome == rule.EXPLORATORY:
             why = f"; {rule.TRAIN_SPLIT_LABEL}" if self.split == "train" else ""
             return f"exploratory ({self.seeds} seed{'s' if self.seeds != 1 else ''}{why}; rule v{self.version})"
-        return (f"Deep Fusion {self.outcome} ({self.seeds} seeds, look {self.look} of {len(rule.LOOKS)}; "
-                f"rule v{self.version})")
+        return (
+            f"Deep Fusion {self.outcome} ({self.seeds} seeds, look {self.look} of {len(rule.LOOKS)}; "
+            f"rule v{self.version})"
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,11 +115,15 @@ class AttentionVerdict:
     def from_json(cls, data: dict) -> "AttentionVerdict":
         if not isinstance(data, dict) or data.get("version") != rule.VERSION:
             got = data.get("version") if isinstance(data, dict) else None
-            raise DataError(f"verdict record has rule version {got!r}, this code reads v{rule.VERSION}; "
-                            "rerun deepfusion analyze --force")
+            raise DataError(
+                f"verdict record has rule version {got!r}, this code reads v{rule.VERSION}; "
+                "rerun deepfusion analyze --force"
+            )
         try:
-            nulls = dict(permutation_null=PermutationNull(**data["permutation_null"]),
-                         untrained_null=UntrainedNull(**data["untrained_null"]))
+            nulls = dict(
+                permutation_null=PermutationNull(**data["permutation_null"]),
+                untrained_null=UntrainedNull(**data["untrained_null"]),
+            )
             return cls(**{**data, **nulls})
         except (KeyError, TypeError) as err:
             raise DataError(f"verdict record has malformed fields ({err}); rerun deepfusion analyze --force") from None
@@ -143,8 +149,10 @@ def _check_seed(s: int, A, y, inst, A0, vis) -> tuple:
         raise DataError(f"{where}: attention has shape {A.shape}; expected (batches, layers, heads, M, M)")
     B, L, H, M, _ = A.shape
     if B < 1 or L < 2 or H < 1 or M < 2:
-        raise DataError(f"{where}: attention {A.shape} needs at least 1 batch, 2 layers (the rule compares layers), "
-                        "1 head and 2 tokens")
+        raise DataError(
+            f"{where}: attention {A.shape} needs at least 1 batch, 2 layers (the rule compares layers), "
+            "1 head and 2 tokens"
+        )
     y, inst = np.asarray(y), np.asarray(inst)
     for name, a in (("labels", y), ("instance", inst)):
         if a.shape != (B, M):
@@ -156,8 +164,10 @@ def _check_seed(s: int, A, y, inst, A0, vis) -> tuple:
     else:
         vis = np.asarray(vis)
         if vis.dtype != bool or vis.shape not in ((M, M), (B, M, M)):
-            raise DataError(f"{where}: visible has shape {vis.shape} and dtype {vis.dtype}; expected bool ({M}, {M}) "
-                            f"or ({B}, {M}, {M})")
+            raise DataError(
+                f"{where}: visible has shape {vis.shape} and dtype {vis.dtype}; expected bool ({M}, {M}) "
+                f"or ({B}, {M}, {M})"
+            )
         vis = np.broadcast_to(vis, (B, M, M))
         if not vis.any(-1).all():
             raise DataError(f"{where}: visible has a row with no visible key; every token must see something")
@@ -176,8 +186,10 @@ def _check_seed(s: int, A, y, inst, A0, vis) -> tuple:
             raise DataError(f"{where}: {name} puts weight on keys that visible hides; check the visible mask")
         dev = np.abs(a.sum(-1) - 1.0).max()
         if dev > ROW_TOL:
-            raise DataError(f"{where}: {name} rows do not sum to 1 (off by up to {dev:.3g}); pass row-normalised "
-                            "weights (softmax over the visible keys)")
+            raise DataError(
+                f"{where}: {name} rows do not sum to 1 (off by up to {dev:.3g}); pass row-normalised "
+                "weights (softmax over the visible keys)"
+            )
     for b in range(B):
         classes, counts = np.unique(y[b], return_counts=True)
         if classes.size < 2:
@@ -185,13 +197,17 @@ def _check_seed(s: int, A, y, inst, A0, vis) -> tuple:
         per_sample = {}
         for i, c in zip(inst[b], y[b]):
             if per_sample.setdefault(int(i), int(c)) != int(c):
-                raise DataError(f"{where}, batch {b + 1}: instance {int(i)} carries labels {per_sample[int(i)]} and "
-                                f"{int(c)}; the views of one sample must share its label")
+                raise DataError(
+                    f"{where}, batch {b + 1}: instance {int(i)} carries labels {per_sample[int(i)]} and "
+                    f"{int(c)}; the views of one sample must share its label"
+                )
         samples = np.unique(inst[b], return_index=True)[1]
         sc, sn = np.unique(y[b][samples], return_counts=True)
         if sn.min() < 2:
-            raise DataError(f"{where}, batch {b + 1}: class {int(sc[sn.argmin()])} has one sample; every class needs "
-                            "at least 2 samples in a batch (a token needs another sample of its class)")
+            raise DataError(
+                f"{where}, batch {b + 1}: class {int(sc[sn.argmin()])} has one sample; every class needs "
+                "at least 2 samples in a batch (a token needs another sample of its class)"
+            )
     return A, y, inst, A0, vis
 
 
@@ -207,17 +223,23 @@ def load_attention_file(path) -> dict:
     except FileNotFoundError:
         raise DataError(f"--attention {path}: no such file; give an .npz written with numpy.savez") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"--attention {path}: not a readable .npz ({type(err).__name__}); write it with "
-                        "numpy.savez(path, attention=..., labels=..., instance=...)") from None
+        raise DataError(
+            f"--attention {path}: not a readable .npz ({type(err).__name__}); write it with "
+            "numpy.savez(path, attention=..., labels=..., instance=...)"
+        ) from None
     missing = [k for k in FILE_KEYS if k not in data]
     if missing:
-        raise DataError(f"--attention {path}: missing array(s) {', '.join(missing)}; the file needs attention "
-                        "(B, L, H, M, M), labels (B, M) and instance (B, M) (older run folders: rerun deepfusion "
-                        "analyze --force)")
+        raise DataError(
+            f"--attention {path}: missing array(s) {', '.join(missing)}; the file needs attention "
+            "(B, L, H, M, M), labels (B, M) and instance (B, M) (older run folders: rerun deepfusion "
+            "analyze --force)"
+        )
     unknown = sorted(set(data) - set(FILE_KEYS) - {"untrained", "visible"})
     if unknown:
-        raise DataError(f"--attention {path}: unknown array(s) {', '.join(unknown)}; allowed: attention, labels, "
-                        "instance, untrained, visible")
+        raise DataError(
+            f"--attention {path}: unknown array(s) {', '.join(unknown)}; allowed: attention, labels, "
+            "instance, untrained, visible"
+        )
     return {k: data.get(k) for k in FILE_KEYS + ("untrained", "visible")}
 
 
@@ -250,8 +272,16 @@ def batch_statistics(A, y, inst, vis) -> dict:
     same = (ys[:, None] == ys[None, :]).astype(np.float64)
     M = A.shape[-1]
     share, chance = (S * same).sum((-2, -1)) / M, float((Ub * same).sum()) / M
-    return {"S": S, "U": Ub, "ids": ids, "labels": ys, "share": share, "chance": chance, "ratio": share / chance,
-            "own": own_mass}
+    return {
+        "S": S,
+        "U": Ub,
+        "ids": ids,
+        "labels": ys,
+        "share": share,
+        "chance": chance,
+        "ratio": share / chance,
+        "own": own_mass,
+    }
 
 
 def seed_layers(A, y, inst, vis) -> tuple[np.ndarray, list[dict]]:
@@ -276,8 +306,17 @@ def _checked_inputs(attention, labels, instance, untrained, visible, split: str,
     S = len(attention)
     labels, instance = _as_list(labels, "labels", S), _as_list(instance, "instance", S)
     untrained, visible = _as_list(untrained, "untrained", S), _as_list(visible, "visible", S)
-    seeds = [_check_seed(s, attention[s], labels[s], instance[s], untrained[s] if untrained else None,
-                         visible[s] if visible else None) for s in range(S)]
+    seeds = [
+        _check_seed(
+            s,
+            attention[s],
+            labels[s],
+            instance[s],
+            untrained[s] if untrained else None,
+            visible[s] if visible else None,
+        )
+        for s in range(S)
+    ]
     L = seeds[0][0].shape[1]
     if any(a[0].shape[1] != L for a in seeds):
         raise DataError(f"seeds have different layer counts ({[a[0].shape[1] for a in seeds]}); give one model's seeds")
@@ -285,26 +324,52 @@ def _checked_inputs(attention, labels, instance, untrained, visible, split: str,
     for s, (_, y, inst, _, _) in enumerate(seeds):
         for i, c in zip(inst.ravel(), y.ravel()):
             if sample_label.setdefault(int(i), int(c)) != int(c):
-                raise DataError(f"instance {int(i)} carries label {sample_label[int(i)]} in one batch and {int(c)} in "
-                                f"another (seed {s + 1}); ids name samples of the split, one label each")
+                raise DataError(
+                    f"instance {int(i)} carries label {sample_label[int(i)]} in one batch and {int(c)} in "
+                    f"another (seed {s + 1}); ids name samples of the split, one label each"
+                )
     return seeds, sample_label
 
 
-def _permutation_null(stats, sample_label: dict, effect: float, trend: float, n_perm: int, seed: int) -> PermutationNull:
+def _permutation_null(
+    stats, sample_label: dict, effect: float, trend: float, n_perm: int, seed: int
+) -> PermutationNull:
     """The pooled EFFECT and TREND under ``n_perm`` label permutations shared by every seed and batch."""
     universe = np.array(sorted(sample_label))
     perms = shared_permutations(np.array([sample_label[i] for i in universe]), n_perm, seed)  # (P, U)
-    perm_seed = np.stack([np.mean([permuted_ratios(b["S"], b["U"], perms[:, np.searchsorted(universe, b["ids"])])
-                                   for b in st], axis=0) for st in stats], axis=1)  # (P, S, L)
+    perm_seed = np.stack(
+        [
+            np.mean(
+                [permuted_ratios(b["S"], b["U"], perms[:, np.searchsorted(universe, b["ids"])]) for b in st], axis=0
+            )
+            for st in stats
+        ],
+        axis=1,
+    )  # (P, S, L)
     perm_layers = perm_seed.mean(1)
     perm_effect, perm_trend = perm_layers[:, -1], rule.slopes(perm_seed).mean(1)
-    return PermutationNull(_p(perm_effect, effect), _p(perm_trend, trend), float(np.quantile(perm_effect, 0.975)),
-                           float(np.quantile(perm_trend, 0.975)), np.quantile(perm_layers, 0.975, axis=0).tolist(),
-                           int(n_perm), int(universe.size))
+    return PermutationNull(
+        _p(perm_effect, effect),
+        _p(perm_trend, trend),
+        float(np.quantile(perm_effect, 0.975)),
+        float(np.quantile(perm_trend, 0.975)),
+        np.quantile(perm_layers, 0.975, axis=0).tolist(),
+        int(n_perm),
+        int(universe.size),
+    )
 
 
-def analyze_attention(attention, labels, instance, untrained=None, visible=None, *, split: str = "test",
-                      n_perm: int = rule.MIN_PERMUTATIONS, seed: int = 0) -> AttentionVerdict:
+def analyze_attention(
+    attention,
+    labels,
+    instance,
+    untrained=None,
+    visible=None,
+    *,
+    split: str = "test",
+    n_perm: int = rule.MIN_PERMUTATIONS,
+    seed: int = 0,
+) -> AttentionVerdict:
     """Rule v3 on attention of one or more training seeds (one list entry per seed; module docstring).
 
     ``split``: the split the batches come from ("train" makes the verdict exploratory); ``n_perm``:
@@ -318,25 +383,56 @@ def analyze_attention(attention, labels, instance, untrained=None, visible=None,
     u_layers = None
     if seeds[0][3] is not None:
         u_layers = np.array([seed_layers(A0, y, inst, vis)[0] for _, y, inst, A0, vis in seeds])
-    d = rule.decide(effect_s, trend_s, perm_null.effect_p, perm_null.trend_p,
-                    None if u_layers is None else u_layers[:, -1], None if u_layers is None else rule.slopes(u_layers),
-                    split)
+    d = rule.decide(
+        effect_s,
+        trend_s,
+        perm_null.effect_p,
+        perm_null.trend_p,
+        None if u_layers is None else u_layers[:, -1],
+        None if u_layers is None else rule.slopes(u_layers),
+        split,
+    )
     untrained_null = UntrainedNull(available=False)
     if u_layers is not None:
-        untrained_null = UntrainedNull(True, float(u_layers[:, -1].mean()), float(rule.slopes(u_layers).mean()),
-                                       u_layers.mean(0).tolist(), d["untrained_effect_difference_ci"],
-                                       d["untrained_trend_difference_ci"])
+        untrained_null = UntrainedNull(
+            True,
+            float(u_layers[:, -1].mean()),
+            float(rule.slopes(u_layers).mean()),
+            u_layers.mean(0).tolist(),
+            d["untrained_effect_difference_ci"],
+            d["untrained_trend_difference_ci"],
+        )
     flat = [b for st in stats for b in st]
     warnings = [f"--split train: {rule.TRAIN_SPLIT_LABEL}"] if split == "train" else []
     return AttentionVerdict(
-        outcome=d["outcome"], rule_outcome=d["rule_outcome"], decided_by=d["decided_by"], would_change=d["would_change"],
-        seeds=S, batches=[int(a[0].shape[0]) for a in seeds], tokens=int(seeds[0][0].shape[-1]),
-        classes=len(set(sample_label.values())), split=split, look=d["look"], level=d["level"],
-        next_look_seeds=d["next_look_seeds"], line=rule.LINE, layers=per_seed.mean(0).tolist(),
+        outcome=d["outcome"],
+        rule_outcome=d["rule_outcome"],
+        decided_by=d["decided_by"],
+        would_change=d["would_change"],
+        seeds=S,
+        batches=[int(a[0].shape[0]) for a in seeds],
+        tokens=int(seeds[0][0].shape[-1]),
+        classes=len(set(sample_label.values())),
+        split=split,
+        look=d["look"],
+        level=d["level"],
+        next_look_seeds=d["next_look_seeds"],
+        line=rule.LINE,
+        layers=per_seed.mean(0).tolist(),
         layers_ci=[rule.t_interval(per_seed[:, l], d["level"]) for l in range(L)],
-        per_seed_layers=per_seed.tolist(), share=np.mean([b["share"] for b in flat], axis=0).tolist(),
-        chance=[float(np.mean([b["chance"] for b in flat]))] * L, own_view=np.mean([b["own"] for b in flat], axis=0).tolist(),
-        last_layer_ratio=float(effect_s.mean()), effect_ci=d["effect_ci"], trend=float(trend_s.mean()),
-        trend_ci=d["trend_ci"], per_seed_effect=effect_s.tolist(), per_seed_trend=trend_s.tolist(),
-        permutation_null=perm_null, untrained_null=untrained_null, conditions=d["conditions"], warnings=warnings,
-        seed=int(seed))
+        per_seed_layers=per_seed.tolist(),
+        share=np.mean([b["share"] for b in flat], axis=0).tolist(),
+        chance=[float(np.mean([b["chance"] for b in flat]))] * L,
+        own_view=np.mean([b["own"] for b in flat], axis=0).tolist(),
+        last_layer_ratio=float(effect_s.mean()),
+        effect_ci=d["effect_ci"],
+        trend=float(trend_s.mean()),
+        trend_ci=d["trend_ci"],
+        per_seed_effect=effect_s.tolist(),
+        per_seed_trend=trend_s.tolist(),
+        permutation_null=perm_null,
+        untrained_null=untrained_null,
+        conditions=d["conditions"],
+        warnings=warnings,
+        seed=int(seed),
+    )

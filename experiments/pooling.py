@@ -14,8 +14,6 @@ import glob
 from pathlib import Path
 
 import numpy as np
-
-from deepfusion.errors import DataError
 from deepfusion.experiments.analyze import verdict_of
 from deepfusion.experiments.attention_verdict import load_attention_file
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
@@ -23,6 +21,8 @@ from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
 from deepfusion.model.runs.config import config_hash as hash_of_config  # `pool` takes a config_hash argument
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.loading import run_config
+
+from deepfusion.errors import DataError
 
 SEED_KEY = ("train", "seed")
 # analysis settings the pooled runs must share; batch_seed differs by design (each training seed
@@ -85,8 +85,10 @@ def check_runs(run_dirs) -> list:
         other = seedless(cfg)
         diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
         if diff:
-            raise DataError(f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in train.seed; pool only runs "
-                            "of one config that differ in their seed")
+            raise DataError(
+                f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in train.seed; pool only runs "
+                "of one config that differ in their seed"
+            )
     seeds = [cfg.train.seed for cfg in cfgs]
     if len(set(seeds)) < len(seeds):
         raise DataError(f"two runs share train.seed ({seeds}); the seeds are the verdict's units, give distinct ones")
@@ -103,11 +105,15 @@ def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledA
         diff = [k for k in POOLED_SETTINGS if getattr(r.settings, k) != getattr(first.settings, k)]
         diff += [k for k in ("num_layers", "num_heads", "num_classes") if getattr(r, k) != getattr(first, k)]
         if diff:
-            raise DataError(f"analyses of {r.run} and {first.run} differ in {', '.join(diff)}; redo them with the "
-                            "same analysis options (deepfusion analyze --force)")
+            raise DataError(
+                f"analyses of {r.run} and {first.run} differ in {', '.join(diff)}; redo them with the "
+                "same analysis options (deepfusion analyze --force)"
+            )
     if len({r.step for r in records}) > 1:
-        raise DataError("the runs' checkpoints are at different steps "
-                        f"({', '.join(f'{r.run}: {r.step}' for r in records)}); finish them with --resume first")
+        raise DataError(
+            "the runs' checkpoints are at different steps "
+            f"({', '.join(f'{r.run}: {r.step}' for r in records)}); finish them with --resume first"
+        )
     arrays = [load_attention_file(RunFolder(d).attention) for d in run_dirs]
     s = first.settings
     verdict = verdict_of(arrays, split=s.split, n_perm=s.n_perm, seed=s.seed)
@@ -115,8 +121,16 @@ def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledA
     layers = []
     for l in range(first.num_layers):
         entry = {"layer": l, "chance": chance}
-        for stat in ("same_class_mass", "self_mass", "positive_mass", "predicted_same_class_mass", "beta_eff",
-                     "beta_r2", "effective_rank", "block_distance"):
+        for stat in (
+            "same_class_mass",
+            "self_mass",
+            "positive_mass",
+            "predicted_same_class_mass",
+            "beta_eff",
+            "beta_r2",
+            "effective_rank",
+            "block_distance",
+        ):
             entry[stat] = float(np.nanmean([np.mean(r.layers[l].heads[stat]) for r in records]))
         for stat in ("relative_spread", "class_mean_cosine"):
             entry[stat] = float(np.nanmean([r.layers[l].tokens[stat] for r in records]))
@@ -125,11 +139,24 @@ def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledA
             entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
         layers.append(entry)
     settings = dataclasses.replace(first.settings, batch_seed=None)  # each run drew its own batches
-    per_run = [{"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": e, "outcome": r.verdict.outcome}
-               for r, e in zip(records, verdict.per_seed_effect)]
-    return PooledAnalysis([r.run for r in records], [r.train_seed for r in records], [r.step for r in records],
-                          config_hash, settings, first.num_classes, first.num_layers, first.num_heads, chance,
-                          verdict, layers, per_run)
+    per_run = [
+        {"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": e, "outcome": r.verdict.outcome}
+        for r, e in zip(records, verdict.per_seed_effect)
+    ]
+    return PooledAnalysis(
+        [r.run for r in records],
+        [r.train_seed for r in records],
+        [r.step for r in records],
+        config_hash,
+        settings,
+        first.num_classes,
+        first.num_layers,
+        first.num_heads,
+        chance,
+        verdict,
+        layers,
+        per_run,
+    )
 
 
 def pool_files(paths, split: str = "test", n_perm: int = 200, seed: int = 0) -> PooledAnalysis:
@@ -140,14 +167,54 @@ def pool_files(paths, split: str = "test", n_perm: int = 200, seed: int = 0) -> 
     A = arrays[0]["attention"]
     B, L, H, M, _ = A.shape
     chance = v.chance[0]
-    layers = [{"layer": l, "chance": chance, "same_class_mass": v.share[l], "self_mass": None, "own_view": v.own_view[l],
-               "positive_mass": None, "predicted_same_class_mass": None, "beta_eff": None, "beta_r2": None,
-               "effective_rank": None, "block_distance": None, "relative_spread": None, "class_mean_cosine": None,
-               "predicted_mass": None, "predicted_r_ratio": None, "measured_r_ratio": None} for l in range(L)]
-    settings = Settings(batches=B, per_class=0, seed=seed, batch_seed=None, views="file", split=split, n_perm=n_perm,
-                        tokens_per_batch=M, scope="file")
+    layers = [
+        {
+            "layer": l,
+            "chance": chance,
+            "same_class_mass": v.share[l],
+            "self_mass": None,
+            "own_view": v.own_view[l],
+            "positive_mass": None,
+            "predicted_same_class_mass": None,
+            "beta_eff": None,
+            "beta_r2": None,
+            "effective_rank": None,
+            "block_distance": None,
+            "relative_spread": None,
+            "class_mean_cosine": None,
+            "predicted_mass": None,
+            "predicted_r_ratio": None,
+            "measured_r_ratio": None,
+        }
+        for l in range(L)
+    ]
+    settings = Settings(
+        batches=B,
+        per_class=0,
+        seed=seed,
+        batch_seed=None,
+        views="file",
+        split=split,
+        n_perm=n_perm,
+        tokens_per_batch=M,
+        scope="file",
+    )
     names = [Path(p).name for p in paths]
-    per_run = [{"run": n, "train_seed": i + 1, "step": 0, "last_ratio": e, "outcome": ""}
-               for i, (n, e) in enumerate(zip(names, v.per_seed_effect))]
-    return PooledAnalysis(names, list(range(1, len(paths) + 1)), [0] * len(paths), "", settings, v.classes, L, H,
-                          chance, v, layers, per_run)
+    per_run = [
+        {"run": n, "train_seed": i + 1, "step": 0, "last_ratio": e, "outcome": ""}
+        for i, (n, e) in enumerate(zip(names, v.per_seed_effect))
+    ]
+    return PooledAnalysis(
+        names,
+        list(range(1, len(paths) + 1)),
+        [0] * len(paths),
+        "",
+        settings,
+        v.classes,
+        L,
+        H,
+        chance,
+        v,
+        layers,
+        per_run,
+    )

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from deepfusion.errors import ConfigError
 from deepfusion.experiments.runs import prefetch
 from deepfusion.paper_figures import index, own_runs, runs
 from deepfusion.paper_figures.record import FigureRecord, with_out
+
+from deepfusion.errors import ConfigError
 
 # key -> (module, short description); order is the order of the index
 FIGURES: dict[str, tuple[str, str]] = {
@@ -65,8 +66,13 @@ def build_figures(
         runs.check_data(quick, data)
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F4B": {"seeds": seeds}, "F5": {"seeds": ablation_seeds},
-               "F6": {"seeds": seeds}}
+    options = {
+        "F2": {"seeds": seeds},
+        "F4": {"seeds": seeds},
+        "F4B": {"seeds": seeds},
+        "F5": {"seeds": ablation_seeds},
+        "F6": {"seeds": seeds},
+    }
     wanted = []
     for key in keys:
         module = importlib.import_module(FIGURES[key][0])
@@ -81,7 +87,9 @@ def build_figures(
         start = time.perf_counter()
         module = importlib.import_module(module_name)
         extra = {"train_fn": train_fn} if key in NEEDS_RUNS else {}
-        made = module.make(out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra)
+        made = module.make(
+            out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra
+        )
         made = [dataclasses.replace(r, command=with_out(r.command, out_dir)) for r in made]  # reproduces it here
         records += made
         index.write_index(records, out_dir)  # after every figure, so a stopped job still leaves an index

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from deepfusion.experiments.runs import RunSpec, seed_specs
 from deepfusion.experiments.studies.deep_fusion import SeedStudy, seed_study
 from deepfusion.paper_figures import runs, style
@@ -42,18 +41,51 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
         ax.plot(depth, curve, color=style.OKABE_ITO["sky"], lw=0.8, alpha=0.8, label="single seeds" if i == 0 else None)
     mean = np.asarray(v.layers)
     ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
-    ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
-                color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (verdict's interval)")
-    ax.plot(depth, v.permutation_null.layers_q975, color=style.REFERENCE_COLOR, ls="--", lw=1,
-            label="labels permuted, 97.5% quantile")
+    ax.errorbar(
+        depth,
+        mean,
+        yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0),
+        marker="o",
+        color=style.OKABE_ITO["blue"],
+        label=f"trained, {v.seeds} seeds (verdict's interval)",
+    )
+    ax.plot(
+        depth,
+        v.permutation_null.layers_q975,
+        color=style.REFERENCE_COLOR,
+        ls="--",
+        lw=1,
+        label="labels permuted, 97.5% quantile",
+    )
     if v.untrained_null.available:
-        ax.plot(depth, v.untrained_null.layers, color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
-                label="untrained head")
-    predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
-                          for e in pooled.layers]) / pooled.chance
+        ax.plot(
+            depth,
+            v.untrained_null.layers,
+            color=style.OKABE_ITO["orange"],
+            marker="^",
+            ms=3,
+            lw=1,
+            label="untrained head",
+        )
+    predicted = (
+        np.array(
+            [
+                np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
+                for e in pooled.layers
+            ]
+        )
+        / pooled.chance
+    )
     if np.isfinite(predicted).any():
-        ax.plot(depth, predicted, marker="s", ls="--", mfc="none", color=style.OKABE_ITO["vermillion"],
-                label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)")
+        ax.plot(
+            depth,
+            predicted,
+            marker="s",
+            ls="--",
+            mfc="none",
+            color=style.OKABE_ITO["vermillion"],
+            label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)",
+        )
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
     ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
     ax.set_xticks(depth)
@@ -65,7 +97,9 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
     return style.save(fig, out_dir, stem)
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
+def make(
+    out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3
+) -> list[FigureRecord]:
     """The Deep Fusion study over the seeds' transformer runs (trained or loaded), drawn per layer."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
@@ -85,5 +119,6 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
         f"Verdict: {v.label}: {v.decided_by}."
     )
-    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), study.runs,
-                         study)]
+    return [
+        FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), study.runs, study)
+    ]

@@ -9,10 +9,10 @@ style (``paper_figures/style.py``).
 from __future__ import annotations
 
 from functools import lru_cache
+
 import matplotlib
 import matplotlib.ticker
 import numpy as np
-
 from deepfusion.paper_figures import style
 from deepfusion.theory import bounds
 
@@ -45,8 +45,16 @@ def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
     with style.context():
         fig, ax = style.subplots(width=WIDTH, height=2.7, squeeze=True)
         lo = max(-8.0, float(np.floor(ratio.min())))
-        im = ax.pcolormesh(beta, r0, np.clip(ratio, lo, None), cmap="cividis", shading="auto",
-                           vmin=lo, vmax=max(0.0, float(ratio.max())), rasterized=True)
+        im = ax.pcolormesh(
+            beta,
+            r0,
+            np.clip(ratio, lo, None),
+            cmap="cividis",
+            shading="auto",
+            vmin=lo,
+            vmax=max(0.0, float(ratio.max())),
+            rasterized=True,
+        )
         cb = fig.colorbar(im, ax=ax, pad=0.02)
         cb.set_label(rf"$\log_{{10}}(r_{{{layers}}}/r_0)$")
         ax.contour(beta, r0, ratio, levels=[-1.0], colors=[ORANGE], linewidths=1.5)
@@ -54,8 +62,14 @@ def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
             ax.contourf(beta, r0, a_self, levels=[0.5, 2.0], colors="none", hatches=["////"])
         ax.contour(beta, r0, a_self, levels=[0.5], colors=[VERMILLION], linewidths=1.2, linestyles="--")
         ax.plot([], [], color=ORANGE, label=rf"$r_{{{layers}}} = r_0/10$")
-        ax.fill_between([], [], hatch="////", facecolor="none", edgecolor=VERMILLION,
-                        label=r"self-attention trap: $a_{self}(r_0) > 1/2$")
+        ax.fill_between(
+            [],
+            [],
+            hatch="////",
+            facecolor="none",
+            edgecolor=VERMILLION,
+            label=r"self-attention trap: $a_{self}(r_0) > 1/2$",
+        )
         ax.set_xlabel(r"inverse temperature $\beta$")
         ax.set_ylabel(r"initial spread $r_0$")
         ax.set_title(f"S5 fusion region (C={C}, n={n}, $\\alpha$={alpha:g}, L={layers})", fontsize=8)
@@ -74,12 +88,14 @@ def figure_eps_max(C_max=50):
     with style.context():
         fig, ax = style.subplots(width=WIDTH, height=2.5, squeeze=True)
         ax.plot(Cs, bounds.eps_max(rho), color=BLUE, label=r"exact $\varepsilon_{max}$ (S1)")
-        ax.plot(Cs, bounds.simple_bound(rho), color=VERMILLION, ls="--",
-                label=r"Cauchy-Schwarz bound $\sqrt{1-\rho}-1$")
+        ax.plot(
+            Cs, bounds.simple_bound(rho), color=VERMILLION, ls="--", label=r"Cauchy-Schwarz bound $\sqrt{1-\rho}-1$"
+        )
         ax.plot(marks, numeric, "o", mfc="none", color=BLACK, label="numeric worst case (SLSQP)")
         ax.axhline(1 / np.sqrt(2), color=GRAY, ls=":", lw=1)
-        ax.text(C_max, 1 / np.sqrt(2), r"same-class limit $1/\sqrt{2}$", ha="right", va="bottom",
-                fontsize=7, color=GRAY)
+        ax.text(
+            C_max, 1 / np.sqrt(2), r"same-class limit $1/\sqrt{2}$", ha="right", va="bottom", fontsize=7, color=GRAY
+        )
         ax.set_xscale("log")
         ax.set_xticks([2, 3, 5, 10, 20, 50])
         ax.set_xticklabels(["2", "3", "5", "10", "20", "50"])
@@ -103,8 +119,9 @@ def recursion_data(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS, seed=0):
     for name, (beta, alpha, r0) in REGIMES.items():
         sim = simulate_fusion(C, n, d, beta, alpha, r0, layers, seed=seed)
         mf = mean_field(C, n, beta, alpha, sim.r[0], layers)  # start from the measured spread
-        out[name] = dict(beta=beta, alpha=alpha, r0=r0, mf_r=mf.r, mf_m=mf.m, sim_r=sim.r, sim_m=sim.m,
-                         m_star=float(mf.m_star))
+        out[name] = dict(
+            beta=beta, alpha=alpha, r0=r0, mf_r=mf.r, mf_m=mf.m, sim_r=sim.r, sim_m=sim.m, m_star=float(mf.m_star)
+        )
     return out
 
 

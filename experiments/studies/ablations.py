@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from deepfusion.errors import DataError
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
+
+from deepfusion.errors import DataError
 
 ABLATIONS_VERSION = 1
 METRICS = ("linear", "knn")  # the accuracies each swept value records
@@ -96,6 +97,15 @@ def ablations(base: RunSpec, sweeps, seeds: int, root, log=None, train_fn=None) 
                 seen.setdefault(r.config_hash, r)
             for m in METRICS:
                 per_metric[m].append([r.eval.percent(m) for r in got])
-        results.append(SweepResult(sweep.key, sweep.label, list(sweep.values), sweep.scale,
-                                   _base_value(base, sweep.key), per_metric["linear"], per_metric["knn"]))
+        results.append(
+            SweepResult(
+                sweep.key,
+                sweep.label,
+                list(sweep.values),
+                sweep.scale,
+                _base_value(base, sweep.key),
+                per_metric["linear"],
+                per_metric["knn"],
+            )
+        )
     return Ablations(base.describe(), seeds, results, [r.describe() for r in seen.values()])

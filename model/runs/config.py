@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
-
-from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import MIN_BATCH, check_names_and_paths, check_ranges, parse_yaml, read_yaml
 from deepfusion.model.runs.layout import write_text_atomic
+
+from deepfusion.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -120,33 +120,69 @@ class Config:
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
 _SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
-OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("train", "log"),
-               ("preset",)}
+OUTPUT_KEYS = {
+    ("train", "out_dir"),
+    ("train", "name"),
+    ("train", "log_every"),
+    ("train", "threads"),
+    ("train", "log"),
+    ("preset",),
+}
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
-HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None,
-                 ("data", "standardize"): True, ("data", "aug_noise"): None,
-                 ("data", "aug_mask"): None, ("data", "aug_mix"): None, ("model", "backbone_width"): None,
-                 ("model", "backbone_depth"): None, ("optim", "head_lr_scale"): 1.0}
+HASH_DEFAULTS = {
+    ("train", "attend"): "local",
+    ("train", "freeze_backbone"): False,
+    ("model", "backbone_from"): None,
+    ("data", "standardize"): True,
+    ("data", "aug_noise"): None,
+    ("data", "aug_mask"): None,
+    ("data", "aug_mix"): None,
+    ("model", "backbone_width"): None,
+    ("model", "backbone_depth"): None,
+    ("optim", "head_lr_scale"): 1.0,
+}
 # What a key meant before it existed: a run folder whose config.yaml lacks the key was made this way.
 LEGACY = {**HASH_DEFAULTS, ("data", "standardize"): False}
 
 # Choices of the network parts come from their registries (deepfusion.model.network.registry).
-REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("model", "norm"): NORMS,
-              ("model", "scope"): SCOPES}
+REGISTERED = {
+    ("model", "backbone"): BACKBONES,
+    ("model", "head"): HEADS,
+    ("model", "norm"): NORMS,
+    ("model", "scope"): SCOPES,
+}
 CHOICES = {
     ("optim", "name"): ("sgd", "lars", "adamw"),
     ("train", "attend"): ("local", "global"),
     ("train", "log"): ("jsonl", "tensorboard"),
 }
 POSITIVE = {
-    ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),
-    ("model", "mlp_hidden"), ("optim", "lr"), ("optim", "head_lr_scale"), ("loss", "temperature"), ("train", "epochs"),
-    ("train", "batch_size"), ("train", "log_every"), ("eval", "knn_k"), ("eval", "knn_t"),
+    ("model", "dim"),
+    ("model", "depth"),
+    ("model", "heads"),
+    ("model", "ffn_dim"),
+    ("model", "out_dim"),
+    ("model", "mlp_hidden"),
+    ("optim", "lr"),
+    ("optim", "head_lr_scale"),
+    ("loss", "temperature"),
+    ("train", "epochs"),
+    ("train", "batch_size"),
+    ("train", "log_every"),
+    ("eval", "knn_k"),
+    ("eval", "knn_t"),
     ("eval", "head_batch"),
 }
 NON_NEGATIVE = {
-    ("data", "seed"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
-    ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"), ("train", "threads"),
+    ("data", "seed"),
+    ("optim", "momentum"),
+    ("optim", "weight_decay"),
+    ("optim", "warmup_epochs"),
+    ("train", "seed"),
+    ("train", "checkpoint_every"),
+    ("train", "skip_nonfinite"),
+    ("eval", "linear_epochs"),
+    ("train", "threads"),
 }
 
 
@@ -196,7 +232,9 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
     if data is None:
         return
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}"
+        )
     for section, values in data.items():
         if section == "preset":
             setattr(cfg, "preset", _coerce(f"{source}: preset", values, str))
@@ -237,9 +275,7 @@ def parse_override(text: str) -> Override:
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) < 2 or not all(parts):
-        raise ConfigError(
-            f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
-        )
+        raise ConfigError(f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}")
     value = parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
     return Override(tuple(parts), value, text)
 
@@ -306,8 +342,11 @@ def validate(cfg: Config) -> Config:
 def _validate_own_data(cfg: Config) -> None:
     """Ranges of the augmentation and backbone keys (None means the preset's or backbone's default)."""
     d, m = cfg.data, cfg.model
-    for key, value, top in (("aug_noise", d.aug_noise, math.inf), ("aug_mask", d.aug_mask, 1.0),
-                            ("aug_mix", d.aug_mix, 1.0)):
+    for key, value, top in (
+        ("aug_noise", d.aug_noise, math.inf),
+        ("aug_mask", d.aug_mask, 1.0),
+        ("aug_mix", d.aug_mix, 1.0),
+    ):
         if value is not None and not 0.0 <= value < top:
             bound = ">= 0 and finite" if top == math.inf else "in [0, 1)"
             raise ConfigError(f"data.{key}={value!r} must be {bound} (or null for the augmentation preset's value)")

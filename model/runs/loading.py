@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from deepfusion.errors import ConfigError, RunError, warn
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
 from deepfusion.model.runs.config import LEGACY, Config, config_to_dict, load_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.prepare import DataRecord, prepare, read_record
+
+from deepfusion.errors import ConfigError, RunError, warn
 
 
 def load_datasets(cfg: Config, record: DataRecord | None = None, force: bool = False):
@@ -35,7 +35,10 @@ def load_datasets(cfg: Config, record: DataRecord | None = None, force: bool = F
     current = fingerprint(cfg.data.root, root)
     check(recorded, current, force, known=record is not None)  # before the data is loaded and used
     common = dict(root=root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
-    train, test = load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
+    train, test = (
+        load_dataset(cfg.data.name, split="train", **common),
+        load_dataset(cfg.data.name, split="test", **common),
+    )
     train, test, new = prepare(cfg, train, test, record)
     return train, test, replace(new, source=current)
 
@@ -44,8 +47,9 @@ def build_run_augment(cfg: Config, dataset):
     from deepfusion.model.data.augment import build_augment
 
     d = cfg.data
-    return build_augment(d.augment, dataset.kind, tuple(dataset.input_shape), noise=d.aug_noise, mask=d.aug_mask,
-                         mix=d.aug_mix)
+    return build_augment(
+        d.augment, dataset.kind, tuple(dataset.input_shape), noise=d.aug_noise, mask=d.aug_mask, mix=d.aug_mix
+    )
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -60,7 +64,9 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ())
     if not path.is_file():
         saved = _checkpoint_config(run_dir)
         if saved is None:
-            raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
+            raise RunError(
+                f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train"
+            )
         if str(path) not in _WARNED:  # a command may read the config more than once
             _WARNED.add(str(path))
             warn(f"{path} is missing; using the config saved in the run's checkpoint (a resume writes it again)")
@@ -157,5 +163,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", force: boo
         dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} is not valid ({err}); use cpu or cuda") from None
-    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"],
-                     ckpt["finished"], record)
+    return LoadedRun(
+        cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"], ckpt["finished"], record
+    )

@@ -78,8 +78,9 @@ def _open_lock_file(path: Path) -> int | None:
         if err.errno == errno.ELOOP:
             raise RunError(f"{path} is a symbolic link; remove it (a run folder's lock is a plain file)") from None
         if err.errno == errno.ENOENT:
-            raise RunError(f"run folder {path.parent} does not exist; train one with: deepfusion train "
-                           "--config digits") from None
+            raise RunError(
+                f"run folder {path.parent} does not exist; train one with: deepfusion train --config digits"
+            ) from None
         raise RunError(f"cannot open the lock file {path} ({err.strerror}); check the folder is writable") from None
     return fd  # not inherited by child processes (Python opens files close-on-exec)
 
@@ -91,5 +92,7 @@ def _take(fd: int, folder, what: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = (os.pread(fd, 64, 0).decode(errors="replace").split() or ["unknown"])[0]
-        raise RunError(f"run folder {folder} is in use by process {holder}; wait for it to finish "
-                       f"(or stop it) before you {what} it") from None
+        raise RunError(
+            f"run folder {folder} is in use by process {holder}; wait for it to finish "
+            f"(or stop it) before you {what} it"
+        ) from None

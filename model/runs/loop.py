@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-
-from deepfusion.errors import ConfigError, Interrupted, RunError, first_line
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.batch import check_batch
@@ -48,14 +45,18 @@ from deepfusion.model.runs.run_record import Run
 from deepfusion.model.runs.run_setup import Progress, Setup, build
 from deepfusion.model.runs.run_state import restore, save
 from deepfusion.model.runs.step import LossMeter, check_finite, get_batch, log_step, train_step
+from tqdm.auto import tqdm
+
+from deepfusion.errors import ConfigError, Interrupted, RunError, first_line
 
 
 class TrainingInterrupted(Interrupted):
     """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal (picklable)."""
 
 
-def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          force: bool = False) -> Run | None:
+def train(
+    cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True, force: bool = False
+) -> Run | None:
     """Train the model a config describes; returns the finished run (folder, config, evaluation; see
     :mod:`deepfusion.model.runs.layout`), on every process but rank 0 under torchrun None.
 
@@ -81,8 +82,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
 def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, force: bool) -> Run | None:
     t = cfg.train
     if dinfo.active and t.skip_nonfinite:
-        raise ConfigError("train.skip_nonfinite needs a per-step decision that processes would have to share; "
-                          "set it to 0 under torchrun")
+        raise ConfigError(
+            "train.skip_nonfinite needs a per-step decision that processes would have to share; "
+            "set it to 0 under torchrun"
+        )
     with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
         train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None, force)
@@ -116,15 +119,22 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool,
     meter, gen = LossMeter(setup.device), torch.Generator(device=setup.device)
     clock = dict(time=time.perf_counter(), step=state.step, start=start_wall, lr=0.0)
     show = progress and setup.dinfo.main and sys.stderr.isatty()  # no \r lines in logs
-    bar = (tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
-           if show else ProgressLine(setup.total, state.step, setup.folder.name)  # a file or pipe: plain lines
-           if progress and setup.dinfo.main else tqdm(disable=True))
+    bar = (
+        tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
+        if show
+        else ProgressLine(setup.total, state.step, setup.folder.name)  # a file or pipe: plain lines
+        if progress and setup.dinfo.main
+        else tqdm(disable=True)
+    )
     setup.model.train()
     metrics_path = setup.folder.metrics if setup.dinfo.main else os.devnull
     try:
-        with (open_append(metrics_path) as metrics, stop_on_signals() as stop,
-              deterministic(t.deterministic and setup.device.type != "cuda"),
-              forward_options(attend=t.attend, check_inputs=False)):
+        with (
+            open_append(metrics_path) as metrics,
+            stop_on_signals() as stop,
+            deterministic(t.deterministic and setup.device.type != "cuda"),
+            forward_options(attend=t.attend, check_inputs=False),
+        ):
             while state.epoch < t.epochs:
                 perm = epoch_permutation(t.seed, state.epoch, n).to(setup.device)
                 for b in range(state.position, setup.steps_per_epoch):
@@ -148,16 +158,20 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool,
                         save(setup, state, start_wall, meter)
                         raise TrainingInterrupted(
                             f"stopped by {signal.Signals(signum).name} at step {state.step}/{setup.total}; "
-                            f"checkpoint saved; resume with: deepfusion train --resume {setup.folder}", signum)
+                            f"checkpoint saved; resume with: deepfusion train --resume {setup.folder}",
+                            signum,
+                        )
                     if t.checkpoint_every and state.step % t.checkpoint_every == 0 and b + 1 < setup.steps_per_epoch:
                         save(setup, state, start_wall, meter)
                 state.epoch, state.position = state.epoch + 1, 0
                 save(setup, state, start_wall, meter)
     except torch.OutOfMemoryError as err:  # a shared GPU can fill up hours into a run
         first = first_line(err, default="out of memory")
-        raise RunError(f"out of {setup.device.type} memory at step {state.step} ({first}); resume with --resume "
-                       f"{setup.folder} once memory is free, or start a new run with a smaller train.batch_size "
-                       "or model") from None
+        raise RunError(
+            f"out of {setup.device.type} memory at step {state.step} ({first}); resume with --resume "
+            f"{setup.folder} once memory is free, or start a new run with a smaller train.batch_size "
+            "or model"
+        ) from None
     finally:
         bar.close()
 
@@ -166,8 +180,9 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, 
     """Evaluate the trained model (one process) and write ``eval.json`` with the step it describes."""
     setup.model.eval()
     with Heartbeat(f"{setup.folder.name} evaluation"):  # a log shows it is alive
-        result = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
-                                setup.cfg.train.seed)
+        result = evaluate_model(
+            setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device, setup.cfg.train.seed
+        )
     result = result.with_training(state.step, state.step >= setup.total, time.perf_counter() - start_wall)
     result.save(setup.folder.eval)
     log.evaluation(result)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 LIMIT = 400  # lines per file: past that a module usually holds two concepts
 
 
@@ -57,8 +56,15 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def test_the_walk_finds_every_room():
-    for room in ("deepfusion.commands", "deepfusion.model.network", "deepfusion.model.data", "deepfusion.model.runs",
-                 "deepfusion.theory", "deepfusion.experiments", "deepfusion.paper_figures"):
+    for room in (
+        "deepfusion.commands",
+        "deepfusion.model.network",
+        "deepfusion.model.data",
+        "deepfusion.model.runs",
+        "deepfusion.theory",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+    ):
         assert any(m.startswith(room + ".") for m in MODULES), room
 
 
@@ -69,8 +75,11 @@ def test_module_imports(name):
 
 def test_no_import_circle():
     # packages' __init__ are left out: importing a submodule always runs its package first
-    graph = {m: {d for d in deps if MODULES[d].name != "__init__.py"} for m, deps in GRAPH.items()
-             if MODULES[m].name != "__init__.py"}
+    graph = {
+        m: {d for d in deps if MODULES[d].name != "__init__.py"}
+        for m, deps in GRAPH.items()
+        if MODULES[m].name != "__init__.py"
+    }
     state, stack = {}, []
 
     def visit(m):
@@ -78,7 +87,7 @@ def test_no_import_circle():
         stack.append(m)
         for d in sorted(graph.get(m, ())):
             if state.get(d) == "open":
-                cycle = stack[stack.index(d):] + [d]
+                cycle = stack[stack.index(d) :] + [d]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if d not in state:
                 visit(d)
@@ -92,12 +101,25 @@ def test_no_import_circle():
 
 # room -> rooms it must never import
 FORBIDDEN = {
-    "deepfusion.theory": ("deepfusion.model", "deepfusion.experiments", "deepfusion.paper_figures",
-                          "deepfusion.commands"),
-    "deepfusion.model.network": ("deepfusion.model.runs", "deepfusion.model.data", "deepfusion.experiments",
-                                 "deepfusion.paper_figures", "deepfusion.commands"),
-    "deepfusion.model.data": ("deepfusion.model.runs", "deepfusion.experiments", "deepfusion.paper_figures",
-                              "deepfusion.commands"),
+    "deepfusion.theory": (
+        "deepfusion.model",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
+    "deepfusion.model.network": (
+        "deepfusion.model.runs",
+        "deepfusion.model.data",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
+    "deepfusion.model.data": (
+        "deepfusion.model.runs",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
     "deepfusion.model.runs": ("deepfusion.experiments", "deepfusion.paper_figures", "deepfusion.commands"),
     "deepfusion.experiments": ("deepfusion.paper_figures", "deepfusion.commands"),
     "deepfusion.paper_figures": ("deepfusion.commands",),
@@ -106,14 +128,24 @@ FORBIDDEN = {
 
 @pytest.mark.parametrize("room", sorted(FORBIDDEN))
 def test_no_room_imports_a_room_above_it(room):
-    bad = [f"{m} imports {d}" for m, deps in GRAPH.items() if m == room or m.startswith(room + ".")
-           for d in deps for above in FORBIDDEN[room] if d == above or d.startswith(above + ".")]
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        if m == room or m.startswith(room + ".")
+        for d in deps
+        for above in FORBIDDEN[room]
+        if d == above or d.startswith(above + ".")
+    ]
     assert not bad, "; ".join(bad)
 
 
 def test_only_the_command_line_imports_command_modules():
-    bad = [f"{m} imports {d}" for m, deps in GRAPH.items() for d in deps
-           if d.startswith("deepfusion.commands.") and not (m.startswith("deepfusion.commands") or m == "deepfusion.cli")]
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        for d in deps
+        if d.startswith("deepfusion.commands.") and not (m.startswith("deepfusion.commands") or m == "deepfusion.cli")
+    ]
     assert not bad, "; ".join(bad)
 
 

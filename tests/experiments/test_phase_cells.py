@@ -4,11 +4,9 @@ well-separated classes) clears the line and the permutation null, a cell whose c
 (sigma = 32 eps_max) sits at chance. One seed is exploratory under rule v3, never a decision."""
 
 import pytest
-
 from deepfusion.model.runs.devices import limit_threads
 
-CELL = ["model.scope=mask_pair", "loss.temperature=0.5", "train.epochs=30", "eval.linear_epochs=0",
-        "train.device=cpu"]
+CELL = ["model.scope=mask_pair", "loss.temperature=0.5", "train.epochs=30", "eval.linear_epochs=0", "train.device=cpu"]
 
 
 def _verdict(tmp_path, *overrides):
@@ -17,7 +15,9 @@ def _verdict(tmp_path, *overrides):
     from deepfusion.model.runs.loop import train
 
     with limit_threads(1):
-        run = train(load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False).run_dir
+        run = train(
+            load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False
+        ).run_dir
         return analyze_run(run, batches=3).verdict
 
 

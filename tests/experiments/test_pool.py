@@ -16,7 +16,6 @@ import pytest
 
 from tests.experiments.test_runs import TINY
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,8 +50,9 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_training_interrupt_survives_the_trip_to_the_parent():
-    from deepfusion.errors import Interrupted
     from deepfusion.model.runs.loop import TrainingInterrupted
+
+    from deepfusion.errors import Interrupted
 
     err = pickle.loads(pickle.dumps(TrainingInterrupted("stopped by SIGTERM at step 3/9", signal.SIGTERM)))
     assert isinstance(err, TrainingInterrupted) and err.exit_code == 143 and "step 3/9" in str(err)
@@ -61,8 +61,9 @@ def test_a_training_interrupt_survives_the_trip_to_the_parent():
 
 def stoppable(seconds: float) -> None:
     """A worker's job that stops on SIGTERM/SIGINT the way the training loop does (no training)."""
-    from deepfusion.errors import Interrupted
     from deepfusion.model.runs.controls import stop_on_signals
+
+    from deepfusion.errors import Interrupted
 
     with stop_on_signals() as stop:
         end = time.time() + seconds
@@ -88,8 +89,14 @@ SLEEPERS = textwrap.dedent("""
 
 
 def _sleepers():
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPERS], env=_env(), stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLEEPERS],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=ROOT,
+    )
     end = time.time() + 60
     while len(_children(proc.pid)) < 2 and time.time() < end:  # two workers (and the resource tracker)
         time.sleep(0.05)
@@ -134,10 +141,18 @@ PREFETCH = textwrap.dedent("""
 
 
 def _training(tmp_path):
-    args = [a for a in TINY if not a.startswith("train.epochs")] + ["train.epochs=400", "train.checkpoint_every=1",
-                                                                     "train.log_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", PREFETCH, str(tmp_path), *args], env=_env(),
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [a for a in TINY if not a.startswith("train.epochs")] + [
+        "train.epochs=400",
+        "train.checkpoint_every=1",
+        "train.log_every=1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PREFETCH, str(tmp_path), *args],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     end = time.time() + 120
     while time.time() < end and proc.poll() is None:
         if len([m for m in tmp_path.glob("*/metrics.jsonl") if m.read_text().count("\n") >= 2]) == 2:

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from deepfusion.errors import ConfigError
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import ffn, fusion, layernorm, learned, perturbation, properties_learned
 from deepfusion.theory.checks_learned import CHECKS
+
+from deepfusion.errors import ConfigError
 
 DOC = (Path(__file__).parents[2] / "theory" / "THEORY_LEARNED.md").read_text()
 
@@ -24,8 +24,11 @@ def test_quick_check_passes(check):
     assert check.run(True)
 
 
-@pytest.mark.parametrize("statement, prop", [(s, p) for s, ps in properties_learned.PROPERTIES.items() for p in ps],
-                         ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    "statement, prop",
+    [(s, p) for s, ps in properties_learned.PROPERTIES.items() for p in ps],
+    ids=lambda x: getattr(x, "__name__", x),
+)
 def test_property(statement, prop):
     assert prop.__doc__.lstrip().startswith(statement)  # S5 for S5b
     assert prop.__name__ in DOC, f"{prop.__name__} is not listed in THEORY_LEARNED.md"

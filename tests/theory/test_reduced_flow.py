@@ -8,10 +8,10 @@ directions, which the reduced model holds at their d -> infinity value 0)."""
 
 import numpy as np
 import pytest
-
-from deepfusion.errors import ConfigError
 from deepfusion.theory import reduced_flow as rf
 from deepfusion.theory.dynamics import _simplex
+
+from deepfusion.errors import ConfigError
 
 C, NC, H = 3, 3, 2
 
@@ -20,11 +20,13 @@ def _explicit(g, z, beta, lam):
     N = C * NC
     M = 2 * N
     D = C + N + M
-    V = np.zeros((C, D)); V[:, :C] = _simplex(C)
+    V = np.zeros((C, D))
+    V[:, :C] = _simplex(C)
     P = np.zeros((N, D))
     for c in range(C):
-        P[c * NC:(c + 1) * NC, C + c * NC:C + (c + 1) * NC] = _simplex(NC)
-    E = np.zeros((M, D)); E[:, C + N:] = np.eye(M)
+        P[c * NC : (c + 1) * NC, C + c * NC : C + (c + 1) * NC] = _simplex(NC)
+    E = np.zeros((M, D))
+    E[:, C + N :] = np.eye(M)
     inst = np.arange(M) % N
     lab = inst // NC
     a, b, u, w = z

@@ -8,7 +8,6 @@ as soon as it registers.
 
 import pytest
 import torch
-
 from deepfusion.model.network.heads import attends, build_head
 from deepfusion.model.network.registry import HEADS, NORMS, SCOPES
 
@@ -17,8 +16,10 @@ OPTIONS = dict(dim=16, depth=3, heads=4, ffn_dim=24, out_dim=8, mlp_hidden=20, o
 # every head with its default options, and attention heads also with every scope and norm
 CASES = [(name, {}) for name in HEADS.names()] + [
     (entry.name, {"scope": scope, "norm": norm})
-    for entry in HEADS.entries() if entry.extra.get("attends")
-    for scope in SCOPES.names() for norm in NORMS.names()
+    for entry in HEADS.entries()
+    if entry.extra.get("attends")
+    for scope in SCOPES.names()
+    for norm in NORMS.names()
 ]
 IDS = [f"{name}-{'-'.join(o.values()) or 'default'}" for name, o in CASES]
 

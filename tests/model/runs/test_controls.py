@@ -1,7 +1,6 @@
 """The seed-mixing rule and the epoch order it gives."""
 
 import torch
-
 from deepfusion.model.runs.controls import SEED_STRIDE, epoch_permutation, stream_seed
 
 

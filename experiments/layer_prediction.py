@@ -294,7 +294,8 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     tokens (M, D): the block's input; labels, inst (M,); visible (M, M) bool (the head's scope).
     Returns ``heads`` (one dict per head: beta_mu, beta_e, tau, omega, mass_bound, lambda_mu, lambda_e,
     lambda_u, the S8(b) block weights a_self, a_same (positives and other same-class tokens together),
-    a_out, m, kappa, delta, masses {level: {self, pos, same, out}}, same_class_mass {level}), and per layer: same_class_mass {level} (mean over heads), alpha, ln
+    a_out, m, kappa, delta, masses {level: {self, pos, same, out}}, same_class_mass {level}), and per
+    layer: same_class_mass {level} (mean over heads), alpha, ln
     (S10(b) terms of LN1 on the block's input), fusion, denoising, margin (S9/S11), ffn_lipschitz,
     ffn_gain, r_in, r_ratio {closed, chain, exact}, r_stages {closed: {...}, chain: {...}},
     ffn_bounds (S12 interval for the FFN stage), and ``sources`` (quantity -> statement)."""

@@ -1,9 +1,10 @@
 """Several training seeds of one config, judged together: the seed is the verdict's unit.
 
-``expand_runs`` turns ``--run`` values (folders or globs) into folders; ``check_runs`` makes sure the run folders are distinct and differ in nothing but ``train.seed``
-(and where their outputs went); ``pool`` judges their ``attention.npz`` files together with rule v3
-(``experiments.attention_verdict``) and pools the per-layer statistics; ``pool_files`` does the
-same for ``--attention`` files of any model.
+``expand_runs`` turns ``--run`` values (folders or globs) into folders; ``check_runs`` makes sure
+the run folders are distinct and differ in nothing but ``train.seed`` (and where their outputs
+went); ``pool`` judges their ``attention.npz`` files together with rule v3
+(``experiments.attention_verdict``) and pools the per-layer statistics; ``pool_files`` does the same
+for ``--attention`` files of any model.
 """
 
 from __future__ import annotations

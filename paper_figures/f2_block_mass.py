@@ -115,7 +115,8 @@ def make(
         f"renormalised) that falls on other samples of its class, averaged over heads and {s.batches} disjoint "
         f"analysis batches of {s.tokens_per_batch} tokens, as a multiple of that share under uniform attention "
         f"(1x, dotted). Dark: mean over seeds with the verdict's t-interval over seeds (rule v3; none with one "
-        f"seed); light: single seeds; dashed gray: the 97.5% quantile with per-sample labels permuted; orange: the untrained head on the same batches; vermillion: the S4 prediction "
+        f"seed); light: single seeds; dashed gray: the 97.5% quantile with per-sample labels permuted; "
+        f"orange: the untrained head on the same batches; vermillion: the S4 prediction "
         f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
         f"Verdict: {v.label}: {v.decided_by}."
     )

@@ -159,7 +159,8 @@ def make(
         f"transformer runs. {n_runs} runs, every number read from their eval.json; the table files also "
         f"give the head's leave-one-out 1-NN accuracy on test batches."
         + (
-            f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), not the paper's datasets."
+            f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), "
+            "not the paper's datasets."
             if quick
             else ""
         )

@@ -148,7 +148,8 @@ def make(
     where = "digits (quick mode, small heads)" if quick else "a 10,000-image Fashion-MNIST training subset"
     caption = (
         f"Each head trained alone on fixed features (PCA-whitened pixels, frozen; preset {PRESET}) of {where}, "
-        f"{1 if quick else seeds} seed(s): test accuracy (%) of the kNN of head outputs against the training set's head outputs, "
+        f"{1 if quick else seeds} seed(s): test accuracy (%) of the kNN of head outputs against the training set's "
+        f"head outputs, "
         f"and of the leave-one-out 1-NN within test batches (the paper's unsupervised accuracy). Diamonds: means "
         f"with the standard deviation over seeds, dots single seeds; dashes: the same head untrained, on the same "
         f"batches. {len(used)} runs; numbers read from their eval.json."

@@ -53,7 +53,10 @@ def s13_symbolic(quick):
     gbar = out
     for j in range(3):
         require(sp.simplify(sp.diff(out, s[j]) - A[j] * (g[j] - gbar)) == 0, f"S13 softmax chain rule, logit {j}")
-    return "d(sum_k A_k g_k)/ds_j = A_j (g_j - gbar) for softmax rows (sympy), so dL/dB = sum A_ij (g_ij - gbar_i) x_i x_j^T"
+    return (
+        "d(sum_k A_k g_k)/ds_j = A_j (g_j - gbar) for softmax rows (sympy), "
+        "so dL/dB = sum A_ij (g_ij - gbar_i) x_i x_j^T"
+    )
 
 
 def s13_numeric(quick):
@@ -169,7 +172,10 @@ def s14_numeric(quick):
     require(
         signs[0] < 0 < signs[1], f"S14: expected a negative bracket at tau=0.1 and a positive one at 3, got {signs}"
     )
-    return f"class component of -dL/dy = (2a/(M tau |y|)) [C p_o/(C-1) - (s_p - sbar)] to {worst:.0e}; sign flips across tau*"
+    return (
+        f"class component of -dL/dy = (2a/(M tau |y|)) [C p_o/(C-1) - (s_p - sbar)] to {worst:.0e}; "
+        "sign flips across tau*"
+    )
 
 
 def s14_symbolic(quick):

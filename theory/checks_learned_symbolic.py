@@ -218,7 +218,10 @@ def s11_symbolic(quick):
     w = agree_at_points("S11 mean factor", out["mean_factor"], syms, coef(0), pts)
     w = max(w, agree_at_points("S11 deviation factor", out["deviation_factor"], syms, coef(1), pts))
     w = max(w, agree_at_points("S11 margin", out["margin"], syms, margin, pts))
-    return f"{heads} heads: factors add over heads; margin = sum_h lambda_mu n (a_same - a_out) + ...; code agrees to {w:.0e}"
+    return (
+        f"{heads} heads: factors add over heads; margin = sum_h lambda_mu n (a_same - a_out) + ...; "
+        f"code agrees to {w:.0e}"
+    )
 
 
 def s12_symbolic(quick):
@@ -243,7 +246,10 @@ def s12_symbolic(quick):
     w = max(
         w, agree_at_points("S12 upper bound", up, syms, lambda s, mn, L, g: ffn.spread_bounds(s / mn, L, g)[1], pts)
     )
-    return f"max |gelu'| = {out['lipschitz']} = {float(out['lipschitz']):.6f} at x = sqrt 2; bounds; code agrees to {w:.0e}"
+    return (
+        f"max |gelu'| = {out['lipschitz']} = {float(out['lipschitz']):.6f} at x = sqrt 2; bounds; "
+        f"code agrees to {w:.0e}"
+    )
 
 
 def s5b_symbolic(quick):

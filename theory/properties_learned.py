@@ -212,7 +212,8 @@ def s10_layer_norm_is_scaled_projection_when_centred(d, gamma, seed):
     seed=seeds,
 )
 def s10_error_within_bound(d, spread_g, shift, bias, eps, seed):
-    """S10(b): |LN(x) - gamma sqrt(d) x/|x|| / (gamma sqrt(d)) <= gain + sqrt(2) sin(theta) + d eps/(2|Px|^2) + bias term."""
+    """S10(b): |LN(x) - gamma sqrt(d) x/|x|| / (gamma sqrt(d)) <= gain + sqrt(2) sin(theta) + d eps/(2|Px|^2)
+    + bias term."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((4, d)) + shift
     g = 1.0 + spread_g * rng.uniform(-0.9, 0.9, d)

@@ -29,12 +29,12 @@ model with --attention FILE.npz, one file per training seed, holding
 
 then the verdict (rule v3, experiments/verdict.py). Thresholds: the last layer's ratio must clear
 1.25x chance; a decision needs at least 6 training seeds (fewer: "exploratory (k seeds)"); the
-pre-registered plan looks at 6, 12 and 24 seeds (only those counts decide; others are exploratory) and spends one-sided alpha 0.025 as 0.0083 per
-look and direction (t-intervals over seeds at that level); observed also needs the per-seed slope
-of the ratio over layers above 0, permutation p <= 0.025 for both, and both above the untrained
-head (paired over seeds). Not observed: the interval lies below 1.25. Otherwise inconclusive, with
-the seeds the next look needs. On --split train the verdict is exploratory ("training split: not
-evidence of generalising structure"). Examples:
+pre-registered plan looks at 6, 12 and 24 seeds (only those counts decide; others are exploratory)
+and spends one-sided alpha 0.025 as 0.0083 per look and direction (t-intervals over seeds at that
+level); observed also needs the per-seed slope of the ratio over layers above 0, permutation p <=
+0.025 for both, and both above the untrained head (paired over seeds). Not observed: the interval
+lies below 1.25. Otherwise inconclusive, with the seeds the next look needs. On --split train the
+verdict is exploratory ("training split: not evidence of generalising structure"). Examples:
 
   deepfusion analyze --run runs/digits_s1
   deepfusion analyze --run 'runs/digits_s*' --out pooled.json

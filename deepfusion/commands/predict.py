@@ -75,7 +75,8 @@ def run(args) -> int:
     tau = "none in [1e-3, 1e3]" if pred.tau_star is None else f"{pred.tau_star:.3g}"
     print(f"S14 class bracket at the input: {pred.class_bracket:+.3f} (tau* {tau})")
     print(
-        f"last_layer_ratio {pred.last_layer_ratio:.3f} (seeds {', '.join(f'{x:.2f}' for x in pred.last_layer_ratio_seeds)})"
+        f"last_layer_ratio {pred.last_layer_ratio:.3f} "
+        f"(seeds {', '.join(f'{x:.2f}' for x in pred.last_layer_ratio_seeds)})"
         f"  fusion_expected {pred.fusion_expected} (threshold {pred.threshold})"
     )
     if args.out:

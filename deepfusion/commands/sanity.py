@@ -13,8 +13,8 @@
 
 A summary table is printed and sanity.json written to --out. The runs of (b) live in the run
 cache --out/runs/, one folder per config: a later call with the same budget reuses them (and
-prints the training time they recorded) instead of training again. The full command takes a few minutes on two CPU cores,
---quick well under two.
+prints the training time they recorded) instead of training again. The full command takes a few
+minutes on two CPU cores, --quick well under two.
 """
 
 from __future__ import annotations

@@ -234,7 +234,8 @@ def load_checkpoint(
         )
     if obj.get("version") != VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; retrain or use a matching release"
+            f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; "
+            "retrain or use a matching release"
         )
     check_fields(obj, path, resume=resume)
     corrupt = None if mmap else checksum_problem(obj)  # mmap: a look at the progress fields only

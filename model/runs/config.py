@@ -250,7 +250,8 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
         for key, value in values.items():
             if key not in hints:
                 raise ConfigError(
-                    f"{source}: unknown key {section}.{key}; valid keys of {section!r}: {', '.join(_valid_keys(section))}"
+                    f"{source}: unknown key {section}.{key}; "
+                    f"valid keys of {section!r}: {', '.join(_valid_keys(section))}"
                 )
             setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
 

@@ -3,10 +3,11 @@
 :func:`folder_lock` takes an exclusive ``fcntl.flock`` on ``<run>/.lock`` (released by the kernel
 when the process dies, so a killed run never leaves a stale lock); a second process gets a one-line
 :class:`RunError` naming the holder's pid. On a read-only file system nothing is locked: no process
-can write there, so ``eval --no-write`` and ``analyze --out`` elsewhere read such a run as usual. Within one process the lock is re-entrant: the figure
-cache holds a run folder's lock while it decides to train, and the training loop it calls takes the
-same lock again without blocking itself. :func:`holds_lock` tells code that removes leftovers (stale
-temporary files) whether this process may touch the folder.
+can write there, so ``eval --no-write`` and ``analyze --out`` elsewhere read such a run as usual.
+Within one process the lock is re-entrant: the figure cache holds a run folder's lock while it
+decides to train, and the training loop it calls takes the same lock again without blocking itself.
+:func:`holds_lock` tells code that removes leftovers (stale temporary files) whether this process
+may touch the folder.
 """
 
 from __future__ import annotations

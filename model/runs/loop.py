@@ -15,7 +15,8 @@ Data parallel (started by ``torchrun``, see :mod:`deepfusion.model.runs.distribu
 NT-Xent takes its negatives from every rank, and ``train.attend=global`` lets the head attend
 across the whole batch. Rank 0 writes the config, metrics and checkpoints (with every rank's RNG
 state) and evaluates; the ranks agree on a signal to stop at every step (a gloo all-reduce of one
-integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
+integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm
+layers use each rank's own statistics.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.attention_verdict import analyze_attention
@@ -30,8 +32,6 @@ from deepfusion.model.runs.config import config_hash
 from deepfusion.model.runs.layout import RunFolder, write_bytes_atomic, write_json
 from deepfusion.model.runs.loading import load_run
 from deepfusion.model.runs.lock import folder_lock
-
-from deepfusion.errors import DataError, RunError
 
 
 def batch_statistics(cap: dict) -> dict:

@@ -22,10 +22,10 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from deepfusion.experiments import verdict as rule
-from deepfusion.experiments.nulls import permuted_ratios, sample_matrices, shared_permutations
 
 from deepfusion.errors import DataError
+from deepfusion.experiments import verdict as rule
+from deepfusion.experiments.nulls import permuted_ratios, sample_matrices, shared_permutations
 
 ROW_TOL = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; half precision needs more slack
 

@@ -11,11 +11,12 @@ import copy
 from contextlib import nullcontext
 
 import torch
+from torch import nn
+
 from deepfusion.experiments.bench_timing import time_interleaved
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.mlp_heads import MLPHead
 from deepfusion.model.network.transformer_head import TransformerHead
-from torch import nn
 
 
 class ReferenceHead(nn.Module):

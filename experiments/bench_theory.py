@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import torch
+
 from deepfusion.theory.simulation import make_tokens, simulate, simulation_flops
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+
 from deepfusion.experiments.bench_timing import time_interleaved
 from deepfusion.model.data.augment import build_augment
 from deepfusion.model.network.backbones import build_backbone

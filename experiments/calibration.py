@@ -18,6 +18,7 @@ Sequential cases follow the pre-registered plan: 6 seeds, then 12 and 24 while i
 from __future__ import annotations
 
 import numpy as np
+
 from deepfusion.experiments.attention_verdict import analyze_attention
 from deepfusion.experiments.metrics import pair_masks
 from deepfusion.experiments.verdict import EXPLORATORY, INCONCLUSIVE, LOOKS, NOT_OBSERVED, NULL_P, OBSERVED

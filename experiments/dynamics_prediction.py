@@ -18,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.data import load_dataset
 from deepfusion.model.runs.optim import scaled_lr
 from deepfusion.theory import dynamics, reduced_flow
-
-from deepfusion.errors import ConfigError
 
 VERSION = 1
 THRESHOLD = 1.25  # rule v3's effect threshold on the last layer's ratio

@@ -24,11 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from deepfusion.errors import DataError
 from deepfusion.experiments.metrics import PAIRS, pair_masks, relative_spread
 from deepfusion.theory import ffn as ffn_theory
 from deepfusion.theory import layernorm, learned
-
-from deepfusion.errors import DataError
 
 LEVELS = ("sym", "block", "disp", "exact")
 CATEGORIES = ("self", "pos", "same", "out")

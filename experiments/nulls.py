@@ -69,6 +69,7 @@ def untrained_head(cfg, input_shape):
     # here, not at the top: torch takes ~4 s to import, and attention_verdict (analyze --attention,
     # --calibrate, deepfusion.analyze_attention) imports this module for the permutation null alone
     import torch
+
     from deepfusion.model.runs.factory import build_model
 
     torch.manual_seed(cfg.train.seed)

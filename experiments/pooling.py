@@ -15,6 +15,8 @@ import glob
 from pathlib import Path
 
 import numpy as np
+
+from deepfusion.errors import DataError
 from deepfusion.experiments.analyze import verdict_of
 from deepfusion.experiments.attention_verdict import load_attention_file
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
@@ -22,8 +24,6 @@ from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
 from deepfusion.model.runs.config import config_hash as hash_of_config  # `pool` takes a config_hash argument
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.loading import run_config
-
-from deepfusion.errors import DataError
 
 SEED_KEY = ("train", "seed")
 # analysis settings the pooled runs must share; batch_seed differs by design (each training seed

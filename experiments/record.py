@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-from deepfusion.experiments.attention_verdict import AttentionVerdict
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.attention_verdict import AttentionVerdict
 
 RECORD_VERSION = 4  # 3: batches drawn per training seed; 4: rule v3 (no stored permutation masses)
 

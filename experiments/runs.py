@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from deepfusion.errors import CheckpointError, Interrupted, RunError
 from deepfusion.experiments.pool import interrupted, run_jobs
 from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
 from deepfusion.model.runs.config import OUTPUT_KEYS, SECTIONS, Config, config_hash, config_to_dict, load_config
@@ -37,8 +39,6 @@ from deepfusion.model.runs.lock import folder_lock
 from deepfusion.model.runs.loop import train
 from deepfusion.model.runs.run_folder import BEFORE_FIRST_CHECKPOINT, check_plain
 from deepfusion.model.runs.run_record import Run
-
-from deepfusion.errors import CheckpointError, Interrupted, RunError
 
 CACHE_VERSION = 1
 CACHE_FILE = "cache.json"  # the key, config hash, salt and cache version a cached folder was made for

@@ -8,6 +8,7 @@ computes, and its budgets, are in the command's help (``deepfusion/commands/sani
 from __future__ import annotations
 
 import numpy as np
+
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments.capture import capture, disjoint_batches
 from deepfusion.experiments.sanity_record import Block, Idealised, IdealisedRow, SanityResult, TrainedHead

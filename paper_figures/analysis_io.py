@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.runs.layout import RunFolder
 
 from deepfusion.errors import RunError
+from deepfusion.model.runs.layout import RunFolder
 
 
 def _read(path: Path):

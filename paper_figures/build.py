@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from deepfusion.errors import ConfigError
 from deepfusion.experiments.runs import prefetch
 from deepfusion.paper_figures import index, own_runs, runs
 from deepfusion.paper_figures.record import FigureRecord, with_out
-
-from deepfusion.errors import ConfigError
 
 # key -> (module, short description); order is the order of the index
 FIGURES: dict[str, tuple[str, str]] = {

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from deepfusion.experiments.runs import RunResult, RunSpec, run_all
 from deepfusion.experiments.studies import deep_fusion
 from deepfusion.paper_figures import analysis_io, runs, style

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from deepfusion.experiments.runs import RunSpec, seed_specs
 from deepfusion.experiments.studies.deep_fusion import SeedStudy, seed_study
 from deepfusion.paper_figures import runs, style

@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.paper_figures import runs, style

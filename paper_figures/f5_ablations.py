@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from deepfusion.experiments.runs import RunSpec
 from deepfusion.experiments.studies import ablations as study
 from deepfusion.paper_figures import runs, style

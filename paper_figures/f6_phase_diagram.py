@@ -15,13 +15,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
 from deepfusion.experiments.runs import RunSpec
 from deepfusion.experiments.studies import phase_diagram as study
 from deepfusion.experiments.studies.phase_diagram import JudgedCell, PhaseDiagram
 from deepfusion.experiments.verdict import LINE
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
-from matplotlib.figure import Figure
 
 KEY = "F6"
 TITLE = "Phase diagram: where trained heads fuse, against the theory"

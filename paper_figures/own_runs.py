@@ -19,14 +19,14 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
+from deepfusion.errors import DataError
 from deepfusion.experiments.pooling import seedless_hash
 from deepfusion.experiments.studies import deep_fusion
 from deepfusion.model.runs.loading import run_config
 from deepfusion.paper_figures import analysis_io, style
 from deepfusion.paper_figures.f1_attention_maps import plot_maps
 from deepfusion.paper_figures.record import FigureRecord
-
-from deepfusion.errors import DataError
 
 KEY = "RUNS"
 

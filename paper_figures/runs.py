@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from deepfusion.model.network.registry import HEADS
 
 from deepfusion.errors import DataError
+from deepfusion.model.network.registry import HEADS
 
 if TYPE_CHECKING:
     from deepfusion.experiments.runs import RunSpec

@@ -13,6 +13,7 @@ from functools import lru_cache
 import matplotlib
 import matplotlib.ticker
 import numpy as np
+
 from deepfusion.paper_figures import style
 from deepfusion.theory import bounds
 

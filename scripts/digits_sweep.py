@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, analyze_runs, run_analysis
 from deepfusion.model.runs.devices import limit_threads
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
+
 from deepfusion.experiments.attention_verdict import batch_statistics
 from deepfusion.experiments.capture import capture, disjoint_batches
 from deepfusion.experiments.dynamics_prediction import predict_config, train_samples
@@ -28,7 +30,6 @@ from deepfusion.experiments.metrics import same_class_chance
 from deepfusion.model.data.theory_features import etf_rho, theory_numbers
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.loading import load_run
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICTIONS = ROOT / "experiments" / "f6_v2_predictions.json"

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import sklearn.datasets
 import torch
+from sklearn.neural_network import MLPClassifier
+
 from deepfusion.model.data import load_dataset
 from deepfusion.model.runs.probes import knn_accuracy
-from sklearn.neural_network import MLPClassifier
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

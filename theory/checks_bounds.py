@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import optimize
+
 from deepfusion.theory import bounds, properties_bounds, symbolic_bounds
 from deepfusion.theory.check import Check, require, run_properties
-from scipy import optimize
 
 S1_TOL = 1e-6  # numeric worst case vs closed form
 # S6 grid: (d, n0) with sigma = eps_max sqrt(n0), so that n_min = n0; C = 4 classes

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from deepfusion.theory import dynamics as dy
 from deepfusion.theory import learned
 from deepfusion.theory.check import Check, require, run_properties
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(deadline=None, max_examples=25, derandomize=True, database=None)
 

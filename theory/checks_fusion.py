@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from deepfusion.theory import checks_fusion_symbolic as sym
 from deepfusion.theory import fusion, properties_fusion
 from deepfusion.theory.check import Check, require, run_properties

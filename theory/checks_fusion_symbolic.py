@@ -4,6 +4,7 @@ compares the derived expressions with the numeric code of ``theory.fusion`` at d
 from __future__ import annotations
 
 import numpy as np
+
 from deepfusion.theory import fusion
 from deepfusion.theory import symbolic_fusion as sf
 from deepfusion.theory.check import agree_at_points

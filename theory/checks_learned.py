@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from deepfusion.theory import checks_learned_symbolic as sym
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import ffn, fusion, layernorm, learned, perturbation, properties_learned

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+
 from deepfusion.theory import ffn, layernorm, learned, perturbation
 from deepfusion.theory import symbolic_learned as sl
 from deepfusion.theory.check import agree_at_points, require

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from deepfusion.theory.bounds import etf_rho  # the ETF cross-class cosine, default rho of S2-S5
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory.bounds import etf_rho  # the ETF cross-class cosine, default rho of S2-S5
 
 
 def kappa(m, C):

@@ -10,9 +10,9 @@ setting of S9/S11.
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.theory.learned import multihead_coefficients
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory.learned import multihead_coefficients
 
 
 def layer_norm(x, g, b, eps=1e-5):

@@ -25,10 +25,10 @@ S11. Several heads add their outputs: the factors become 1 + alpha sum_h lambda_
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.theory.bounds import etf_rho
-from deepfusion.theory.fusion import kappa
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory.bounds import etf_rho
+from deepfusion.theory.fusion import kappa
 
 
 def _f(x):

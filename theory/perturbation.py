@@ -21,9 +21,9 @@ rigorous and grows geometrically with depth; it is useful for few layers or larg
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.theory import fusion
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory import fusion
 
 
 def softmax_row_shift(beta, delta):

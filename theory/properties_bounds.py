@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.theory import bounds, fusion
-from deepfusion.theory.check import require
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+from deepfusion.theory import bounds, fusion
+from deepfusion.theory.check import require
 
 classes = st.integers(2, 12)
 rhos = st.floats(-1.0, 0.0)

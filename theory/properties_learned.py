@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import ffn, fusion, layernorm, learned, perturbation
 from deepfusion.theory.check import require
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 small_C = st.integers(2, 4)
 small_n = st.integers(2, 4)

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import sympy as sp
 import sympy.stats as sps
+
 from deepfusion.theory.check import require
 
 eps, t, theta, phi = sp.symbols("epsilon t theta phi", positive=True)

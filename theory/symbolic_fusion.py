@@ -10,6 +10,7 @@ a step does not simplify to what the statement claims.
 from __future__ import annotations
 
 import sympy as sp
+
 from deepfusion.theory.check import require
 
 C, n, alpha, beta, r = sp.symbols("C n alpha beta r", positive=True)

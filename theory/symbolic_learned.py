@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import sympy as sp
+
 from deepfusion.theory.check import require
 
 C, n, alpha, r, nu = sp.symbols("C n alpha r nu", positive=True)

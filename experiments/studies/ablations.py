@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
-
 from deepfusion.errors import DataError
+from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 
 ABLATIONS_VERSION = 1
 METRICS = ("linear", "knn")  # the accuracies each swept value records

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deepfusion.errors import DataError, DataWarning
 from deepfusion.experiments.analyze import analyze_run, read_analysis
 from deepfusion.experiments.pooling import check_runs, pool, seedless_hash
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis
@@ -24,8 +25,6 @@ from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.progress_line import Heartbeat
-
-from deepfusion.errors import DataError, DataWarning
 
 SMALL_PER_CLASS = 4  # batches with fewer samples of a class than this say little about class structure
 SEED_STUDY_VERSION = 1

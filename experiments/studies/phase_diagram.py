@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from deepfusion.errors import DataError
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.experiments.studies.deep_fusion import analyze_runs
 from deepfusion.model.data.theory_features import etf_rho, theory_numbers
-
-from deepfusion.errors import DataError
 
 PHASE_VERSION = 1
 PRESET = "theory_head"

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments.analyze import analyze_run
 from deepfusion.experiments.runs import RunSpec, get_run
 from deepfusion.experiments.sanity import block_statistics, idealised_layers
@@ -28,8 +30,6 @@ from deepfusion.experiments.sanity_record import (
 )
 from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.model.runs.loading import load_run
-
-from deepfusion.errors import CheckFailed, ConfigError
 
 PRESET = "synthetic"
 # (b): budgets. Overrides apply to the synthetic preset; eval is cut to what the summary shows.

@@ -14,10 +14,9 @@ from __future__ import annotations
 import inspect
 import os
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, theory_features, tiny_imagenet
 from deepfusion.model.data.base import ArrayDataset, float_option, int_option, stratified_split, stratified_take
-
-from deepfusion.errors import ConfigError
 
 __all__ = ["ArrayDataset", "DATASETS", "SPLITS", "load_dataset", "dataset_options", "stratified_split"]
 

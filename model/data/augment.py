@@ -34,10 +34,10 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from deepfusion.model.data.augment_signal import shift_stretch_scale
 from torch import nn
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.data.augment_signal import shift_stretch_scale
 
 
 @dataclass(frozen=True)

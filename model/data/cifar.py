@@ -17,9 +17,9 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),

@@ -9,9 +9,9 @@ held out.
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, bool_option, choose_split
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.base import ArrayDataset, bool_option, choose_split
 
 
 def load(root=None, split="train", seed=0, as_vectors=False, test_fraction=0.25) -> ArrayDataset:

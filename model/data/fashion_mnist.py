@@ -17,9 +17,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, check_label_range
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.base import ArrayDataset, check_label_range
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

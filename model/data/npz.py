@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, check_label_range, choose_split, int_option, labels_array
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.data.base import ArrayDataset, check_label_range, choose_split, int_option, labels_array
 
 LAYOUTS = ("auto", "nchw", "nhwc")
 VECTOR_HINT = "if x holds vectors, store it 2-D: numpy.savez(path, x=x.reshape(len(x), -1), y=y)"

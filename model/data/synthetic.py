@@ -12,6 +12,7 @@ under colour jitter and grayscale augmentation.
 from __future__ import annotations
 
 import numpy as np
+
 from deepfusion.model.data.base import ArrayDataset, choose_split, float_option, int_option
 
 

@@ -17,9 +17,9 @@ The two augmented views of a sample add independent view noise in the same featu
 from __future__ import annotations
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, choose_split, float_option, int_option
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.data.base import ArrayDataset, choose_split, float_option, int_option
 
 
 def etf_rho(num_classes: int) -> float:

@@ -22,10 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
 from PIL import Image
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.base import ArrayDataset, bool_option, check_label_range, find_folder, int_option
 
 FOLDER = "tiny-imagenet-200"
 SIZE = 64

@@ -31,11 +31,12 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+
 from deepfusion.model.network.collectives import gather_rows
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
-from torch import nn
 
 
 @SCOPES.register(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from deepfusion.model.network.registry import BACKBONES
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.registry import BACKBONES
 
 MIN_SIDE = 8
 

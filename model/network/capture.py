@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from deepfusion.model.network.transformer_head import TransformerHead
 from torch import nn
 
 from deepfusion.errors import DataError
+from deepfusion.model.network.transformer_head import TransformerHead
 
 
 def find_head(model: nn.Module) -> TransformerHead:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+
 from deepfusion.model.network.losses import nt_xent
 
 

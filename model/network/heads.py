@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from deepfusion.model.network.attention import check_scope
-from deepfusion.model.network.registry import HEADS, NORMS
-from deepfusion.model.network.sizes import check_heads_divide, check_positive_ints
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.attention import check_scope
+from deepfusion.model.network.registry import HEADS, NORMS
+from deepfusion.model.network.sizes import check_heads_divide, check_positive_ints
 
 # Options a head may receive (the model config's keys); each registered head reads the ones it lists.
 OPTIONS = ("dim", "depth", "heads", "ffn_dim", "out_dim", "norm", "scope", "out_bn", "mlp_hidden", "views", "dropout")

@@ -15,11 +15,12 @@ return_attention=False)`` (the attention list is empty) and ``trace(x)`` whose
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import HEADS
 from deepfusion.model.network.sizes import check_positive_ints
 from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, check_head_input
-from torch import nn
 
 
 class _FeedForwardHead(nn.Module):

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.network.attention import BatchAttention, check_scope, min_instances
 from deepfusion.model.network.forward_options import current
 from deepfusion.model.network.registry import HEADS, NORMS
 from deepfusion.model.network.sizes import check_positive_ints
-from torch import nn
-
-from deepfusion.errors import ConfigError, DataError
 
 
 class BiasFreeBatchNorm1d(nn.BatchNorm1d):

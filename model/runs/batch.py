@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.network.attention import min_instances
 from deepfusion.model.network.heads import attends
 from deepfusion.model.runs.config_limits import MIN_BATCH
-
-from deepfusion.errors import ConfigError
 
 
 def check_batch(cfg, n_train: int, world: int = 1) -> None:

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from deepfusion.errors import CheckpointError, first_line, warn
 from deepfusion.model.runs.checkpoint_fields import check_fields
 from deepfusion.model.runs.checksum import checksum_problem, with_checksum
 from deepfusion.model.runs.layout import LAST, PREV, write_atomic
-
-from deepfusion.errors import CheckpointError, first_line, warn
 
 FORMAT = "deepfusion-checkpoint"
 VERSION = 1

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import MIN_BATCH, check_names_and_paths, check_ranges, parse_yaml, read_yaml
 from deepfusion.model.runs.layout import write_text_atomic
-
-from deepfusion.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 

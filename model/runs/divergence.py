@@ -11,11 +11,11 @@ is always a state worth resuming from; loading refuses non-finite weights as wel
 from __future__ import annotations
 
 import torch
+
+from deepfusion.errors import RunError
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import nonfinite_tensor
 from deepfusion.model.runs.layout import RunFolder
-
-from deepfusion.errors import RunError
 
 ADVICE = "lower optim.lr, raise loss.temperature, or allow train.skip_nonfinite=K"
 

@@ -18,9 +18,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfusion.model.runs.layout import write_json
-
 from deepfusion.errors import DataError, RunError, first_line
+from deepfusion.model.runs.layout import write_json
 
 VERSION = 1
 

@@ -16,13 +16,13 @@ import copy
 import time
 
 import torch
+from torch import nn
+
+from deepfusion.errors import DataError
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.head_probes import calibrate_batchnorm_, head_batches, head_counts, head_knn, reinitialise_
 from deepfusion.model.runs.intervals import accuracy_interval
 from deepfusion.model.runs.probes import FEATURE_BATCH, extract_features, knn_accuracy, linear_probe
-from torch import nn
-
-from deepfusion.errors import DataError
 
 PROTOCOL = (
     "offline: computed once after training from the final-epoch weights (not the best epoch), "

@@ -14,10 +14,10 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from deepfusion.model.runs.probes import check_pair, knn_accuracy
 from torch import nn
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.runs.probes import check_pair, knn_accuracy
 
 
 @torch.no_grad()

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from deepfusion.errors import ConfigError, RunError, warn
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
 from deepfusion.model.runs.config import LEGACY, Config, config_to_dict, load_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.prepare import DataRecord, prepare, read_record
-
-from deepfusion.errors import ConfigError, RunError, warn
 
 
 def load_datasets(cfg: Config, record: DataRecord | None = None, force: bool = False):

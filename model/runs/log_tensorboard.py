@@ -16,9 +16,8 @@ import importlib.util
 import math
 from contextlib import contextmanager
 
-from deepfusion.model.runs.eval_result import SCORES, EvalResult
-
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
 TRAIN_KEYS = ("loss", "lr", "images_per_s", "steps_per_s")
 

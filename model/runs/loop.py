@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
+
+from deepfusion.errors import ConfigError, Interrupted, RunError, first_line
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.batch import check_batch
@@ -46,9 +49,6 @@ from deepfusion.model.runs.run_record import Run
 from deepfusion.model.runs.run_setup import Progress, Setup, build
 from deepfusion.model.runs.run_state import restore, save
 from deepfusion.model.runs.step import LossMeter, check_finite, get_batch, log_step, train_step
-from tqdm.auto import tqdm
-
-from deepfusion.errors import ConfigError, Interrupted, RunError, first_line
 
 
 class TrainingInterrupted(Interrupted):

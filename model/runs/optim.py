@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
-from deepfusion.model.runs.config import Config
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.config import Config
 
 
 class LARS(torch.optim.Optimizer):

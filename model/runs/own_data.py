@@ -25,13 +25,12 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from deepfusion.errors import ConfigError
 from deepfusion.model.data.augment import OVERRIDES, PRESETS, default_preset
 from deepfusion.model.data.base import stratified_split, stratified_take
 from deepfusion.model.data.npz import summarize
 from deepfusion.model.runs.batch import fitted_batch
 from deepfusion.model.runs.config import Config, Override, load_config, parse_overrides
-
-from deepfusion.errors import ConfigError
 
 PRESET_FOR_KIND = {"vector": "vectors", "image": "images"}
 DEFAULT_PRESET = "digits"

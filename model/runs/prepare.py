@@ -15,10 +15,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepfusion.errors import DataError
 from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
 from deepfusion.model.runs.data_source import DataSource
-
-from deepfusion.errors import DataError
 
 VERSION = 1
 

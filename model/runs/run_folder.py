@@ -15,10 +15,9 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
 from deepfusion.model.runs.lock import folder_lock, holds_lock
-
-from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
 
 # What a resume may not change without --force: these sections whole, and these train keys.
 TRAJECTORY_SECTIONS = ("data", "model", "optim", "loss")

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.network.collectives import GatheredNTXent
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.runs import distributed as ddp_util
@@ -16,8 +18,6 @@ from deepfusion.model.runs.factory import build_model
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.loading import build_run_augment
 from deepfusion.model.runs.optim import build_optimizer
-
-from deepfusion.errors import ConfigError
 
 
 @dataclass

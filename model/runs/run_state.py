@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from deepfusion.errors import CheckpointError, RunError
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import capture_rng, load_model_state, restore_rng, save_checkpoint
 from deepfusion.model.runs.config import config_to_dict
@@ -14,8 +15,6 @@ from deepfusion.model.runs.divergence import check_weights
 from deepfusion.model.runs.lock import holds_lock
 from deepfusion.model.runs.run_setup import Progress, Setup
 from deepfusion.model.runs.step import LossMeter, check_finite
-
-from deepfusion.errors import CheckpointError, RunError
 
 
 def restore(setup: Setup, ckpt: dict) -> Progress:

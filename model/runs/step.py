@@ -9,12 +9,12 @@ import time
 from contextlib import nullcontext
 
 import torch
+
+from deepfusion.errors import RunError
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.controls import stream_seed
 from deepfusion.model.runs.divergence import ADVICE, kept
 from deepfusion.model.runs.run_setup import Progress, Setup
-
-from deepfusion.errors import RunError
 
 
 def get_batch(setup: Setup, perm: torch.Tensor, b: int, step: int, gen: torch.Generator) -> torch.Tensor:

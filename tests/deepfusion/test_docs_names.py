@@ -10,12 +10,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-import deepfusion.model.runs as runs_package
 import pytest
+
+import deepfusion.model.runs as runs_package
+from deepfusion.cli import COMMANDS
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.runs.config import Config
-
-from deepfusion.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = Path(runs_package.__file__).parent / "configs"

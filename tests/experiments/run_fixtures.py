@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from deepfusion.model.runs import checkpoint as ck
 from deepfusion.model.runs.config import config_to_dict
 from deepfusion.model.runs.eval_result import EvalResult

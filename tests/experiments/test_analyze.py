@@ -6,14 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import analyze
 from deepfusion.experiments.capture import capture, disjoint_batches, fit_per_class
 from deepfusion.experiments.record import RunAnalysis
 from deepfusion.experiments.verdict import EXPLORATORY, RULE
 from deepfusion.model.network.transformer_head import TransformerHead
-from torch import nn
-
-from deepfusion.errors import DataError, RunError
 
 
 class TinyModel(nn.Module):

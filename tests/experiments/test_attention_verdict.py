@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from deepfusion.experiments.attention_verdict import AttentionVerdict, analyze_attention, batch_statistics
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.attention_verdict import AttentionVerdict, analyze_attention, batch_statistics
 
 C, N_PER, B, H = 4, 5, 3, 2
 

@@ -3,6 +3,7 @@ analysed geometries (what ``deepfusion analyze --calibrate`` prints)."""
 
 import numpy as np
 import pytest
+
 from deepfusion.experiments import calibration as cal
 from deepfusion.experiments.attention_verdict import seed_layers
 

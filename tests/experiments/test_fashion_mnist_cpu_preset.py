@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from deepfusion.model.data.fashion_mnist import DEFAULT_ROOT
 from deepfusion.model.runs.devices import limit_threads
 

@@ -18,14 +18,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+
+from deepfusion.errors import DataError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments.layer_prediction import LEVELS, block_params, predict_layer
 from deepfusion.model.network.attention import scope_mask
 from deepfusion.model.network.transformer_head import TransformerBlock
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import learned
-
-from deepfusion.errors import DataError
 
 C, N, D, H = 3, 4, 48, 2
 HEADS = [(0.02, 0.05, 0.8, -0.4), (-0.01, 0.03, 0.5, 0.9)]  # (beta_mu, beta_e, lambda_mu, lambda_e) per head

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from deepfusion.experiments import metrics as mt
-from deepfusion.experiments import prediction as pr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import DataError
+from deepfusion.experiments import metrics as mt
+from deepfusion.experiments import prediction as pr
 
 
 def batch(C, k, views=2):

@@ -1,6 +1,7 @@
 """The shared label permutation on sample-level matrices, and its agreement with the direct statistic."""
 
 import numpy as np
+
 from deepfusion.experiments.attention_verdict import batch_statistics
 from deepfusion.experiments.nulls import class_weight, permuted_ratios, sample_matrices, shared_permutations
 

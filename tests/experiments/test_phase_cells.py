@@ -4,6 +4,7 @@ well-separated classes) clears the line and the permutation null, a cell whose c
 (sigma = 32 eps_max) sits at chance. One seed is exploratory under rule v3, never a decision."""
 
 import pytest
+
 from deepfusion.model.runs.devices import limit_threads
 
 CELL = ["model.scope=mask_pair", "loss.temperature=0.5", "train.epochs=30", "eval.linear_epochs=0", "train.device=cpu"]

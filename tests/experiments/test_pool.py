@@ -50,9 +50,8 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_training_interrupt_survives_the_trip_to_the_parent():
-    from deepfusion.model.runs.loop import TrainingInterrupted
-
     from deepfusion.errors import Interrupted
+    from deepfusion.model.runs.loop import TrainingInterrupted
 
     err = pickle.loads(pickle.dumps(TrainingInterrupted("stopped by SIGTERM at step 3/9", signal.SIGTERM)))
     assert isinstance(err, TrainingInterrupted) and err.exit_code == 143 and "step 3/9" in str(err)
@@ -61,9 +60,8 @@ def test_a_training_interrupt_survives_the_trip_to_the_parent():
 
 def stoppable(seconds: float) -> None:
     """A worker's job that stops on SIGTERM/SIGINT the way the training loop does (no training)."""
-    from deepfusion.model.runs.controls import stop_on_signals
-
     from deepfusion.errors import Interrupted
+    from deepfusion.model.runs.controls import stop_on_signals
 
     with stop_on_signals() as stop:
         end = time.time() + seconds

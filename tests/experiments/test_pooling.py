@@ -4,14 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from deepfusion.errors import DataError
 from deepfusion.experiments import analyze
 from deepfusion.experiments import calibration as cal
 from deepfusion.experiments.pooling import check_runs, pool, pool_files
 from deepfusion.experiments.record import PooledAnalysis
 from deepfusion.model.runs.config import load_config, save_config
 from deepfusion.model.runs.layout import RunFolder
-
-from deepfusion.errors import DataError
 
 
 def run_folder(root, name, *overrides):

@@ -1,8 +1,8 @@
 """Training missing runs ahead, several processes at a time, through the run cache."""
 
 import pytest
-from deepfusion.experiments.runs import RunSpec, is_finished, prefetch, run_dir_for
 
+from deepfusion.experiments.runs import RunSpec, is_finished, prefetch, run_dir_for
 from tests.experiments.test_runs import TINY
 
 

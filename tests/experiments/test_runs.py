@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from deepfusion.errors import RunError
 from deepfusion.experiments import runs
 from deepfusion.experiments.runs import RunSpec, get_run, is_finished, run_dir_for
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.run_record import Run
-
-from deepfusion.errors import RunError
 from tests.experiments.run_fixtures import CountingTrain, write_finished
 
 TINY = (

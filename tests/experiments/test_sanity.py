@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
+
+from deepfusion import cli
+from deepfusion.errors import CheckFailed, DataError
 from deepfusion.experiments import sanity
 from deepfusion.experiments.sanity_record import SANITY_FILE, SANITY_VERSION, SanityResult
 from deepfusion.experiments.studies import sanity as study
 from deepfusion.model.runs.devices import limit_threads
 from deepfusion.theory import fusion
-
-from deepfusion import cli
-from deepfusion.errors import CheckFailed, DataError
 
 TINY = {
     "overrides": [

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from deepfusion.experiments import verdict as rule
 
 

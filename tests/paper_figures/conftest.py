@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from deepfusion.experiments.runs import run_dir_for
 from deepfusion.model.runs.config import save_config
 from deepfusion.model.runs.layout import RunFolder
-
 from tests.experiments.run_fixtures import write_finished
 
 

@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+
 from deepfusion.experiments.runs import run_dir_for, run_key, seed_specs
 from deepfusion.experiments.studies import ablations, deep_fusion, phase_diagram
 from deepfusion.experiments.verdict import LINE
@@ -23,7 +24,6 @@ from deepfusion.paper_figures import (
     f6_phase_diagram,
     runs,
 )
-
 from tests.paper_figures.conftest import assert_figure_files, fake_analysis, no_train, populate
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from deepfusion.experiments.runs import run_dir_for, seed_specs
-from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index
-from deepfusion.paper_figures.record import FigureRecord
 
 from deepfusion.commands import figures as cli
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.experiments.runs import run_dir_for, seed_specs
+from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index
+from deepfusion.paper_figures.record import FigureRecord
 from tests.paper_figures.conftest import fake_analysis, no_train, populate
 
 

@@ -5,12 +5,12 @@ import shlex
 
 import pytest
 from conftest import assert_figure_files, fake_analysis
-from deepfusion.model.runs.config import load_config, save_config
-from deepfusion.model.runs.layout import RunFolder
-from deepfusion.paper_figures import own_runs
 
 from deepfusion.cli import main
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.config import load_config, save_config
+from deepfusion.model.runs.layout import RunFolder
+from deepfusion.paper_figures import own_runs
 
 
 def analysed_runs(root, seeds=(1, 2), extra=()):

@@ -4,6 +4,7 @@ recursion, the fusion map separates fusing from stalled settings, and the files 
 import matplotlib.image
 import numpy as np
 import pytest
+
 from deepfusion.paper_figures import theory_plots as plots
 from deepfusion.theory import bounds
 from deepfusion.theory.fusion import mean_field

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from deepfusion.theory import bounds, checks_bounds, properties_bounds
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory import bounds, checks_bounds, properties_bounds
 
 
 def test_eps_max_known_values():

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from deepfusion.theory import properties_fusion
 from deepfusion.theory.checks_fusion import CHECKS, M_TOL, R_TOL, s2_counterexample, s5_gaps
 

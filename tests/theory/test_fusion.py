@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from deepfusion.theory import fusion
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory import fusion
 
 
 def test_kappa_is_zero_at_chance_and_one_at_full_mass():

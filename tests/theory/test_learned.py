@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from deepfusion.errors import ConfigError
 from deepfusion.theory import configurations as cf
 from deepfusion.theory import ffn, fusion, layernorm, learned, perturbation, properties_learned
 from deepfusion.theory.checks_learned import CHECKS
-
-from deepfusion.errors import ConfigError
 
 DOC = (Path(__file__).parents[2] / "theory" / "THEORY_LEARNED.md").read_text()
 

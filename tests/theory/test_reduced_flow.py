@@ -8,10 +8,10 @@ directions, which the reduced model holds at their d -> infinity value 0)."""
 
 import numpy as np
 import pytest
-from deepfusion.theory import reduced_flow as rf
-from deepfusion.theory.dynamics import _simplex
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory import reduced_flow as rf
+from deepfusion.theory.dynamics import _simplex
 
 C, NC, H = 3, 3, 2
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from deepfusion.theory import fusion
-from deepfusion.theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate, simulate_fusion
 
 from deepfusion.errors import ConfigError
+from deepfusion.theory import fusion
+from deepfusion.theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate, simulate_fusion
 
 
 def test_gaussian_tokens_have_requested_spread_and_etf_means():

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import sympy as sp
+
 from deepfusion.theory import bounds
 from deepfusion.theory import symbolic_bounds as sb
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import sympy as sp
-from deepfusion.theory import fusion
-from deepfusion.theory import symbolic_fusion as sf
 
 from deepfusion.errors import CheckFailed
+from deepfusion.theory import fusion
+from deepfusion.theory import symbolic_fusion as sf
 
 
 def test_s2_eigenvalues_match_numeric_layer_coefficients():

@@ -5,10 +5,10 @@ folders untouched and write nothing."""
 import json
 
 import pytest
-from deepfusion.experiments.record import RECORD_VERSION
-from deepfusion.model.runs.devices import limit_threads
 
 from deepfusion import cli
+from deepfusion.experiments.record import RECORD_VERSION
+from deepfusion.model.runs.devices import limit_threads
 
 TINY = [
     "data.options={samples_per_class: 40}",

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from deepfusion.experiments.bench_head import reference_head
 from deepfusion.model.network.transformer_head import TransformerHead
 

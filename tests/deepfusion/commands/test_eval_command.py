@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from deepfusion.model.runs.config import load_config
-from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
 from deepfusion.cli import main
+from deepfusion.model.runs.config import load_config
+from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
 TINY = [
     "train.epochs=1",

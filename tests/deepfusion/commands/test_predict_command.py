@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from deepfusion.experiments.dynamics_prediction import DynamicsPrediction
 
 from deepfusion import cli
+from deepfusion.experiments.dynamics_prediction import DynamicsPrediction
 
 FAST = ["train.epochs=1", "model.depth=2", "--seeds", "2"]  # 6 steps of the reduced model
 

@@ -6,14 +6,14 @@ import math
 
 import numpy as np
 import pytest
-from deepfusion.experiments.pooling import pool_files
-from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult
-from deepfusion.experiments.studies.deep_fusion import SeedStudy
-from deepfusion.paper_figures.record import FigureRecord
 
 from deepfusion.cli import main
 from deepfusion.commands import reproduce
 from deepfusion.errors import DataError
+from deepfusion.experiments.pooling import pool_files
+from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult
+from deepfusion.experiments.studies.deep_fusion import SeedStudy
+from deepfusion.paper_figures.record import FigureRecord
 
 
 def pooled_record(tmp_path, seeds=2):

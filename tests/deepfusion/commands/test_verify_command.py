@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from deepfusion.theory.check import Check
 
 from deepfusion import cli
 from deepfusion.commands import verify
 from deepfusion.errors import CheckFailed
+from deepfusion.theory.check import Check
 
 
 def _fake(monkeypatch, checks, broken=()):

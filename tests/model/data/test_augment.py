@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from deepfusion.model.data.augment import AUGMENT_PRESETS, PRESETS, Augment, build_augment, default_preset
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.data.augment import AUGMENT_PRESETS, PRESETS, Augment, build_augment, default_preset
 
 SHAPES = {  # a data shape each preset is meant for
     "cifar": ("image", (3, 32, 32)),

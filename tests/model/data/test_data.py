@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.data import DATASETS, dataset_options, load_dataset
 from deepfusion.model.data import tiny_imagenet as tiny_module
 from deepfusion.model.data.base import ArrayDataset, stratified_split
 from deepfusion.model.data.fashion_mnist import DEFAULT_ROOT
-
-from deepfusion.errors import ConfigError, DataError
 from tests.model.data.data_files import write_cifar10, write_cifar100, write_fashion, write_idx, write_tiny_imagenet
 
 # -- registry and options ---------------------------------------------------------------------

@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from deepfusion.model.data import load_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from deepfusion.errors import DeepFusionError
+from deepfusion.model.data import load_dataset
 from tests.model.data.data_files import idx_bytes, write_cifar10, write_fashion
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deepfusion.model.data import load_dataset
-from deepfusion.model.data.npz import summarize
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.data import load_dataset
+from deepfusion.model.data.npz import summarize
 
 
 def _npz(path: Path, **arrays) -> Path:

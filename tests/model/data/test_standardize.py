@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from deepfusion.model.data.base import ArrayDataset
-from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
 
 from deepfusion.errors import DataError, DataWarning
+from deepfusion.model.data.base import ArrayDataset
+from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
 
 
 def _ds(x, name="v"):

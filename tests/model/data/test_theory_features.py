@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.data import load_dataset
 from deepfusion.model.data.theory_features import class_means, theory_numbers
 from deepfusion.theory.bounds import eps_max
-
-from deepfusion.errors import ConfigError
 
 
 @pytest.mark.parametrize("C,rho", [(2, -1.0), (4, -1 / 3), (5, 0.0), (3, 0.4), (10, -1 / 9)])

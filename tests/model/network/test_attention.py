@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from deepfusion.model.network.attention import BatchAttention, scope_mask
-from deepfusion.model.network.registry import SCOPES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.attention import BatchAttention, scope_mask
+from deepfusion.model.network.registry import SCOPES
 
 
 def _attention(scope, n, views, dim=16, heads=4, dtype=torch.float64, seed=0):

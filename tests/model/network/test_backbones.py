@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from deepfusion.model.network.backbones import build_backbone
-from deepfusion.model.network.registry import BACKBONES
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.network.backbones import build_backbone
+from deepfusion.model.network.registry import BACKBONES
 
 CASES = [
     ("resnet18", (3, 8, 8), 512),

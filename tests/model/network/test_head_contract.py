@@ -8,6 +8,7 @@ as soon as it registers.
 
 import pytest
 import torch
+
 from deepfusion.model.network.heads import attends, build_head
 from deepfusion.model.network.registry import HEADS, NORMS, SCOPES
 

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.network.heads import HEADS, build_head
 from deepfusion.model.network.mlp_heads import FFNHead, MLPHead
 from deepfusion.model.network.transformer_head import TransformerHead
-
-from deepfusion.errors import ConfigError
 
 SMALL = dict(
     dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8, norm="pre", scope="mask_pair", out_bn=False, mlp_hidden=20, views=2

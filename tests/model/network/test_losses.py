@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from deepfusion.model.network.losses import nt_xent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import DataError
+from deepfusion.model.network.losses import nt_xent
 
 
 def naive_nt_xent(z, indexes, t):

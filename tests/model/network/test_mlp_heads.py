@@ -4,10 +4,10 @@ The contract every head meets (shapes, trace, gradients, equivariance) is in tes
 
 import pytest
 import torch
-from deepfusion.model.network.mlp_heads import FFNHead, MLPHead
-from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.network.mlp_heads import FFNHead, MLPHead
+from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d
 
 IN = 12
 

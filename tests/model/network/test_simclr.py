@@ -1,6 +1,7 @@
 """SimCLRModel: composition, the attention pass-through, and a few steps that lower the loss."""
 
 import torch
+
 from deepfusion.model.network.backbones import build_backbone
 from deepfusion.model.network.heads import build_head
 from deepfusion.model.network.losses import nt_xent

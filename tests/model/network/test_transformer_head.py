@@ -2,13 +2,13 @@
 
 import pytest
 import torch
-from deepfusion.model.network.forward_options import forward_options
-from deepfusion.model.network.registry import SCOPES
-from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, TransformerHead
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.network.forward_options import forward_options
+from deepfusion.model.network.registry import SCOPES
+from deepfusion.model.network.transformer_head import BiasFreeBatchNorm1d, TransformerHead
 
 IN = 12
 

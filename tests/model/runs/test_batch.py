@@ -2,10 +2,10 @@
 fitted to a small split."""
 
 import pytest
-from deepfusion.model.runs.batch import check_batch, fitted_batch
-from deepfusion.model.runs.config import load_config
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.batch import check_batch, fitted_batch
+from deepfusion.model.runs.config import load_config
 
 
 def _cfg(*overrides):

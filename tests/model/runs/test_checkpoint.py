@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from deepfusion.model.runs import checkpoint as ck
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepfusion.errors import CheckpointError
+from deepfusion.model.runs import checkpoint as ck
 
 
 def _state(value=1.0):

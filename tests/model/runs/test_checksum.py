@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from deepfusion.model.runs import checkpoint as ck
-from deepfusion.model.runs.checksum import FIELD, checksum_problem, tensor_digest
 
 from deepfusion.errors import CheckpointError
+from deepfusion.model.runs import checkpoint as ck
+from deepfusion.model.runs.checksum import FIELD, checksum_problem, tensor_digest
 from tests.model.runs.test_checkpoint import _state
 
 MARK = 1234.5678  # an unusual weight value, so the weight's bytes occur once in the file

@@ -1,6 +1,10 @@
 """Config: presets, overrides, error messages, hashing, round trips, and a parser fuzz test."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepfusion.errors import ConfigError, DeepFusionError
 from deepfusion.model.runs.config import (
     config_from_dict,
     config_hash,
@@ -9,10 +13,6 @@ from deepfusion.model.runs.config import (
     presets,
     save_config,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from deepfusion.errors import ConfigError, DeepFusionError
 
 
 @pytest.mark.parametrize("name", presets())

@@ -3,10 +3,10 @@
 import time
 
 import pytest
-from deepfusion.model.runs.config import load_config
-from deepfusion.model.runs.config_limits import YAML_BYTES, YAML_VALUES
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.config import load_config
+from deepfusion.model.runs.config_limits import YAML_BYTES, YAML_VALUES
 
 
 @pytest.mark.parametrize("preset", ["../../../x", "/tmp/abs", "a/b", "..", ".", "", "a\0b", "x" * 201])

@@ -1,6 +1,7 @@
 """The seed-mixing rule and the epoch order it gives."""
 
 import torch
+
 from deepfusion.model.runs.controls import SEED_STRIDE, epoch_permutation, stream_seed
 
 

@@ -5,12 +5,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
+
 from deepfusion.model.network.collectives import gather_rows, gathered_nt_xent
 from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.network.transformer_head import TransformerHead
 from deepfusion.model.runs.distributed import teardown
-from torch import nn
 
 WORLD, N, IN = 2, 6, 10  # N instances per rank and view
 

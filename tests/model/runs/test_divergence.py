@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from deepfusion.model.runs.checkpoint import latest_checkpoint, load_checkpoint
-from deepfusion.model.runs.checksum import FIELD as CHECKSUM
 
 from deepfusion.errors import CheckpointError, RunError
+from deepfusion.model.runs.checkpoint import latest_checkpoint, load_checkpoint
+from deepfusion.model.runs.checksum import FIELD as CHECKSUM
 from tests.model.runs.test_train import tiny
 
 

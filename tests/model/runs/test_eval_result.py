@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from deepfusion.model.runs.eval_result import SCORES, VERSION, EvalResult
 
 from deepfusion.errors import DataError, RunError
+from deepfusion.model.runs.eval_result import SCORES, VERSION, EvalResult
 
 
 def _full() -> EvalResult:

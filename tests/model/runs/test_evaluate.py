@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.runs.eval_result import SCORES, EvalResult
 from deepfusion.model.runs.evaluate import evaluate_model
 from deepfusion.model.runs.head_probes import head_batches, loo_1nn_head_accuracy, reinitialise_
 from deepfusion.model.runs.probes import extract_features, knn_accuracy, linear_probe, stratified_subset
-from torch import nn
-
-from deepfusion.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,12 @@ run's backbone can be the start, and a model with nothing to train is refused.""
 
 import pytest
 import torch
+
+from deepfusion.errors import CheckpointError, ConfigError
 from deepfusion.model.runs.checkpoint import load_checkpoint
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.factory import build_model
 from deepfusion.model.runs.optim import build_optimizer
-
-from deepfusion.errors import CheckpointError, ConfigError
 
 TINY = [
     "train.epochs=2",

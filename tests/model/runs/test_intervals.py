@@ -3,9 +3,9 @@
 import math
 
 import pytest
-from deepfusion.model.runs.intervals import Z95, accuracy_interval, wilson_interval
 
 from deepfusion.errors import DataError
+from deepfusion.model.runs.intervals import Z95, accuracy_interval, wilson_interval
 
 
 def _by_hand(k, n, z=1.96):

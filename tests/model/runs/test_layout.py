@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from deepfusion.model.runs.layout import write_atomic, write_json, write_text_atomic
 
 

@@ -4,9 +4,9 @@ import errno
 import os
 
 import pytest
-from deepfusion.model.runs.lock import folder_lock, holds_lock
 
 from deepfusion.errors import RunError
+from deepfusion.model.runs.lock import folder_lock, holds_lock
 
 
 def _lock_file_open_fails(monkeypatch, code: int, text: str) -> None:

@@ -4,11 +4,11 @@ import importlib.util
 import json
 
 import pytest
+
+from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.log_tensorboard import require_backend
-
-from deepfusion.errors import ConfigError
 
 TINY = [
     "train.epochs=2",

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-from deepfusion.model.runs.config import config_hash, load_config
-from deepfusion.model.runs.optim import LARS, build_optimizer, lr_factor, scaled_lr
 from torch import nn
 
 from deepfusion.errors import ConfigError
+from deepfusion.model.runs.config import config_hash, load_config
+from deepfusion.model.runs.optim import LARS, build_optimizer, lr_factor, scaled_lr
 
 
 def test_lars_step_matches_the_trust_ratio_by_hand():

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from deepfusion.model.runs.own_data import resolve_config
 
 from deepfusion.cli import main
 from deepfusion.errors import ConfigError, DataError
+from deepfusion.model.runs.own_data import resolve_config
 
 FAST = [
     "train.epochs=2",

@@ -2,9 +2,9 @@
 finished a run whose checkpoint is not (and nothing in the folder changes)."""
 
 import pytest
-from deepfusion.model.runs.loop import train
 
 from deepfusion.errors import RunError
+from deepfusion.model.runs.loop import train
 from tests.model.runs.test_train import tiny
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deepfusion.model.runs.layout import RunFolder, write_json
-from deepfusion.model.runs.lock import folder_lock, holds_lock
 
 from deepfusion.cli import main
 from deepfusion.errors import CheckpointError, RunError
+from deepfusion.model.runs.layout import RunFolder, write_json
+from deepfusion.model.runs.lock import folder_lock, holds_lock
 from tests.model.runs.test_train import TINY, _env, _wait_for_step, tiny
 
 HOLD = textwrap.dedent("""

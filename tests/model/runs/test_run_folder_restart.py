@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
-from deepfusion.model.runs import run_setup
 
 from deepfusion.cli import main
 from deepfusion.errors import RunError
+from deepfusion.model.runs import run_setup
 from tests.model.runs.test_train import TINY, tiny
 
 

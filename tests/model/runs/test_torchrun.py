@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+
 from deepfusion.model.runs.checkpoint import load_checkpoint
 
 SMALL = [

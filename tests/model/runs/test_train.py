@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from deepfusion.errors import CheckpointError, ConfigError, RunError
 from deepfusion.model.runs import run_setup, run_state
 from deepfusion.model.runs.checkpoint import load_checkpoint
 from deepfusion.model.runs.checksum import with_checksum
 from deepfusion.model.runs.config import load_config
-
-from deepfusion.errors import CheckpointError, ConfigError, RunError
 
 # A few seconds on CPU: synthetic clusters, MLP backbone, 2-layer transformer head.
 TINY = [

@@ -18,7 +18,7 @@ import numpy as np
 
 from deepfusion.errors import DataError
 from deepfusion.experiments.analyze import verdict_of
-from deepfusion.experiments.attention_verdict import load_attention_file
+from deepfusion.experiments.attention_inputs import load_attention_file
 from deepfusion.experiments.record import PooledAnalysis, RunAnalysis, Settings
 from deepfusion.model.runs.config import OUTPUT_KEYS, config_to_dict
 from deepfusion.model.runs.config import config_hash as hash_of_config  # `pool` takes a config_hash argument

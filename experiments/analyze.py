@@ -23,8 +23,9 @@ from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.attention_verdict import analyze_attention
+from deepfusion.experiments.block_params import block_params
 from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
-from deepfusion.experiments.layer_prediction import SOURCES, block_params, predict_layer
+from deepfusion.experiments.layer_prediction import SOURCES, predict_layer
 from deepfusion.experiments.nulls import untrained_head
 from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS

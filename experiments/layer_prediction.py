@@ -16,16 +16,15 @@ prediction (THEORY_LEARNED.md, "Predictions"):
 r_(l+1)/r_l is predicted as ``closed`` (S9/S11 eigenvalue factors with S10's alpha, the common part of
 the tokens exactly, S12's first-order FFN factor; LayerNorm taken as the ideal projection) and as
 ``chain`` (the ``disp`` block attention pushed through the block's own value/output maps, LayerNorm and
-FFN). numpy only; ``block_params`` reads a torch block through its tensors' own methods.
+FFN). numpy only; ``experiments.block_params`` reads a torch block into ``BlockParams``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.block_params import BlockParams
 from deepfusion.experiments.metrics import PAIRS, pair_masks, relative_spread
 from deepfusion.theory import ffn as ffn_theory
 from deepfusion.theory import layernorm, learned
@@ -59,62 +58,6 @@ SOURCES = {
     "r_ratio.chain": "S8 attention + the block's maps",
     "r_stages": "S9/S11 (attention: S11 factors times the common part, S2(b)), S10 (LN), S12 (FFN)",
 }
-
-
-@dataclass
-class BlockParams:
-    """One transformer block's weights as numpy arrays (torch layout: Linear weights are (out, in))."""
-
-    W_qkv: np.ndarray  # (3D, D): rows 0:D queries, D:2D keys, 2D:3D values; head h = rows h d_h:(h+1) d_h
-    b_qkv: np.ndarray  # (3D,)
-    W_O: np.ndarray  # (D, D) output projection
-    b_O: np.ndarray  # (D,)
-    heads: int
-    ln1_weight: np.ndarray  # (D,)
-    ln1_bias: np.ndarray
-    ln2_weight: np.ndarray
-    ln2_bias: np.ndarray
-    fc1_weight: np.ndarray  # (F, D)
-    fc1_bias: np.ndarray  # (F,)
-    fc2_weight: np.ndarray  # (D, F)
-    fc2_bias: np.ndarray  # (D,)
-    norm: str  # "post" or "pre"
-    ln_eps: float = 1e-5
-
-    @property
-    def dim(self) -> int:
-        return self.W_O.shape[0]
-
-    def head(self, h):
-        """S8/S9: (W_Q, b_Q, W_K, b_K, W_V, b_V, W_O^h) of head h; W_Q (d_h, D), W_O^h (D, d_h)."""
-        D, dh = self.dim, self.dim // self.heads
-        rows = [slice(part * D + h * dh, part * D + (h + 1) * dh) for part in range(3)]
-        return (*(a for s in rows for a in (self.W_qkv[s], self.b_qkv[s])), self.W_O[:, h * dh : (h + 1) * dh])
-
-
-def block_params(block) -> BlockParams:
-    """Read a ``TransformerBlock`` (torch) into ``BlockParams`` (float64 numpy)."""
-
-    def a(t):
-        return t.detach().cpu().double().numpy().copy()
-
-    return BlockParams(
-        W_qkv=a(block.attn.qkv.weight),
-        b_qkv=a(block.attn.qkv.bias),
-        W_O=a(block.attn.proj.weight),
-        b_O=a(block.attn.proj.bias),
-        heads=int(block.attn.heads),
-        ln1_weight=a(block.ln1.weight),
-        ln1_bias=a(block.ln1.bias),
-        ln2_weight=a(block.ln2.weight),
-        ln2_bias=a(block.ln2.bias),
-        fc1_weight=a(block.fc1.weight),
-        fc1_bias=a(block.fc1.bias),
-        fc2_weight=a(block.fc2.weight),
-        fc2_bias=a(block.fc2.bias),
-        norm="pre" if block.pre else "post",
-        ln_eps=float(block.ln1.eps),
-    )
 
 
 def _parts(X, labels):
@@ -330,14 +273,7 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
         "alpha": float(alpha),
         "nu": nu,
         "same_class_mass": {lv: float(np.mean([hd["same_class_mass"][lv] for hd in heads])) for lv in LEVELS},
-        "ln": {
-            "gamma": ln["gamma"],
-            "gain": ln["gain"],
-            "bias": ln["bias"],
-            "ones": float(np.mean(ln["ones"])),
-            "eps": float(np.mean(ln["eps"])),
-            "bound": float(np.mean(ln["bound"])),
-        },
+        "ln": _ln_summary(ln),
         "fusion": float(np.sum(fuse)),
         "denoising": float(np.sum(denoise)),
         "margin": float(np.sum(fuse + denoise)),
@@ -345,6 +281,27 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
         "ffn_gain": g,
         "ffn_bounds": bounds,
         "r_in": r_in,
+        **_spread_ratios(r_in, closed, r_chain, order),
+        "sources": dict(SOURCES),
+    }
+
+
+def _ln_summary(ln: dict) -> dict:
+    """S10(b)'s terms of LN1 on the block's input, the per-token ones averaged."""
+    return {
+        "gamma": ln["gamma"],
+        "gain": ln["gain"],
+        "bias": ln["bias"],
+        "ones": float(np.mean(ln["ones"])),
+        "eps": float(np.mean(ln["eps"])),
+        "bound": float(np.mean(ln["bound"])),
+    }
+
+
+def _spread_ratios(r_in, closed: dict, r_chain: dict, order: list) -> dict:
+    """r_(l+1)/r_l over the whole block (``r_ratio``) and per stage (``r_stages``): the closed form,
+    the ``disp`` attention pushed through the block (chain) and the block's own softmax (exact)."""
+    return {
         "r_ratio": {
             "closed": float(closed["attention"] * closed["ffn"]),
             "chain": r_chain["disp"][order[-1]] / r_in,
@@ -355,7 +312,6 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
             "chain": _stage_ratios(r_in, r_chain["disp"], order),
             "exact": _stage_ratios(r_in, r_chain["exact"], order),
         },
-        "sources": dict(SOURCES),
     }
 
 

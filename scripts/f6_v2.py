@@ -23,9 +23,10 @@ import torch
 from scipy import stats
 
 from deepfusion.experiments.attention_verdict import batch_statistics
+from deepfusion.experiments.block_params import block_params
 from deepfusion.experiments.capture import capture, disjoint_batches
 from deepfusion.experiments.dynamics_prediction import predict_config, train_samples
-from deepfusion.experiments.layer_prediction import block_params, predict_layer
+from deepfusion.experiments.layer_prediction import predict_layer
 from deepfusion.experiments.metrics import same_class_chance
 from deepfusion.model.data.theory_features import etf_rho, theory_numbers
 from deepfusion.model.runs.config import load_config

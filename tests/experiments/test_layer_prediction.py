@@ -21,7 +21,8 @@ import torch
 
 from deepfusion.errors import DataError
 from deepfusion.experiments import metrics as mt
-from deepfusion.experiments.layer_prediction import LEVELS, block_params, predict_layer
+from deepfusion.experiments.block_params import block_params
+from deepfusion.experiments.layer_prediction import LEVELS, predict_layer
 from deepfusion.model.network.attention import scope_mask
 from deepfusion.model.network.transformer_head import TransformerBlock
 from deepfusion.theory import configurations as cf

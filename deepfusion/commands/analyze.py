@@ -57,6 +57,14 @@ from deepfusion.errors import ConfigError, DataWarning
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_inputs(parser)
+    _add_batches(parser)
+    _add_run_options(parser)
+    _add_calibration(parser)
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """What is analysed: run folders or attention files."""
     parser.add_argument(
         "--run",
         action="append",
@@ -71,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="an .npz of one training seed's attention (arrays above); repeat it, one per seed; instead of --run",
     )
+
+
+def _add_batches(parser: argparse.ArgumentParser) -> None:
+    """How the analysis batches are drawn."""
     parser.add_argument(
         "--batches", type=int, default=5, metavar="N", help="disjoint analysis batches per run (default 5)"
     )
@@ -100,6 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--split", choices=("test", "train"), default="test", help="data split to draw from (default test)"
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The null's size, what is written, and where it runs."""
     parser.add_argument(
         "--n-perm",
         type=int,
@@ -128,6 +144,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "shared small machines, where the many small matrices gain nothing from more; "
         "0 leaves the libraries' defaults",
     )
+
+
+def _add_calibration(parser: argparse.ArgumentParser) -> None:
+    """--calibrate: the rule on synthetic attention with a known answer."""
     parser.add_argument(
         "--calibrate",
         action="store_true",

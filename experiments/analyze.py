@@ -23,9 +23,8 @@ from deepfusion.errors import DataError, RunError
 from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.attention_verdict import analyze_attention
-from deepfusion.experiments.block_params import block_params
 from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
-from deepfusion.experiments.layer_prediction import SOURCES, predict_layer
+from deepfusion.experiments.head_predictions import layer_predictions
 from deepfusion.experiments.nulls import untrained_head
 from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS
@@ -95,51 +94,6 @@ def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:
         for l in range(L)
     ]
     return layers, {k: float(tok[k][:, L].mean()) for k in TOKEN_STATS}
-
-
-def layer_predictions(head, caps: list[dict]) -> dict:
-    """S8-S12 predictions of every layer from the head's weights and each batch's layer inputs
-    (``experiments.layer_prediction``), averaged over batches, beside what was measured."""
-    blocks = [block_params(b) for b in head.blocks]
-    keys = (
-        "predicted_mass",
-        "predicted_mass_disp",
-        "measured_mass",
-        "predicted_r_ratio",
-        "predicted_r_ratio_chain",
-        "measured_r_ratio",
-        "alpha",
-        "margin",
-    )
-    per_head = ("beta_mu", "beta_e", "lambda_mu", "lambda_e")
-    rows = {k: [] for k in keys + per_head}
-    for cap in caps:
-        T = np.asarray(cap["tokens"], dtype=np.float64)
-        preds = [predict_layer(T[l], cap["labels"], cap["inst"], cap["visible"], blocks[l]) for l in range(len(blocks))]
-        rows["predicted_mass"].append([p["same_class_mass"]["sym"] for p in preds])
-        rows["predicted_mass_disp"].append([p["same_class_mass"]["disp"] for p in preds])
-        rows["measured_mass"].append([p["same_class_mass"]["exact"] for p in preds])
-        rows["predicted_r_ratio"].append([p["r_ratio"]["closed"] for p in preds])
-        rows["predicted_r_ratio_chain"].append([p["r_ratio"]["chain"] for p in preds])
-        rows["measured_r_ratio"].append(
-            [
-                mt.relative_spread(T[l + 1], cap["labels"]) / mt.relative_spread(T[l], cap["labels"])
-                for l in range(len(preds))
-            ]
-        )
-        rows["alpha"].append([p["alpha"] for p in preds])
-        rows["margin"].append([p["margin"] for p in preds])
-        for k in per_head:
-            rows[k].append([[h[k] for h in p["heads"]] for p in preds])
-    out = {k: np.mean(np.asarray(v, dtype=np.float64), axis=0).tolist() for k, v in rows.items()}
-    out["sources"] = {
-        "predicted_mass": SOURCES["same_class_mass.sym"],
-        "predicted_mass_disp": SOURCES["same_class_mass.disp"],
-        "predicted_r_ratio": SOURCES["r_ratio.closed"],
-        "predicted_r_ratio_chain": SOURCES["r_ratio.chain"],
-        **{k: SOURCES[k] for k in per_head + ("alpha", "margin")},
-    }
-    return out
 
 
 def capture_arrays(caps: list[dict], untrained_attention: list) -> dict:
@@ -327,12 +281,7 @@ def analyze_run(
     An analysis already in the folder is reused when it was made with the same settings of the same
     checkpoint; one made otherwise is replaced only with ``force``.
     """
-    if split not in ("train", "test"):
-        raise DataError(f"split={split!r} is not valid; choose train or test")
-    if seed < 0:
-        raise DataError(f"--seed {seed}: the analysis seed must be 0 or more")
-    if n_perm < MIN_PERMUTATIONS:
-        raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
+    _check_options(split, seed, n_perm)
     with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
         run = load_run(run_dir, device)  # under the lock: never a checkpoint a training process is replacing
         old = None if force else _existing(run_dir)
@@ -344,13 +293,7 @@ def analyze_run(
             batches=batches, per_class=per, seed=seed, batch_seed=drawn, views=views, split=split, n_perm=n_perm
         )
         if old is not None:
-            same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
-            if same and old.config_hash == config_hash(run.cfg):
-                return old
-            raise RunError(
-                f"{folder.analysis} holds an analysis with other settings or of another checkpoint "
-                f"(step {old.step}); pass --force to replace it"
-            )
+            return _reused(old, wanted, run, folder)
         head = untrained_head(run.cfg, run.train_ds.input_shape).to(device)
         identity = dict(
             run=Path(run_dir).name,
@@ -376,11 +319,36 @@ def analyze_run(
             analysis_seed=seed,
             max_per_class=int(largest),
         )
-        write_json(folder.analysis, record.to_json(), indent=1)
-        buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
-        np.savez_compressed(buf, **arrays)  # the --attention file format: every batch, both heads
-        write_bytes_atomic(folder.attention, buf.getvalue())
+        _write(folder, record, arrays)
     return record
+
+
+def _check_options(split: str, seed: int, n_perm: int) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"split={split!r} is not valid; choose train or test")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: the analysis seed must be 0 or more")
+    if n_perm < MIN_PERMUTATIONS:
+        raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
+
+
+def _reused(old: RunAnalysis, wanted: dict, run, folder) -> RunAnalysis:
+    """The analysis already in the folder when it has the wanted settings of this checkpoint; else RunError."""
+    same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
+    if same and old.config_hash == config_hash(run.cfg):
+        return old
+    raise RunError(
+        f"{folder.analysis} holds an analysis with other settings or of another checkpoint "
+        f"(step {old.step}); pass --force to replace it"
+    )
+
+
+def _write(folder, record: RunAnalysis, arrays: dict) -> None:
+    """``analysis.json`` and ``attention.npz``, each written atomically (the caller holds the lock)."""
+    write_json(folder.analysis, record.to_json(), indent=1)
+    buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
+    np.savez_compressed(buf, **arrays)  # the --attention file format: every batch, both heads
+    write_bytes_atomic(folder.attention, buf.getvalue())
 
 
 def _existing(run_dir) -> RunAnalysis | None:

@@ -96,9 +96,8 @@ def check_runs(run_dirs) -> list:
     return cfgs
 
 
-def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledAnalysis:
-    """The verdict over the records' seeds (rule v3 on each run's ``attention.npz``, through
-    ``analyze_attention`` as for ``--attention`` files) and the per-layer statistics averaged over them."""
+def _check_poolable(records: list[RunAnalysis], run_dirs) -> None:
+    """One folder per record; the same analysis options, model shape and checkpoint step in every record."""
     first = records[0]
     if len(run_dirs) != len(records):
         raise DataError(f"{len(records)} analyses and {len(run_dirs)} run folders; give one folder per analysis")
@@ -115,30 +114,40 @@ def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledA
             "the runs' checkpoints are at different steps "
             f"({', '.join(f'{r.run}: {r.step}' for r in records)}); finish them with --resume first"
         )
+
+
+def _pooled_layer(records: list[RunAnalysis], l: int, chance: float) -> dict:
+    """Layer ``l``'s statistics averaged over the records (heads averaged first; NaN fits left out)."""
+    entry = {"layer": l, "chance": chance}
+    for stat in (
+        "same_class_mass",
+        "self_mass",
+        "positive_mass",
+        "predicted_same_class_mass",
+        "beta_eff",
+        "beta_r2",
+        "effective_rank",
+        "block_distance",
+    ):
+        entry[stat] = float(np.nanmean([np.mean(r.layers[l].heads[stat]) for r in records]))
+    for stat in ("relative_spread", "class_mean_cosine"):
+        entry[stat] = float(np.nanmean([r.layers[l].tokens[stat] for r in records]))
+    for key in ("predicted_mass", "predicted_r_ratio", "measured_r_ratio"):
+        values = [r.layer_prediction.get(key, [None] * records[0].num_layers)[l] for r in records]
+        entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
+    return entry
+
+
+def pool(records: list[RunAnalysis], run_dirs, config_hash: str = "") -> PooledAnalysis:
+    """The verdict over the records' seeds (rule v3 on each run's ``attention.npz``, through
+    ``analyze_attention`` as for ``--attention`` files) and the per-layer statistics averaged over them."""
+    first = records[0]
+    _check_poolable(records, run_dirs)
     arrays = [load_attention_file(RunFolder(d).attention) for d in run_dirs]
     s = first.settings
     verdict = verdict_of(arrays, split=s.split, n_perm=s.n_perm, seed=s.seed)
     chance = float(np.mean([r.chance["same_class_mass"] for r in records]))
-    layers = []
-    for l in range(first.num_layers):
-        entry = {"layer": l, "chance": chance}
-        for stat in (
-            "same_class_mass",
-            "self_mass",
-            "positive_mass",
-            "predicted_same_class_mass",
-            "beta_eff",
-            "beta_r2",
-            "effective_rank",
-            "block_distance",
-        ):
-            entry[stat] = float(np.nanmean([np.mean(r.layers[l].heads[stat]) for r in records]))
-        for stat in ("relative_spread", "class_mean_cosine"):
-            entry[stat] = float(np.nanmean([r.layers[l].tokens[stat] for r in records]))
-        for key in ("predicted_mass", "predicted_r_ratio", "measured_r_ratio"):
-            values = [r.layer_prediction.get(key, [None] * first.num_layers)[l] for r in records]
-            entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None
-        layers.append(entry)
+    layers = [_pooled_layer(records, l, chance) for l in range(first.num_layers)]
     settings = dataclasses.replace(first.settings, batch_seed=None)  # each run drew its own batches
     per_run = [
         {"run": r.run, "train_seed": r.train_seed, "step": r.step, "last_ratio": e, "outcome": r.verdict.outcome}

@@ -114,19 +114,25 @@ def stop_requested(setup: Setup, state: Progress, stop: dict) -> int | None:
     return ddp_util.max_flag(stop["signum"] or 0) or None
 
 
+def progress_bar(setup: Setup, state: Progress, progress: bool):
+    """A tqdm bar on a terminal, a plain ``ProgressLine`` on a file or pipe (no \\r lines in logs), none
+    off the main process or without ``progress``."""
+    show = progress and setup.dinfo.main and sys.stderr.isatty()
+    return (
+        tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
+        if show
+        else ProgressLine(setup.total, state.step, setup.folder.name)
+        if progress and setup.dinfo.main
+        else tqdm(disable=True)
+    )
+
+
 def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool, log) -> None:
     """Train from ``state`` to the last epoch, logging and checkpointing on the way."""
     t, n = setup.cfg.train, len(setup.x_all)
     meter, gen = LossMeter(setup.device), torch.Generator(device=setup.device)
     clock = dict(time=time.perf_counter(), step=state.step, start=start_wall, lr=0.0)
-    show = progress and setup.dinfo.main and sys.stderr.isatty()  # no \r lines in logs
-    bar = (
-        tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
-        if show
-        else ProgressLine(setup.total, state.step, setup.folder.name)  # a file or pipe: plain lines
-        if progress and setup.dinfo.main
-        else tqdm(disable=True)
-    )
+    bar = progress_bar(setup, state, progress)
     setup.model.train()
     metrics_path = setup.folder.metrics if setup.dinfo.main else os.devnull
     try:

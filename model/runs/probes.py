@@ -143,6 +143,39 @@ def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tens
     return torch.cat(picks).sort().values
 
 
+def _fit_logistic(x, y, c: int, epochs: int, lr: float, weight_decay: float, chunk: int):
+    """Weights (D, c) and bias (c,) of multinomial logistic regression on standardised ``x``: full-batch
+    L-BFGS from zero on mean cross-entropy + ``weight_decay / 2 * ||W||^2``, gradients summed over
+    ``chunk``-row slices."""
+    w = torch.zeros(x.shape[1], c, device=x.device, requires_grad=True)
+    b = torch.zeros(c, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=lr,
+        max_iter=epochs,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
+    n = len(y)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        total = 0.5 * weight_decay * (w * w).sum()
+        total.backward()
+        total = total.detach()
+        for i in range(0, n, chunk):
+            part = F.cross_entropy(x[i : i + chunk] @ w + b, y[i : i + chunk], reduction="sum") / n
+            part.backward()
+            total = total + part.detach()
+        return total
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w, b
+
+
 def linear_probe(
     train_feats: torch.Tensor,
     train_y: torch.Tensor,
@@ -176,33 +209,7 @@ def linear_probe(
     idx = stratified_subset(train_y, fraction, seed).to(device)
     x, y = train_feats.float()[idx], train_y.to(device)[idx]
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-    x = (x - mean) / std
-    w = torch.zeros(x.shape[1], c, device=device, requires_grad=True)
-    b = torch.zeros(c, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=lr,
-        max_iter=epochs,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-9,
-        tolerance_change=1e-12,
-    )
-    n = len(y)
-
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        total = 0.5 * weight_decay * (w * w).sum()
-        total.backward()
-        total = total.detach()
-        for i in range(0, n, chunk):
-            part = F.cross_entropy(x[i : i + chunk] @ w + b, y[i : i + chunk], reduction="sum") / n
-            part.backward()
-            total = total + part.detach()
-        return total
-
-    with torch.enable_grad():
-        opt.step(closure)
+    w, b = _fit_logistic((x - mean) / std, y, c, epochs, lr, weight_decay, chunk)
     with torch.no_grad():
         test = (test_feats.float().to(device) - mean) / std
         pred = (test @ w + b).argmax(1)

@@ -29,6 +29,34 @@ def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
     return seed_specs(main_spec(quick, data), seeds)
 
 
+def _draw_nulls(ax, depth, v) -> None:
+    """The permutation null's 97.5% quantile per layer and, when given, the untrained head."""
+    ax.plot(
+        depth,
+        v.permutation_null.layers_q975,
+        color=style.REFERENCE_COLOR,
+        ls="--",
+        lw=1,
+        label="labels permuted, 97.5% quantile",
+    )
+    if v.untrained_null.available:
+        ax.plot(
+            depth,
+            v.untrained_null.layers,
+            color=style.OKABE_ITO["orange"],
+            marker="^",
+            ms=3,
+            lw=1,
+            label="untrained head",
+        )
+
+
+def _predicted_ratio(pooled) -> np.ndarray:
+    """S4's predicted same-class mass per layer over chance (NaN where a run had no prediction)."""
+    masses = [e["predicted_same_class_mass"] for e in pooled.layers]
+    return np.array([np.nan if m is None else m for m in masses]) / pooled.chance
+
+
 def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
     """The study's per-layer ratio over seeds, its nulls and the S4 prediction."""
     pooled = study.pooled
@@ -50,33 +78,8 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
         color=style.OKABE_ITO["blue"],
         label=f"trained, {v.seeds} seeds (verdict's interval)",
     )
-    ax.plot(
-        depth,
-        v.permutation_null.layers_q975,
-        color=style.REFERENCE_COLOR,
-        ls="--",
-        lw=1,
-        label="labels permuted, 97.5% quantile",
-    )
-    if v.untrained_null.available:
-        ax.plot(
-            depth,
-            v.untrained_null.layers,
-            color=style.OKABE_ITO["orange"],
-            marker="^",
-            ms=3,
-            lw=1,
-            label="untrained head",
-        )
-    predicted = (
-        np.array(
-            [
-                np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
-                for e in pooled.layers
-            ]
-        )
-        / pooled.chance
-    )
+    _draw_nulls(ax, depth, v)
+    predicted = _predicted_ratio(pooled)
     if np.isfinite(predicted).any():
         ax.plot(
             depth,

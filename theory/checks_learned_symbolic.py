@@ -24,10 +24,8 @@ def _symbol(expr, name):
     return sym
 
 
-def s8_symbolic(quick):
-    sl.derive_s8_block_averages()
-    out, shift = sl.derive_s8(), sl.derive_s8_shift()
-    rng = _rng(8)
+def _s8_points(rng, quick) -> list[tuple]:
+    """S8's random points (C, n, beta_mu, beta_e, r, rho, tau) at which sympy and the code are compared."""
     pts = []
     for _ in range(_count(quick)):
         C, n = int(rng.integers(2, 12)), int(rng.integers(2, 100))
@@ -42,6 +40,14 @@ def s8_symbolic(quick):
                 rng.uniform(-2, 2),
             )
         )
+    return pts
+
+
+def s8_symbolic(quick):
+    sl.derive_s8_block_averages()
+    out, shift = sl.derive_s8(), sl.derive_s8_shift()
+    rng = _rng(8)
+    pts = _s8_points(rng, quick)
     syms = (sl.C, sl.n, sl.beta_mu, sl.beta_e, sl.r, sl.rho, sl.tau)
     w = 0.0
     for key, k in (("a_self", 0), ("a_same", 1)):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 LIMIT = 400  # lines per file: past that a module usually holds two concepts
+FUNCTION_LIMIT = 60  # lines per function, def to last line: past that it holds steps worth naming
 
 
 # The top-level folders are installed as sub-packages of deepfusion from their own places
@@ -153,3 +154,25 @@ def test_only_the_command_line_imports_command_modules():
 def test_file_stays_under_the_line_limit(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= LIMIT, f"{MODULES[name]} has {lines} lines; split it by concept"
+
+
+def long_functions(source: str) -> list[str]:
+    """The functions (methods and nested ones included) of ``source`` longer than FUNCTION_LIMIT lines."""
+    return [
+        f"{node.name} (line {node.lineno}, {node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > FUNCTION_LIMIT
+    ]
+
+
+def test_the_function_limit_sees_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LIMIT))
+    assert long_functions(f"def f():\n{body}\n") == [f"f (line 1, {FUNCTION_LIMIT + 1} lines)"]
+    assert long_functions(f"def f():\n{body}\n".replace("    x0 = 0\n", "")) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_functions_stay_under_the_line_limit(name):
+    long = long_functions(MODULES[name].read_text())
+    assert not long, f"{MODULES[name]}: {', '.join(long)}; split into named steps"

@@ -144,8 +144,8 @@ BUGS = {
     "s8_m_star_nu": (
         "deepfusion.theory.learned",
         "learned_m_star",
-        "_f(nu) ** 2 * _f(beta_mu)",
-        "_f(nu) * _f(beta_mu)",
+        "-(_f(nu) ** 2) * _f(beta_mu)",
+        "-_f(nu) * _f(beta_mu)",
         "S8(b): m* with nu instead of nu^2",
     ),
     "s5b_centring_unsquared": (

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
+from deepfusion.model.runs import distributed as ddp_util
+from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
+from deepfusion.model.runs.config import Config, config_hash, config_to_dict
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
+from deepfusion.model.runs.loading import with_legacy
 from deepfusion.model.runs.lock import folder_lock, holds_lock
 
 # What a resume may not change without --force: these sections whole, and these train keys.
@@ -26,8 +31,6 @@ TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend
 
 def default_run_dir(cfg) -> Path:
     """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set (``~`` expanded)."""
-    from deepfusion.model.runs.config import config_hash
-
     return Path(cfg.train.out_dir).expanduser() / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
@@ -45,8 +48,6 @@ def _make_folder(folder: RunFolder) -> None:
 
 
 def _check_writable(folder: RunFolder) -> None:
-    import tempfile
-
     try:
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder.root, prefix=WRITE_TEST, delete=True) as f:
@@ -64,8 +65,6 @@ WRITE_TEST = ".write-test."  # prefix of the probe file _check_writable creates 
 def _dead_start(folder: RunFolder, held: list[str]) -> list[Path] | None:
     """The files of a start that ended before its first checkpoint (killed, out of memory, NaN at
     step 1), when the folder holds nothing else; None when it holds anything more."""
-    from deepfusion.model.runs.checkpoint import STALE
-
     files = []
     for name in held:
         path = folder.root / name
@@ -132,10 +131,6 @@ def check_plain(folder: RunFolder) -> None:
 
 def check_trajectory(ckpt: dict, cfg, folder: RunFolder, force: bool) -> None:
     """Refuse a resume whose config changes the run's trajectory, unless ``force`` (then warn)."""
-    from deepfusion.model.runs.checkpoint import config_diffs
-    from deepfusion.model.runs.config import Config, config_to_dict
-    from deepfusion.model.runs.loading import with_legacy
-
     # keys the checkpoint predates count as what they meant then (config.LEGACY), not as changes
     diffs = config_diffs(
         with_legacy(ckpt["config"], cfg),
@@ -164,9 +159,6 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     checkpoint (an unreadable ``last.pt`` is set aside when ``prev.pt`` loads) whose trajectory
     keys match ``cfg`` unless ``force``.
     """
-    from deepfusion.model.runs import distributed as ddp_util
-    from deepfusion.model.runs.checkpoint import latest_checkpoint
-
     folder = RunFolder(run_dir if run_dir is not None else default_run_dir(cfg))
     ckpt = None
     if resume and not folder.checkpoints.is_dir():

@@ -13,11 +13,13 @@ may touch the folder.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from deepfusion.errors import RunError
+from deepfusion.model.runs.layout import RunFolder
 
 LOCK = ".lock"
 _HELD: dict[str, int] = {}  # real path of a held run folder -> nesting depth in this process
@@ -39,8 +41,6 @@ def folder_lock(root: str | Path, what: str = "work in"):
     Yields the :class:`~deepfusion.model.runs.layout.RunFolder`. ``what`` completes the error
     message a second process gets ("... before you ``what`` it").
     """
-    from deepfusion.model.runs.layout import RunFolder
-
     folder = RunFolder(root)
     key = _key(folder.root)
     if _HELD.get(key):  # this process holds it already (the cache around the training loop)
@@ -87,8 +87,6 @@ def _open_lock_file(path: Path) -> int | None:
 
 
 def _take(fd: int, folder, what: str) -> None:
-    import fcntl
-
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

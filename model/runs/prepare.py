@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.augment import PRESETS
 from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
 from deepfusion.model.runs.data_source import DataSource
 
@@ -107,8 +108,6 @@ def prepare(cfg, train, test, record: DataRecord | None = None):
     elif train.kind == "vector":
         noise = cfg.data.aug_noise
         if noise is None and cfg.data.augment in ("vector", "default"):
-            from deepfusion.model.data.augment import PRESETS
-
             noise = PRESETS["vector"].noise
         check_scale(train, noise)
     new = DataRecord(

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from deepfusion.theory.fusion import mean_field
 from deepfusion.theory.simulation import make_tokens, simulate, simulation_flops
 
 
@@ -20,8 +21,6 @@ def bench_theory(repeats=3, device=None, layers=32, method="auto"):
     layers < 32 times that many layers and scales to 32 (every layer costs the same); the result says
     so. device defaults to CUDA when available; on the CPU `method="auto"` takes the BLAS path."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from deepfusion.theory.fusion import mean_field
-
     rng = np.random.default_rng(0)
     pts = 10_000
     C = rng.integers(2, 11, pts)

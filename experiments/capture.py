@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from deepfusion.errors import DataError, RunError
+from deepfusion.model.network.attention import scope_mask
 
 VIEW_MODES = ("two_views", "eval_view")
 PER_CLASS_CAP = 16  # the automatic per-class count never exceeds this
@@ -59,8 +60,6 @@ def disjoint_batches(labels, batches: int, per_class: int, seed: int) -> list[np
 
 def visible_mask(head, M: int, views: int) -> np.ndarray:
     """Which tokens each token may attend to under the head's scope, (M, M) bool."""
-    from deepfusion.model.network.attention import scope_mask
-
     mask = scope_mask(getattr(head, "scope", "both_views"), M // views, views)
     return np.ones((M, M), dtype=bool) if mask is None else mask.cpu().numpy()
 

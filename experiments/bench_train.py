@@ -18,6 +18,10 @@ from deepfusion.model.network.forward_options import forward_options
 from deepfusion.model.network.heads import build_head
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.network.simclr import SimCLRModel
+from deepfusion.model.runs.devices import resolve_device
+from deepfusion.model.runs.factory import build_model
+from deepfusion.model.runs.loading import build_run_augment, load_datasets
+from deepfusion.model.runs.optim import build_optimizer
 
 
 def contrastive_step(forward, opt, data, two_views, batch: int, temperature: float):
@@ -94,11 +98,6 @@ def make_config_step(cfg):
     """One training step of a config as ``deepfusion train`` runs it: the config's data (loaded and
     prepared), augmentation, backbone and head, NT-Xent at its temperature and its optimiser at its
     scaled lr (no schedule), batch ``train.batch_size`` per view, on ``train.device``."""
-    from deepfusion.model.runs.devices import resolve_device
-    from deepfusion.model.runs.factory import build_model
-    from deepfusion.model.runs.loading import build_run_augment, load_datasets
-    from deepfusion.model.runs.optim import build_optimizer
-
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     train_ds, _, _ = load_datasets(cfg)

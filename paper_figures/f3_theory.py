@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepfusion.paper_figures import style
+from deepfusion.paper_figures import theory_plots as plots
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
 KEY = "F3"
@@ -43,8 +44,6 @@ PLOTS = (
 
 def make(out_dir, quick: bool, data=None, results_root=None, log=print, **_) -> list[FigureRecord]:
     """Write the three theory figures as PNG and PDF; one record each."""
-    from deepfusion.paper_figures import theory_plots as plots
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []

@@ -16,6 +16,9 @@ import numpy as np
 
 from deepfusion.paper_figures import style
 from deepfusion.theory import bounds
+from deepfusion.theory.checks_fusion import REGIMES
+from deepfusion.theory.fusion import mean_field
+from deepfusion.theory.simulation import simulate_fusion
 
 C_ = style.OKABE_ITO
 BLUE, ORANGE, GREEN, VERMILLION, BLACK = C_["blue"], C_["orange"], C_["green"], C_["vermillion"], C_["black"]
@@ -29,8 +32,6 @@ FIG_C, FIG_N, FIG_D, FIG_LAYERS = 4, 64, 2048, 10
 def fusion_region_data(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS, size=160):
     """S5 on a (beta, r0) grid: log10(r_L / r0) after `layers` layers, and the self weight a_self at
     r0 (the trap: above 1/2 a token attends mostly to itself, r'/r -> 1 and fusion stalls)."""
-    from deepfusion.theory.fusion import mean_field
-
     beta = np.linspace(0.0, 30.0, size)
     r0 = np.linspace(0.05, 3.0, size)
     B, R = np.meshgrid(beta, r0)
@@ -112,10 +113,6 @@ def figure_eps_max(C_max=50):
 def recursion_data(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS, seed=0):
     """S5: per regime of the S5 check (checks_fusion.REGIMES), the mean-field (r, m) and a finite
     simulation's (r, m) on the same settings."""
-    from deepfusion.theory.checks_fusion import REGIMES
-    from deepfusion.theory.fusion import mean_field
-    from deepfusion.theory.simulation import simulate_fusion
-
     out = {}
     for name, (beta, alpha, r0) in REGIMES.items():
         sim = simulate_fusion(C, n, d, beta, alpha, r0, layers, seed=seed)

@@ -73,8 +73,9 @@ class _CheckoutFinder(importlib.abc.MetaPathFinder):
         if prefix != __name__ or name not in _SUBPACKAGES:
             return None
         folder = self.root / name
-        return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
+        return importlib.util.spec_from_file_location(
+            fullname, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
 
 
 _checkout = Path(__file__).resolve().parent.parent

@@ -18,15 +18,33 @@ from deepfusion.errors import DataWarning, DeepFusionError, first_line
 
 # name -> (module, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "reproduce": ("deepfusion.commands.reproduce", "the main job: theory checks, sanity runs, head comparison and figures"),
-    "train": ("deepfusion.commands.train", "train a SimCLR model (backbone + projection head) from a preset and overrides"),
-    "eval": ("deepfusion.commands.evaluate", "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline"),
+    "reproduce": (
+        "deepfusion.commands.reproduce",
+        "the main job: theory checks, sanity runs, head comparison and figures",
+    ),
+    "train": (
+        "deepfusion.commands.train",
+        "train a SimCLR model (backbone + projection head) from a preset and overrides",
+    ),
+    "eval": (
+        "deepfusion.commands.evaluate",
+        "evaluate a trained run: kNN, linear probe, head 1-NN, random-backbone baseline",
+    ),
     "verify": ("deepfusion.commands.verify", "run every symbolic, numeric and property check of the theory (S1-S15)"),
     "analyze": ("deepfusion.commands.analyze", "measure a trained head's attention layer by layer against the theory"),
-    "heads": ("deepfusion.commands.heads", "compare projection heads trained on the same seeds: transformer minus each, paired"),
+    "heads": (
+        "deepfusion.commands.heads",
+        "compare projection heads trained on the same seeds: transformer minus each, paired",
+    ),
     "sanity": ("deepfusion.commands.sanity", "synthetic sanity experiments: idealised layers and a small trained head"),
-    "figures": ("deepfusion.commands.figures", "regenerate the paper's figures and tables into one folder with an index"),
-    "predict": ("deepfusion.commands.predict", "predict from the config, before training, where a head's attention fuses (S13-S15)"),
+    "figures": (
+        "deepfusion.commands.figures",
+        "regenerate the paper's figures and tables into one folder with an index",
+    ),
+    "predict": (
+        "deepfusion.commands.predict",
+        "predict from the config, before training, where a head's attention fuses (S13-S15)",
+    ),
     "bench": ("deepfusion.commands.bench", "benchmarks: head, training step and theory, printed as a table and JSON"),
 }
 
@@ -108,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug or not is_out_of_memory(err):
             raise
         first = first_line(err, limit=160)
-        print(f"deepfusion {name}: error: out of memory ({first}); lower the batch size (train.batch_size, "
-              "eval.head_batch) or the model size; rerun with --debug for the traceback", file=sys.stderr)
+        print(
+            f"deepfusion {name}: error: out of memory ({first}); lower the batch size (train.batch_size, "
+            "eval.head_batch) or the model size; rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -24,7 +24,7 @@ from deepfusion.experiments import metrics as mt
 from deepfusion.experiments import prediction
 from deepfusion.experiments.attention_verdict import analyze_attention
 from deepfusion.experiments.capture import batch_features, disjoint_batches, fit_per_class, trace_head
-from deepfusion.experiments.layer_prediction import SOURCES, block_params, predict_layer
+from deepfusion.experiments.head_predictions import layer_predictions
 from deepfusion.experiments.nulls import untrained_head
 from deepfusion.experiments.record import HEAD_STATS, TOKEN_STATS, LayerRecord, RunAnalysis, Settings
 from deepfusion.experiments.verdict import MIN_PERMUTATIONS
@@ -58,8 +58,9 @@ def batch_statistics(cap: dict) -> dict:
     s["nc1"] = np.array([mt.nc1(t, y) for t in T])
     s["cdnv"] = np.array([mt.cdnv(t, y) for t in T])
     s["residual_ratio"] = np.array([mt.residual_ratio(t, T[0]) for t in T])
-    pred = prediction.predict_masses(s["relative_spread"][:L, None], s["beta_eff"],
-                                     s["class_mean_cosine"][:L, None], y, inst, vis)
+    pred = prediction.predict_masses(
+        s["relative_spread"][:L, None], s["beta_eff"], s["class_mean_cosine"][:L, None], y, inst, vis
+    )
     for key in ("same_class_mass", "block_mass", "self_mass"):
         s[f"predicted_{key}"] = pred[key]
     s["chance"] = chance
@@ -82,40 +83,17 @@ def _layers(stats: list[dict], chance: float) -> tuple[list[LayerRecord], dict]:
     head = {k: np.stack([s[k] for s in stats]) for k in HEAD_STATS}  # each (B, L, H)
     tok = {k: np.stack([s[k] for s in stats]) for k in TOKEN_STATS}  # each (B, L+1)
     L = head["same_class_mass"].shape[1]
-    layers = [LayerRecord(l, chance, {k: head[k][:, l].mean(0).tolist() for k in HEAD_STATS},
-                          {k: head[k][:, l].std(0).tolist() for k in HEAD_STATS},
-                          {k: float(tok[k][:, l].mean()) for k in TOKEN_STATS}) for l in range(L)]
+    layers = [
+        LayerRecord(
+            l,
+            chance,
+            {k: head[k][:, l].mean(0).tolist() for k in HEAD_STATS},
+            {k: head[k][:, l].std(0).tolist() for k in HEAD_STATS},
+            {k: float(tok[k][:, l].mean()) for k in TOKEN_STATS},
+        )
+        for l in range(L)
+    ]
     return layers, {k: float(tok[k][:, L].mean()) for k in TOKEN_STATS}
-
-
-def layer_predictions(head, caps: list[dict]) -> dict:
-    """S8-S12 predictions of every layer from the head's weights and each batch's layer inputs
-    (``experiments.layer_prediction``), averaged over batches, beside what was measured."""
-    blocks = [block_params(b) for b in head.blocks]
-    keys = ("predicted_mass", "predicted_mass_disp", "measured_mass", "predicted_r_ratio", "predicted_r_ratio_chain",
-            "measured_r_ratio", "alpha", "margin")
-    per_head = ("beta_mu", "beta_e", "lambda_mu", "lambda_e")
-    rows = {k: [] for k in keys + per_head}
-    for cap in caps:
-        T = np.asarray(cap["tokens"], dtype=np.float64)
-        preds = [predict_layer(T[l], cap["labels"], cap["inst"], cap["visible"], blocks[l]) for l in range(len(blocks))]
-        rows["predicted_mass"].append([p["same_class_mass"]["sym"] for p in preds])
-        rows["predicted_mass_disp"].append([p["same_class_mass"]["disp"] for p in preds])
-        rows["measured_mass"].append([p["same_class_mass"]["exact"] for p in preds])
-        rows["predicted_r_ratio"].append([p["r_ratio"]["closed"] for p in preds])
-        rows["predicted_r_ratio_chain"].append([p["r_ratio"]["chain"] for p in preds])
-        rows["measured_r_ratio"].append([mt.relative_spread(T[l + 1], cap["labels"]) /
-                                         mt.relative_spread(T[l], cap["labels"]) for l in range(len(preds))])
-        rows["alpha"].append([p["alpha"] for p in preds])
-        rows["margin"].append([p["margin"] for p in preds])
-        for k in per_head:
-            rows[k].append([[h[k] for h in p["heads"]] for p in preds])
-    out = {k: np.mean(np.asarray(v, dtype=np.float64), axis=0).tolist() for k, v in rows.items()}
-    out["sources"] = {"predicted_mass": SOURCES["same_class_mass.sym"],
-                      "predicted_mass_disp": SOURCES["same_class_mass.disp"],
-                      "predicted_r_ratio": SOURCES["r_ratio.closed"], "predicted_r_ratio_chain": SOURCES["r_ratio.chain"],
-                      **{k: SOURCES[k] for k in per_head + ("alpha", "margin")}}
-    return out
 
 
 def capture_arrays(caps: list[dict], untrained_attention: list) -> dict:
@@ -135,33 +113,52 @@ def capture_arrays(caps: list[dict], untrained_attention: list) -> dict:
             offset += int(local.max()) + 1
     visible = [np.asarray(c["visible"], dtype=bool) for c in caps]
     same = all(np.array_equal(v, visible[0]) for v in visible)
-    return {"attention": np.stack([np.asarray(c["attention"], dtype=np.float32) for c in caps]),
-            "labels": np.stack([np.asarray(c["labels"], dtype=np.int64) for c in caps]),
-            "instance": np.stack(inst).astype(np.int64),
-            "untrained": np.stack([np.asarray(a, dtype=np.float32) for a in untrained_attention]),
-            "visible": visible[0] if same else np.stack(visible)}
+    return {
+        "attention": np.stack([np.asarray(c["attention"], dtype=np.float32) for c in caps]),
+        "labels": np.stack([np.asarray(c["labels"], dtype=np.int64) for c in caps]),
+        "instance": np.stack(inst).astype(np.int64),
+        "untrained": np.stack([np.asarray(a, dtype=np.float32) for a in untrained_attention]),
+        "visible": visible[0] if same else np.stack(visible),
+    }
 
 
 def verdict_of(arrays: list[dict], split: str = "test", n_perm: int = MIN_PERMUTATIONS, seed: int = 0):
     """Rule v3 on the arrays of one or more seeds (``capture_arrays`` or ``--attention`` files)."""
+
     def get(key):  # one entry per seed, or None when a seed lacks the optional array
         return [a[key] for a in arrays] if all(a.get(key) is not None for a in arrays) else None
 
-    return analyze_attention(get("attention"), get("labels"), get("instance"), get("untrained"), get("visible"),
-                             split=split, n_perm=n_perm, seed=seed)
+    return analyze_attention(
+        get("attention"),
+        get("labels"),
+        get("instance"),
+        get("untrained"),
+        get("visible"),
+        split=split,
+        n_perm=n_perm,
+        seed=seed,
+    )
 
 
-def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int = MIN_PERMUTATIONS,
-                        seed: int = 0, settings: dict | None = None,
-                        identity: dict | None = None, layer_prediction: dict | None = None) -> RunAnalysis:
+def record_from_batches(
+    caps: list[dict],
+    untrained_attention: list,
+    n_perm: int = MIN_PERMUTATIONS,
+    seed: int = 0,
+    settings: dict | None = None,
+    identity: dict | None = None,
+    layer_prediction: dict | None = None,
+) -> RunAnalysis:
     """The analysis record of captured batches (``experiments.capture``: attention, tokens, labels,
     inst, visible) and the untrained head's attention (L, H, M, M) on each; pure numpy. Its one-seed
     verdict comes from ``capture_arrays`` of the same batches, as a pooled verdict does."""
     stats, mass, untrained_mass = [], [], []
     for cap, A0 in zip(caps, untrained_attention):
         if np.asarray(cap["attention"]).shape[0] == 0:
-            raise RunError("this run's head has no attention to analyse (only transformer heads attend); "
-                           "analyse a run trained with model.head=transformer")
+            raise RunError(
+                "this run's head has no attention to analyse (only transformer heads attend); "
+                "analyse a run trained with model.head=transformer"
+            )
         s = batch_statistics(cap)
         stats.append(s)
         mass.append(s["same_class_mass"])
@@ -169,28 +166,50 @@ def record_from_batches(caps: list[dict], untrained_attention: list, n_perm: int
     chance = float(np.mean([s["chance"] for s in stats]))
     layers, output_tokens = _layers(stats, chance)
     mass, untrained_mass = np.stack(mass), np.stack(untrained_mass)
-    base = dict(batches=len(caps), per_class=0, seed=seed, batch_seed=seed, views="two_views", split="test",
-                scope="both_views")
+    base = dict(
+        batches=len(caps), per_class=0, seed=seed, batch_seed=seed, views="two_views", split="test", scope="both_views"
+    )
     base.update(settings or {})
     arrays = capture_arrays(caps, untrained_attention)
     verdict = verdict_of([arrays], split=base["split"], n_perm=n_perm, seed=base["seed"])
     first = caps[0]
     ident = {**dict(run="", config_hash="", train_seed=0, step=0, finished=False), **(identity or {})}
-    return RunAnalysis(**ident, settings=Settings(n_perm=n_perm, tokens_per_batch=int(len(first["labels"])), **base),
-                       num_classes=int(len(np.unique(first["labels"]))), num_layers=len(layers),
-                       num_heads=int(mass.shape[-1]),
-                       chance={"same_class_mass": chance,
-                               "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
-                               "block_mass": float(np.mean([s["block_chance"] for s in stats]))},
-                       layers=layers, output_tokens=output_tokens, mass=mass.tolist(),
-                       untrained_mass=untrained_mass.tolist(), verdict=verdict,
-                       layer_prediction=layer_prediction or {})
+    return RunAnalysis(
+        **ident,
+        settings=Settings(n_perm=n_perm, tokens_per_batch=int(len(first["labels"])), **base),
+        num_classes=int(len(np.unique(first["labels"]))),
+        num_layers=len(layers),
+        num_heads=int(mass.shape[-1]),
+        chance={
+            "same_class_mass": chance,
+            "positive_mass": float(np.mean([s["positive_chance"] for s in stats])),
+            "block_mass": float(np.mean([s["block_chance"] for s in stats])),
+        },
+        layers=layers,
+        output_tokens=output_tokens,
+        mass=mass.tolist(),
+        untrained_mass=untrained_mass.tolist(),
+        verdict=verdict,
+        layer_prediction=layer_prediction or {},
+    )
 
 
-def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_class: int | None = None, seed: int = 0,
-                  device="cpu", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS,
-                  split: str = "test", identity: dict | None = None,
-                  analysis_seed: int | None = None, max_per_class: int | None = None) -> tuple[RunAnalysis, dict]:
+def analyze_model(
+    model,
+    augment,
+    dataset,
+    untrained,
+    batches: int = 5,
+    per_class: int | None = None,
+    seed: int = 0,
+    device="cpu",
+    views: str = "two_views",
+    n_perm: int = MIN_PERMUTATIONS,
+    split: str = "test",
+    identity: dict | None = None,
+    analysis_seed: int | None = None,
+    max_per_class: int | None = None,
+) -> tuple[RunAnalysis, dict]:
     """Analyse ``batches`` disjoint batches (drawn with ``seed``) with the trained head and
     ``untrained`` (a head at initialisation); returns the record and the arrays of every batch
     (``capture_arrays``).
@@ -201,16 +220,27 @@ def analyze_model(model, augment, dataset, untrained, batches: int = 5, per_clas
     if per_class is None:
         per_class = fit_per_class(labels, batches)
         if per_class < 2:
-            raise DataError(f"the split has too few samples for {batches} disjoint batches of at least 2 per class "
-                            f"(smallest class: {min(np.unique(labels, return_counts=True)[1])}); lower --batches")
+            raise DataError(
+                f"the split has too few samples for {batches} disjoint batches of at least 2 per class "
+                f"(smallest class: {min(np.unique(labels, return_counts=True)[1])}); lower --batches"
+            )
     caps, untrained_attention = [], []
     for b, idx in enumerate(disjoint_batches(labels, batches, per_class, seed)):
         batch = batch_features(model, augment, dataset, idx, seed + b, device, views)
         caps.append({**batch, **trace_head(model.head, batch["features"])})
         untrained_attention.append(trace_head(untrained, batch["features"])["attention"])
-    settings = dict(per_class=per_class, views=views, split=split, scope=str(getattr(model.head, "scope", "both_views")),
-                    seed=seed if analysis_seed is None else analysis_seed, batch_seed=seed, max_per_class=max_per_class)
-    predictions = layer_predictions(model.head, caps) if hasattr(model.head, "blocks") and len(caps[0]["attention"]) else {}
+    settings = dict(
+        per_class=per_class,
+        views=views,
+        split=split,
+        scope=str(getattr(model.head, "scope", "both_views")),
+        seed=seed if analysis_seed is None else analysis_seed,
+        batch_seed=seed,
+        max_per_class=max_per_class,
+    )
+    predictions = (
+        layer_predictions(model.head, caps) if hasattr(model.head, "blocks") and len(caps[0]["attention"]) else {}
+    )
     record = record_from_batches(caps, untrained_attention, n_perm, seed, settings, identity, predictions)
     return record, capture_arrays(caps, untrained_attention)
 
@@ -234,21 +264,24 @@ def batch_seed(seed: int, train_seed: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(train_seed)]).generate_state(1)[0])
 
 
-def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: int = 0, device="cpu",
-                split: str = "test", views: str = "two_views", n_perm: int = MIN_PERMUTATIONS,
-                force: bool = False) -> RunAnalysis:
+def analyze_run(
+    run_dir,
+    batches: int = 5,
+    per_class: int | None = None,
+    seed: int = 0,
+    device="cpu",
+    split: str = "test",
+    views: str = "two_views",
+    n_perm: int = MIN_PERMUTATIONS,
+    force: bool = False,
+) -> RunAnalysis:
     """Analyse a run folder's trained head on ``split`` data; write ``analysis.json`` and
     ``attention.npz`` there and return the record.
 
     An analysis already in the folder is reused when it was made with the same settings of the same
     checkpoint; one made otherwise is replaced only with ``force``.
     """
-    if split not in ("train", "test"):
-        raise DataError(f"split={split!r} is not valid; choose train or test")
-    if seed < 0:
-        raise DataError(f"--seed {seed}: the analysis seed must be 0 or more")
-    if n_perm < MIN_PERMUTATIONS:
-        raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
+    _check_options(split, seed, n_perm)
     with folder_lock(run_dir, "analyse") as folder:  # one analysis writes both files, or none does
         run = load_run(run_dir, device)  # under the lock: never a checkpoint a training process is replacing
         old = None if force else _existing(run_dir)
@@ -256,25 +289,66 @@ def analyze_run(run_dir, batches: int = 5, per_class: int | None = None, seed: i
         per = per_class if per_class is not None else fit_per_class(dataset.y, batches)
         drawn = batch_seed(seed, run.cfg.train.seed)
         disjoint_batches(dataset.y, batches, per, drawn)  # a split too small fails before anything else
-        wanted = dict(batches=batches, per_class=per, seed=seed, batch_seed=drawn, views=views, split=split,
-                      n_perm=n_perm)
+        wanted = dict(
+            batches=batches, per_class=per, seed=seed, batch_seed=drawn, views=views, split=split, n_perm=n_perm
+        )
         if old is not None:
-            same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
-            if same and old.config_hash == config_hash(run.cfg):
-                return old
-            raise RunError(f"{folder.analysis} holds an analysis with other settings or of another checkpoint "
-                           f"(step {old.step}); pass --force to replace it")
+            return _reused(old, wanted, run, folder)
         head = untrained_head(run.cfg, run.train_ds.input_shape).to(device)
-        identity = dict(run=Path(run_dir).name, config_hash=config_hash(run.cfg), train_seed=run.cfg.train.seed,
-                        step=run.step, finished=run.finished)
+        identity = dict(
+            run=Path(run_dir).name,
+            config_hash=config_hash(run.cfg),
+            train_seed=run.cfg.train.seed,
+            step=run.step,
+            finished=run.finished,
+        )
         largest = min(np.unique(dataset.y, return_counts=True)[1]) // batches
-        record, arrays = analyze_model(run.model, run.augment, dataset, head, batches, per, drawn, device, views, n_perm,
-                                       split, identity, analysis_seed=seed, max_per_class=int(largest))
-        write_json(folder.analysis, record.to_json(), indent=1)
-        buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
-        np.savez_compressed(buf, **arrays)  # the --attention file format: every batch, both heads
-        write_bytes_atomic(folder.attention, buf.getvalue())
+        record, arrays = analyze_model(
+            run.model,
+            run.augment,
+            dataset,
+            head,
+            batches,
+            per,
+            drawn,
+            device,
+            views,
+            n_perm,
+            split,
+            identity,
+            analysis_seed=seed,
+            max_per_class=int(largest),
+        )
+        _write(folder, record, arrays)
     return record
+
+
+def _check_options(split: str, seed: int, n_perm: int) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"split={split!r} is not valid; choose train or test")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: the analysis seed must be 0 or more")
+    if n_perm < MIN_PERMUTATIONS:
+        raise DataError(f"--n-perm {n_perm}: the permutation null needs at least {MIN_PERMUTATIONS}")
+
+
+def _reused(old: RunAnalysis, wanted: dict, run, folder) -> RunAnalysis:
+    """The analysis already in the folder when it has the wanted settings of this checkpoint; else RunError."""
+    same = all(getattr(old.settings, k) == v for k, v in wanted.items()) and old.step == run.step
+    if same and old.config_hash == config_hash(run.cfg):
+        return old
+    raise RunError(
+        f"{folder.analysis} holds an analysis with other settings or of another checkpoint "
+        f"(step {old.step}); pass --force to replace it"
+    )
+
+
+def _write(folder, record: RunAnalysis, arrays: dict) -> None:
+    """``analysis.json`` and ``attention.npz``, each written atomically (the caller holds the lock)."""
+    write_json(folder.analysis, record.to_json(), indent=1)
+    buf = io.BytesIO()  # a file object keeps numpy from appending ".npz" to the name
+    np.savez_compressed(buf, **arrays)  # the --attention file format: every batch, both heads
+    write_bytes_atomic(folder.attention, buf.getvalue())
 
 
 def _existing(run_dir) -> RunAnalysis | None:
@@ -282,5 +356,6 @@ def _existing(run_dir) -> RunAnalysis | None:
     try:
         return read_analysis(run_dir)
     except DataError:
-        raise RunError(f"{RunFolder(run_dir).analysis} is from another version or unreadable; pass --force to "
-                       "replace it") from None
+        raise RunError(
+            f"{RunFolder(run_dir).analysis} is from another version or unreadable; pass --force to replace it"
+        ) from None

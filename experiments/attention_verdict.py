@@ -18,16 +18,14 @@ and ``deepfusion analyze --run`` (after capturing the same tensors from the run)
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from deepfusion.errors import DataError
 from deepfusion.experiments import verdict as rule
+from deepfusion.experiments.attention_inputs import checked_inputs
 from deepfusion.experiments.nulls import permuted_ratios, sample_matrices, shared_permutations
-
-ROW_TOL = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; half precision needs more slack
 
 
 @dataclass(frozen=True)
@@ -103,8 +101,10 @@ class AttentionVerdict:
         if self.outcome == rule.EXPLORATORY:
             why = f"; {rule.TRAIN_SPLIT_LABEL}" if self.split == "train" else ""
             return f"exploratory ({self.seeds} seed{'s' if self.seeds != 1 else ''}{why}; rule v{self.version})"
-        return (f"Deep Fusion {self.outcome} ({self.seeds} seeds, look {self.look} of {len(rule.LOOKS)}; "
-                f"rule v{self.version})")
+        return (
+            f"Deep Fusion {self.outcome} ({self.seeds} seeds, look {self.look} of {len(rule.LOOKS)}; "
+            f"rule v{self.version})"
+        )
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,112 +113,18 @@ class AttentionVerdict:
     def from_json(cls, data: dict) -> "AttentionVerdict":
         if not isinstance(data, dict) or data.get("version") != rule.VERSION:
             got = data.get("version") if isinstance(data, dict) else None
-            raise DataError(f"verdict record has rule version {got!r}, this code reads v{rule.VERSION}; "
-                            "rerun deepfusion analyze --force")
+            raise DataError(
+                f"verdict record has rule version {got!r}, this code reads v{rule.VERSION}; "
+                "rerun deepfusion analyze --force"
+            )
         try:
-            nulls = dict(permutation_null=PermutationNull(**data["permutation_null"]),
-                         untrained_null=UntrainedNull(**data["untrained_null"]))
+            nulls = dict(
+                permutation_null=PermutationNull(**data["permutation_null"]),
+                untrained_null=UntrainedNull(**data["untrained_null"]),
+            )
             return cls(**{**data, **nulls})
         except (KeyError, TypeError) as err:
             raise DataError(f"verdict record has malformed fields ({err}); rerun deepfusion analyze --force") from None
-
-
-# ----------------------------------------------------------------------------- input checks
-
-
-def _as_list(x, name: str, n: int | None) -> list:
-    if x is None:
-        return None
-    if not isinstance(x, (list, tuple)):
-        raise DataError(f"{name} must be a list with one array per training seed")
-    if n is not None and len(x) != n:
-        raise DataError(f"{name} has {len(x)} entries and attention {n}; give one per training seed")
-    return list(x)
-
-
-def _check_seed(s: int, A, y, inst, A0, vis) -> tuple:
-    where = f"seed {s + 1}"
-    A = np.asarray(A, dtype=np.float64)
-    if A.ndim != 5 or A.shape[-1] != A.shape[-2]:
-        raise DataError(f"{where}: attention has shape {A.shape}; expected (batches, layers, heads, M, M)")
-    B, L, H, M, _ = A.shape
-    if B < 1 or L < 2 or H < 1 or M < 2:
-        raise DataError(f"{where}: attention {A.shape} needs at least 1 batch, 2 layers (the rule compares layers), "
-                        "1 head and 2 tokens")
-    y, inst = np.asarray(y), np.asarray(inst)
-    for name, a in (("labels", y), ("instance", inst)):
-        if a.shape != (B, M):
-            raise DataError(f"{where}: {name} has shape {a.shape}; expected ({B}, {M}) to match attention {A.shape}")
-        if not np.issubdtype(a.dtype, np.integer):
-            raise DataError(f"{where}: {name} has dtype {a.dtype}; expected integers")
-    if vis is None:
-        vis = np.ones((B, M, M), dtype=bool)
-    else:
-        vis = np.asarray(vis)
-        if vis.dtype != bool or vis.shape not in ((M, M), (B, M, M)):
-            raise DataError(f"{where}: visible has shape {vis.shape} and dtype {vis.dtype}; expected bool ({M}, {M}) "
-                            f"or ({B}, {M}, {M})")
-        vis = np.broadcast_to(vis, (B, M, M))
-        if not vis.any(-1).all():
-            raise DataError(f"{where}: visible has a row with no visible key; every token must see something")
-    arrays = [("attention", A)]
-    if A0 is not None:
-        A0 = np.asarray(A0, dtype=np.float64)
-        if A0.shape != A.shape:
-            raise DataError(f"{where}: untrained has shape {A0.shape}; expected {A.shape}, like attention")
-        arrays.append(("untrained", A0))
-    for name, a in arrays:
-        if not np.all(np.isfinite(a)):
-            raise DataError(f"{where}: {name} has NaN or infinite entries; pass finite softmax weights")
-        if np.any(a < 0):
-            raise DataError(f"{where}: {name} has negative entries; pass softmax weights, not logits")
-        if np.any(a[np.broadcast_to(~vis[:, None, None], a.shape)] > ROW_TOL):
-            raise DataError(f"{where}: {name} puts weight on keys that visible hides; check the visible mask")
-        dev = np.abs(a.sum(-1) - 1.0).max()
-        if dev > ROW_TOL:
-            raise DataError(f"{where}: {name} rows do not sum to 1 (off by up to {dev:.3g}); pass row-normalised "
-                            "weights (softmax over the visible keys)")
-    for b in range(B):
-        classes, counts = np.unique(y[b], return_counts=True)
-        if classes.size < 2:
-            raise DataError(f"{where}, batch {b + 1}: the labels hold {classes.size} class; the rule needs at least 2")
-        per_sample = {}
-        for i, c in zip(inst[b], y[b]):
-            if per_sample.setdefault(int(i), int(c)) != int(c):
-                raise DataError(f"{where}, batch {b + 1}: instance {int(i)} carries labels {per_sample[int(i)]} and "
-                                f"{int(c)}; the views of one sample must share its label")
-        samples = np.unique(inst[b], return_index=True)[1]
-        sc, sn = np.unique(y[b][samples], return_counts=True)
-        if sn.min() < 2:
-            raise DataError(f"{where}, batch {b + 1}: class {int(sc[sn.argmin()])} has one sample; every class needs "
-                            "at least 2 samples in a batch (a token needs another sample of its class)")
-    return A, y, inst, A0, vis
-
-
-FILE_KEYS = ("attention", "labels", "instance")  # required; "untrained" and "visible" are optional
-
-
-def load_attention_file(path) -> dict:
-    """One seed's arrays from an ``--attention`` file (.npz): attention, labels, instance, and
-    untrained and visible when present (None otherwise). Shapes are checked by ``analyze_attention``."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise DataError(f"--attention {path}: no such file; give an .npz written with numpy.savez") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"--attention {path}: not a readable .npz ({type(err).__name__}); write it with "
-                        "numpy.savez(path, attention=..., labels=..., instance=...)") from None
-    missing = [k for k in FILE_KEYS if k not in data]
-    if missing:
-        raise DataError(f"--attention {path}: missing array(s) {', '.join(missing)}; the file needs attention "
-                        "(B, L, H, M, M), labels (B, M) and instance (B, M) (older run folders: rerun deepfusion "
-                        "analyze --force)")
-    unknown = sorted(set(data) - set(FILE_KEYS) - {"untrained", "visible"})
-    if unknown:
-        raise DataError(f"--attention {path}: unknown array(s) {', '.join(unknown)}; allowed: attention, labels, "
-                        "instance, untrained, visible")
-    return {k: data.get(k) for k in FILE_KEYS + ("untrained", "visible")}
 
 
 # ----------------------------------------------------------------------------- the statistic
@@ -250,8 +156,16 @@ def batch_statistics(A, y, inst, vis) -> dict:
     same = (ys[:, None] == ys[None, :]).astype(np.float64)
     M = A.shape[-1]
     share, chance = (S * same).sum((-2, -1)) / M, float((Ub * same).sum()) / M
-    return {"S": S, "U": Ub, "ids": ids, "labels": ys, "share": share, "chance": chance, "ratio": share / chance,
-            "own": own_mass}
+    return {
+        "S": S,
+        "U": Ub,
+        "ids": ids,
+        "labels": ys,
+        "share": share,
+        "chance": chance,
+        "ratio": share / chance,
+        "own": own_mass,
+    }
 
 
 def seed_layers(A, y, inst, vis) -> tuple[np.ndarray, list[dict]]:
@@ -264,79 +178,116 @@ def _p(null, measured: float) -> float:
     return float((1 + np.sum(null >= measured - 1e-12)) / (null.size + 1))
 
 
-def _checked_inputs(attention, labels, instance, untrained, visible, split: str, n_perm: int):
-    """Every seed's checked arrays (``_check_seed``) and the label of every sample id across seeds."""
-    if split not in ("train", "test"):
-        raise DataError(f"split={split!r} is not valid; choose test or train")
-    if n_perm < rule.MIN_PERMUTATIONS:
-        raise DataError(f"n_perm={n_perm}: the permutation null needs at least {rule.MIN_PERMUTATIONS}")
-    attention = _as_list(attention, "attention", None)
-    if not attention:
-        raise DataError("attention is empty; give one array per training seed")
-    S = len(attention)
-    labels, instance = _as_list(labels, "labels", S), _as_list(instance, "instance", S)
-    untrained, visible = _as_list(untrained, "untrained", S), _as_list(visible, "visible", S)
-    seeds = [_check_seed(s, attention[s], labels[s], instance[s], untrained[s] if untrained else None,
-                         visible[s] if visible else None) for s in range(S)]
-    L = seeds[0][0].shape[1]
-    if any(a[0].shape[1] != L for a in seeds):
-        raise DataError(f"seeds have different layer counts ({[a[0].shape[1] for a in seeds]}); give one model's seeds")
-    sample_label: dict[int, int] = {}
-    for s, (_, y, inst, _, _) in enumerate(seeds):
-        for i, c in zip(inst.ravel(), y.ravel()):
-            if sample_label.setdefault(int(i), int(c)) != int(c):
-                raise DataError(f"instance {int(i)} carries label {sample_label[int(i)]} in one batch and {int(c)} in "
-                                f"another (seed {s + 1}); ids name samples of the split, one label each")
-    return seeds, sample_label
-
-
-def _permutation_null(stats, sample_label: dict, effect: float, trend: float, n_perm: int, seed: int) -> PermutationNull:
+def _permutation_null(
+    stats, sample_label: dict, effect: float, trend: float, n_perm: int, seed: int
+) -> PermutationNull:
     """The pooled EFFECT and TREND under ``n_perm`` label permutations shared by every seed and batch."""
     universe = np.array(sorted(sample_label))
     perms = shared_permutations(np.array([sample_label[i] for i in universe]), n_perm, seed)  # (P, U)
-    perm_seed = np.stack([np.mean([permuted_ratios(b["S"], b["U"], perms[:, np.searchsorted(universe, b["ids"])])
-                                   for b in st], axis=0) for st in stats], axis=1)  # (P, S, L)
+    perm_seed = np.stack(
+        [
+            np.mean(
+                [permuted_ratios(b["S"], b["U"], perms[:, np.searchsorted(universe, b["ids"])]) for b in st], axis=0
+            )
+            for st in stats
+        ],
+        axis=1,
+    )  # (P, S, L)
     perm_layers = perm_seed.mean(1)
     perm_effect, perm_trend = perm_layers[:, -1], rule.slopes(perm_seed).mean(1)
-    return PermutationNull(_p(perm_effect, effect), _p(perm_trend, trend), float(np.quantile(perm_effect, 0.975)),
-                           float(np.quantile(perm_trend, 0.975)), np.quantile(perm_layers, 0.975, axis=0).tolist(),
-                           int(n_perm), int(universe.size))
+    return PermutationNull(
+        _p(perm_effect, effect),
+        _p(perm_trend, trend),
+        float(np.quantile(perm_effect, 0.975)),
+        float(np.quantile(perm_trend, 0.975)),
+        np.quantile(perm_layers, 0.975, axis=0).tolist(),
+        int(n_perm),
+        int(universe.size),
+    )
 
 
-def analyze_attention(attention, labels, instance, untrained=None, visible=None, *, split: str = "test",
-                      n_perm: int = rule.MIN_PERMUTATIONS, seed: int = 0) -> AttentionVerdict:
+def _untrained_layers(seeds) -> np.ndarray | None:
+    """(S, L) ratio per layer of the untrained head on each seed's batches; None when it was not given."""
+    if seeds[0][3] is None:
+        return None
+    return np.array([seed_layers(A0, y, inst, vis)[0] for _, y, inst, A0, vis in seeds])
+
+
+def _decide(effect_s, trend_s, perm_null: PermutationNull, u_layers: np.ndarray | None, split: str) -> dict:
+    """Rule v3's decision on the per-seed EFFECT and TREND against the permutation and untrained nulls."""
+    u_effect = None if u_layers is None else u_layers[:, -1]
+    u_trend = None if u_layers is None else rule.slopes(u_layers)
+    return rule.decide(effect_s, trend_s, perm_null.effect_p, perm_null.trend_p, u_effect, u_trend, split)
+
+
+def _untrained_null(u_layers: np.ndarray | None, d: dict) -> UntrainedNull:
+    """The untrained head's EFFECT, TREND and layer ratios, with the rule's paired differences."""
+    if u_layers is None:
+        return UntrainedNull(available=False)
+    return UntrainedNull(
+        True,
+        float(u_layers[:, -1].mean()),
+        float(rule.slopes(u_layers).mean()),
+        u_layers.mean(0).tolist(),
+        d["untrained_effect_difference_ci"],
+        d["untrained_trend_difference_ci"],
+    )
+
+
+def analyze_attention(
+    attention,
+    labels,
+    instance,
+    untrained=None,
+    visible=None,
+    *,
+    split: str = "test",
+    n_perm: int = rule.MIN_PERMUTATIONS,
+    seed: int = 0,
+) -> AttentionVerdict:
     """Rule v3 on attention of one or more training seeds (one list entry per seed; module docstring).
 
     ``split``: the split the batches come from ("train" makes the verdict exploratory); ``n_perm``:
     label permutations (at least 200); ``seed``: draws the permutations."""
-    seeds, sample_label = _checked_inputs(attention, labels, instance, untrained, visible, split, n_perm)
+    seeds, sample_label = checked_inputs(attention, labels, instance, untrained, visible, split, n_perm)
     S, L = len(seeds), seeds[0][0].shape[1]
     per_seed, stats = zip(*[seed_layers(A, y, inst, vis) for A, y, inst, _, vis in seeds])
     per_seed = np.array(per_seed)  # (S, L)
     effect_s, trend_s = per_seed[:, -1], rule.slopes(per_seed)
     perm_null = _permutation_null(stats, sample_label, effect_s.mean(), trend_s.mean(), n_perm, seed)
-    u_layers = None
-    if seeds[0][3] is not None:
-        u_layers = np.array([seed_layers(A0, y, inst, vis)[0] for _, y, inst, A0, vis in seeds])
-    d = rule.decide(effect_s, trend_s, perm_null.effect_p, perm_null.trend_p,
-                    None if u_layers is None else u_layers[:, -1], None if u_layers is None else rule.slopes(u_layers),
-                    split)
-    untrained_null = UntrainedNull(available=False)
-    if u_layers is not None:
-        untrained_null = UntrainedNull(True, float(u_layers[:, -1].mean()), float(rule.slopes(u_layers).mean()),
-                                       u_layers.mean(0).tolist(), d["untrained_effect_difference_ci"],
-                                       d["untrained_trend_difference_ci"])
+    u_layers = _untrained_layers(seeds)
+    d = _decide(effect_s, trend_s, perm_null, u_layers, split)
     flat = [b for st in stats for b in st]
     warnings = [f"--split train: {rule.TRAIN_SPLIT_LABEL}"] if split == "train" else []
     return AttentionVerdict(
-        outcome=d["outcome"], rule_outcome=d["rule_outcome"], decided_by=d["decided_by"], would_change=d["would_change"],
-        seeds=S, batches=[int(a[0].shape[0]) for a in seeds], tokens=int(seeds[0][0].shape[-1]),
-        classes=len(set(sample_label.values())), split=split, look=d["look"], level=d["level"],
-        next_look_seeds=d["next_look_seeds"], line=rule.LINE, layers=per_seed.mean(0).tolist(),
+        outcome=d["outcome"],
+        rule_outcome=d["rule_outcome"],
+        decided_by=d["decided_by"],
+        would_change=d["would_change"],
+        seeds=S,
+        batches=[int(a[0].shape[0]) for a in seeds],
+        tokens=int(seeds[0][0].shape[-1]),
+        classes=len(set(sample_label.values())),
+        split=split,
+        look=d["look"],
+        level=d["level"],
+        next_look_seeds=d["next_look_seeds"],
+        line=rule.LINE,
+        layers=per_seed.mean(0).tolist(),
         layers_ci=[rule.t_interval(per_seed[:, l], d["level"]) for l in range(L)],
-        per_seed_layers=per_seed.tolist(), share=np.mean([b["share"] for b in flat], axis=0).tolist(),
-        chance=[float(np.mean([b["chance"] for b in flat]))] * L, own_view=np.mean([b["own"] for b in flat], axis=0).tolist(),
-        last_layer_ratio=float(effect_s.mean()), effect_ci=d["effect_ci"], trend=float(trend_s.mean()),
-        trend_ci=d["trend_ci"], per_seed_effect=effect_s.tolist(), per_seed_trend=trend_s.tolist(),
-        permutation_null=perm_null, untrained_null=untrained_null, conditions=d["conditions"], warnings=warnings,
-        seed=int(seed))
+        per_seed_layers=per_seed.tolist(),
+        share=np.mean([b["share"] for b in flat], axis=0).tolist(),
+        chance=[float(np.mean([b["chance"] for b in flat]))] * L,
+        own_view=np.mean([b["own"] for b in flat], axis=0).tolist(),
+        last_layer_ratio=float(effect_s.mean()),
+        effect_ci=d["effect_ci"],
+        trend=float(trend_s.mean()),
+        trend_ci=d["trend_ci"],
+        per_seed_effect=effect_s.tolist(),
+        per_seed_trend=trend_s.tolist(),
+        permutation_null=perm_null,
+        untrained_null=_untrained_null(u_layers, d),
+        conditions=d["conditions"],
+        warnings=warnings,
+        seed=int(seed),
+    )

@@ -30,15 +30,28 @@ class ReferenceHead(nn.Module):
         self.inp, self.out, self.bn = copy.deepcopy(head.inp), copy.deepcopy(head.out), copy.deepcopy(head.bn)
         self.layers = nn.ModuleList()
         for block in head.blocks:
-            layer = nn.TransformerEncoderLayer(d, head.heads, block.fc1.out_features, dropout=0.0, activation="gelu",
-                                               batch_first=True, norm_first=False, device=like.device, dtype=like.dtype)
+            layer = nn.TransformerEncoderLayer(
+                d,
+                head.heads,
+                block.fc1.out_features,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=False,
+                device=like.device,
+                dtype=like.dtype,
+            )
             with torch.no_grad():  # our fused qkv has the in_proj layout: rows q, then k, then v
                 layer.self_attn.in_proj_weight.copy_(block.attn.qkv.weight)
                 layer.self_attn.in_proj_bias.copy_(block.attn.qkv.bias)
                 layer.self_attn.out_proj.weight.copy_(block.attn.proj.weight)
                 layer.self_attn.out_proj.bias.copy_(block.attn.proj.bias)
-                for mine, theirs in ((block.fc1, layer.linear1), (block.fc2, layer.linear2),
-                                     (block.ln1, layer.norm1), (block.ln2, layer.norm2)):
+                for mine, theirs in (
+                    (block.fc1, layer.linear1),
+                    (block.fc2, layer.linear2),
+                    (block.ln1, layer.norm1),
+                    (block.ln2, layer.norm2),
+                ):
                     theirs.weight.copy_(mine.weight)
                     theirs.bias.copy_(mine.bias)
             self.layers.append(layer)
@@ -55,8 +68,18 @@ def reference_head(head: TransformerHead) -> ReferenceHead:
     return ReferenceHead(head).to(next(head.parameters()).device)
 
 
-def bench_head(sizes=(512, 2048, 8192), device="cpu", in_dim=512, dim=256, depth=6, heads=8, ffn_dim=1024,
-               out_dim=512, repeats=5, warmup=2) -> list[dict]:
+def bench_head(
+    sizes=(512, 2048, 8192),
+    device="cpu",
+    in_dim=512,
+    dim=256,
+    depth=6,
+    heads=8,
+    ffn_dim=1024,
+    out_dim=512,
+    repeats=5,
+    warmup=2,
+) -> list[dict]:
     """Forward+backward seconds of ours, the reference and the MLP head for each token count M.
 
     fp32 on CPU, bf16 autocast on CUDA. The reference ratio is ours / reference (< 1: ours faster)."""
@@ -76,6 +99,7 @@ def bench_head(sizes=(512, 2048, 8192), device="cpu", in_dim=512, dim=256, depth
                 with autocast(), forward_options(check_inputs=False):  # as in training: no host sync
                     out = module(x)
                 out.float().square().mean().backward()
+
             return go
 
         row = dict(M=m, dim=dim, depth=depth, heads=heads, dtype="bf16" if cuda else "fp32")

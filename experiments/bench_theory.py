@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from deepfusion.theory.fusion import mean_field
 from deepfusion.theory.simulation import make_tokens, simulate, simulation_flops
 
 
@@ -20,8 +21,6 @@ def bench_theory(repeats=3, device=None, layers=32, method="auto"):
     layers < 32 times that many layers and scales to 32 (every layer costs the same); the result says
     so. device defaults to CUDA when available; on the CPU `method="auto"` takes the BLAS path."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    from deepfusion.theory.fusion import mean_field
-
     rng = np.random.default_rng(0)
     pts = 10_000
     C = rng.integers(2, 11, pts)
@@ -42,11 +41,18 @@ def bench_theory(repeats=3, device=None, layers=32, method="auto"):
     sim = float(np.median(t_sim)) * full / layers
     flop = simulation_flops(M, d, full, used)
     return {
-        "mean_field_1e4x64_s": float(np.median(t_mf)), "mean_field_target_s": 1.0,
-        "simulation_M4096_d512_L32_s": sim, "simulation_target_s": 20.0, "simulation_timed_layers": layers,
-        "simulation_runs_s": [float(t) for t in t_sim], "simulation_method": used,
-        "simulation_tflop": flop / 1e12, "simulation_gflops": flop / sim / 1e9,
+        "mean_field_1e4x64_s": float(np.median(t_mf)),
+        "mean_field_target_s": 1.0,
+        "simulation_M4096_d512_L32_s": sim,
+        "simulation_target_s": 20.0,
+        "simulation_timed_layers": layers,
+        "simulation_runs_s": [float(t) for t in t_sim],
+        "simulation_method": used,
+        "simulation_tflop": flop / 1e12,
+        "simulation_gflops": flop / sim / 1e9,
         "simulation_needed_gflops": flop / 20.0 / 1e9,
         "simulation_general_tflop": simulation_flops(M, d, full, "general") / 1e12,
-        "repeats": repeats, "threads": torch.get_num_threads(), "device": str(device),
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
     }

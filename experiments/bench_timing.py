@@ -62,13 +62,24 @@ def _cpu_model() -> str:
 
 def machine(device: torch.device) -> dict:
     """What produced the numbers: host, CPU model and count, threads, device name, versions."""
-    info = dict(host=platform.node(), platform=platform.platform(), processor=_cpu_model(),
-                cpu_count=__import__("os").cpu_count(), torch_threads=torch.get_num_threads(),
-                python=platform.python_version(), torch=torch.__version__, device=str(device))
+    info = dict(
+        host=platform.node(),
+        platform=platform.platform(),
+        processor=_cpu_model(),
+        cpu_count=__import__("os").cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        device=str(device),
+    )
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(device_name=props.name, device_memory_gib=round(props.total_memory / 2**30, 1),
-                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        info.update(
+            device_name=props.name,
+            device_memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
     else:
         info.update(device_name=info["processor"])
     return info

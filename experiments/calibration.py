@@ -25,8 +25,10 @@ from deepfusion.experiments.verdict import EXPLORATORY, INCONCLUSIVE, LOOKS, NOT
 
 SIGMA = 0.3  # logit noise
 HUB = 0.3  # spread of the per-sample logit offsets, fixed across seeds
-GEOMETRIES = {"digits": dict(classes=10, per_class=7, layers=4, batches=5, split_per_class=36),
-              "theory": dict(classes=4, per_class=16, layers=4, batches=5, split_per_class=100)}
+GEOMETRIES = {
+    "digits": dict(classes=10, per_class=7, layers=4, batches=5, split_per_class=36),
+    "theory": dict(classes=4, per_class=16, layers=4, batches=5, split_per_class=100),
+}
 RISE = (0.0, 1 / 3, 2 / 3, 1.0)  # the planted profile: fraction of the last layer's excess per layer
 
 
@@ -48,8 +50,11 @@ class World:
         self.g, self.rng = g, rng
         C, U = g["classes"], g["classes"] * g["split_per_class"]
         floor = 2 * g["batches"]  # every class can give each batch two samples
-        self.labels = (np.repeat(np.arange(C), g["split_per_class"]) if class_probs is None else
-                       np.concatenate([np.repeat(np.arange(C), floor), rng.choice(C, size=U - C * floor, p=class_probs)]))
+        self.labels = (
+            np.repeat(np.arange(C), g["split_per_class"])
+            if class_probs is None
+            else np.concatenate([np.repeat(np.arange(C), floor), rng.choice(C, size=U - C * floor, p=class_probs)])
+        )
         self.hub = hub * rng.standard_normal(U)
         self.balanced = class_probs is None
 
@@ -58,14 +63,16 @@ class World:
         g, rng = self.g, self.rng
         if self.balanced:
             per = {c: rng.permutation(np.flatnonzero(self.labels == c)) for c in range(g["classes"])}
-            return [np.concatenate([per[c][b * g["per_class"]:(b + 1) * g["per_class"]] for c in range(g["classes"])])
-                    for b in range(g["batches"])]
+            return [
+                np.concatenate([per[c][b * g["per_class"] : (b + 1) * g["per_class"]] for c in range(g["classes"])])
+                for b in range(g["batches"])
+            ]
         # unbalanced: two samples of every class in each batch, the rest drawn at random, disjoint
         per = {c: rng.permutation(np.flatnonzero(self.labels == c)) for c in range(g["classes"])}
-        fixed = [np.concatenate([per[c][2 * b:2 * b + 2] for c in range(g["classes"])]) for b in range(g["batches"])]
+        fixed = [np.concatenate([per[c][2 * b : 2 * b + 2] for c in range(g["classes"])]) for b in range(g["batches"])]
         rest = rng.permutation(np.setdiff1d(np.arange(self.labels.size), np.concatenate(fixed)))
         k = g["classes"] * (g["per_class"] - 2)
-        return [np.concatenate([fixed[b], rest[b * k:(b + 1) * k]]) for b in range(g["batches"])]
+        return [np.concatenate([fixed[b], rest[b * k : (b + 1) * k]]) for b in range(g["batches"])]
 
 
 def seed_attention(world: World, ratios, own=None, nuisance=None) -> tuple:
@@ -84,8 +91,12 @@ def seed_attention(world: World, ratios, own=None, nuisance=None) -> tuple:
         same, own_m = pairs["same_other"], pairs["self"] | pairs["positive"]
         gains = np.array([gain_for_ratio(r, C, n) for r in ratios])
         offsets = np.zeros(len(ratios)) if own is None else np.asarray(own, dtype=float)
-        logits = (gains[:, None, None] * same + offsets[:, None, None] * own_m + world.hub[inst][None, None, :]
-                  + SIGMA * rng.standard_normal((len(ratios), inst.size, inst.size)))
+        logits = (
+            gains[:, None, None] * same
+            + offsets[:, None, None] * own_m
+            + world.hub[inst][None, None, :]
+            + SIGMA * rng.standard_normal((len(ratios), inst.size, inst.size))
+        )
         logits -= logits.max(-1, keepdims=True)
         a = np.exp(logits)
         A.append((a / a.sum(-1, keepdims=True))[:, None])
@@ -103,8 +114,9 @@ def seed_ratios(last: float, spread: float, rng, profile=RISE) -> list[float]:
 class Case:
     """A calibration case: how to make one seed, how many seeds, the split, and the answer expected."""
 
-    def __init__(self, what, expected, seed_fn, seeds=None, geometry="digits", split="test", world=None,
-                 untrained_fn=None):
+    def __init__(
+        self, what, expected, seed_fn, seeds=None, geometry="digits", split="test", world=None, untrained_fn=None
+    ):
         self.what, self.expected, self.seed_fn, self.seeds = what, expected, seed_fn, seeds
         self.geometry, self.split, self.world, self.untrained_fn = geometry, split, world or {}, untrained_fn
 
@@ -161,19 +173,37 @@ CASES = {
     "two_group_3": Case("two groups (1.5x / 1.0x), mean on line, 3", "exploratory", _two_group, seeds=3),
     "two_group_6": Case("two groups, mean on the line, 6 seeds", "<= 5% observed", _two_group, seeds=6),
     "two_group_12": Case("two groups, mean on the line, 12 seeds", "<= 5% observed", _two_group, seeds=12),
-    "shared": Case("shared samples, unbalanced labels, hubs, 6", "<= 5% observed",
-                   lambda world, rng, i: seed_attention(world, [1.0] * 4), seeds=6,
-                   world=dict(class_probs=[0.4, 0.2, 0.1, 0.06, 0.06, 0.06, 0.03, 0.03, 0.03, 0.03], hub=1.0)),
+    "shared": Case(
+        "shared samples, unbalanced labels, hubs, 6",
+        "<= 5% observed",
+        lambda world, rng, i: seed_attention(world, [1.0] * 4),
+        seeds=6,
+        world=dict(class_probs=[0.4, 0.2, 0.1, 0.06, 0.06, 0.06, 0.03, 0.03, 0.03, 0.03], hub=1.0),
+    ),
     "instance_only": Case("own-view attention rising, 6 seeds", "never observed", _instance_only, seeds=6),
     "avoid_own": Case("own views avoided, 6 seeds", "never observed", _avoid_own, seeds=6),
-    "untrained": Case("rise to 1.5x, untrained head alike, 6", "<= 5% observed", _rise(1.5, 0.15), seeds=6,
-                      untrained_fn=lambda world, rng, i: seed_attention(world, seed_ratios(1.5, 0.15, rng))[0]),
+    "untrained": Case(
+        "rise to 1.5x, untrained head alike, 6",
+        "<= 5% observed",
+        _rise(1.5, 0.15),
+        seeds=6,
+        untrained_fn=lambda world, rng, i: seed_attention(world, seed_ratios(1.5, 0.15, rng))[0],
+    ),
     "train_nuisance": Case("train split, nuisance ~ labels, 6", "exploratory", _nuisance, seeds=6, split="train"),
     "theory_none": Case("theory data: no structure, plan", "not observed", _rise(1.0, 0.0), geometry="theory"),
     "theory_planted": Case("theory data: rise to 1.5x, 0.15, plan", "observed", _rise(1.5, 0.15), geometry="theory"),
 }
-NULL_CASES = ("none", "two_group_6", "two_group_12", "shared", "instance_only", "avoid_own", "untrained",
-              "train_nuisance", "theory_none")
+NULL_CASES = (
+    "none",
+    "two_group_6",
+    "two_group_12",
+    "shared",
+    "instance_only",
+    "avoid_own",
+    "untrained",
+    "train_nuisance",
+    "theory_none",
+)
 
 
 def calibrate(draws: int = 100, seed: int = 0, cases=tuple(CASES), n_perm: int = 200) -> list[dict]:
@@ -190,24 +220,39 @@ def calibrate(draws: int = 100, seed: int = 0, cases=tuple(CASES), n_perm: int =
             counts[v.outcome] += 1
             perm_pass += v.permutation_null.effect_p <= NULL_P
             used += v.seeds
-        rows.append({"case": name, "what": case.what, "expected": case.expected, "draws": draws,
-                     **{k: c / draws for k, c in counts.items()}, "perm_pass": perm_pass / draws, "seeds": used / draws})
+        rows.append(
+            {
+                "case": name,
+                "what": case.what,
+                "expected": case.expected,
+                "draws": draws,
+                **{k: c / draws for k, c in counts.items()},
+                "perm_pass": perm_pass / draws,
+                "seeds": used / draws,
+            }
+        )
     return rows
 
 
 def format_calibration(rows: list[dict]) -> str:
-    head = (f"{'case':<15} {'what':<44} {'expected':<17} {'draws':>5} {'observed':>8} {'not obs.':>8} "
-            f"{'inconcl.':>8} {'explor.':>8} {'perm<=.025':>10} {'seeds':>5}")
+    head = (
+        f"{'case':<15} {'what':<44} {'expected':<17} {'draws':>5} {'observed':>8} {'not obs.':>8} "
+        f"{'inconcl.':>8} {'explor.':>8} {'perm<=.025':>10} {'seeds':>5}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['case']:<15} {r['what']:<44} {r['expected']:<17} {r['draws']:>5} {r[OBSERVED]:>8.1%} "
-                     f"{r[NOT_OBSERVED]:>8.1%} {r[INCONCLUSIVE]:>8.1%} {r[EXPLORATORY]:>8.1%} {r['perm_pass']:>10.1%} "
-                     f"{r['seeds']:>5.1f}")
+        lines.append(
+            f"{r['case']:<15} {r['what']:<44} {r['expected']:<17} {r['draws']:>5} {r[OBSERVED]:>8.1%} "
+            f"{r[NOT_OBSERVED]:>8.1%} {r[INCONCLUSIVE]:>8.1%} {r[EXPLORATORY]:>8.1%} {r['perm_pass']:>10.1%} "
+            f"{r['seeds']:>5.1f}"
+        )
     d, t = GEOMETRIES["digits"], GEOMETRIES["theory"]
-    lines.append(f"geometry: digits {d['classes']} classes x {d['per_class']} samples x 2 views = "
-                 f"{2 * d['classes'] * d['per_class']} tokens, {d['layers']} layers, {d['batches']} batches per seed "
-                 f"from a split of {d['split_per_class']} per class; theory {t['classes']} x {t['per_class']} x 2 = "
-                 f"{2 * t['classes'] * t['per_class']} tokens. Seed spread in ratio units as named (real digits runs: "
-                 f"0.10-0.32); logit noise {SIGMA}; per-sample offsets {HUB} (1.0 in 'shared'); 'plan' = looks at "
-                 f"{'/'.join(map(str, LOOKS))} seeds, 'seeds' = mean seeds used")
+    lines.append(
+        f"geometry: digits {d['classes']} classes x {d['per_class']} samples x 2 views = "
+        f"{2 * d['classes'] * d['per_class']} tokens, {d['layers']} layers, {d['batches']} batches per seed "
+        f"from a split of {d['split_per_class']} per class; theory {t['classes']} x {t['per_class']} x 2 = "
+        f"{2 * t['classes'] * t['per_class']} tokens. Seed spread in ratio units as named (real digits runs: "
+        f"0.10-0.32); logit noise {SIGMA}; per-sample offsets {HUB} (1.0 in 'shared'); 'plan' = looks at "
+        f"{'/'.join(map(str, LOOKS))} seeds, 'seeds' = mean seeds used"
+    )
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from deepfusion.errors import DataError, RunError
+from deepfusion.model.network.attention import scope_mask
 
 VIEW_MODES = ("two_views", "eval_view")
 PER_CLASS_CAP = 16  # the automatic per-class count never exceeds this
@@ -47,17 +48,18 @@ def disjoint_batches(labels, batches: int, per_class: int, seed: int) -> list[np
             f"{batches} disjoint batches of {per_class} per class need {need} samples of every class, and class "
             f"{c} has {n} ({len(short)} class(es) too small); the largest that fit: --per-class "
             f"{min(counts.values()) // batches} with --batches {batches}, or --batches "
-            f"{min(counts.values()) // per_class} with --per-class {per_class}")
+            f"{min(counts.values()) // per_class} with --per-class {per_class}"
+        )
     rng = np.random.default_rng(seed)
     draws = {c: rng.permutation(np.flatnonzero(labels == c))[:need] for c in sorted(counts)}
-    return [np.concatenate([np.sort(draws[c][b * per_class:(b + 1) * per_class]) for c in sorted(counts)])
-            for b in range(batches)]
+    return [
+        np.concatenate([np.sort(draws[c][b * per_class : (b + 1) * per_class]) for c in sorted(counts)])
+        for b in range(batches)
+    ]
 
 
 def visible_mask(head, M: int, views: int) -> np.ndarray:
     """Which tokens each token may attend to under the head's scope, (M, M) bool."""
-    from deepfusion.model.network.attention import scope_mask
-
     mask = scope_mask(getattr(head, "scope", "both_views"), M // views, views)
     return np.ones((M, M), dtype=bool) if mask is None else mask.cpu().numpy()
 
@@ -65,8 +67,10 @@ def visible_mask(head, M: int, views: int) -> np.ndarray:
 def _head(model):
     head = getattr(model, "head", None)
     if head is None or not hasattr(head, "trace"):
-        raise RunError("this model's head has no trace of its layers to analyse; "
-                       "analyse a run trained with model.head=transformer or ffn")
+        raise RunError(
+            "this model's head has no trace of its layers to analyse; "
+            "analyse a run trained with model.head=transformer or ffn"
+        )
     return head
 
 
@@ -99,8 +103,13 @@ def batch_features(model, augment, dataset, idx, seed: int, device="cpu", views:
         model.train(was_training)
     N = len(idx)
     M = n_views * N
-    return {"features": feats, "labels": np.tile(np.asarray(dataset.y)[idx], n_views).astype(np.int64),
-            "inst": np.arange(M) % N, "visible": visible_mask(head, M, n_views), "indices": idx}
+    return {
+        "features": feats,
+        "labels": np.tile(np.asarray(dataset.y)[idx], n_views).astype(np.int64),
+        "inst": np.arange(M) % N,
+        "visible": visible_mask(head, M, n_views),
+        "indices": idx,
+    }
 
 
 @torch.no_grad()
@@ -114,10 +123,16 @@ def trace_head(head, features: torch.Tensor) -> dict:
     finally:
         head.train(was_training)
     M = features.shape[0]
-    attn = (torch.stack(list(trace["attention"])).float().cpu().numpy() if len(trace["attention"])
-            else np.zeros((0, 0, M, M), dtype=np.float32))
-    return {"attention": attn, "tokens": torch.stack(list(trace["tokens"])).float().cpu().numpy(),
-            "out": trace["out"].float().cpu().numpy()}
+    attn = (
+        torch.stack(list(trace["attention"])).float().cpu().numpy()
+        if len(trace["attention"])
+        else np.zeros((0, 0, M, M), dtype=np.float32)
+    )
+    return {
+        "attention": attn,
+        "tokens": torch.stack(list(trace["tokens"])).float().cpu().numpy(),
+        "out": trace["out"].float().cpu().numpy(),
+    }
 
 
 def capture(model, augment, dataset, idx, seed: int, device="cpu", views: str = "two_views") -> dict:

@@ -46,9 +46,14 @@ class DynamicsPrediction:
     seconds: float
     threshold: float = THRESHOLD
     version: int = VERSION
-    sources: dict = field(default_factory=lambda: {
-        "beta_drift": "S13 (reduced model, theory/reduced_flow.py)", "ratio": "S8(e) block weights of the reduced model",
-        "class_bracket": "S14", "tau_star": "S14"})
+    sources: dict = field(
+        default_factory=lambda: {
+            "beta_drift": "S13 (reduced model, theory/reduced_flow.py)",
+            "ratio": "S8(e) block weights of the reduced model",
+            "class_bracket": "S14",
+            "tau_star": "S14",
+        }
+    )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -57,22 +62,34 @@ class DynamicsPrediction:
     def from_json(cls, text: str) -> "DynamicsPrediction":
         data = json.loads(text)
         if data.get("version") != VERSION:
-            raise ConfigError(f"prediction file has version {data.get('version')}, this code reads {VERSION}; "
-                              "rerun deepfusion predict")
+            raise ConfigError(
+                f"prediction file has version {data.get('version')}, this code reads {VERSION}; "
+                "rerun deepfusion predict"
+            )
         return cls(**data)
 
 
 def train_samples(cfg) -> int:
     """The number of training samples the config's data gives (its split taken)."""
-    return len(load_dataset(cfg.data.name, cfg.data.root, split="train", seed=cfg.data.seed,
-                            test_fraction=cfg.data.test_fraction, **dict(cfg.data.options or {})).y)
+    return len(
+        load_dataset(
+            cfg.data.name,
+            cfg.data.root,
+            split="train",
+            seed=cfg.data.seed,
+            test_fraction=cfg.data.test_fraction,
+            **dict(cfg.data.options or {}),
+        ).y
+    )
 
 
 def geometry(cfg) -> reduced_flow.Geometry:
     """The reduced model's inputs from a config; ConfigError where the config lies outside its scope."""
     if cfg.data.name != "theory":
-        raise ConfigError(f"predict needs the class geometry of the data; data.name={cfg.data.name} does not define "
-                          "one: use data.name=theory (e.g. --config theory_head)")
+        raise ConfigError(
+            f"predict needs the class geometry of the data; data.name={cfg.data.name} does not define "
+            "one: use data.name=theory (e.g. --config theory_head)"
+        )
     if cfg.model.head != "transformer":
         raise ConfigError(f"predict models a transformer head; model.head={cfg.model.head}: use model.head=transformer")
     if cfg.optim.name != "adamw":
@@ -88,11 +105,21 @@ def geometry(cfg) -> reduced_flow.Geometry:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the training split; lower it")
     steps = cfg.train.epochs * spe
     return reduced_flow.Geometry(
-        classes=int(opts.get("num_classes", 4)), instances=cfg.train.batch_size, spread=float(opts.get("sigma", 0.3)),
-        view=float(cfg.data.aug_noise) * np.sqrt(d), scope=cfg.model.scope, norm=cfg.model.norm,
-        depth=cfg.model.depth, heads=cfg.model.heads, dim=cfg.model.dim, temperature=cfg.loss.temperature,
-        lr=scaled_lr(cfg), steps=steps, weight_decay=cfg.optim.weight_decay,
-        warmup_steps=min(steps, int(round(cfg.optim.warmup_epochs * spe))))
+        classes=int(opts.get("num_classes", 4)),
+        instances=cfg.train.batch_size,
+        spread=float(opts.get("sigma", 0.3)),
+        view=float(cfg.data.aug_noise) * np.sqrt(d),
+        scope=cfg.model.scope,
+        norm=cfg.model.norm,
+        depth=cfg.model.depth,
+        heads=cfg.model.heads,
+        dim=cfg.model.dim,
+        temperature=cfg.loss.temperature,
+        lr=scaled_lr(cfg),
+        steps=steps,
+        weight_decay=cfg.optim.weight_decay,
+        warmup_steps=min(steps, int(round(cfg.optim.warmup_epochs * spe))),
+    )
 
 
 def predict_geometry(g: reduced_flow.Geometry, seeds: int = 6, cell: dict | None = None) -> DynamicsPrediction:
@@ -107,12 +134,18 @@ def predict_geometry(g: reduced_flow.Geometry, seeds: int = 6, cell: dict | None
     n_s, n_o = 2 * g.per_class - 2, 2 * g.instances - 2 * g.per_class
     last = float(per_seed.mean())
     return DynamicsPrediction(
-        cell=cell or asdict(g), seeds=seeds, beta_drift=[float(x) for x in drift],
-        beta_drift_sign=[int(np.sign(x)) for x in drift], ratio=[float(x) for x in flow.ratio.mean((0, 2))],
-        last_layer_ratio=last, last_layer_ratio_seeds=[float(x) for x in per_seed],
+        cell=cell or asdict(g),
+        seeds=seeds,
+        beta_drift=[float(x) for x in drift],
+        beta_drift_sign=[int(np.sign(x)) for x in drift],
+        ratio=[float(x) for x in flow.ratio.mean((0, 2))],
+        last_layer_ratio=last,
+        last_layer_ratio_seeds=[float(x) for x in per_seed],
         fusion_expected=bool(last >= THRESHOLD),
         class_bracket=float(dynamics.class_bracket(*cos, g.classes, n_s, n_o, g.temperature)),
-        tau_star=dynamics.tau_star(*cos, g.classes, n_s, n_o), seconds=round(time.perf_counter() - t0, 2))
+        tau_star=dynamics.tau_star(*cos, g.classes, n_s, n_o),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 def predict_config(cfg, seeds: int = 6) -> DynamicsPrediction:

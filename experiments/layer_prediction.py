@@ -16,16 +16,15 @@ prediction (THEORY_LEARNED.md, "Predictions"):
 r_(l+1)/r_l is predicted as ``closed`` (S9/S11 eigenvalue factors with S10's alpha, the common part of
 the tokens exactly, S12's first-order FFN factor; LayerNorm taken as the ideal projection) and as
 ``chain`` (the ``disp`` block attention pushed through the block's own value/output maps, LayerNorm and
-FFN). numpy only; ``block_params`` reads a torch block through its tensors' own methods.
+FFN). numpy only; ``experiments.block_params`` reads a torch block into ``BlockParams``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.block_params import BlockParams
 from deepfusion.experiments.metrics import PAIRS, pair_masks, relative_spread
 from deepfusion.theory import ffn as ffn_theory
 from deepfusion.theory import layernorm, learned
@@ -33,57 +32,32 @@ from deepfusion.theory import layernorm, learned
 LEVELS = ("sym", "block", "disp", "exact")
 CATEGORIES = ("self", "pos", "same", "out")
 SOURCES = {
-    "beta_mu": "S8", "beta_e": "S8", "tau": "S8(a): 0 on the symmetric configuration", "omega": "S8(c)",
-    "mass_bound": "S8(c)", "same_class_mass.sym": "S8(b)", "same_class_mass.block": "S8(a)",
-    "same_class_mass.disp": "S8(d) (approximation)", "same_class_mass.exact": "none: the block's softmax",
-    "lambda_mu": "S9", "lambda_e": "S9", "lambda_u": "S9 (common part)", "kappa": "S2/S9", "delta": "S2/S9",
-    "fusion": "S9", "denoising": "S9", "margin": "S11", "alpha": "S10(d) (1 for post-LN)",
-    "ln": "S10(b)", "ffn_lipschitz": "S12", "ffn_gain": "S12", "ffn_bounds": "S12",
-    "r_ratio.closed": "S9/S11 + S10(a) + S12 first order", "r_ratio.chain": "S8 attention + the block's maps",
+    "beta_mu": "S8",
+    "beta_e": "S8",
+    "tau": "S8(a): 0 on the symmetric configuration",
+    "omega": "S8(c)",
+    "mass_bound": "S8(c)",
+    "same_class_mass.sym": "S8(b)",
+    "same_class_mass.block": "S8(a)",
+    "same_class_mass.disp": "S8(d) (approximation)",
+    "same_class_mass.exact": "none: the block's softmax",
+    "lambda_mu": "S9",
+    "lambda_e": "S9",
+    "lambda_u": "S9 (common part)",
+    "kappa": "S2/S9",
+    "delta": "S2/S9",
+    "fusion": "S9",
+    "denoising": "S9",
+    "margin": "S11",
+    "alpha": "S10(d) (1 for post-LN)",
+    "ln": "S10(b)",
+    "ffn_lipschitz": "S12",
+    "ffn_gain": "S12",
+    "ffn_bounds": "S12",
+    "r_ratio.closed": "S9/S11 + S10(a) + S12 first order",
+    "r_ratio.chain": "S8 attention + the block's maps",
     "r_stages": "S9/S11 (attention: S11 factors times the common part, S2(b)), S10 (LN), S12 (FFN)",
 }
-
-
-@dataclass
-class BlockParams:
-    """One transformer block's weights as numpy arrays (torch layout: Linear weights are (out, in))."""
-
-    W_qkv: np.ndarray  # (3D, D): rows 0:D queries, D:2D keys, 2D:3D values; head h = rows h d_h:(h+1) d_h
-    b_qkv: np.ndarray  # (3D,)
-    W_O: np.ndarray  # (D, D) output projection
-    b_O: np.ndarray  # (D,)
-    heads: int
-    ln1_weight: np.ndarray  # (D,)
-    ln1_bias: np.ndarray
-    ln2_weight: np.ndarray
-    ln2_bias: np.ndarray
-    fc1_weight: np.ndarray  # (F, D)
-    fc1_bias: np.ndarray  # (F,)
-    fc2_weight: np.ndarray  # (D, F)
-    fc2_bias: np.ndarray  # (D,)
-    norm: str  # "post" or "pre"
-    ln_eps: float = 1e-5
-
-    @property
-    def dim(self) -> int:
-        return self.W_O.shape[0]
-
-    def head(self, h):
-        """S8/S9: (W_Q, b_Q, W_K, b_K, W_V, b_V, W_O^h) of head h; W_Q (d_h, D), W_O^h (D, d_h)."""
-        D, dh = self.dim, self.dim // self.heads
-        rows = [slice(part * D + h * dh, part * D + (h + 1) * dh) for part in range(3)]
-        return (*(a for s in rows for a in (self.W_qkv[s], self.b_qkv[s])), self.W_O[:, h * dh:(h + 1) * dh])
-
-
-def block_params(block) -> BlockParams:
-    """Read a ``TransformerBlock`` (torch) into ``BlockParams`` (float64 numpy)."""
-    def a(t):
-        return t.detach().cpu().double().numpy().copy()
-    return BlockParams(W_qkv=a(block.attn.qkv.weight), b_qkv=a(block.attn.qkv.bias), W_O=a(block.attn.proj.weight),
-                       b_O=a(block.attn.proj.bias), heads=int(block.attn.heads), ln1_weight=a(block.ln1.weight),
-                       ln1_bias=a(block.ln1.bias), ln2_weight=a(block.ln2.weight), ln2_bias=a(block.ln2.bias),
-                       fc1_weight=a(block.fc1.weight), fc1_bias=a(block.fc1.bias), fc2_weight=a(block.fc2.weight),
-                       fc2_bias=a(block.fc2.bias), norm="pre" if block.pre else "post", ln_eps=float(block.ln1.eps))
 
 
 def _parts(X, labels):
@@ -146,8 +120,11 @@ def _head_prediction(Xa, parts, masks, visible, p, h, C):
     mean, var, counts = _row_stats(S, masks)
     qv, qe = _category_means(Vt @ Vt.T, masks), _category_means(E @ E.T, masks)
     sym_logits = np.repeat((beta_mu * qv + beta_e * qe)[:, None], Xa.shape[0], 1)
-    weights = {"sym": _block_weights(sym_logits, counts), "block": _block_weights(mean, counts),
-               "disp": _block_weights(mean + var / 2.0, counts)}
+    weights = {
+        "sym": _block_weights(sym_logits, counts),
+        "block": _block_weights(mean, counts),
+        "disp": _block_weights(mean + var / 2.0, counts),
+    }
     A = _softmax_rows(S, visible)
     masses = {lv: _masses(w, counts) for lv, w in weights.items()}
     masses["exact"] = {k: float((A * masks[i]).sum(1).mean()) for i, k in enumerate(CATEGORIES)}
@@ -161,14 +138,25 @@ def _head_prediction(Xa, parts, masks, visible, p, h, C):
     m_vis = w[0] + w[1] * counts[1] + w[2] * counts[2]
     tau = float(np.mean(mean[0] - mean[2]) - beta_e * (qe[0] - qe[2]))
     return {
-        "beta_mu": beta_mu, "beta_e": beta_e, "tau": tau, "omega": float(omega.mean()),
+        "beta_mu": beta_mu,
+        "beta_e": beta_e,
+        "tau": tau,
+        "omega": float(omega.mean()),
         "mass_bound": float(np.mean(np.tanh(omega / 4.0))),
-        "lambda_mu": lam(Vt), "lambda_e": lam(E), "lambda_u": float(u @ Vh @ u / max(u @ u, 1e-300)),
-        "a_self": float(w[0].mean()), "a_same": float(a_same_all.mean()), "a_out": float(w[3].mean()),
-        "m": float(m_vis.mean()), "kappa": float(np.mean((C * m_vis - 1.0) / (C - 1.0))),
-        "delta": float(np.mean(w[0] - a_same_all)), "n_class": float(n_in.mean()),
-        "masses": masses, "same_class_mass": {lv: masses[lv]["same"] for lv in LEVELS},
-        "_A": {"disp": _block_matrix(weights["disp"], masks), "exact": A}, "_V": Vh,
+        "lambda_mu": lam(Vt),
+        "lambda_e": lam(E),
+        "lambda_u": float(u @ Vh @ u / max(u @ u, 1e-300)),
+        "a_self": float(w[0].mean()),
+        "a_same": float(a_same_all.mean()),
+        "a_out": float(w[3].mean()),
+        "m": float(m_vis.mean()),
+        "kappa": float(np.mean((C * m_vis - 1.0) / (C - 1.0))),
+        "delta": float(np.mean(w[0] - a_same_all)),
+        "n_class": float(n_in.mean()),
+        "masses": masses,
+        "same_class_mass": {lv: masses[lv]["same"] for lv in LEVELS},
+        "_A": {"disp": _block_matrix(weights["disp"], masks), "exact": A},
+        "_V": Vh,
     }
 
 
@@ -249,7 +237,8 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     tokens (M, D): the block's input; labels, inst (M,); visible (M, M) bool (the head's scope).
     Returns ``heads`` (one dict per head: beta_mu, beta_e, tau, omega, mass_bound, lambda_mu, lambda_e,
     lambda_u, the S8(b) block weights a_self, a_same (positives and other same-class tokens together),
-    a_out, m, kappa, delta, masses {level: {self, pos, same, out}}, same_class_mass {level}), and per layer: same_class_mass {level} (mean over heads), alpha, ln
+    a_out, m, kappa, delta, masses {level: {self, pos, same, out}}, same_class_mass {level}), and per
+    layer: same_class_mass {level} (mean over heads), alpha, ln
     (S10(b) terms of LN1 on the block's input), fusion, denoising, margin (S9/S11), ffn_lipschitz,
     ffn_gain, r_in, r_ratio {closed, chain, exact}, r_stages {closed: {...}, chain: {...}},
     ffn_bounds (S12 interval for the FFN stage), and ``sources`` (quantity -> statement)."""
@@ -267,7 +256,7 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     ln = layernorm.ln_error_terms(X, params.ln1_weight, params.ln1_bias, params.ln_eps)
     nu = float(np.sqrt((X**2).sum(1).mean()))
     alpha = 1.0 if params.norm == "post" else layernorm.pre_ln_alpha(nu, ln["gamma"], D)
-    c = params.W_O @ params.b_qkv[2 * D:] + params.b_O  # the value and output biases reach every token
+    c = params.W_O @ params.b_qkv[2 * D :] + params.b_O  # the value and output biases reach every token
     r_in = relative_spread(X, labels)
     chain = {lv: _run_block(X, Xa, attn[lv], values, c, params) for lv in ("disp", "exact")}
     r_chain = {lv: {k: relative_spread(Z, labels) for k, Z in st.items()} for lv, st in chain.items()}
@@ -279,19 +268,50 @@ def predict_layer(tokens, labels, inst, visible, params: BlockParams) -> dict:
     lm, le = (np.array([hd[key] for hd in heads]) for key in ("lambda_mu", "lambda_e"))
     fuse, denoise = learned.fusion_and_denoising(*a_cnt, heads[0]["n_class"], lm, le)
     return {
-        "heads": heads, "norm": params.norm, "alpha": float(alpha), "nu": nu,
+        "heads": heads,
+        "norm": params.norm,
+        "alpha": float(alpha),
+        "nu": nu,
         "same_class_mass": {lv: float(np.mean([hd["same_class_mass"][lv] for hd in heads])) for lv in LEVELS},
-        "ln": {"gamma": ln["gamma"], "gain": ln["gain"], "bias": ln["bias"], "ones": float(np.mean(ln["ones"])),
-               "eps": float(np.mean(ln["eps"])), "bound": float(np.mean(ln["bound"]))},
-        "fusion": float(np.sum(fuse)), "denoising": float(np.sum(denoise)), "margin": float(np.sum(fuse + denoise)),
-        "ffn_lipschitz": L, "ffn_gain": g, "ffn_bounds": bounds,
+        "ln": _ln_summary(ln),
+        "fusion": float(np.sum(fuse)),
+        "denoising": float(np.sum(denoise)),
+        "margin": float(np.sum(fuse + denoise)),
+        "ffn_lipschitz": L,
+        "ffn_gain": g,
+        "ffn_bounds": bounds,
         "r_in": r_in,
-        "r_ratio": {"closed": float(closed["attention"] * closed["ffn"]), "chain": r_chain["disp"][order[-1]] / r_in,
-                    "exact": r_chain["exact"][order[-1]] / r_in},
-        "r_stages": {"closed": closed,
-                     "chain": _stage_ratios(r_in, r_chain["disp"], order),
-                     "exact": _stage_ratios(r_in, r_chain["exact"], order)},
+        **_spread_ratios(r_in, closed, r_chain, order),
         "sources": dict(SOURCES),
+    }
+
+
+def _ln_summary(ln: dict) -> dict:
+    """S10(b)'s terms of LN1 on the block's input, the per-token ones averaged."""
+    return {
+        "gamma": ln["gamma"],
+        "gain": ln["gain"],
+        "bias": ln["bias"],
+        "ones": float(np.mean(ln["ones"])),
+        "eps": float(np.mean(ln["eps"])),
+        "bound": float(np.mean(ln["bound"])),
+    }
+
+
+def _spread_ratios(r_in, closed: dict, r_chain: dict, order: list) -> dict:
+    """r_(l+1)/r_l over the whole block (``r_ratio``) and per stage (``r_stages``): the closed form,
+    the ``disp`` attention pushed through the block (chain) and the block's own softmax (exact)."""
+    return {
+        "r_ratio": {
+            "closed": float(closed["attention"] * closed["ffn"]),
+            "chain": r_chain["disp"][order[-1]] / r_in,
+            "exact": r_chain["exact"][order[-1]] / r_in,
+        },
+        "r_stages": {
+            "closed": closed,
+            "chain": _stage_ratios(r_in, r_chain["disp"], order),
+            "exact": _stage_ratios(r_in, r_chain["exact"], order),
+        },
     }
 
 
@@ -302,8 +322,10 @@ def _batch(tokens, labels, inst, visible, params: BlockParams):
     M, D = X.shape
     visible = np.ones((M, M), bool) if visible is None else np.asarray(visible, bool)
     if D != params.dim or labels.shape != (M,) or inst.shape != (M,) or visible.shape != (M, M):
-        raise DataError(f"tokens {X.shape}, labels {labels.shape}, inst {inst.shape}, visible {visible.shape} "
-                        f"do not describe one batch for a block of width {params.dim}")
+        raise DataError(
+            f"tokens {X.shape}, labels {labels.shape}, inst {inst.shape}, visible {visible.shape} "
+            f"do not describe one batch for a block of width {params.dim}"
+        )
     return X, labels, inst, visible
 
 
@@ -320,8 +342,13 @@ def _closed_form(X, labels, heads, values, u_attn, c, alpha, params: BlockParams
     v2 = (Vt**2).sum(1).mean()
     phi_s11 = abs(dev_f) / abs(mean_f)  # S11: deviations against centred class means
     phi_common = abs(mean_f) * np.sqrt(v2 + u @ u) / np.sqrt(mean_f**2 * v2 + u_next @ u_next)
-    return {"attention": float(phi_s11 * phi_common), "attention_s11": float(phi_s11),
-            "attention_common": float(phi_common), "ln": 1.0, "ffn": float(_ffn_first_order(X, labels, params)[0])}
+    return {
+        "attention": float(phi_s11 * phi_common),
+        "attention_s11": float(phi_s11),
+        "attention_common": float(phi_common),
+        "ln": 1.0,
+        "ffn": float(_ffn_first_order(X, labels, params)[0]),
+    }
 
 
 def _ffn_stage(ffn_in, labels, params: BlockParams):

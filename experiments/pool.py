@@ -136,8 +136,14 @@ def _stop_workers(pool) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_jobs(fn: Callable, jobs: list[tuple], workers: int, describe: Callable[[tuple], str],
-             log: Callable[[str], None] | None = None, what: str = "figures") -> None:
+def run_jobs(
+    fn: Callable,
+    jobs: list[tuple],
+    workers: int,
+    describe: Callable[[tuple], str],
+    log: Callable[[str], None] | None = None,
+    what: str = "figures",
+) -> None:
     """``fn(*args)`` for each ``args`` of ``jobs``, ``workers`` spawned processes at a time.
 
     A failed job stops the others and raises its own error; Ctrl-C, SIGTERM or a worker's
@@ -175,8 +181,11 @@ def run_jobs(fn: Callable, jobs: list[tuple], workers: int, describe: Callable[[
 
 def interrupted(what: str, signum: int, detail: str) -> Interrupted:
     """The one line a stopped ``figures``/``reproduce`` ends with: what was kept and how to go on."""
-    return Interrupted(f"{what} stopped by {signal.Signals(signum).name}: {detail}; rerun the same command: it "
-                       "reuses every finished run and resumes the others from their checkpoints", signum)
+    return Interrupted(
+        f"{what} stopped by {signal.Signals(signum).name}: {detail}; rerun the same command: it "
+        "reuses every finished run and resumes the others from their checkpoints",
+        signum,
+    )
 
 
 @contextmanager

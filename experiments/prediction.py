@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from deepfusion.errors import DataError
+from deepfusion.theory import fusion
 
 BACKEND = "theory"  # "theory" | "local"
 
@@ -41,8 +42,6 @@ def _local_cosines(r, n, rho, centred):
 def cosines(r, n, rho, centred: bool = True):
     """S4: (same-class, cross-class) cosine at spread r for classes of n tokens in the batch."""
     if BACKEND == "theory":
-        from deepfusion.theory import fusion  # imported late: only the prediction needs the theory package
-
         return fusion.cosines(r, n, rho, centred=centred)
     if BACKEND != "local":
         raise DataError(f"unknown S4 backend {BACKEND!r}; use 'theory' or 'local'")

@@ -21,9 +21,20 @@ from deepfusion.experiments.attention_verdict import AttentionVerdict
 RECORD_VERSION = 4  # 3: batches drawn per training seed; 4: rule v3 (no stored permutation masses)
 
 # per-head statistics kept for every layer (means and standard deviations over batches)
-HEAD_STATS = ("same_class_mass", "ratio", "self_mass", "positive_mass", "block_mass", "block_distance",
-              "effective_rank", "beta_eff", "beta_r2", "predicted_same_class_mass", "predicted_block_mass",
-              "predicted_self_mass")
+HEAD_STATS = (
+    "same_class_mass",
+    "ratio",
+    "self_mass",
+    "positive_mass",
+    "block_mass",
+    "block_distance",
+    "effective_rank",
+    "beta_eff",
+    "beta_r2",
+    "predicted_same_class_mass",
+    "predicted_block_mass",
+    "predicted_self_mass",
+)
 # statistics of the tokens entering each layer (and of the head's output tokens)
 TOKEN_STATS = ("relative_spread", "class_mean_cosine", "nc1", "cdnv", "residual_ratio")
 
@@ -56,8 +67,10 @@ def _check_version(data, what: str) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{what} is not a JSON object; rerun deepfusion analyze --force")
     if data.get("version") != RECORD_VERSION:
-        raise DataError(f"{what} has record version {data.get('version')!r}, this code reads {RECORD_VERSION}; "
-                        "redo it with deepfusion analyze --force")
+        raise DataError(
+            f"{what} has record version {data.get('version')!r}, this code reads {RECORD_VERSION}; "
+            "redo it with deepfusion analyze --force"
+        )
     return data
 
 
@@ -101,8 +114,9 @@ class RunAnalysis:
             data["verdict"] = AttentionVerdict.from_json(data["verdict"])
             return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
         except (KeyError, TypeError) as err:
-            raise DataError(f"{what} is missing or has malformed fields ({err}); redo it with "
-                            "deepfusion analyze --force") from None
+            raise DataError(
+                f"{what} is missing or has malformed fields ({err}); redo it with deepfusion analyze --force"
+            ) from None
 
 
 @dataclass

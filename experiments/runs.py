@@ -116,7 +116,9 @@ def config_mismatch(saved: dict, cfg: Config) -> list[str]:
     cache key covers (output keys such as the folder and log interval aside): a folder's name says
     which config it was made for, its checkpoint what it was trained with (a ``--resume`` to more
     epochs, an edited ``config.yaml``)."""
-    diffs = config_diffs(with_legacy(saved, cfg), config_to_dict(cfg), tuple(SECTIONS), defaults=config_to_dict(Config()))
+    diffs = config_diffs(
+        with_legacy(saved, cfg), config_to_dict(cfg), tuple(SECTIONS), defaults=config_to_dict(Config())
+    )
     return [d for d in diffs if tuple(d.split(".", 1)) not in OUTPUT_KEYS]
 
 
@@ -149,9 +151,11 @@ def _check_trained_as_named(run_dir: Path, cfg: Config) -> None:
         return
     diffs = config_mismatch(saved, cfg)
     if diffs:
-        raise RunError(f"cached run {run_dir} was trained with other settings than its name stands for "
-                       f"({', '.join(diffs[:4])} differ: resumed or edited after the cache made it); move the folder "
-                       "away to have it trained again as configured")
+        raise RunError(
+            f"cached run {run_dir} was trained with other settings than its name stands for "
+            f"({', '.join(diffs[:4])} differ: resumed or edited after the cache made it); move the folder "
+            "away to have it trained again as configured"
+        )
 
 
 def _clear_unfinished_start(folder: RunFolder) -> None:
@@ -176,8 +180,15 @@ def _as_config(spec_or_cfg: RunSpec | Config) -> Config:
     return spec_or_cfg.config() if isinstance(spec_or_cfg, RunSpec) else spec_or_cfg
 
 
-def get_run(spec_or_cfg: RunSpec | Config, root: str | Path, *, salt: str = "", train_fn: TrainFn | None = None,
-            progress: bool = False, log: Callable[[str], None] | None = None) -> Run:
+def get_run(
+    spec_or_cfg: RunSpec | Config,
+    root: str | Path,
+    *,
+    salt: str = "",
+    train_fn: TrainFn | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Run:
     """The finished run of a spec or config under ``root``, trained (or resumed) first when needed.
 
     ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.runs.loop.train``.
@@ -204,22 +215,26 @@ def get_run(spec_or_cfg: RunSpec | Config, root: str | Path, *, salt: str = "", 
         if log:
             log(f"{'resume' if resume else 'train '}  {run_dir.name}")
         run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
-        write_json(run_dir / CACHE_FILE, {"key": run_key(cfg, salt), "config_hash": config_hash(cfg),
-                                          "salt": salt, "cache_version": CACHE_VERSION})
+        write_json(
+            run_dir / CACHE_FILE,
+            {"key": run_key(cfg, salt), "config_hash": config_hash(cfg), "salt": salt, "cache_version": CACHE_VERSION},
+        )
     if not is_finished(run_dir, cfg):
         raise RunError(f"training ended without a finished checkpoint and its {folder.eval}; see {folder.metrics}")
     return Run(run_dir, cfg, run.eval)
 
 
-def run_all(specs: list[RunSpec], root: str | Path, log: Callable[[str], None] | None = None,
-            train_fn: TrainFn | None = None) -> list[RunResult]:
+def run_all(
+    specs: list[RunSpec], root: str | Path, log: Callable[[str], None] | None = None, train_fn: TrainFn | None = None
+) -> list[RunResult]:
     """Train (or load from the cache) every spec, in order; each with the run it got."""
     out = []
     for i, spec in enumerate(specs, 1):
         prefix = f"  run {i}/{len(specs)} {spec.describe()}: "
         # A progress bar per training run when someone is watching (log given), none in tests.
-        run = get_run(spec, root, train_fn=train_fn, progress=log is not None,
-                      log=(lambda m: log(prefix + m)) if log else None)
+        run = get_run(
+            spec, root, train_fn=train_fn, progress=log is not None, log=(lambda m: log(prefix + m)) if log else None
+        )
         out.append(RunResult(spec, run))
     return out
 
@@ -235,8 +250,14 @@ def _train_in_worker(preset: str, overrides: tuple, root: str) -> str:
     return str(get_run(RunSpec(preset, overrides), root).run_dir)
 
 
-def prefetch(specs: list[RunSpec], root: str | Path, workers: int = 1, log: Callable[[str], None] | None = None,
-             train_fn: TrainFn | None = None, what: str = "figures") -> int:
+def prefetch(
+    specs: list[RunSpec],
+    root: str | Path,
+    workers: int = 1,
+    log: Callable[[str], None] | None = None,
+    train_fn: TrainFn | None = None,
+    what: str = "figures",
+) -> int:
     """Train every spec that is not yet in the cache, ``workers`` processes at a time; returns how many
     were trained. Specs with the same config are trained once; afterwards every run is cached.
     ``what`` names the job in the line a Ctrl-C ends with."""
@@ -257,6 +278,12 @@ def prefetch(specs: list[RunSpec], root: str | Path, workers: int = 1, log: Call
         except Interrupted as err:  # the run in training saved its checkpoint
             raise interrupted(what, err.signum, "the run in training saved a checkpoint") from None
         return len(todo)
-    run_jobs(_train_in_worker, [(s.preset, s.overrides, str(root)) for s in todo], workers,
-             describe=lambda job: RunSpec(job[0], job[1]).describe(), log=log, what=what)
+    run_jobs(
+        _train_in_worker,
+        [(s.preset, s.overrides, str(root)) for s in todo],
+        workers,
+        describe=lambda job: RunSpec(job[0], job[1]).describe(),
+        log=log,
+        what=what,
+    )
     return len(todo)

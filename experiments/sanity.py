@@ -44,10 +44,28 @@ def idealised_layers(quick: bool = False) -> Idealised:
             if name == "fast" and not (ratio_sim < 0.01 and ratio_mf < 0.01):
                 failures.append(f"fast fusion expected r_L/r_0 < 0.01, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
             if name == "stall" and not (ratio_sim > 0.99 and ratio_mf > 0.99):
-                failures.append(f"self-attention trap expected r_L/r_0 > 0.99, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}")
-            rows.append(IdealisedRow(name, seed, beta, alpha, float(sim.r[0]), dm, dr, ratio_sim, ratio_mf,
-                                     sim.m.tolist(), mf.m.tolist(), sim.r.tolist(), mf.r.tolist(), not failures,
-                                     failures))
+                failures.append(
+                    f"self-attention trap expected r_L/r_0 > 0.99, got sim {ratio_sim:.3g}, mf {ratio_mf:.3g}"
+                )
+            rows.append(
+                IdealisedRow(
+                    name,
+                    seed,
+                    beta,
+                    alpha,
+                    float(sim.r[0]),
+                    dm,
+                    dr,
+                    ratio_sim,
+                    ratio_mf,
+                    sim.m.tolist(),
+                    mf.m.tolist(),
+                    sim.r.tolist(),
+                    mf.r.tolist(),
+                    not failures,
+                    failures,
+                )
+            )
     return Idealised(dict(GEOMETRY), M_TOL, R_TOL, rows, all(r.passed for r in rows))
 
 
@@ -61,8 +79,12 @@ def block_statistics(model, augment, dataset, batches: int, per_class: int, seed
     for b, idx in enumerate(disjoint_batches(dataset.y, batches, per_class, seed)):
         cap = capture(model, augment, dataset, idx, seed + b, "cpu")
         T, y = cap["tokens"].astype(np.float64), cap["labels"]
-        per_batch.append([(mt.relative_spread(t, y), mt.class_mean_cosine(t, y), mt.nc1(t, y),
-                           mt.residual_ratio(t, T[0])) for t in T])
+        per_batch.append(
+            [
+                (mt.relative_spread(t, y), mt.class_mean_cosine(t, y), mt.nc1(t, y), mt.residual_ratio(t, T[0]))
+                for t in T
+            ]
+        )
     means = np.mean(np.asarray(per_batch, dtype=np.float64), axis=0)  # (blocks + 1, 4)
     return [Block(*(float(v) for v in row)) for row in means]
 
@@ -76,30 +98,40 @@ def _f(v, fmt=".3f") -> str:
 
 def _idealised_lines(a: Idealised) -> list[str]:
     g = a.geometry
-    lines = [f"(a) idealised layers vs mean-field recursion (C={g['C']}, n={g['n']}, d={g['d']}, {g['layers']} layers; "
-             f"tolerances |dm| < {a.m_tol}, |dr/r| < {a.r_tol})",
-             f"  {'regime':<7}{'seed':>5}{'beta':>6}{'alpha':>6}{'r0':>7}{'max|dm|':>9}{'max|dr/r|':>10}"
-             f"{'rL/r0 sim':>11}{'rL/r0 mf':>10}  result"]
+    lines = [
+        f"(a) idealised layers vs mean-field recursion (C={g['C']}, n={g['n']}, d={g['d']}, {g['layers']} layers; "
+        f"tolerances |dm| < {a.m_tol}, |dr/r| < {a.r_tol})",
+        f"  {'regime':<7}{'seed':>5}{'beta':>6}{'alpha':>6}{'r0':>7}{'max|dm|':>9}{'max|dr/r|':>10}"
+        f"{'rL/r0 sim':>11}{'rL/r0 mf':>10}  result",
+    ]
     for r in a.rows:
-        lines.append(f"  {r.regime:<7}{r.seed:>5}{r.beta:>6.1f}{r.alpha:>6.1f}{r.r0:>7.3f}{r.max_dm:>9.4f}"
-                     f"{r.max_dr:>10.4f}{r.r_ratio_sim:>11.3g}{r.r_ratio_mf:>10.3g}  "
-                     + ("pass" if r.passed else "FAIL: " + "; ".join(r.failures)))
+        lines.append(
+            f"  {r.regime:<7}{r.seed:>5}{r.beta:>6.1f}{r.alpha:>6.1f}{r.r0:>7.3f}{r.max_dm:>9.4f}"
+            f"{r.max_dr:>10.4f}{r.r_ratio_sim:>11.3g}{r.r_ratio_mf:>10.3g}  "
+            + ("pass" if r.passed else "FAIL: " + "; ".join(r.failures))
+        )
     return lines
 
 
 def _head_lines(name: str, e: TrainedHead) -> list[str]:
     ev = e.eval
-    lines = [f"  {name}: kNN {_f(ev.knn)}, linear {_f(ev.linear)}, head 1-NN {_f(ev.head_loo1nn)} "
-             f"(random backbone kNN {_f(ev.random_knn)}), trained in {_f(e.train_wall_s, '.0f')} s"]
+    lines = [
+        f"  {name}: kNN {_f(ev.knn)}, linear {_f(ev.linear)}, head 1-NN {_f(ev.head_loo1nn)} "
+        f"(random backbone kNN {_f(ev.random_knn)}), trained in {_f(e.train_wall_s, '.0f')} s"
+    ]
     for l, blk in enumerate(e.blocks):
-        row = (f"    block {l if l < len(e.blocks) - 1 else 'out'}: r {_f(blk.relative_spread)}, "
-               f"NC1 {_f(blk.nc1)}, residual {_f(blk.residual_ratio)}")
+        row = (
+            f"    block {l if l < len(e.blocks) - 1 else 'out'}: r {_f(blk.relative_spread)}, "
+            f"NC1 {_f(blk.nc1)}, residual {_f(blk.residual_ratio)}"
+        )
         if l < len(e.layers):
             t = e.layers[l]
             ci = t.ratio_ci or [None, None]  # one seed: no interval over seeds
-            row += (f" | ratio {_f(t.ratio, '.2f')}x [{_f(ci[0], '.2f')}, {_f(ci[1], '.2f')}], "
-                    f"S4 {_f(t.predicted_same_class_mass / e.chance, '.2f')}x, self {_f(t.self_mass)}, "
-                    f"pos {_f(t.positive_mass)}, beta {_f(t.beta_eff, '.2f')}")
+            row += (
+                f" | ratio {_f(t.ratio, '.2f')}x [{_f(ci[0], '.2f')}, {_f(ci[1], '.2f')}], "
+                f"S4 {_f(t.predicted_same_class_mass / e.chance, '.2f')}x, self {_f(t.self_mass)}, "
+                f"pos {_f(t.positive_mass)}, beta {_f(t.beta_eff, '.2f')}"
+            )
         lines.append(row)
     if e.verdict is not None:
         lines.append(f"    chance {e.chance:.4f}; verdict: {e.verdict}: {e.decided_by}")
@@ -111,8 +143,10 @@ def format_summary(result: SanityResult) -> str:
     lines = _idealised_lines(result.idealised)
     b = result.trained
     if b is not None:
-        lines.append(f"(b) trained heads on the synthetic mixture ({' '.join(b.overrides)}; "
-                     f"{b.batches} batches x {b.per_class} per class)")
+        lines.append(
+            f"(b) trained heads on the synthetic mixture ({' '.join(b.overrides)}; "
+            f"{b.batches} batches x {b.per_class} per class)"
+        )
         for name, head in b.heads():
             lines += _head_lines(name, head)
     lines.append("(a) " + ("agrees with the theory" if result.idealised.passed else "DISAGREES with the theory"))

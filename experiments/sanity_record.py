@@ -97,8 +97,14 @@ class TrainedHead:
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainedHead":
-        return cls(**{**data, "eval": HeadEval(**data["eval"]), "blocks": [Block(**b) for b in data["blocks"]],
-                      "layers": [AttentionLayer(**entry) for entry in data.get("layers", [])]})
+        return cls(
+            **{
+                **data,
+                "eval": HeadEval(**data["eval"]),
+                "blocks": [Block(**b) for b in data["blocks"]],
+                "layers": [AttentionLayer(**entry) for entry in data.get("layers", [])],
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,9 @@ class SanityResult:
     def from_json(cls, data) -> "SanityResult":
         if not isinstance(data, dict) or data.get("version") != SANITY_VERSION:
             got = data.get("version") if isinstance(data, dict) else None
-            raise DataError(f"sanity record has version {got!r}, this code reads {SANITY_VERSION}; rerun deepfusion "
-                            "sanity")
+            raise DataError(
+                f"sanity record has version {got!r}, this code reads {SANITY_VERSION}; rerun deepfusion sanity"
+            )
         try:
             trained = None if data.get("trained") is None else TrainedHeads.from_json(data["trained"])
             return cls(**{**data, "idealised": Idealised.from_json(data["idealised"]), "trained": trained})

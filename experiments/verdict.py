@@ -73,7 +73,8 @@ RULE = (
     "ratio = mean SHARE over its value under uniform attention. Per training seed: layer ratios averaged over its "
     "batches; EFFECT = last layer's ratio, TREND = least-squares slope of the ratio over layers; both averaged over "
     f"seeds with t-intervals over seeds. Plan: looks at {'/'.join(map(str, LOOKS))} seeds, one-sided alpha "
-    f"{ALPHA} spent as {ALPHA_LOOK:.4f} per look and direction; decisions only at those counts; fewer than {LOOKS[0]} seeds or "
+    f"{ALPHA} spent as {ALPHA_LOOK:.4f} per look and direction; decisions only at those counts; "
+    f"fewer than {LOOKS[0]} seeds or "
     "another count: exploratory. OBSERVED "
     f"iff EFFECT's interval > {LINE}, TREND's interval > 0, permutation p of EFFECT and TREND <= {NULL_P} (one "
     "permutation of per-sample labels per draw, shared by all seeds and batches, >= "
@@ -135,24 +136,34 @@ def _outcome(e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, tr
     """The rule's outcome at look ``k`` (of :func:`look`), what decided it and what would change it (words)."""
     S = int(e.size)
     need = seeds_to_decide(e)
-    more = ("no seed count would decide it at this spread" if need is None
-            else f"at this seed spread about {max(need - S, 0)} more seeds would decide it")
+    more = (
+        "no seed count would decide it at this spread"
+        if need is None
+        else f"at this seed spread about {max(need - S, 0)} more seeds would decide it"
+    )
     if k == 0:
         rule_outcome = EXPLORATORY
-        why = (f"{S} seed{'s' if S != 1 else ''} cannot decide (the plan's first look needs {LOOKS[0]}); last-layer "
-               f"ratio {effect:.2f}, 95% interval {_fmt(e_ci)}")
+        why = (
+            f"{S} seed{'s' if S != 1 else ''} cannot decide (the plan's first look needs {LOOKS[0]}); last-layer "
+            f"ratio {effect:.2f}, 95% interval {_fmt(e_ci)}"
+        )
         change = f"train {LOOKS[0] - S} more seed(s) for the first look"
     elif S not in LOOKS:  # deciding at every count would spend alpha at unplanned looks (4% instead of 2.5%)
         rule_outcome = EXPLORATORY
-        why = (f"{S} seeds are not a look of the plan ({'/'.join(map(str, LOOKS))} seeds), which decides only at "
-               f"those counts; last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} at look {k}'s level")
-        change = (f"analyse the first {LOOKS[k - 1]} seeds (look {k})"
-                  + (f" or train {next_seeds - S} more for look {k + 1}" if next_seeds else ""))
+        why = (
+            f"{S} seeds are not a look of the plan ({'/'.join(map(str, LOOKS))} seeds), which decides only at "
+            f"those counts; last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} at look {k}'s level"
+        )
+        change = f"analyse the first {LOOKS[k - 1]} seeds (look {k})" + (
+            f" or train {next_seeds - S} more for look {k + 1}" if next_seeds else ""
+        )
     elif all(conditions.values()):
         rule_outcome = OBSERVED
-        why = (f"last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} above {LINE}; trend {trend:+.3f}/layer "
-               f"{_fmt(t_ci)} above 0; permutation p {effect_p:.3f} and {trend_p:.3f}; above the untrained head "
-               f"(differences {_fmt(d_e)}, {_fmt(d_t)})")
+        why = (
+            f"last-layer ratio {effect:.2f}, interval {_fmt(e_ci)} above {LINE}; trend {trend:+.3f}/layer "
+            f"{_fmt(t_ci)} above 0; permutation p {effect_p:.3f} and {trend_p:.3f}; above the untrained head "
+            f"(differences {_fmt(d_e)}, {_fmt(d_t)})"
+        )
         change = "an interval reaching the line, a null reaching the measurement"
     elif e_ci[1] < LINE:
         rule_outcome = NOT_OBSERVED
@@ -163,17 +174,28 @@ def _outcome(e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, tr
         failed = [name.replace("_", " ") for name, ok in conditions.items() if not ok]
         if not have_untrained:
             failed = [f for f in failed if "untrained" not in f] + ["untrained-head null not available"]
-        straddle = (f"interval {_fmt(e_ci)} straddles {LINE}" if e_ci[0] <= LINE
-                    else f"interval {_fmt(e_ci)} above {LINE}")
+        straddle = (
+            f"interval {_fmt(e_ci)} straddles {LINE}" if e_ci[0] <= LINE else f"interval {_fmt(e_ci)} above {LINE}"
+        )
         why = f"last-layer ratio {effect:.2f}, {straddle}: inconclusive (failed: {', '.join(failed)})"
-        nxt = (f"the plan's next look needs {next_seeds} seeds" if next_seeds
-               else "this was the plan's last look: it stops inconclusive")
-        change = (f"{more}; {nxt}" if e_ci[0] <= LINE else nxt)
+        nxt = (
+            f"the plan's next look needs {next_seeds} seeds"
+            if next_seeds
+            else "this was the plan's last look: it stops inconclusive"
+        )
+        change = f"{more}; {nxt}" if e_ci[0] <= LINE else nxt
     return rule_outcome, why, change
 
 
-def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, untrained_effect=None,
-           untrained_trend=None, split: str = "test") -> dict:
+def decide(
+    effect_per_seed,
+    trend_per_seed,
+    effect_p: float,
+    trend_p: float,
+    untrained_effect=None,
+    untrained_trend=None,
+    split: str = "test",
+) -> dict:
     """The v3 outcome from per-seed EFFECT and TREND, their permutation p-values and (optionally)
     the untrained head's per-seed EFFECT and TREND: outcome, conditions, intervals and the words
     that say what decided it and what would change it."""
@@ -196,13 +218,26 @@ def decide(effect_per_seed, trend_per_seed, effect_p: float, trend_p: float, unt
         "effect_above_untrained_head": d_e is not None and d_e[0] > 0,
         "trend_above_untrained_head": d_t is not None and d_t[0] > 0,
     }
-    rule_outcome, why, change = _outcome(e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, trend_p,
-                                         conditions, have_untrained)
+    rule_outcome, why, change = _outcome(
+        e, k, next_seeds, effect, trend, e_ci, t_ci, d_e, d_t, effect_p, trend_p, conditions, have_untrained
+    )
     outcome = rule_outcome
     if split == "train":
         outcome = EXPLORATORY
         why = f"{TRAIN_SPLIT_LABEL}; the rule alone says {rule_outcome}: {why}"
-    return {"outcome": outcome, "rule_outcome": rule_outcome, "look": k, "level": level, "next_look_seeds": next_seeds,
-            "effect": effect, "effect_ci": e_ci, "trend": trend, "trend_ci": t_ci,
-            "untrained_effect_difference_ci": d_e, "untrained_trend_difference_ci": d_t,
-            "conditions": conditions, "decided_by": why, "would_change": change}
+    return {
+        "outcome": outcome,
+        "rule_outcome": rule_outcome,
+        "look": k,
+        "level": level,
+        "next_look_seeds": next_seeds,
+        "effect": effect,
+        "effect_ci": e_ci,
+        "trend": trend,
+        "trend_ci": t_ci,
+        "untrained_effect_difference_ci": d_e,
+        "untrained_trend_difference_ci": d_t,
+        "conditions": conditions,
+        "decided_by": why,
+        "would_change": change,
+    }

@@ -65,8 +65,13 @@ def build_figures(
         runs.check_data(quick, data)
     out_dir = Path(out_dir)
     results_root = Path(results_root or runs.DEFAULT_RESULTS)
-    options = {"F2": {"seeds": seeds}, "F4": {"seeds": seeds}, "F4B": {"seeds": seeds}, "F5": {"seeds": ablation_seeds},
-               "F6": {"seeds": seeds}}
+    options = {
+        "F2": {"seeds": seeds},
+        "F4": {"seeds": seeds},
+        "F4B": {"seeds": seeds},
+        "F5": {"seeds": ablation_seeds},
+        "F6": {"seeds": seeds},
+    }
     wanted = []
     for key in keys:
         module = importlib.import_module(FIGURES[key][0])
@@ -81,7 +86,9 @@ def build_figures(
         start = time.perf_counter()
         module = importlib.import_module(module_name)
         extra = {"train_fn": train_fn} if key in NEEDS_RUNS else {}
-        made = module.make(out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra)
+        made = module.make(
+            out_dir, quick, data=data, results_root=results_root, log=log, **options.get(key, {}), **extra
+        )
         made = [dataclasses.replace(r, command=with_out(r.command, out_dir)) for r in made]  # reproduces it here
         records += made
         index.write_index(records, out_dir)  # after every figure, so a stopped job still leaves an index
@@ -100,8 +107,9 @@ def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] 
     return records
 
 
-def build_head_figures(run_dirs, out_dir: str | Path, patterns=None,
-                       log: Callable[[str], None] = print) -> list[FigureRecord]:
+def build_head_figures(
+    run_dirs, out_dir: str | Path, patterns=None, log: Callable[[str], None] = print
+) -> list[FigureRecord]:
     """``deepfusion figures --heads ...``: F4 from whole-model runs paired by seed, with an index."""
     from deepfusion.paper_figures import f4_head_comparison_paired
 

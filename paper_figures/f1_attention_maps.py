@@ -55,8 +55,9 @@ def choose_head(run_dir) -> tuple[int, str]:
     return h, f"head {h}, the head with the largest same-class mass over chance in the last layer ({ratio[h]:.2f}x)"
 
 
-def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, what: str,
-              title: str | None = None) -> list[Path]:
+def plot_maps(
+    maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, what: str, title: str | None = None
+) -> list[Path]:
     """One panel per layer of ``maps`` (L, M, M), shared colour scale, class boundaries drawn; ``title``
     above the panels when given."""
     maps, ys, bounds = sort_by_label(maps, labels)
@@ -90,8 +91,9 @@ def plot_maps(maps: np.ndarray, labels: np.ndarray, out_dir: Path, stem: str, wh
             ax.set_ylabel("query token (class)")
         if l // ncols == nrows - 1 or l + ncols >= L:
             ax.set_xlabel("key token (class)")
-    cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02,
-                        extend="max" if vmax < maps.max() else "neither")
+    cbar = fig.colorbar(
+        im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02, extend="max" if vmax < maps.max() else "neither"
+    )
     cbar.set_label(f"attention weight ({what})")
     if title:
         fig.suptitle(title, fontsize=8)
@@ -120,6 +122,20 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
     command = figures_command(KEY, quick, data, results_root)
     configs = [result.describe()]
     return [
-        FigureRecord(KEY, f"{TITLE}: {why.split(',')[0]}", head_paths, f"Attention of {why}, per layer (L={L}). " + common, command, configs),
-        FigureRecord(KEY, f"{TITLE}: mean over heads", mean_paths, f"Attention averaged over the {H} heads, per layer (L={L}). " + common, command, configs),
+        FigureRecord(
+            KEY,
+            f"{TITLE}: {why.split(',')[0]}",
+            head_paths,
+            f"Attention of {why}, per layer (L={L}). " + common,
+            command,
+            configs,
+        ),
+        FigureRecord(
+            KEY,
+            f"{TITLE}: mean over heads",
+            mean_paths,
+            f"Attention averaged over the {H} heads, per layer (L={L}). " + common,
+            command,
+            configs,
+        ),
     ]

@@ -29,6 +29,34 @@ def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
     return seed_specs(main_spec(quick, data), seeds)
 
 
+def _draw_nulls(ax, depth, v) -> None:
+    """The permutation null's 97.5% quantile per layer and, when given, the untrained head."""
+    ax.plot(
+        depth,
+        v.permutation_null.layers_q975,
+        color=style.REFERENCE_COLOR,
+        ls="--",
+        lw=1,
+        label="labels permuted, 97.5% quantile",
+    )
+    if v.untrained_null.available:
+        ax.plot(
+            depth,
+            v.untrained_null.layers,
+            color=style.OKABE_ITO["orange"],
+            marker="^",
+            ms=3,
+            lw=1,
+            label="untrained head",
+        )
+
+
+def _predicted_ratio(pooled) -> np.ndarray:
+    """S4's predicted same-class mass per layer over chance (NaN where a run had no prediction)."""
+    masses = [e["predicted_same_class_mass"] for e in pooled.layers]
+    return np.array([np.nan if m is None else m for m in masses]) / pooled.chance
+
+
 def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
     """The study's per-layer ratio over seeds, its nulls and the S4 prediction."""
     pooled = study.pooled
@@ -42,18 +70,26 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
         ax.plot(depth, curve, color=style.OKABE_ITO["sky"], lw=0.8, alpha=0.8, label="single seeds" if i == 0 else None)
     mean = np.asarray(v.layers)
     ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
-    ax.errorbar(depth, mean, yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0), marker="o",
-                color=style.OKABE_ITO["blue"], label=f"trained, {v.seeds} seeds (verdict's interval)")
-    ax.plot(depth, v.permutation_null.layers_q975, color=style.REFERENCE_COLOR, ls="--", lw=1,
-            label="labels permuted, 97.5% quantile")
-    if v.untrained_null.available:
-        ax.plot(depth, v.untrained_null.layers, color=style.OKABE_ITO["orange"], marker="^", ms=3, lw=1,
-                label="untrained head")
-    predicted = np.array([np.nan if e["predicted_same_class_mass"] is None else e["predicted_same_class_mass"]
-                          for e in pooled.layers]) / pooled.chance
+    ax.errorbar(
+        depth,
+        mean,
+        yerr=np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0),
+        marker="o",
+        color=style.OKABE_ITO["blue"],
+        label=f"trained, {v.seeds} seeds (verdict's interval)",
+    )
+    _draw_nulls(ax, depth, v)
+    predicted = _predicted_ratio(pooled)
     if np.isfinite(predicted).any():
-        ax.plot(depth, predicted, marker="s", ls="--", mfc="none", color=style.OKABE_ITO["vermillion"],
-                label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)")
+        ax.plot(
+            depth,
+            predicted,
+            marker="s",
+            ls="--",
+            mfc="none",
+            color=style.OKABE_ITO["vermillion"],
+            label=r"S4 prediction (measured $r$, $\beta_{\rm eff}$)",
+        )
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
     ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
     ax.set_xticks(depth)
@@ -65,7 +101,9 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
     return style.save(fig, out_dir, stem)
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
+def make(
+    out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3
+) -> list[FigureRecord]:
     """The Deep Fusion study over the seeds' transformer runs (trained or loaded), drawn per layer."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
@@ -81,9 +119,11 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
         f"renormalised) that falls on other samples of its class, averaged over heads and {s.batches} disjoint "
         f"analysis batches of {s.tokens_per_batch} tokens, as a multiple of that share under uniform attention "
         f"(1x, dotted). Dark: mean over seeds with the verdict's t-interval over seeds (rule v3; none with one "
-        f"seed); light: single seeds; dashed gray: the 97.5% quantile with per-sample labels permuted; orange: the untrained head on the same batches; vermillion: the S4 prediction "
+        f"seed); light: single seeds; dashed gray: the 97.5% quantile with per-sample labels permuted; "
+        f"orange: the untrained head on the same batches; vermillion: the S4 prediction "
         f"from each layer's measured spread r and fitted inverse temperature; green: the verdict's effect line. "
         f"Verdict: {v.label}: {v.decided_by}."
     )
-    return [FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), study.runs,
-                         study)]
+    return [
+        FigureRecord(KEY, TITLE, paths, caption, figures_command(KEY, quick, data, results_root), study.runs, study)
+    ]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
+from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.paper_figures import runs, style
 from deepfusion.paper_figures.record import FigureRecord, figures_command
 
@@ -49,7 +49,9 @@ def collect(quick, data, results_root, seeds, log=None, train_fn=None):
             for m in runs.METRICS:
                 rows.append((preset, head, m, [r.eval.percent(m) for r in results]))
             if head == "transformer":
-                random_rows = [(preset, "random", m, [r.eval.percent(k) for r in results]) for m, k in RANDOM_KEYS.items()]
+                random_rows = [
+                    (preset, "random", m, [r.eval.percent(k) for r in results]) for m, k in RANDOM_KEYS.items()
+                ]
         rows += random_rows
     return rows, used
 
@@ -97,11 +99,29 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
                 x = i + (j - (len(heads) - 1) / 2) * step
                 # Mean with a +-1 std whisker and every seed as a dot: accuracies differ by a point or
                 # two, which bars drawn from zero would hide.
-                ax.errorbar(x, s.mean, yerr=s.std if s.n > 1 else None, fmt="D", ms=4, color=colors[head],
-                            ecolor=colors[head], elinewidth=1.0, capsize=2,
-                            label=runs.head_label(head) if i == 0 else None, zorder=2)
-                ax.plot(np.full(len(values), x + step * 0.3), values, "o", ms=2, color="white", mec="black",
-                        mew=0.4, zorder=3)
+                ax.errorbar(
+                    x,
+                    s.mean,
+                    yerr=s.std if s.n > 1 else None,
+                    fmt="D",
+                    ms=4,
+                    color=colors[head],
+                    ecolor=colors[head],
+                    elinewidth=1.0,
+                    capsize=2,
+                    label=runs.head_label(head) if i == 0 else None,
+                    zorder=2,
+                )
+                ax.plot(
+                    np.full(len(values), x + step * 0.3),
+                    values,
+                    "o",
+                    ms=2,
+                    color="white",
+                    mec="black",
+                    mew=0.4,
+                    zorder=3,
+                )
         ax.set_xticks(range(len(CHART_METRICS)), [runs.METRICS[m] for m in CHART_METRICS])
         for i in range(len(CHART_METRICS) - 1):
             ax.axvline(i + 0.5, color="0.85", lw=0.6, zorder=0)
@@ -109,12 +129,19 @@ def plot(rows, out_dir: Path, stem: str) -> list[Path]:
         if shown:
             ax.set_ylim(max(0.0, np.floor(min(shown)) - 1.0), min(100.0, np.ceil(max(shown)) + 1.0))
     axes[0][0].set_ylabel("test accuracy (%)")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=min(3, len(heads)),
-               bbox_to_anchor=(0.5, 0.0), fontsize=7)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(),
+        loc="upper center",
+        ncol=min(3, len(heads)),
+        bbox_to_anchor=(0.5, 0.0),
+        fontsize=7,
+    )
     return style.save(fig, out_dir, stem)
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log=print, train_fn=None) -> list[FigureRecord]:
+def make(
+    out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log=print, train_fn=None
+) -> list[FigureRecord]:
     """Train or load the runs, write ``f4_head_comparison.{png,pdf,md,csv}``; one record."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
@@ -132,7 +159,12 @@ def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 3, log
         f"single seeds; black is an untrained (random) backbone evaluated the same way, from the "
         f"transformer runs. {n_runs} runs, every number read from their eval.json; the table files also "
         f"give the head's leave-one-out 1-NN accuracy on test batches."
-        + (f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), not the paper's datasets." if quick else "")
+        + (
+            f" Quick mode: the digits preset on CPU with its epochs shortened to {runs.QUICK_EPOCHS} (preset: 30), "
+            "not the paper's datasets."
+            if quick
+            else ""
+        )
     )
     command = figures_command(KEY, quick, data, results_root, [f"--seeds={seeds}"])
     return [FigureRecord(KEY, TITLE, paths, caption, command, [r.describe() for r in used], rows)]

@@ -38,8 +38,16 @@ def _seed_colors(seeds) -> dict[int, str]:
 def _accuracy_panel(ax, rec, metric: str, colors) -> None:
     x = np.arange(len(rec.heads))
     for i, s in enumerate(rec.seeds):
-        ax.plot(x, [h.values[metric][i] for h in rec.heads], "-o", color=colors[s], lw=0.8, ms=2.5, alpha=0.9,
-                label=f"seed {s}")
+        ax.plot(
+            x,
+            [h.values[metric][i] for h in rec.heads],
+            "-o",
+            color=colors[s],
+            lw=0.8,
+            ms=2.5,
+            alpha=0.9,
+            label=f"seed {s}",
+        )
     ax.plot(x, [h.mean(metric) for h in rec.heads], "D", color="black", ms=4, zorder=4, label="mean over seeds")
     from deepfusion.experiments.studies.head_comparison import BASELINE_OF
 
@@ -67,12 +75,17 @@ def _difference_panel(ax, rec, metric: str, colors) -> None:
 def bars_text(rec) -> str:
     """What the marks and error bars are, in words (printed under the figure and in the caption)."""
     n = len(rec.seeds)
-    interval = (f"whiskers: {100 * rec.level:.0f}% t-interval over the {n} seeds (n - 1 = {n - 1} degrees of freedom)"
-                if n > 1 else "one seed: no interval")
-    return (f"Top: test accuracy of each head, one line per training seed (a seed's heads share backbone "
-            f"initialisation, batch order and augmented views); diamonds: mean over seeds; dashed: the random "
-            f"(untrained) backbone evaluated alike, mean over seeds. Bottom: {short(rec.reference)} minus each head, "
-            f"seed by seed (dots), and the mean of those differences (diamond; {interval}); dashed: no difference.")
+    interval = (
+        f"whiskers: {100 * rec.level:.0f}% t-interval over the {n} seeds (n - 1 = {n - 1} degrees of freedom)"
+        if n > 1
+        else "one seed: no interval"
+    )
+    return (
+        f"Top: test accuracy of each head, one line per training seed (a seed's heads share backbone "
+        f"initialisation, batch order and augmented views); diamonds: mean over seeds; dashed: the random "
+        f"(untrained) backbone evaluated alike, mean over seeds. Bottom: {short(rec.reference)} minus each head, "
+        f"seed by seed (dots), and the mean of those differences (diamond; {interval}); dashed: no difference."
+    )
 
 
 def plot(rec, out_dir: Path, stem: str = STEM) -> list[Path]:
@@ -97,8 +110,10 @@ def plot(rec, out_dir: Path, stem: str = STEM) -> list[Path]:
 
 def title(rec) -> str:
     seeds = ",".join(map(str, rec.seeds))
-    return (f"Projection heads on {rec.preset}, whole model trained per head, paired by training seed "
-            f"(seeds {seeds}, n={len(rec.seeds)})")
+    return (
+        f"Projection heads on {rec.preset}, whole model trained per head, paired by training seed "
+        f"(seeds {seeds}, n={len(rec.seeds)})"
+    )
 
 
 def command(patterns, out_dir) -> str:
@@ -120,12 +135,17 @@ def make(run_dirs, out_dir, patterns=None) -> list[FigureRecord]:
         paths = plot(rec, out_dir)
     paths.append(write_json(out_dir / f"{STEM}.json", rec.to_json()))
     n = len(rec.seeds)
-    caption = (f"{title(rec)}. {bars_text(rec)} Every number is read from the runs' eval.json (offline evaluation of "
-               f"the final weights on the test split; kNN and linear probe on frozen backbone features, head kNN and "
-               f"LOO 1-NN on head outputs); {len(rec.heads)} heads x {n} seeds = {len(rec.heads) * n} runs of config "
-               f"{rec.config_hash} (model.head and train.seed left out)."
-               + (" Fewer than 6 seeds: exploratory." if n < 6 else ""))
-    runs = [f"{run}: model.head={h.head} train.seed={s} (config {rec.config_hash} apart from head and seed)"
-            for h in rec.heads for s, run in zip(rec.seeds, h.runs)]
+    caption = (
+        f"{title(rec)}. {bars_text(rec)} Every number is read from the runs' eval.json (offline evaluation of "
+        f"the final weights on the test split; kNN and linear probe on frozen backbone features, head kNN and "
+        f"LOO 1-NN on head outputs); {len(rec.heads)} heads x {n} seeds = {len(rec.heads) * n} runs of config "
+        f"{rec.config_hash} (model.head and train.seed left out)."
+        + (" Fewer than 6 seeds: exploratory." if n < 6 else "")
+    )
+    runs = [
+        f"{run}: model.head={h.head} train.seed={s} (config {rec.config_hash} apart from head and seed)"
+        for h in rec.heads
+        for s, run in zip(rec.seeds, h.runs)
+    ]
     cmd = command(patterns or [str(d) for d in run_dirs], out_dir)
     return [FigureRecord(KEY, f"Head comparison paired by seed ({rec.preset})", paths, caption, cmd, runs)]

@@ -52,8 +52,9 @@ def plot(record: study.Ablations, out_dir: Path, stem: str) -> list[Path]:
             stats = [runs.summarize(v) for v in getattr(sweep, m)]
             mean = np.array([s.mean for s in stats])
             err = np.array([s.std if s.n > 1 else 0.0 for s in stats])
-            ax.errorbar(x, mean, yerr=err if err.any() else None, marker=markers[m], color=colors[m],
-                        label=runs.METRICS[m])
+            ax.errorbar(
+                x, mean, yerr=err if err.any() else None, marker=markers[m], color=colors[m], label=runs.METRICS[m]
+            )
         if sweep.scale == "log":
             ax.set_xscale("log")
         elif sweep.scale == "symlog":
@@ -68,7 +69,9 @@ def plot(record: study.Ablations, out_dir: Path, stem: str) -> list[Path]:
     return style.save(fig, out_dir, stem)
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 1, log=print, train_fn=None) -> list[FigureRecord]:
+def make(
+    out_dir, quick: bool, data=None, results_root=None, seeds: int = 1, log=print, train_fn=None
+) -> list[FigureRecord]:
     """The ablation study (runs trained or loaded), drawn into ``f5_ablations.{png,pdf}``; one record."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(quick, data, results_root)
@@ -77,13 +80,18 @@ def make(out_dir, quick: bool, data=None, results_root=None, seeds: int = 1, log
         paths = plot(record, out_dir, "f5_ablations")
     setting = (
         f"digits preset with epochs shortened to {QUICK_EPOCHS} (preset: 30) so the sweep stays cheap on a CPU"
-        if quick else f"{PAPER_PRESET} preset"
+        if quick
+        else f"{PAPER_PRESET} preset"
     )
     caption = (
         f"Linear probe and kNN test accuracy (%) of the transformer head against one hyper-parameter at a "
         f"time: batch size, NT-Xent temperature, weight decay and head depth; all other settings at the "
         f"{setting} (base run: {record.base}). The dotted line marks the base value. "
-        + (f"Points are means over {seeds} seeds with sample-std error bars. " if seeds > 1 else "One seed (train.seed=0) per point, so no spread is shown. ")
+        + (
+            f"Points are means over {seeds} seeds with sample-std error bars. "
+            if seeds > 1
+            else "One seed (train.seed=0) per point, so no spread is shown. "
+        )
         + f"{len(record.runs)} distinct runs."
     )
     command = figures_command(KEY, quick, data, results_root, [f"--ablation-seeds={seeds}"])

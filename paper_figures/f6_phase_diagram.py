@@ -42,21 +42,27 @@ def _main_panel(ax, cells: list[JudgedCell]):
     Z = np.full((len(temps), len(ratios)), np.nan)
     for c in cells:
         Z[temps.index(c.cell.temperature), ratios.index(c.cell.ratio)] = c.effect
-    im = ax.imshow(Z, origin="lower", cmap=style.HEATMAP_CMAP, vmin=1.0, vmax=max(2.0, float(np.nanmax(Z))),
-                   aspect="auto")
+    im = ax.imshow(
+        Z, origin="lower", cmap=style.HEATMAP_CMAP, vmin=1.0, vmax=max(2.0, float(np.nanmax(Z))), aspect="auto"
+    )
     for c in cells:
         i, j = temps.index(c.cell.temperature), ratios.index(c.cell.ratio)
         light = c.effect < 1.0 + 0.6 * (max(2.0, float(np.nanmax(Z))) - 1.0)
         color = "white" if light else "black"
-        ax.text(j, i + 0.12, f"{MARK[c.outcome]} {c.effect:.2f}x", ha="center", va="center", fontsize=7,
-                color=color)
+        ax.text(j, i + 0.12, f"{MARK[c.outcome]} {c.effect:.2f}x", ha="center", va="center", fontsize=7, color=color)
         if c.s8 is not None:
             ax.text(j, i - 0.22, f"S8 {c.s8:.2f}x", ha="center", va="center", fontsize=5.5, color=color)
     if 1.0 in ratios or (ratios[0] < 1.0 < ratios[-1]):
         x = np.interp(1.0, ratios, np.arange(len(ratios)))
         ax.axvline(x, color=style.OKABE_ITO["vermillion"], ls="--", lw=1)
-        ax.text(x + 0.05, len(temps) - 0.55, r"S1: $\sigma=\varepsilon_{max}$", color=style.OKABE_ITO["vermillion"],
-                fontsize=6.5, va="top")
+        ax.text(
+            x + 0.05,
+            len(temps) - 0.55,
+            r"S1: $\sigma=\varepsilon_{max}$",
+            color=style.OKABE_ITO["vermillion"],
+            fontsize=6.5,
+            va="top",
+        )
     ax.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
     ax.set_yticks(range(len(temps)), [f"{t:g}" for t in temps])
     ax.set_xlabel(r"within-class spread $\sigma / \varepsilon_{max}$ (S1)")
@@ -68,8 +74,14 @@ def _side_panel(ax, cells: list[JudgedCell], label, title: str):
     x = np.arange(len(cells))
     eff = np.array([c.effect for c in cells])
     ci = np.array([c.ci if c.ci is not None else [c.effect, c.effect] for c in cells])
-    ax.errorbar(x, eff, yerr=np.vstack([eff - ci[:, 0], ci[:, 1] - eff]).clip(min=0), fmt="none",
-                color=style.REFERENCE_COLOR, lw=1)
+    ax.errorbar(
+        x,
+        eff,
+        yerr=np.vstack([eff - ci[:, 0], ci[:, 1] - eff]).clip(min=0),
+        fmt="none",
+        color=style.REFERENCE_COLOR,
+        lw=1,
+    )
     for xi, c in zip(x, cells):
         filled = c.outcome == "observed"
         ax.plot(xi, c.effect, "o", color=style.OKABE_ITO["blue"], mfc=style.OKABE_ITO["blue"] if filled else "white")
@@ -132,7 +144,9 @@ def caption(record: PhaseDiagram) -> str:
     )
 
 
-def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3) -> list[FigureRecord]:
+def make(
+    out_dir, quick: bool, data=None, results_root=None, log=print, train_fn=None, seeds: int = 3
+) -> list[FigureRecord]:
     """The phase-diagram study (every cell trained or loaded, and judged), drawn."""
     out_dir = Path(out_dir)
     results_root = runs.checked_root(True, None, results_root)  # the theory's data is generated: no --data
@@ -140,5 +154,8 @@ def make(out_dir, quick: bool, data=None, results_root=None, log=print, train_fn
     with style.context():
         paths = plot(record, out_dir, "f6_phase_diagram")
     configs = [r for c in record.cells() for r in c.runs]
-    return [FigureRecord(KEY, TITLE, paths, caption(record), figures_command(KEY, quick, None, results_root), configs,
-                         record)]
+    return [
+        FigureRecord(
+            KEY, TITLE, paths, caption(record), figures_command(KEY, quick, None, results_root), configs, record
+        )
+    ]

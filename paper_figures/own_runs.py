@@ -51,7 +51,9 @@ def command(run_dirs, out_dir) -> str:
 
 
 def _same_config(cfgs) -> bool:
-    return len(cfgs) > 1 and len({seedless_hash(c) for c in cfgs}) == 1 and len({c.train.seed for c in cfgs}) == len(cfgs)
+    return (
+        len(cfgs) > 1 and len({seedless_hash(c) for c in cfgs}) == 1 and len({c.train.seed for c in cfgs}) == len(cfgs)
+    )
 
 
 def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) -> list[Path]:
@@ -62,8 +64,15 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
     L = max(r.num_layers for r in records)
     for i, (r, name) in enumerate(zip(records, names)):
         layers = np.asarray(r.verdict.layers)
-        ax.plot(np.arange(1, len(layers) + 1), layers, marker="o", ms=3, lw=1,
-                color=style.PALETTE[i % len(style.PALETTE)], label=f"{name} (1 seed)")
+        ax.plot(
+            np.arange(1, len(layers) + 1),
+            layers,
+            marker="o",
+            ms=3,
+            lw=1,
+            color=style.PALETTE[i % len(style.PALETTE)],
+            label=f"{name} (1 seed)",
+        )
     bars = "Lines: single runs, one training seed each, no error bars (the rule sets no interval for one seed)."
     if pooled is not None:
         v = pooled.verdict
@@ -73,8 +82,10 @@ def plot_ratios(records, names, pooled, title: str, out_dir: Path, stem: str) ->
         ax.fill_between(depth, ci[:, 0], ci[:, 1], color=style.REFERENCE_COLOR, alpha=0.2, lw=0)
         ax.plot(depth, mean, color="black", lw=1.5, label=f"mean of {v.seeds} seeds: {v.outcome}")
         two_sided = 100 * (1 - 2 * v.level)
-        bars += (f" Band: t-interval over the {v.seeds} seeds ({two_sided:.1f}% two-sided, the verdict's level at "
-                 f"{'the exploratory stage' if v.look == 0 else f'look {v.look}'}).")
+        bars += (
+            f" Band: t-interval over the {v.seeds} seeds ({two_sided:.1f}% two-sided, the verdict's level at "
+            f"{'the exploratory stage' if v.look == 0 else f'look {v.look}'})."
+        )
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1, label="chance (uniform attention)")
     ax.set_xticks(np.arange(1, L + 1))
     ax.set_xlabel("layer of the head (depth)")
@@ -105,22 +116,36 @@ def make(run_dirs, out_dir, log=print) -> list[FigureRecord]:
             attn, labels = analysis_io.load_attention(d)
             L, H, M, _ = attn.shape
             title = f"Attention of run {name} on {data_label(cfg)} (one batch, no error bars)"
-            paths = plot_maps(attn.mean(1), labels, out_dir, f"runs_attention_{len(made)}_{name}",
-                              f"mean of {H} heads", title=wrapped(title, 100))
-            caption = (f"{title}: label-sorted attention of one analysis batch of {M} tokens (both views of {M // 2} "
-                       f"test samples, {len(np.unique(labels))} classes), mean over the {H} heads, one panel per layer "
-                       f"(L={L}); class boundaries in vermillion. A single batch of one run: no error bars. Verdict "
-                       f"on this run alone: {r.verdict.label}.")
+            paths = plot_maps(
+                attn.mean(1),
+                labels,
+                out_dir,
+                f"runs_attention_{len(made)}_{name}",
+                f"mean of {H} heads",
+                title=wrapped(title, 100),
+            )
+            caption = (
+                f"{title}: label-sorted attention of one analysis batch of {M} tokens (both views of {M // 2} "
+                f"test samples, {len(np.unique(labels))} classes), mean over the {H} heads, one panel per layer "
+                f"(L={L}); class boundaries in vermillion. A single batch of one run: no error bars. Verdict "
+                f"on this run alone: {r.verdict.label}."
+            )
             made.append(FigureRecord(KEY, title, paths, caption, cmd, [name]))
         pooled = deep_fusion.analyze_runs(run_dirs, log=log) if _same_config(cfgs) else None
         title = f"Same-class attention against depth: {', '.join(data)}; runs {', '.join(names)}"
         paths, bars = plot_ratios(records, names, pooled, title, out_dir, "runs_same_class_ratio")
-        caption = (f"{title}. Per layer, the share of a token's attention outside its own views (itself and its "
-                   "positive view removed, the row renormalised) that falls on other samples of its class, averaged "
-                   "over heads and analysis batches, as a multiple of that share under uniform attention (rule v3's "
-                   f"ratio). {bars}"
-                   + (f" Verdict over the seeds: {pooled.verdict.label}." if pooled is not None else
-                      "" if len(run_dirs) == 1 else " The runs differ in more than train.seed, so they are not pooled."))
+        caption = (
+            f"{title}. Per layer, the share of a token's attention outside its own views (itself and its "
+            "positive view removed, the row renormalised) that falls on other samples of its class, averaged "
+            "over heads and analysis batches, as a multiple of that share under uniform attention (rule v3's "
+            f"ratio). {bars}"
+            + (
+                f" Verdict over the seeds: {pooled.verdict.label}."
+                if pooled is not None
+                else ""
+                if len(run_dirs) == 1
+                else " The runs differ in more than train.seed, so they are not pooled."
+            )
+        )
         made.append(FigureRecord(KEY, title, paths, caption, cmd, names))
     return made
-

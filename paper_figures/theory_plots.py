@@ -9,12 +9,16 @@ style (``paper_figures/style.py``).
 from __future__ import annotations
 
 from functools import lru_cache
+
 import matplotlib
 import matplotlib.ticker
 import numpy as np
 
 from deepfusion.paper_figures import style
 from deepfusion.theory import bounds
+from deepfusion.theory.checks_fusion import REGIMES
+from deepfusion.theory.fusion import mean_field
+from deepfusion.theory.simulation import simulate_fusion
 
 C_ = style.OKABE_ITO
 BLUE, ORANGE, GREEN, VERMILLION, BLACK = C_["blue"], C_["orange"], C_["green"], C_["vermillion"], C_["black"]
@@ -28,8 +32,6 @@ FIG_C, FIG_N, FIG_D, FIG_LAYERS = 4, 64, 2048, 10
 def fusion_region_data(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS, size=160):
     """S5 on a (beta, r0) grid: log10(r_L / r0) after `layers` layers, and the self weight a_self at
     r0 (the trap: above 1/2 a token attends mostly to itself, r'/r -> 1 and fusion stalls)."""
-    from deepfusion.theory.fusion import mean_field
-
     beta = np.linspace(0.0, 30.0, size)
     r0 = np.linspace(0.05, 3.0, size)
     B, R = np.meshgrid(beta, r0)
@@ -45,8 +47,16 @@ def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
     with style.context():
         fig, ax = style.subplots(width=WIDTH, height=2.7, squeeze=True)
         lo = max(-8.0, float(np.floor(ratio.min())))
-        im = ax.pcolormesh(beta, r0, np.clip(ratio, lo, None), cmap="cividis", shading="auto",
-                           vmin=lo, vmax=max(0.0, float(ratio.max())), rasterized=True)
+        im = ax.pcolormesh(
+            beta,
+            r0,
+            np.clip(ratio, lo, None),
+            cmap="cividis",
+            shading="auto",
+            vmin=lo,
+            vmax=max(0.0, float(ratio.max())),
+            rasterized=True,
+        )
         cb = fig.colorbar(im, ax=ax, pad=0.02)
         cb.set_label(rf"$\log_{{10}}(r_{{{layers}}}/r_0)$")
         ax.contour(beta, r0, ratio, levels=[-1.0], colors=[ORANGE], linewidths=1.5)
@@ -54,8 +64,14 @@ def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
             ax.contourf(beta, r0, a_self, levels=[0.5, 2.0], colors="none", hatches=["////"])
         ax.contour(beta, r0, a_self, levels=[0.5], colors=[VERMILLION], linewidths=1.2, linestyles="--")
         ax.plot([], [], color=ORANGE, label=rf"$r_{{{layers}}} = r_0/10$")
-        ax.fill_between([], [], hatch="////", facecolor="none", edgecolor=VERMILLION,
-                        label=r"self-attention trap: $a_{self}(r_0) > 1/2$")
+        ax.fill_between(
+            [],
+            [],
+            hatch="////",
+            facecolor="none",
+            edgecolor=VERMILLION,
+            label=r"self-attention trap: $a_{self}(r_0) > 1/2$",
+        )
         ax.set_xlabel(r"inverse temperature $\beta$")
         ax.set_ylabel(r"initial spread $r_0$")
         ax.set_title(f"S5 fusion region (C={C}, n={n}, $\\alpha$={alpha:g}, L={layers})", fontsize=8)
@@ -74,12 +90,14 @@ def figure_eps_max(C_max=50):
     with style.context():
         fig, ax = style.subplots(width=WIDTH, height=2.5, squeeze=True)
         ax.plot(Cs, bounds.eps_max(rho), color=BLUE, label=r"exact $\varepsilon_{max}$ (S1)")
-        ax.plot(Cs, bounds.simple_bound(rho), color=VERMILLION, ls="--",
-                label=r"Cauchy-Schwarz bound $\sqrt{1-\rho}-1$")
+        ax.plot(
+            Cs, bounds.simple_bound(rho), color=VERMILLION, ls="--", label=r"Cauchy-Schwarz bound $\sqrt{1-\rho}-1$"
+        )
         ax.plot(marks, numeric, "o", mfc="none", color=BLACK, label="numeric worst case (SLSQP)")
         ax.axhline(1 / np.sqrt(2), color=GRAY, ls=":", lw=1)
-        ax.text(C_max, 1 / np.sqrt(2), r"same-class limit $1/\sqrt{2}$", ha="right", va="bottom",
-                fontsize=7, color=GRAY)
+        ax.text(
+            C_max, 1 / np.sqrt(2), r"same-class limit $1/\sqrt{2}$", ha="right", va="bottom", fontsize=7, color=GRAY
+        )
         ax.set_xscale("log")
         ax.set_xticks([2, 3, 5, 10, 20, 50])
         ax.set_xticklabels(["2", "3", "5", "10", "20", "50"])
@@ -95,16 +113,13 @@ def figure_eps_max(C_max=50):
 def recursion_data(C=FIG_C, n=FIG_N, d=FIG_D, layers=FIG_LAYERS, seed=0):
     """S5: per regime of the S5 check (checks_fusion.REGIMES), the mean-field (r, m) and a finite
     simulation's (r, m) on the same settings."""
-    from deepfusion.theory.checks_fusion import REGIMES
-    from deepfusion.theory.fusion import mean_field
-    from deepfusion.theory.simulation import simulate_fusion
-
     out = {}
     for name, (beta, alpha, r0) in REGIMES.items():
         sim = simulate_fusion(C, n, d, beta, alpha, r0, layers, seed=seed)
         mf = mean_field(C, n, beta, alpha, sim.r[0], layers)  # start from the measured spread
-        out[name] = dict(beta=beta, alpha=alpha, r0=r0, mf_r=mf.r, mf_m=mf.m, sim_r=sim.r, sim_m=sim.m,
-                         m_star=float(mf.m_star))
+        out[name] = dict(
+            beta=beta, alpha=alpha, r0=r0, mf_r=mf.r, mf_m=mf.m, sim_r=sim.r, sim_m=sim.m, m_star=float(mf.m_star)
+        )
     return out
 
 

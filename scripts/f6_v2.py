@@ -23,9 +23,10 @@ import torch
 from scipy import stats
 
 from deepfusion.experiments.attention_verdict import batch_statistics
+from deepfusion.experiments.block_params import block_params
 from deepfusion.experiments.capture import capture, disjoint_batches
 from deepfusion.experiments.dynamics_prediction import predict_config, train_samples
-from deepfusion.experiments.layer_prediction import block_params, predict_layer
+from deepfusion.experiments.layer_prediction import predict_layer
 from deepfusion.experiments.metrics import same_class_chance
 from deepfusion.model.data.theory_features import etf_rho, theory_numbers
 from deepfusion.model.runs.config import load_config
@@ -57,14 +58,16 @@ CELLS = {  # name -> (role, seeds, changes from CENTRE)
 # the three most expensive or least informative cells are predicted but not trained, a choice made on
 # cost before any cell had trained (per_view is on the old grid; depth 6 and batch 512 cost 1.5x and 2x).
 NOT_TRAINED = ("view_centre", "mask_b512", "mask_L6")
-RULE = ("A cell's measured outcome is 'fusion' when the mean over its seeds of the last layer's rule v3 "
-        "statistic (mean over heads and over 2 disjoint class-balanced test batches) is >= 1.25, else 'no "
-        "fusion'; 6-seed cells also carry a t interval over seeds. A prediction is right when "
-        "fusion_expected equals the measured outcome. The beta_V drift sign of a layer is scored against "
-        "the sign of the trained heads' mean beta_mu (S8 Rayleigh quotient on the centred class means of "
-        "the layer's input; at initialisation |beta_mu| is about 1/(3 D sqrt(C-1)) ~ 0.003). Theory-free "
-        "baseline from the old grid: 'fusion iff the positive is out of reach (per_view or mask_pair) and "
-        "post-LN', ratio = the old grid's mean for that scope class.")
+RULE = (
+    "A cell's measured outcome is 'fusion' when the mean over its seeds of the last layer's rule v3 "
+    "statistic (mean over heads and over 2 disjoint class-balanced test batches) is >= 1.25, else 'no "
+    "fusion'; 6-seed cells also carry a t interval over seeds. A prediction is right when "
+    "fusion_expected equals the measured outcome. The beta_V drift sign of a layer is scored against "
+    "the sign of the trained heads' mean beta_mu (S8 Rayleigh quotient on the centred class means of "
+    "the layer's input; at initialisation |beta_mu| is about 1/(3 D sqrt(C-1)) ~ 0.003). Theory-free "
+    "baseline from the old grid: 'fusion iff the positive is out of reach (per_view or mask_pair) and "
+    "post-LN', ratio = the old grid's mean for that scope class."
+)
 BASELINE_RATIO = {"fusion": 3.37, "none": 1.0}  # old F6: per_view 3.01, mask_pair 3.74 -> 3.37; both/pre ~1.0
 
 
@@ -77,10 +80,17 @@ def overrides(name, spe=None):
     k = cell_keys(name)
     C, b = k["classes"], k["batch"]
     sigma = RATIO * theory_numbers(C, etf_rho(C), 1.0)["eps_max"]
-    out = [f"data.options.num_classes={C}", f"data.options.sigma={sigma:.6g}",
-           f"data.options.samples_per_class={int(round(SAMPLES / (0.8 * C)))}",
-           f"loss.temperature={k['temperature']}", f"model.scope={k['scope']}", f"model.norm={k['norm']}",
-           f"model.depth={k['depth']}", f"train.batch_size={b}", f"optim.lr={LR * 256 / b:.6g}"]
+    out = [
+        f"data.options.num_classes={C}",
+        f"data.options.sigma={sigma:.6g}",
+        f"data.options.samples_per_class={int(round(SAMPLES / (0.8 * C)))}",
+        f"loss.temperature={k['temperature']}",
+        f"model.scope={k['scope']}",
+        f"model.norm={k['norm']}",
+        f"model.depth={k['depth']}",
+        f"train.batch_size={b}",
+        f"optim.lr={LR * 256 / b:.6g}",
+    ]
     if spe is not None:
         if STEPS % spe:
             raise SystemExit(f"cell {name}: {spe} steps per epoch do not divide {STEPS}")
@@ -104,12 +114,19 @@ def predict() -> None:
             raise SystemExit(f"cell {name}: {pred.cell['steps']} steps, not {STEPS}")
         k = cell_keys(name)
         base = k["scope"] != "both_views" and k["norm"] == "post"
-        out["cells"][name] = {"role": role, "seeds": seeds, "keys": k, "overrides": ovr,
-                              "prediction": json.loads(pred.to_json()),
-                              "baseline": {"fusion_expected": base,
-                                           "ratio": BASELINE_RATIO["fusion" if base else "none"]}}
-        print(f"{name:<12} {role:<11} ratio {pred.last_layer_ratio:.3f} fusion {pred.fusion_expected!s:<5} "
-              f"drift signs {pred.beta_drift_sign} ({pred.seconds:.1f}s)", flush=True)
+        out["cells"][name] = {
+            "role": role,
+            "seeds": seeds,
+            "keys": k,
+            "overrides": ovr,
+            "prediction": json.loads(pred.to_json()),
+            "baseline": {"fusion_expected": base, "ratio": BASELINE_RATIO["fusion" if base else "none"]},
+        }
+        print(
+            f"{name:<12} {role:<11} ratio {pred.last_layer_ratio:.3f} fusion {pred.fusion_expected!s:<5} "
+            f"drift signs {pred.beta_drift_sign} ({pred.seconds:.1f}s)",
+            flush=True,
+        )
     PREDICTIONS.write_text(json.dumps(out, indent=1))
 
 
@@ -122,8 +139,21 @@ def train(out: Path) -> None:
             run = out / f"{name}_s{s}"
             if (run / "eval.json").is_file():
                 continue
-            cmd = [sys.executable, "-m", "deepfusion", "train", "--config", "theory_head", *ovr, f"train.seed={s}",
-                   f"train.name={run.name}", "--out", str(out), "train.threads=1", "--no-progress"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "deepfusion",
+                "train",
+                "--config",
+                "theory_head",
+                *ovr,
+                f"train.seed={s}",
+                f"train.name={run.name}",
+                "--out",
+                str(out),
+                "train.threads=1",
+                "--no-progress",
+            ]
             print("train:", name, s, flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
@@ -140,18 +170,27 @@ def measure(run_dir: Path, batches: int = 2) -> dict:
     for b, idx in enumerate(disjoint_batches(ds.y, batches, per_class, seed=0)):
         cap = capture(run.model, run.augment, ds, idx, seed=1000 + b)
         L = cap["attention"].shape[0]
-        ratios.append(batch_statistics(cap["attention"].astype(np.float64), cap["labels"], cap["inst"],
-                                       cap["visible"])["ratio"])  # rule v3's statistic, per layer
+        ratios.append(
+            batch_statistics(cap["attention"].astype(np.float64), cap["labels"], cap["inst"], cap["visible"])["ratio"]
+        )  # rule v3's statistic, per layer
         bl = []
         for l in range(L):
-            pred = predict_layer(cap["tokens"][l], cap["labels"], cap["inst"], cap["visible"],
-                                 block_params(head.blocks[l]))
+            pred = predict_layer(
+                cap["tokens"][l], cap["labels"], cap["inst"], cap["visible"], block_params(head.blocks[l])
+            )
             bl.append(np.mean([hd["beta_mu"] for hd in pred["heads"]]))
             if b == 0:  # S8-S12 held against this layer (first analysis batch)
                 st = pred["r_stages"]
-                layers.append({"mass": pred["same_class_mass"], "r_ratio": pred["r_ratio"],
-                               "closed": st["closed"], "exact": st["exact"], "norm": pred["norm"],
-                               "chance": same_class_chance(cap["labels"], cap["inst"], cap["visible"])})
+                layers.append(
+                    {
+                        "mass": pred["same_class_mass"],
+                        "r_ratio": pred["r_ratio"],
+                        "closed": st["closed"],
+                        "exact": st["exact"],
+                        "norm": pred["norm"],
+                        "chance": same_class_chance(cap["labels"], cap["inst"], cap["visible"]),
+                    }
+                )
         betas.append(bl)
     return {"ratio": np.mean(ratios, 0).tolist(), "beta_mu": np.mean(betas, 0).tolist(), "layers": layers}
 
@@ -186,19 +225,33 @@ def score(out: Path) -> None:
             h = stats.t.ppf(0.975, len(last) - 1) * last.std(ddof=1) / np.sqrt(len(last))
             ci = [float(last.mean() - h), float(last.mean() + h)]
         p = c["prediction"]
-        cells[name] = {"role": c["role"], "seeds": len(runs), "layer_checks": [lc for x in m for lc in x["layers"]],
-                       "measured_last": float(last.mean()),
-                       "measured_last_seeds": last.tolist(), "ci": ci,
-                       "measured_layers": np.mean([x["ratio"] for x in m], 0).tolist(), "beta_mu": beta.tolist(),
-                       "fusion_measured": bool(last.mean() >= THRESHOLD),
-                       "predicted_last": p["last_layer_ratio"], "predicted_layers": p["ratio"],
-                       "fusion_expected": p["fusion_expected"],
-                       "drift_sign": p["beta_drift_sign"], "baseline": c["baseline"]}
-        print(f"{name:<12} measured {last.mean():.3f} {np.round(last, 2).tolist()} predicted {p['last_layer_ratio']:.3f} "
-              f"beta_mu {np.round(beta, 3).tolist()} signs {p['beta_drift_sign']}", flush=True)
+        cells[name] = {
+            "role": c["role"],
+            "seeds": len(runs),
+            "layer_checks": [lc for x in m for lc in x["layers"]],
+            "measured_last": float(last.mean()),
+            "measured_last_seeds": last.tolist(),
+            "ci": ci,
+            "measured_layers": np.mean([x["ratio"] for x in m], 0).tolist(),
+            "beta_mu": beta.tolist(),
+            "fusion_measured": bool(last.mean() >= THRESHOLD),
+            "predicted_last": p["last_layer_ratio"],
+            "predicted_layers": p["ratio"],
+            "fusion_expected": p["fusion_expected"],
+            "drift_sign": p["beta_drift_sign"],
+            "baseline": c["baseline"],
+        }
+        print(
+            f"{name:<12} measured {last.mean():.3f} {np.round(last, 2).tolist()} predicted {p['last_layer_ratio']:.3f} "
+            f"beta_mu {np.round(beta, 3).tolist()} signs {p['beta_drift_sign']}",
+            flush=True,
+        )
     summary = _summary(cells)
-    SCORES.write_text(json.dumps({"predictions_file": str(PREDICTIONS.relative_to(ROOT)), "summary": summary,
-                                  "cells": cells}, indent=1))
+    SCORES.write_text(
+        json.dumps(
+            {"predictions_file": str(PREDICTIONS.relative_to(ROOT)), "summary": summary, "cells": cells}, indent=1
+        )
+    )
     print(json.dumps(summary, indent=1))
 
 
@@ -216,16 +269,22 @@ def _summary(cells: dict) -> dict:
     logm = np.log([cells[n]["measured_last"] for n in names])
     return {
         **_s8_s12([lc for n in names for lc in cells[n]["layer_checks"]]),
-        "cells": len(names), "held_out": len(held),
-        "outcome_right_all": share(names, "fusion_expected"), "outcome_right_held_out": share(held, "fusion_expected"),
+        "cells": len(names),
+        "held_out": len(held),
+        "outcome_right_all": share(names, "fusion_expected"),
+        "outcome_right_held_out": share(held, "fusion_expected"),
         "baseline_right_all": float(np.mean([cells[n]["baseline_right"] for n in names])),
         "baseline_right_held_out": float(np.mean([cells[n]["baseline_right"] for n in held])) if held else None,
-        "drift_sign_right": float(np.mean([a == b for a, b in signs])), "layers": len(signs),
+        "drift_sign_right": float(np.mean([a == b for a, b in signs])),
+        "layers": len(signs),
         "r2_log_ratio": r2(np.log([cells[n]["predicted_last"] for n in names]), logm),
-        "r2_log_layers_pooled": r2(np.log(np.concatenate([cells[n]["predicted_layers"] for n in names])),
-                                   np.log(np.concatenate([cells[n]["measured_layers"] for n in names]))),
-        "r2_log_layers_within": float(np.mean([r2(np.log(cells[n]["predicted_layers"]), np.log(cells[n]["measured_layers"]))
-                                               for n in names])),
+        "r2_log_layers_pooled": r2(
+            np.log(np.concatenate([cells[n]["predicted_layers"] for n in names])),
+            np.log(np.concatenate([cells[n]["measured_layers"] for n in names])),
+        ),
+        "r2_log_layers_within": float(
+            np.mean([r2(np.log(cells[n]["predicted_layers"]), np.log(cells[n]["measured_layers"])) for n in names])
+        ),
         "r2_log_ratio_baseline": r2(np.log([cells[n]["baseline"]["ratio"] for n in names]), logm),
     }
 
@@ -245,14 +304,19 @@ def _s8_s12(layers: list[dict]) -> dict:
         out[f"s8_r2_log_{lv}"] = r2(np.log(np.maximum(pr, 1e-6)), np.log(np.maximum(ex, 1e-6)))
     grow = np.array([lc["r_ratio"]["exact"] > 1 for lc in layers])
     c = [lc["closed"] for lc in layers]
-    rules = {"closed": [x["attention"] * x["ffn"] for x in c], "common_and_ffn": [x["attention_common"] * x["ffn"] for x in c],
-             "s11_attention_only": [x["attention_s11"] for x in c],
-             "trivial_post_spreads": [2.0 if lc["norm"] == "post" else 0.5 for lc in layers]}
+    rules = {
+        "closed": [x["attention"] * x["ffn"] for x in c],
+        "common_and_ffn": [x["attention_common"] * x["ffn"] for x in c],
+        "s11_attention_only": [x["attention_s11"] for x in c],
+        "trivial_post_spreads": [2.0 if lc["norm"] == "post" else 0.5 for lc in layers],
+    }
     for k, v in rules.items():
         out[f"sign_{k}"] = float(np.mean((np.array(v) > 1) == grow))
     pre = [lc for lc in layers if lc["norm"] == "pre"]
     if pre:
-        out["pre_ln_ffn_closed_vs_exact"] = [[round(lc["closed"]["ffn"], 4), round(lc["exact"]["ffn"], 4)] for lc in pre]
+        out["pre_ln_ffn_closed_vs_exact"] = [
+            [round(lc["closed"]["ffn"], 4), round(lc["exact"]["ffn"], 4)] for lc in pre
+        ]
     return out
 
 

@@ -39,7 +39,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 def _idx(path: Path) -> np.ndarray:
     data = gzip.open(path).read()
     dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
     return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -72,27 +72,79 @@ def scaled(arrays: dict, seed=0) -> dict:
 
 
 SETS = {  # name -> (what it is, builder)
-    "mc_a": ("make_classification: 50 features (8 informative, 12 redundant), 6 classes x 2 clusters, sep 1.0",
-             lambda: made(n_samples=3000, n_features=50, n_informative=8, n_redundant=12, n_classes=6,
-                          n_clusters_per_class=2, class_sep=1.0)),
-    "mc_b": ("make_classification: 100 features (10 informative, 30 redundant), 4 classes x 3 clusters, sep 1.5",
-             lambda: made(n_samples=3000, n_features=100, n_informative=10, n_redundant=30, n_classes=4,
-                          n_clusters_per_class=3, class_sep=1.5)),
-    "mc_c": ("make_classification: 20 features (10 informative, 5 redundant), 3 classes x 2 clusters, sep 0.8",
-             lambda: made(n_samples=2000, n_features=20, n_informative=10, n_redundant=5, n_classes=3,
-                          n_clusters_per_class=2, class_sep=0.8)),
-    "mc_d": ("make_classification: 200 features (20 informative, 20 redundant), 10 classes, sep 1.5",
-             lambda: made(n_samples=4000, n_features=200, n_informative=20, n_redundant=20, n_classes=10,
-                          n_clusters_per_class=1, class_sep=1.5)),
-    "mc_noise": ("make_classification: 40 features (8 informative, no redundant, 32 noise), 4 classes x 2 clusters",
-                 lambda: made(n_samples=3000, n_features=40, n_informative=8, n_redundant=0, n_classes=4,
-                              n_clusters_per_class=2, class_sep=1.5)),
-    "mc_a_raw": ("mc_a with every feature in its own units (scaled 0.1x..4000x and shifted)",
-                 lambda: scaled(SETS["mc_a"][1]())),
+    "mc_a": (
+        "make_classification: 50 features (8 informative, 12 redundant), 6 classes x 2 clusters, sep 1.0",
+        lambda: made(
+            n_samples=3000,
+            n_features=50,
+            n_informative=8,
+            n_redundant=12,
+            n_classes=6,
+            n_clusters_per_class=2,
+            class_sep=1.0,
+        ),
+    ),
+    "mc_b": (
+        "make_classification: 100 features (10 informative, 30 redundant), 4 classes x 3 clusters, sep 1.5",
+        lambda: made(
+            n_samples=3000,
+            n_features=100,
+            n_informative=10,
+            n_redundant=30,
+            n_classes=4,
+            n_clusters_per_class=3,
+            class_sep=1.5,
+        ),
+    ),
+    "mc_c": (
+        "make_classification: 20 features (10 informative, 5 redundant), 3 classes x 2 clusters, sep 0.8",
+        lambda: made(
+            n_samples=2000,
+            n_features=20,
+            n_informative=10,
+            n_redundant=5,
+            n_classes=3,
+            n_clusters_per_class=2,
+            class_sep=0.8,
+        ),
+    ),
+    "mc_d": (
+        "make_classification: 200 features (20 informative, 20 redundant), 10 classes, sep 1.5",
+        lambda: made(
+            n_samples=4000,
+            n_features=200,
+            n_informative=20,
+            n_redundant=20,
+            n_classes=10,
+            n_clusters_per_class=1,
+            class_sep=1.5,
+        ),
+    ),
+    "mc_noise": (
+        "make_classification: 40 features (8 informative, no redundant, 32 noise), 4 classes x 2 clusters",
+        lambda: made(
+            n_samples=3000,
+            n_features=40,
+            n_informative=8,
+            n_redundant=0,
+            n_classes=4,
+            n_clusters_per_class=2,
+            class_sep=1.5,
+        ),
+    ),
+    "mc_a_raw": (
+        "mc_a with every feature in its own units (scaled 0.1x..4000x and shifted)",
+        lambda: scaled(SETS["mc_a"][1]()),
+    ),
     "fashion": ("Fashion-MNIST pixels as 784-d vectors (0..255), 4,000 train / 1,000 test", fashion_vectors),
-    "digits": ("scikit-learn digits as 64-d vectors (0..16); random backbone near the ceiling", lambda: bundled("digits")),
-    "breast_cancer": ("scikit-learn breast cancer, 30 features, 2 classes; near the ceiling",
-                      lambda: bundled("breast_cancer")),
+    "digits": (
+        "scikit-learn digits as 64-d vectors (0..16); random backbone near the ceiling",
+        lambda: bundled("digits"),
+    ),
+    "breast_cancer": (
+        "scikit-learn breast cancer, 30 features, 2 classes; near the ceiling",
+        lambda: bundled("breast_cancer"),
+    ),
     "wine": ("scikit-learn wine, 13 features, 3 classes, 178 samples; near the ceiling", lambda: bundled("wine")),
 }
 GOAL_SETS = ("mc_a", "mc_b", "mc_c", "mc_d", "mc_a_raw", "fashion")
@@ -119,8 +171,21 @@ def references(path: Path, test_fraction: float = 0.2) -> dict:
 
 def run_one(path: Path, seed: int, runs: Path, extra: list[str]) -> dict:
     name = f"{path.stem}-s{seed}"
-    argv = [sys.executable, "-m", "deepfusion", "train", "data.name=npz", f"data.root={path}", f"train.seed={seed}",
-            "train.threads=1", f"train.name={name}", "--no-progress", "--out", str(runs), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "deepfusion",
+        "train",
+        "data.name=npz",
+        f"data.root={path}",
+        f"train.seed={seed}",
+        "train.threads=1",
+        f"train.name={name}",
+        "--no-progress",
+        "--out",
+        str(runs),
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -128,8 +193,16 @@ def run_one(path: Path, seed: int, runs: Path, extra: list[str]) -> dict:
     if proc.returncode:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
     ev = json.loads((runs / name / "eval.json").read_text())
-    return dict(knn=ev["knn"], random_knn=ev["random_knn"], linear=ev["linear"], random_linear=ev["random_linear"],
-                n_train=ev["n_train"], n_test=ev["n_test"], steps=ev["train_steps"], wall=wall)
+    return dict(
+        knn=ev["knn"],
+        random_knn=ev["random_knn"],
+        linear=ev["linear"],
+        random_linear=ev["random_linear"],
+        n_train=ev["n_train"],
+        n_test=ev["n_test"],
+        steps=ev["train_steps"],
+        wall=wall,
+    )
 
 
 def _pm(values) -> str:
@@ -158,16 +231,21 @@ def main() -> int:
         r0 = runs[0]
         ref = references(path)
         results[name] = dict(runs=runs, **ref)
-        rows.append(f"| {name} | {r0['n_train']}/{r0['n_test']} | {100 * ref['supervised_mlp']:.1f} | "
-                    f"{100 * ref['input_knn']:.1f} | {_pm([r['random_knn'] for r in runs])} | "
-                    f"{_pm([r['knn'] for r in runs])} | {100 * statistics.mean(gains):+.1f} ({100 * min(gains):+.1f}) | "
-                    f"{100 * statistics.mean(lin):+.1f} | {r0['steps']} | "
-                    f"{statistics.mean(r['wall'] for r in runs):.0f} ({max(r['wall'] for r in runs):.0f}) |")
+        rows.append(
+            f"| {name} | {r0['n_train']}/{r0['n_test']} | {100 * ref['supervised_mlp']:.1f} | "
+            f"{100 * ref['input_knn']:.1f} | {_pm([r['random_knn'] for r in runs])} | "
+            f"{_pm([r['knn'] for r in runs])} | {100 * statistics.mean(gains):+.1f} ({100 * min(gains):+.1f}) | "
+            f"{100 * statistics.mean(lin):+.1f} | {r0['steps']} | "
+            f"{statistics.mean(r['wall'] for r in runs):.0f} ({max(r['wall'] for r in runs):.0f}) |"
+        )
         print(rows[-1], flush=True)
-    (out / "results.json").write_text(json.dumps({"extra": args.extra, "seeds": args.seeds, "results": results},
-                                                 indent=1))
-    print("| set | train/test | supervised MLP % | input kNN % | random kNN % | trained kNN % | "
-          "kNN gain, mean (min) | linear gain | steps | wall s, mean (max) |")
+    (out / "results.json").write_text(
+        json.dumps({"extra": args.extra, "seeds": args.seeds, "results": results}, indent=1)
+    )
+    print(
+        "| set | train/test | supervised MLP % | input kNN % | random kNN % | trained kNN % | "
+        "kNN gain, mean (min) | linear gain | steps | wall s, mean (max) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

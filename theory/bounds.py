@@ -41,15 +41,18 @@ def _rho(rho):
         raise ConfigError(
             f"rho (largest cross-class cosine) must lie in [-1, 0], got {rho}: "
             "with rho > 0 two class means are closer than 90 degrees and no noise level keeps "
-            "cross-class inner products non-positive")
+            "cross-class inner products non-positive"
+        )
     return rho
 
 
 def _eps(eps):
     eps = np.asarray(eps, dtype=float)
     if not np.all(np.isfinite(eps)) or np.any(eps < 0.0) or np.any(eps >= 1.0):
-        raise ConfigError(f"eps (noise radius) must lie in [0, 1), got {eps}; a ball of radius >= 1 "
-                          "around a unit mean contains the origin")
+        raise ConfigError(
+            f"eps (noise radius) must lie in [0, 1), got {eps}; a ball of radius >= 1 "
+            "around a unit mean contains the origin"
+        )
     return eps
 
 
@@ -98,7 +101,7 @@ def violating_construction(rho, eps, d=4):
             w = np.zeros(d)
             w[2 if d > 2 else 1] = 1.0
         w /= np.linalg.norm(w)
-        e[k] = -eps**2 * mu[k] + eps * np.sqrt(1.0 - eps**2) * w
+        e[k] = -(eps**2) * mu[k] + eps * np.sqrt(1.0 - eps**2) * w
     return mu, e
 
 
@@ -124,12 +127,20 @@ def worst_cross_inner(rho, eps, d=4, starts=4, seed=0):
     rho, eps = float(_rho(rho)), float(_eps(eps))
     inner, grad, starts = _pair_problem(rho, d, np.random.default_rng(seed), starts)
     masks = np.repeat(np.eye(2, dtype=bool), d, axis=1)  # (2, 2d): which entries belong to e_a, e_b
-    cons = [{"type": "ineq", "fun": (lambda z, k=k: eps**2 - z[k] @ z[k]),
-             "jac": (lambda z, k=k: -2.0 * z * k)} for k in masks]
+    cons = [
+        {"type": "ineq", "fun": (lambda z, k=k: eps**2 - z[k] @ z[k]), "jac": (lambda z, k=k: -2.0 * z * k)}
+        for k in masks
+    ]
     best = -np.inf
     for z0 in starts:
-        res = optimize.minimize(lambda z: -inner(z), z0, jac=lambda z: -grad(z), method="SLSQP",
-                                constraints=cons, options={"ftol": 1e-14, "maxiter": 500})
+        res = optimize.minimize(
+            lambda z: -inner(z),
+            z0,
+            jac=lambda z: -grad(z),
+            method="SLSQP",
+            constraints=cons,
+            options={"ftol": 1e-14, "maxiter": 500},
+        )
         z = res.x
         if max(z[:d] @ z[:d], z[d:] @ z[d:]) <= eps**2 * (1 + 1e-9) + 1e-15:
             best = max(best, inner(z))
@@ -156,19 +167,28 @@ def numeric_threshold(rho, d=4, starts=4, seed=0):
             g[0] = 2.0 * w[0]
             g[1:][s] = -2.0 * w[1:][s]
             return g
+
         return {"type": "ineq", "fun": f, "jac": j}
 
-    cons = [ball(slice(0, d)), ball(slice(d, n)),
-            {"type": "ineq", "fun": lambda w: inner(w[1:]),
-             "jac": lambda w: np.concatenate([[0.0], grad(w[1:])])}]
+    cons = [
+        ball(slice(0, d)),
+        ball(slice(d, n)),
+        {"type": "ineq", "fun": lambda w: inner(w[1:]), "jac": lambda w: np.concatenate([[0.0], grad(w[1:])])},
+    ]
     best = np.inf
     for z0 in starts:
         w0 = np.concatenate([[0.8], z0])
-        res = optimize.minimize(lambda w: w[0], w0, jac=lambda w: np.eye(n + 1)[0], method="SLSQP",
-                                bounds=[(0.0, 1.0)] + [(None, None)] * n, constraints=cons,
-                                options={"ftol": 1e-15, "maxiter": 1000})
+        res = optimize.minimize(
+            lambda w: w[0],
+            w0,
+            jac=lambda w: np.eye(n + 1)[0],
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] + [(None, None)] * n,
+            constraints=cons,
+            options={"ftol": 1e-15, "maxiter": 1000},
+        )
         w = res.x
-        t = max(np.linalg.norm(w[1:d + 1]), np.linalg.norm(w[d + 1:]))
+        t = max(np.linalg.norm(w[1 : d + 1]), np.linalg.norm(w[d + 1 :]))
         if inner(w[1:]) >= -1e-12:  # feasible: this noise level does reach the boundary
             best = min(best, t)
     return best
@@ -255,8 +275,13 @@ def monte_carlo_batch(ns, sigma, d, C, trials, seed=0, noise="gaussian"):
             exceed.append(over.mean())
             fail.append(bad.mean())
             unexplained.append(int(np.sum(bad & ~over)))
-    return {"n": ns, "exceed": np.array(exceed), "fail": np.array(fail),
-            "unexplained": np.array(unexplained), "eps_max": eps}
+    return {
+        "n": ns,
+        "exceed": np.array(exceed),
+        "fail": np.array(fail),
+        "unexplained": np.array(unexplained),
+        "eps_max": eps,
+    }
 
 
 def half_crossing(ns, frac):

@@ -30,8 +30,10 @@ def s1_symbolic(quick):
         require(abs(got - want) < 1e-12, f"derived eps_max {got} vs bounds.eps_max {want} at rho={r}")
         got, want = float(bound.subs(symbolic_bounds.rho, r)), float(bounds.simple_bound(r))
         require(abs(got - want) < 1e-12, f"derived bound {got} vs bounds.simple_bound {want} at rho={r}")
-    return (f"half-angle arcsin(eps) -> eps_max = sin((acos(rho) - pi/2)/2); tangent construction "
-            f"reaches it; bound {bound}, gap {gap} >= 0")
+    return (
+        f"half-angle arcsin(eps) -> eps_max = sin((acos(rho) - pi/2)/2); tangent construction "
+        f"reaches it; bound {bound}, gap {gap} >= 0"
+    )
 
 
 def s1_numeric(quick):
@@ -47,7 +49,7 @@ def s1_numeric(quick):
     err = np.abs(found - exact)
     worst = int(Cs[np.argmax(err)])
     require(err.max() <= S1_TOL, f"numeric threshold off by {err.max():.2e} at C={worst}")
-    for C in ((2, 3, 50) if quick else (2, 3, 5, 10, 20, 50)):
+    for C in (2, 3, 50) if quick else (2, 3, 5, 10, 20, 50):
         r, e = float(bounds.etf_rho(C)), float(bounds.eps_max(bounds.etf_rho(C)))
         below, above = bounds.worst_cross_inner(r, 0.99 * e), bounds.worst_cross_inner(r, 1.01 * e)
         require(below < 0 < above, f"C={C}: max inner {below:.2e} at 0.99 eps_max, {above:.2e} at 1.01")
@@ -58,10 +60,12 @@ def s1_numeric(quick):
         viol.append(x[0] @ x[1])
     viol = np.array(viol)
     require(np.all(viol > 0), f"construction 1% above eps_max fails to violate at C={Cs[viol <= 0]}")
-    return (f"SLSQP threshold = eps_max to {err.max():.1e} for C=2..50; construction at 1.01 eps_max "
-            f"gives cross inner product >= {viol.min():.1e} > 0; eps_max(C=2,3) = "
-            f"{exact[0]:.3f}, {exact[1]:.3f} vs simple bound {bounds.simple_bound(rhos[0]):.3f}, "
-            f"{bounds.simple_bound(rhos[1]):.3f}")
+    return (
+        f"SLSQP threshold = eps_max to {err.max():.1e} for C=2..50; construction at 1.01 eps_max "
+        f"gives cross inner product >= {viol.min():.1e} > 0; eps_max(C=2,3) = "
+        f"{exact[0]:.3f}, {exact[1]:.3f} vs simple bound {bounds.simple_bound(rhos[0]):.3f}, "
+        f"{bounds.simple_bound(rhos[1]):.3f}"
+    )
 
 
 def s6_symbolic(quick):
@@ -83,14 +87,20 @@ def s6_symbolic(quick):
         want = float(some.subs({sb.p_tail: p1, sb.n_classes: C}))
         err.append(bounds.exceed_probability(n, sigma, eps, d, C) - want)
         p_half = float(tail.subs(sb.n_classes, C))
-        n_half = optimize.brentq(lambda x: bounds.mean_noise_law(x, sigma, d).sf(eps**2) - p_half, 1e-6, 1e9,
-                                 xtol=1e-12, rtol=1e-12)
+        n_half = optimize.brentq(
+            lambda x: bounds.mean_noise_law(x, sigma, d).sf(eps**2) - p_half, 1e-6, 1e9, xtol=1e-12, rtol=1e-12
+        )
         err.append(bounds.crossing_n(sigma, eps, d, C) / n_half - 1)
         worst = max(worst, float(np.max(np.abs(err))))
-        require(worst < 1e-8, f"S6 code disagrees with the derivation by {worst:.1e} at n={n}, d={d}, C={C}, "
-                f"sigma={sigma:.3f}, eps={eps:.3f} (law moments, exceed probability, crossing)")
-    return (f"E||e_bar||^2 = sigma^2/n -> n_min = {n_min}; Var ||e_bar||^2 = {var_sq}; crossing tail {tail}; "
-            f"code matches at drawn points to {worst:.0e}")
+        require(
+            worst < 1e-8,
+            f"S6 code disagrees with the derivation by {worst:.1e} at n={n}, d={d}, C={C}, "
+            f"sigma={sigma:.3f}, eps={eps:.3f} (law moments, exceed probability, crossing)",
+        )
+    return (
+        f"E||e_bar||^2 = sigma^2/n -> n_min = {n_min}; Var ||e_bar||^2 = {var_sq}; crossing tail {tail}; "
+        f"code matches at drawn points to {worst:.0e}"
+    )
 
 
 def s6_crossings(grid, trials, C=4, seed=0, noise="gaussian"):
@@ -113,10 +123,23 @@ def s6_crossings(grid, trials, C=4, seed=0, noise="gaussian"):
         slope = abs(pred[k + 1] - pred[k])  # per unit n, at the crossing
         se_n = 0.5 / np.sqrt(trials) / slope
         z = np.abs(mc["exceed"] - pred) / np.sqrt(np.maximum(pred * (1 - pred), 0.25 / trials) / trials)
-        rows.append(dict(d=d, sigma=sigma, C=C, n_min=n0, n_pred=n_pred, n_cont=float(
-            bounds.crossing_n(sigma, eps, d, C)), n_mc=n_mc, se_n=se_n, z_max=float(z.max()),
-            fail_n1=float(mc["fail"][0]), fail_n0=float(mc["fail"][n0 - 1]),
-            exceed_n1=float(mc["exceed"][0]), unexplained=int(mc["unexplained"].sum())))
+        rows.append(
+            dict(
+                d=d,
+                sigma=sigma,
+                C=C,
+                n_min=n0,
+                n_pred=n_pred,
+                n_cont=float(bounds.crossing_n(sigma, eps, d, C)),
+                n_mc=n_mc,
+                se_n=se_n,
+                z_max=float(z.max()),
+                fail_n1=float(mc["fail"][0]),
+                fail_n0=float(mc["fail"][n0 - 1]),
+                exceed_n1=float(mc["exceed"][0]),
+                unexplained=int(mc["unexplained"].sum()),
+            )
+        )
     return rows
 
 
@@ -126,26 +149,36 @@ def s6_numeric(quick):
     known = bounds.half_crossing([1, 2, 3, 4], [0.9, 0.7, 0.3, 0.1])  # linear between 2 and 3: 2.5
     require(abs(known - 2.5) < 1e-12, f"half_crossing of a known fraction gives {known}, not 2.5")
     for r in rows:
-        require(abs(r["n_pred"] - r["n_cont"]) < S6_INTERP_TOL,
-                f"d={r['d']}: interpolated crossing {r['n_pred']:.3f} vs exact root {r['n_cont']:.3f}")
+        require(
+            abs(r["n_pred"] - r["n_cont"]) < S6_INTERP_TOL,
+            f"d={r['d']}: interpolated crossing {r['n_pred']:.3f} vs exact root {r['n_cont']:.3f}",
+        )
         where = f"d={r['d']}, sigma={r['sigma']:.3f}"
-        require(abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"],
-                f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} (se {r['se_n']:.2f})")
+        require(
+            abs(r["n_mc"] - r["n_pred"]) <= S6_Z * r["se_n"],
+            f"{where}: Monte Carlo crossing {r['n_mc']:.2f} vs chi-square {r['n_pred']:.2f} (se {r['se_n']:.2f})",
+        )
         require(r["z_max"] <= 5.0, f"{where}: exceed fraction {r['z_max']:.1f} standard errors off")
         require(r["unexplained"] == 0, f"{where}: {r['unexplained']} failures with all classes within eps_max")
-    parts = [f"d={r['d']} n_min={r['n_min']}: crossing {r['n_mc']:.1f} vs {r['n_pred']:.1f}+-{r['se_n']:.1f}, "
-             f"fail(n=1) {r['fail_n1']:.3f} vs exceed {r['exceed_n1']:.2f}" for r in rows]
+    parts = [
+        f"d={r['d']} n_min={r['n_min']}: crossing {r['n_mc']:.1f} vs {r['n_pred']:.1f}+-{r['se_n']:.1f}, "
+        f"fail(n=1) {r['fail_n1']:.3f} vs exceed {r['exceed_n1']:.2f}"
+        for r in rows
+    ]
     return f"{trials} draws, C=4; " + "; ".join(parts)
 
 
 CHECKS: list[Check] = [
-    Check("S1", "symbolic", "ball half-angle -> exact threshold, tight construction, Cauchy-Schwarz gap",
-          s1_symbolic),
+    Check("S1", "symbolic", "ball half-angle -> exact threshold, tight construction, Cauchy-Schwarz gap", s1_symbolic),
     Check("S1", "numeric", "SLSQP worst case = eps_max for C=2..50; 1% above violates", s1_numeric),
-    Check("S1", "property", "admissible noise keeps blocks; tight; monotone; simple bound below; "
-          "zero cross inner product separated; ReLU puts no mass across classes", _props("S1")),
+    Check(
+        "S1",
+        "property",
+        "admissible noise keeps blocks; tight; monotone; simple bound below; "
+        "zero cross inner product separated; ReLU puts no mass across classes",
+        _props("S1"),
+    ),
     Check("S6", "symbolic", "chi-square law of the mean noise, n_min and the crossing, against the code", s6_symbolic),
     Check("S6", "numeric", "Monte Carlo 50% crossing vs chi-square, several sigma and d", s6_numeric),
-    Check("S6", "property", "n_min grows with sigma; exceed chance falls with n; crossing -> n_min",
-          _props("S6")),
+    Check("S6", "property", "n_min grows with sigma; exceed chance falls with n; crossing -> n_min", _props("S6")),
 ]

@@ -54,7 +54,10 @@ def s13_symbolic(quick):
     gbar = out
     for j in range(3):
         require(sp.simplify(sp.diff(out, s[j]) - A[j] * (g[j] - gbar)) == 0, f"S13 softmax chain rule, logit {j}")
-    return "d(sum_k A_k g_k)/ds_j = A_j (g_j - gbar) for softmax rows (sympy), so dL/dB = sum A_ij (g_ij - gbar_i) x_i x_j^T"
+    return (
+        "d(sum_k A_k g_k)/ds_j = A_j (g_j - gbar) for softmax rows (sympy), "
+        "so dL/dB = sum A_ij (g_ij - gbar_i) x_i x_j^T"
+    )
 
 
 def s13_numeric(quick):
@@ -64,8 +67,12 @@ def s13_numeric(quick):
     rng = np.random.default_rng(13)
     worst = 0.0
     for M, D in ((6, 5), (10, 8)):
-        X, B, Vm, G = rng.standard_normal((M, D)), rng.standard_normal((D, D)) * 0.3, rng.standard_normal((D, D)), \
-            rng.standard_normal((M, D))
+        X, B, Vm, G = (
+            rng.standard_normal((M, D)),
+            rng.standard_normal((D, D)) * 0.3,
+            rng.standard_normal((D, D)),
+            rng.standard_normal((M, D)),
+        )
         Bt = torch.tensor(B, requires_grad=True)
         Xt = torch.tensor(X)
         At = torch.softmax(Xt @ Bt @ Xt.T, dim=1)
@@ -83,8 +90,10 @@ def s13_numeric(quick):
     require(exact < 1e-9, f"S13: uniform-attention drifts miss k_X lambda_X Gamma_X by {exact:.1e}")
     value = _value_drift_gap(rng)
     require(value < 1e-10, f"S13(c): d lambda_V/dt misses sum_i kappa a <q_i, v_c>/(C-1) by {value:.1e}")
-    return (f"dL/dB = autograd to {worst:.0e}; decoupled drifts d beta_X/dt = k_X lambda_X Gamma_X exact to {exact:.0e}; "
-            f"d lambda_V/dt at block attention exact to {value:.0e}")
+    return (
+        f"dL/dB = autograd to {worst:.0e}; decoupled drifts d beta_X/dt = k_X lambda_X Gamma_X exact to {exact:.0e}; "
+        f"d lambda_V/dt at block attention exact to {value:.0e}"
+    )
 
 
 def _value_drift_gap(rng):
@@ -106,8 +115,15 @@ def _value_drift_gap(rng):
 
 
 @SETTINGS
-@given(C=st.integers(2, 5), Nc=st.integers(2, 5), a=st.floats(0.1, 2.0), b=st.floats(0.1, 2.0), u=st.floats(0.1, 2.0),
-       lv=st.floats(-2, 2), seed=st.integers(0, 2**31 - 1))
+@given(
+    C=st.integers(2, 5),
+    Nc=st.integers(2, 5),
+    a=st.floats(0.1, 2.0),
+    b=st.floats(0.1, 2.0),
+    u=st.floats(0.1, 2.0),
+    lv=st.floats(-2, 2),
+    seed=st.integers(0, 2**31 - 1),
+)
 def s13_beta_drift_sign_is_lambda_times_gamma(C, Nc, a, b, u, lv, seed):
     """S13: at uniform attention sign(d beta_V/dt) = sign(lambda_V Gamma_V), whatever the other channels."""
     rng = np.random.default_rng(seed)
@@ -154,8 +170,13 @@ def s14_numeric(quick):
         worst = max(worst, float(np.abs(got - want).max() / max(abs(want), 1e-12)))
         signs.append(np.sign(want))
     require(worst < 1e-8, f"S14: class force misses autograd by {worst:.1e}")
-    require(signs[0] < 0 < signs[1], f"S14: expected a negative bracket at tau=0.1 and a positive one at 3, got {signs}")
-    return f"class component of -dL/dy = (2a/(M tau |y|)) [C p_o/(C-1) - (s_p - sbar)] to {worst:.0e}; sign flips across tau*"
+    require(
+        signs[0] < 0 < signs[1], f"S14: expected a negative bracket at tau=0.1 and a positive one at 3, got {signs}"
+    )
+    return (
+        f"class component of -dL/dy = (2a/(M tau |y|)) [C p_o/(C-1) - (s_p - sbar)] to {worst:.0e}; "
+        "sign flips across tau*"
+    )
 
 
 def s14_symbolic(quick):
@@ -185,8 +206,10 @@ def s14_bracket_changes_sign_at_tau_star(ss, gap, C, Nc):
     t = dy.tau_star(s_p, ss, s_o, C, n_s, n_o)
     if t is None:
         return
-    require(dy.class_bracket(s_p, ss, s_o, C, n_s, n_o, t * 0.9) < 0 < dy.class_bracket(s_p, ss, s_o, C, n_s, n_o,
-                                                                                      t * 1.1), (ss, gap, C, Nc, t))
+    require(
+        dy.class_bracket(s_p, ss, s_o, C, n_s, n_o, t * 0.9) < 0 < dy.class_bracket(s_p, ss, s_o, C, n_s, n_o, t * 1.1),
+        (ss, gap, C, Nc, t),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- S15
@@ -218,8 +241,10 @@ def s15_numeric(quick):
             require(np.abs(D - ident).max() < 1e-12, "S15(a): logit drift identity")
             per.append((float((D[same] / A[same]).mean()), float((D[pos] / A[pos]).mean())))
         per = np.array(per)
-        require(np.all(per[:, 0] < 0) and np.all(np.diff(per[:, 0]) < 0) and np.all(per[:, 1] > 0),
-                f"S15(a): same-class drifts {per[:, 0]}, positive drifts {per[:, 1]} (lambda_V={lam_v})")
+        require(
+            np.all(per[:, 0] < 0) and np.all(np.diff(per[:, 0]) < 0) and np.all(per[:, 1] > 0),
+            f"S15(a): same-class drifts {per[:, 0]}, positive drifts {per[:, 1]} (lambda_V={lam_v})",
+        )
         rows.append(np.round(per[:, 0], 3).tolist())
     s = 2.5  # pre-LN reading scale sqrt(D)/|z|
     k1 = np.array(dy.uniform_drift_constants(C, Nc, a, b, u))
@@ -228,9 +253,11 @@ def s15_numeric(quick):
     gaps = [dy.batch_limit_gap(0.9, 0.3, -0.15, C, n, 0.5) for n in (16, 32, 64, 128)]
     rates = [gaps[i] / gaps[i + 1] for i in range(3)]
     require(all(1.8 < r < 2.2 for r in rates), f"S15(c): gap does not halve with N: {rates}")
-    return (f"(a) same-class logit drift per weight at a_pos = 0.2, 0.5, 0.9, 0.99: {rows[0]} (lambda_V < 0), "
-            f"{rows[1]} (lambda_V > 0), the positive's > 0; (b) s^3 scaling; (c) gap ratios "
-            f"{np.round(rates, 3).tolist()} per doubling of N")
+    return (
+        f"(a) same-class logit drift per weight at a_pos = 0.2, 0.5, 0.9, 0.99: {rows[0]} (lambda_V < 0), "
+        f"{rows[1]} (lambda_V > 0), the positive's > 0; (b) s^3 scaling; (c) gap ratios "
+        f"{np.round(rates, 3).tolist()} per doubling of N"
+    )
 
 
 def s15_symbolic(quick):
@@ -255,13 +282,17 @@ def s15_pre_ln_uniform_layer_keeps_r(C, Nc, a, s):
     factor is 1 at any reading scale: the layer moves r only through the shift shared by all tokens."""
     n, M = 2 * Nc, 2 * C * Nc
     w = 1.0 / M
-    r1 = learned.multihead_layer_map(0.7, np.array([w]), np.array([w]), np.array([n * w]), C, s, np.array([a]),
-                                     np.array([-a]))
+    r1 = learned.multihead_layer_map(
+        0.7, np.array([w]), np.array([w]), np.array([n * w]), C, s, np.array([a]), np.array([-a])
+    )
     require(abs(r1 - 0.7) < 1e-12, (C, Nc, a, s, r1))
 
 
-PROPERTIES = {"S13": [s13_beta_drift_sign_is_lambda_times_gamma], "S14": [s14_bracket_changes_sign_at_tau_star],
-              "S15": [s15_pre_ln_uniform_layer_keeps_r]}
+PROPERTIES = {
+    "S13": [s13_beta_drift_sign_is_lambda_times_gamma],
+    "S14": [s14_bracket_changes_sign_at_tau_star],
+    "S15": [s15_pre_ln_uniform_layer_keeps_r],
+}
 
 CHECKS: list[Check] = [
     Check("S13", "symbolic", "softmax chain rule for the score gradient", s13_symbolic),

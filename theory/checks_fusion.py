@@ -9,7 +9,7 @@ import torch
 from deepfusion.theory import checks_fusion_symbolic as sym
 from deepfusion.theory import fusion, properties_fusion
 from deepfusion.theory.check import Check, require, run_properties
-from deepfusion.theory.simulation import block_stats, attention, make_tokens, measure_tokens, simulate_fusion
+from deepfusion.theory.simulation import attention, block_stats, make_tokens, measure_tokens, simulate_fusion
 
 # S5 regimes (C = 4, n = 64, d = 2048, 10 layers): name -> (beta, alpha, r0)
 REGIMES = {"fast": (8.0, 1.0, 1.0), "slow": (2.0, 0.3, 1.0), "stall": (20.0, 1.0, 1.5)}
@@ -48,8 +48,11 @@ def s2_numeric(quick):
             mean_f, dev_f = fusion.layer_coefficients(w[0], w[1], m, C, alpha)
             xs, ys = x.reshape(C, n, -1), y.reshape(C, n, -1)
             mx, my = xs.mean(1), ys.mean(1)
-            worst = max(worst, float((my - mean_f * mx).abs().max()),
-                        float(((ys - my[:, None]) - dev_f * (xs - mx[:, None])).abs().max()))
+            worst = max(
+                worst,
+                float((my - mean_f * mx).abs().max()),
+                float(((ys - my[:, None]) - dev_f * (xs - mx[:, None])).abs().max()),
+            )
         y = y / y.norm(dim=1, keepdim=True)
         r1, rho1 = measure_tokens(y, C)
         rp, rhop = fusion.layer_map_general(r0, rho0, w[0], w[1], m, C, alpha)
@@ -61,9 +64,11 @@ def s2_numeric(quick):
     drift = float(np.abs(sim.rho - mf.rho).max())
     require(drift < 1e-8, f"S2: rho of the simulation drifts from the recursion by {drift:.1e}")
     require(mf.rho[50] > 0.4 and sim.rho[50] > 0.4, f"S2: the off-ETF common part did not grow ({mf.rho[50]:.3f})")
-    return (f"block layer on symmetric tokens (ETF and rho=0.3, -0.2): max error {worst:.1e}; "
-            f"non-simplex deviations (a,-a,b,-b) miss the map by {gap:.1%}; rho = -1/3 + 1e-6 grows to "
-            f"{sim.rho[50]:.3f} at layer 50 (recursion {mf.rho[50]:.3f}, tokens follow it to {drift:.0e})")
+    return (
+        f"block layer on symmetric tokens (ETF and rho=0.3, -0.2): max error {worst:.1e}; "
+        f"non-simplex deviations (a,-a,b,-b) miss the map by {gap:.1%}; rho = -1/3 + 1e-6 grows to "
+        f"{sim.rho[50]:.3f} at layer 50 (recursion {mf.rho[50]:.3f}, tokens follow it to {drift:.0e})"
+    )
 
 
 def s2_counterexample(beta=2.0, alpha=1.0, r=0.8):
@@ -73,7 +78,7 @@ def s2_counterexample(beta=2.0, alpha=1.0, r=0.8):
     C, n, d = 2, 4, 10
     x = torch.zeros(C * n, d, dtype=torch.float64)
     for c in range(C):
-        x[c * n:(c + 1) * n, 0] = 1.0 - 2.0 * c
+        x[c * n : (c + 1) * n, 0] = 1.0 - 2.0 * c
         for k, (col, sign) in enumerate(((2, 1), (2, -1), (3, 1), (3, -1))):
             x[c * n + k, col + 4 * c] = sign * r
     x = x / x.norm(dim=1, keepdim=True)
@@ -129,8 +134,10 @@ def s4_numeric(quick):
     require(worst_exact < 1e-12, f"S4 ReLU closed forms off by {worst_exact:.2e} on the symmetric configuration")
     lim = abs(fusion.block_mass(4, 64, 8.0, 1e-8) - fusion.m_star(4, 8.0))
     require(lim < 1e-12, f"S4: |m(1e-8) - m*| = {lim:.1e}")
-    return (f"softmax and ReLU closed forms exact to {worst_exact:.1e} (symmetric), m within {worst_d:.1e} "
-            f"(Gaussian, d=4096), |m(1e-8) - m*| = {lim:.1e}")
+    return (
+        f"softmax and ReLU closed forms exact to {worst_exact:.1e} (symmetric), m within {worst_d:.1e} "
+        f"(Gaussian, d=4096), |m(1e-8) - m*| = {lim:.1e}"
+    )
 
 
 def s5_gaps(layers=10, d=2048, n=64, C=4, seed=0):
@@ -167,10 +174,14 @@ def s5_numeric(quick):
     above = simulate_fusion(4, 8, 4 + 32, 3.0, 0.5, 1.2 * r_c, 10, noise="simplex")
     grow = np.abs(above.r / fusion.mean_field(4, 8, 3.0, 0.5, above.r[0], 10).r - 1).max()
     require(np.all(np.diff(above.r) > 0) and grow < 1e-9, f"S5 converse: r0 = 1.2 r_c must grow ({above.r})")
-    parts = [f"{k}: dm={v['centred'][0]:.1e} dr={v['centred'][1]:.1e} (n->inf form dr={v['uncentred'][1]:.1e})"
-             for k, v in gaps.items()]
-    return "; ".join(parts) + (f"; symmetric config exact to {exact:.0e}; from 1.2 r_c r grows "
-                               f"{above.r[0]:.2f} -> {above.r[-1]:.2f} as the recursion says")
+    parts = [
+        f"{k}: dm={v['centred'][0]:.1e} dr={v['centred'][1]:.1e} (n->inf form dr={v['uncentred'][1]:.1e})"
+        for k, v in gaps.items()
+    ]
+    return "; ".join(parts) + (
+        f"; symmetric config exact to {exact:.0e}; from 1.2 r_c r grows "
+        f"{above.r[0]:.2f} -> {above.r[-1]:.2f} as the recursion says"
+    )
 
 
 def s7_numeric(quick):
@@ -196,15 +207,16 @@ def s7_numeric(quick):
     cubic = fusion.cubic_collapse_coefficient(C, n, beta) * nores.r[0] ** 3
     require(abs(nores.r[1] / want - 1) < 1e-9, f"S7: no-residual spread {nores.r[1]:.3e} vs map {want:.3e}")
     require(abs(nores.r[1] / cubic - 1) < 0.01, f"S7: no-residual spread {nores.r[1]:.3e} vs cubic law {cubic:.3e}")
-    return (f"no residual: class means {means:.0e}, uniform collapse {spread:.0e}, r 0.05 -> {nores.r[1]:.2e} "
-            f"(cubic law {cubic:.2e}); with residual at chance r constant to {drift:.0e}")
+    return (
+        f"no residual: class means {means:.0e}, uniform collapse {spread:.0e}, r 0.05 -> {nores.r[1]:.2e} "
+        f"(cubic law {cubic:.2e}); with residual at chance r constant to {drift:.0e}"
+    )
 
 
 CHECKS: list[Check] = [
     Check("S2", "symbolic", "block eigenvalues on means and deviations, growth of the common part", sym.s2_symbolic),
     Check("S2", "numeric", "block layer on symmetric tokens; non-simplex counterexample; unstable ETF", s2_numeric),
-    Check("S2", "property", "layer map = block matrix = spread after the layer; ETF unstable invariant",
-          _props("S2")),
+    Check("S2", "property", "layer map = block matrix = spread after the layer; ETF unstable invariant", _props("S2")),
     Check("S3", "symbolic", "kappa - (a_self - a_same) = n (a_same - a_out)", sym.s3_symbolic),
     Check("S3", "numeric", "r'/r across chance on Gaussian tokens", s3_numeric),
     Check("S3", "property", "spread shrinks iff above chance", _props("S3")),
@@ -216,6 +228,10 @@ CHECKS: list[Check] = [
     Check("S5", "property", "r non-increasing below r_c, growing above; m non-decreasing; rate", _props("S5")),
     Check("S7", "symbolic", "one-step collapse without residual; cubic collapse coefficient", sym.s7_symbolic),
     Check("S7", "numeric", "collapse without residual, cubic law, persistence with the residual", s7_numeric),
-    Check("S7", "property", "means vanish at chance, deviations survive, cubic collapse; residual keeps means",
-          _props("S7")),
+    Check(
+        "S7",
+        "property",
+        "means vanish at chance, deviations survive, cubic collapse; residual keeps means",
+        _props("S7"),
+    ),
 ]

@@ -99,9 +99,11 @@ def s8_numeric(quick):
         m_head = float((A * (np.kron(np.eye(C), np.ones((n, n))) > 0)).sum(1).mean())
         star = max(star, abs(m_head - learned.learned_m_star(C, n, bm, nu=nu)))
     require(star < 1e-8, f"S8(b): learned_m_star misses the head's mass at r -> 0 by {star:.1e} (nu != 1)")
-    return (f"symmetric heads exact to {worst:.0e}; remainders move class mass by at most "
-            f"{max(ratios):.2f} of the tanh(omega/4) bound; Gaussian d={d}: m within {gap:.1e}; "
-            f"m* at nu != 1 within {star:.0e}")
+    return (
+        f"symmetric heads exact to {worst:.0e}; remainders move class mass by at most "
+        f"{max(ratios):.2f} of the tanh(omega/4) bound; Gaussian d={d}: m within {gap:.1e}; "
+        f"m* at nu != 1 within {star:.0e}"
+    )
 
 
 def s9_numeric(quick):
@@ -128,8 +130,10 @@ def s9_numeric(quick):
         worst = max(worst, abs(_spread(Y, C) / want - 1))
     require(worst < EXACT, f"S9: layer map off by {worst:.1e}")
     require(ratios["denoise"] < 1 and ratios["fuse"] < 1, f"S9: expected both mechanisms to shrink r: {ratios}")
-    return (f"value layer map exact to {worst:.0e}; r'/r: denoising alone (a_same = a_out, lambda_e = -1) "
-            f"{ratios['denoise']:.3f}, fusion alone (lambda_mu = lambda_e) {ratios['fuse']:.3f}")
+    return (
+        f"value layer map exact to {worst:.0e}; r'/r: denoising alone (a_same = a_out, lambda_e = -1) "
+        f"{ratios['denoise']:.3f}, fusion alone (lambda_mu = lambda_e) {ratios['fuse']:.3f}"
+    )
 
 
 def s10_numeric(quick):
@@ -152,7 +156,10 @@ def s10_numeric(quick):
     nu = 3.7  # pre-LN: the head reads LN(z), the residual stream keeps its own norm
     cfg2 = cf.symmetric_configuration(C, n, r, D, nu, seed=5)
     ln = layernorm.layer_norm(cfg2.X, np.full(D, gamma), np.zeros(D), eps=0.0)
-    Z2 = cfg2.X + fusion.block_matrix(C, n, a_self, a_same, (1 - m) / ((C - 1) * n)) @ ln @ cf.symmetric_map(cfg2, lm, le).T
+    Z2 = (
+        cfg2.X
+        + fusion.block_matrix(C, n, a_self, a_same, (1 - m) / ((C - 1) * n)) @ ln @ cf.symmetric_map(cfg2, lm, le).T
+    )
     r2, nu2 = layernorm.pre_ln_map(r, nu, [a_self], [a_same], [m], C, gamma, D, [lm], [le])
     pre = max(abs(_spread(Z2, C) / r2 - 1), float(np.abs(np.linalg.norm(Z2, axis=1) / nu2 - 1).max()))
     require(max(post, pre) < EXACT, f"S10: post-LN map off by {post:.1e}, pre-LN by {pre:.1e}")
@@ -163,8 +170,10 @@ def s10_numeric(quick):
         err, bound = layernorm.ln_error(x, g, b), layernorm.ln_error_terms(x, g, b)["bound"]
         require(np.all(err <= bound + 1e-12), f"S10(b) violated: error {err.max():.3f} > bound")
         tight.append(float(np.max(err / bound)))
-    return (f"post-LN and pre-LN maps exact to {max(post, pre):.0e}; LN error at most {max(tight):.2f} of the "
-            f"S10(b) bound on random tokens")
+    return (
+        f"post-LN and pre-LN maps exact to {max(post, pre):.0e}; LN error at most {max(tight):.2f} of the "
+        f"S10(b) bound on random tokens"
+    )
 
 
 def s11_numeric(quick):
@@ -192,7 +201,9 @@ def s11_numeric(quick):
     le2 = le[:2] * lm2 / lm[:2]
     flat = learned.multihead_layer_map(r, a_self[:2], a_same[:2], m[:2], C, 1.0, lm2, le2)
     require(err < EXACT and abs(flat / r - 1) < 1e-12, f"S11: sum over heads off by {err:.1e}, cancelled {flat / r}")
-    return f"{H} heads exact to {err:.0e} (r'/r = {got / r:.4f}, two-head margin {margin:+.3f}); cancelling margins keep r"
+    return (
+        f"{H} heads exact to {err:.0e} (r'/r = {got / r:.4f}, two-head margin {margin:+.3f}); cancelling margins keep r"
+    )
 
 
 def s12_numeric(quick):
@@ -218,8 +229,10 @@ def s12_numeric(quick):
         certified += bool(ffn.fusion_survives(phi, r0 / phi, L, g))
         holds += bool(r1 < r0 / phi)
     require(inside == trials, f"S12: {trials - inside} of {trials} classes left the spread bounds")
-    return (f"{trials} random FFNs: all within the bounds; after a 20% attention step fusion certified to "
-            f"survive in {certified}, survived in {holds}")
+    return (
+        f"{trials} random FFNs: all within the bounds; after a 20% attention step fusion certified to "
+        f"survive in {certified}, survived in {holds}"
+    )
 
 
 def s5b_numeric(quick):
@@ -238,9 +251,11 @@ def s5b_numeric(quick):
     require(np.all(np.abs(q_sim - q_mf) <= tb["delta"] + 1e-12), "S5b: q = 1/(1 + r^2) outside the bound")
     useful = int(np.sum(tb["m_bound"][:-1] < 0.05))
     attained = _s5b_projection_attained()
-    return (f"d={d}: delta0 {d0:.4f} <= bound {bound0:.4f}; simulation within the bound for {layers} layers; "
-            f"the m bound stays below 0.05 for {useful} layers (deltas {np.round(tb['delta'][:4], 3).tolist()}); "
-            f"projection step attained to {attained:.0e} where the largest off-diagonal entry is negative")
+    return (
+        f"d={d}: delta0 {d0:.4f} <= bound {bound0:.4f}; simulation within the bound for {layers} layers; "
+        f"the m bound stays below 0.05 for {useful} layers (deltas {np.round(tb['delta'][:4], 3).tolist()}); "
+        f"projection step attained to {attained:.0e} where the largest off-diagonal entry is negative"
+    )
 
 
 def _s5b_projection_attained():
@@ -261,8 +276,10 @@ def _s5b_projection_attained():
     H[j, i] = H[i, j]
     D = np.diag(H)
     moved = float(np.abs(H / np.sqrt(np.outer(D, D)) - H0 / N0)[i, j])
-    require(abs(moved - bound) <= 1e-9 * bound,
-            f"S5b: the projection step moves an entry by {moved:.6e}, layer_step's bound is {bound:.6e}")
+    require(
+        abs(moved - bound) <= 1e-9 * bound,
+        f"S5b: the projection step moves an entry by {moved:.6e}, layer_step's bound is {bound:.6e}",
+    )
     return abs(moved - bound) / bound
 
 

@@ -78,10 +78,11 @@ def symmetric_configuration(C, n, r, d, nu=1.0, rho=None, seed=0) -> Configurati
     simplex = cb @ basis.T * (r / np.sqrt(1.0 - 1.0 / n))  # (n, n-1)
     X = np.zeros((C, n, d))
     for c in range(C):
-        X[c] = coords[c] @ Q_V.T + simplex @ Q_E[:, c * (n - 1):(c + 1) * (n - 1)].T
+        X[c] = coords[c] @ Q_V.T + simplex @ Q_E[:, c * (n - 1) : (c + 1) * (n - 1)].T
     X = X.reshape(C * n, d) * (nu / np.sqrt(1.0 + r**2))
-    return Configuration(X=X, labels=np.repeat(np.arange(C), n), Q_V=Q_V, Q_E=Q_E, C=C, n=n, r=float(r),
-                         rho=rho, nu=float(nu))
+    return Configuration(
+        X=X, labels=np.repeat(np.arange(C), n), Q_V=Q_V, Q_E=Q_E, C=C, n=n, r=float(r), rho=rho, nu=float(nu)
+    )
 
 
 def symmetric_map(cfg: Configuration, on_means, on_devs, rest=None):

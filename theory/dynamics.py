@@ -157,9 +157,9 @@ def two_view_configuration(C, Nc, a, b, u):
     V[:, :C] = _simplex(C)
     P = np.zeros((N, D))
     for c in range(C):
-        P[c * Nc:(c + 1) * Nc, C + c * Nc:C + (c + 1) * Nc] = _simplex(Nc)
+        P[c * Nc : (c + 1) * Nc, C + c * Nc : C + (c + 1) * Nc] = _simplex(Nc)
     W = np.zeros((N, D))
-    W[:, C + C * Nc:] = np.eye(N)
+    W[:, C + C * Nc :] = np.eye(N)
     inst = np.arange(2 * N) % N
     labels = inst // Nc
     sign = np.where(np.arange(2 * N) < N, 1.0, -1.0)[:, None]

@@ -208,8 +208,10 @@ def _check(C, n, beta, alpha, r0, layers, rho):
         (np.any(beta < 0), "beta (inverse temperature) must be >= 0"),
         (np.any(alpha < 0), "alpha (residual weight) must be >= 0"),
         (np.any(r0 < 0), "r0 (initial spread) must be >= 0"),
-        (np.any(rho < -1.0 / (C - 1.0) - 1e-12) or np.any(rho >= 1.0),
-         "rho must lie in [-1/(C-1), 1): equiangular unit means exist only there"),
+        (
+            np.any(rho < -1.0 / (C - 1.0) - 1e-12) or np.any(rho >= 1.0),
+            "rho must lie in [-1/(C-1), 1): equiangular unit means exist only there",
+        ),
     ]
     for bad, msg in checks:
         if bad:
@@ -247,10 +249,8 @@ def mean_field(C, n, beta, alpha, r0, layers, rho=None, *, attention="softmax", 
             a_self, a_same, a_out = relu_block_weights(C, n, rl, rhol, centred)
         m = a_self + (n - 1.0) * a_same
         r[..., layer + 1], rh[..., layer + 1] = layer_map_general(rl, rhol, a_self, a_same, m, C, alpha)
-        for k, v in (("m", m), ("a_self", a_self), ("a_same", a_same), ("a_out", a_out),
-                     ("kappa", kappa(m, C))):
+        for k, v in (("m", m), ("a_self", a_self), ("a_same", a_same), ("a_out", a_out), ("kappa", kappa(m, C))):
             out[k][..., layer] = v
     ms = m_star(C, beta, rho) if attention == "softmax" else np.where(rho <= 0, 1.0, np.nan)
     params = dict(C=C, n=n, beta=beta, alpha=alpha, r0=r0, attention=attention, centred=centred)
-    return MeanField(r=r, rho=rh, m_star=ms, rate=1.0 / (1.0 + alpha * kappa(ms, C)),
-                     params=params, **out)
+    return MeanField(r=r, rho=rh, m_star=ms, rate=1.0 / (1.0 + alpha * kappa(ms, C)), params=params, **out)

@@ -71,7 +71,7 @@ def learned_m_star(C, n, beta_mu, rho=None, nu=1.0, tau=0.0):
     drops out. For tau = 0 it is S4's m* at beta = nu^2 beta_mu."""
     rho = etf_rho(C) if rho is None else _f(rho)
     n, w_in = _f(n), np.exp(_f(tau)) + _f(n) - 1.0
-    return w_in / (w_in + (_f(C) - 1.0) * n * np.exp(-_f(nu) ** 2 * _f(beta_mu) * (1.0 - rho)))
+    return w_in / (w_in + (_f(C) - 1.0) * n * np.exp(-(_f(nu) ** 2) * _f(beta_mu) * (1.0 - rho)))
 
 
 def span_projectors(means, deviations):
@@ -117,9 +117,11 @@ def value_coefficients(a_self, a_same, m, C, alpha, lam_mu, lam_e, bias=0.0):
     """S9: (mean factor, deviation factor, common vector norm) of x + alpha (sum_j A_ij V x_j + c):
     1 + alpha lambda_mu kappa(m), 1 + alpha lambda_e (a_self - a_same), alpha |c|."""
     alpha = _f(alpha)
-    return (1.0 + alpha * _f(lam_mu) * kappa(m, C),
-            1.0 + alpha * _f(lam_e) * (_f(a_self) - _f(a_same)),
-            alpha * _f(bias))
+    return (
+        1.0 + alpha * _f(lam_mu) * kappa(m, C),
+        1.0 + alpha * _f(lam_e) * (_f(a_self) - _f(a_same)),
+        alpha * _f(bias),
+    )
 
 
 def value_layer_map(r, a_self, a_same, m, C, alpha, lam_mu, lam_e, bias=0.0):

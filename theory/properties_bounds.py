@@ -24,8 +24,14 @@ def _etf_means(C, d):
 
 
 @SETTINGS
-@given(C=classes, n=st.integers(1, 4), extra=st.integers(1, 8), radius=fractions, pull=fractions,
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    C=classes,
+    n=st.integers(1, 4),
+    extra=st.integers(1, 8),
+    radius=fractions,
+    pull=fractions,
+    seed=st.integers(0, 2**31 - 1),
+)
 def s1_admissible_noise_keeps_blocks(C, n, extra, radius, pull, seed):
     """S1: noise with ||e_i|| <= eps_max keeps same-class inner products > 0 and cross-class <= 0.
 
@@ -68,7 +74,9 @@ def s1_no_noise_beats_worst_cosine(rho, eps, seed):
     e *= eps * rng.uniform(0, 1, (256, 2, 1)) ** 0.2 / np.linalg.norm(e, axis=-1, keepdims=True)
     x = mu + e
     cos = np.sum(x[:, 0] * x[:, 1], -1) / np.prod(np.linalg.norm(x, axis=-1), -1)
-    require(cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12, 'failed: cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12')
+    require(
+        cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12, "failed: cos.max() <= bounds.worst_cosine(rho, eps) + 1e-12"
+    )
 
 
 @SETTINGS
@@ -77,7 +85,7 @@ def s1_eps_max_decreasing_in_rho(a, b):
     """S1: eps_max is strictly decreasing in rho (means further apart tolerate more noise)."""
     assume(abs(a - b) > 1e-9)
     lo, hi = min(a, b), max(a, b)
-    require(bounds.eps_max(lo) > bounds.eps_max(hi), 'failed: bounds.eps_max(lo) > bounds.eps_max(hi)')
+    require(bounds.eps_max(lo) > bounds.eps_max(hi), "failed: bounds.eps_max(lo) > bounds.eps_max(hi)")
 
 
 @SETTINGS
@@ -85,9 +93,9 @@ def s1_eps_max_decreasing_in_rho(a, b):
 def s1_simple_bound_below_eps_max(rho):
     """S1: the Cauchy-Schwarz bound never exceeds the exact threshold, and meets it only at rho = 0."""
     gap = bounds.eps_max(rho) - bounds.simple_bound(rho)
-    require(gap >= -1e-15, 'failed: gap >= -1e-15')
+    require(gap >= -1e-15, "failed: gap >= -1e-15")
     if rho < -1e-6:
-        require(gap > 0, 'failed: gap > 0')
+        require(gap > 0, "failed: gap > 0")
 
 
 @SETTINGS
@@ -99,7 +107,7 @@ def s1_zero_cross_inner_product_counts_as_separated(C, n, width, seed):
     labels = np.repeat(np.arange(C), n)
     x = np.zeros((C * n, C * width))
     for i, c in enumerate(labels):
-        x[i, c * width:(c + 1) * width] = rng.uniform(0.1, 2.0, width)
+        x[i, c * width : (c + 1) * width] = rng.uniform(0.1, 2.0, width)
     require(bounds.separated(x, labels), f"orthogonal classes not separated (C={C}, n={n}, width={width})")
     x[0, (labels[0] + 1) % C * width] = 1e-3  # one positive cross-class inner product
     require(not bounds.separated(x, labels), "a positive cross-class inner product went unnoticed")
@@ -123,7 +131,7 @@ def s6_n_min_increasing_in_sigma(s1, s2, C):
     assume(abs(s1 - s2) > 1e-9)
     e = bounds.eps_max(bounds.etf_rho(C))
     lo, hi = min(s1, s2), max(s1, s2)
-    require(bounds.n_min(lo, e) < bounds.n_min(hi, e), 'failed: bounds.n_min(lo, e) < bounds.n_min(hi, e)')
+    require(bounds.n_min(lo, e) < bounds.n_min(hi, e), "failed: bounds.n_min(lo, e) < bounds.n_min(hi, e)")
 
 
 @SETTINGS
@@ -132,7 +140,7 @@ def s6_exceed_probability_falls_with_n(sigma, C, d, n):
     """S6: the chance that some class's mean noise exceeds eps_max does not grow with the batch."""
     e = bounds.eps_max(bounds.etf_rho(C))
     p = bounds.exceed_probability(np.array([n, n + 1]), sigma, e, d, C)
-    require(p[1] <= p[0] + 1e-15, 'failed: p[1] <= p[0] + 1e-15')
+    require(p[1] <= p[0] + 1e-15, "failed: p[1] <= p[0] + 1e-15")
 
 
 @SETTINGS
@@ -146,8 +154,14 @@ def s6_crossing_near_n_min(sigma, C, d):
 
 
 PROPERTIES = {
-    "S1": [s1_admissible_noise_keeps_blocks, s1_construction_is_tight, s1_no_noise_beats_worst_cosine,
-           s1_eps_max_decreasing_in_rho, s1_simple_bound_below_eps_max,
-           s1_zero_cross_inner_product_counts_as_separated, s1_relu_block_weights_have_no_cross_class_mass],
+    "S1": [
+        s1_admissible_noise_keeps_blocks,
+        s1_construction_is_tight,
+        s1_no_noise_beats_worst_cosine,
+        s1_eps_max_decreasing_in_rho,
+        s1_simple_bound_below_eps_max,
+        s1_zero_cross_inner_product_counts_as_separated,
+        s1_relu_block_weights_have_no_cross_class_mass,
+    ],
     "S6": [s6_n_min_increasing_in_sigma, s6_exceed_probability_falls_with_n, s6_crossing_near_n_min],
 }

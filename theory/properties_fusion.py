@@ -30,8 +30,13 @@ def _block_tokens(C, n, d, seed):
 
 
 @SETTINGS
-@given(C=st.integers(2, 6), n=st.integers(2, 6), w=st.tuples(fractions, fractions, fractions),
-       alpha=alphas, seed=st.integers(0, 10**6))
+@given(
+    C=st.integers(2, 6),
+    n=st.integers(2, 6),
+    w=st.tuples(fractions, fractions, fractions),
+    alpha=alphas,
+    seed=st.integers(0, 10**6),
+)
 def s2_layer_map_matches_block_matrix(C, n, w, alpha, seed):
     """S2: one residual block layer on ETF means and zero-class-mean deviations (random, unequal
     norms) scales means by 1 + alpha kappa(m) and deviations by 1 + alpha (a_self - a_same)."""
@@ -44,8 +49,11 @@ def s2_layer_map_matches_block_matrix(C, n, w, alpha, seed):
     X = (mu[:, None] + e).reshape(C * n, d)
     Y = (X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X).reshape(C, n, d)
     mean_f, dev_f = fusion.layer_coefficients(a_self, a_same, m, C, alpha)
-    require(np.allclose(Y.mean(1), mean_f * mu, atol=1e-12), 'failed: np.allclose(Y.mean(1), mean_f * mu, atol=1e-12)')
-    require(np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12), 'failed: np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12)')
+    require(np.allclose(Y.mean(1), mean_f * mu, atol=1e-12), "failed: np.allclose(Y.mean(1), mean_f * mu, atol=1e-12)")
+    require(
+        np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12),
+        "failed: np.allclose(Y - Y.mean(1, keepdims=True), dev_f * e, atol=1e-12)",
+    )
 
 
 def _simplex_tokens(C, n, r):
@@ -57,7 +65,7 @@ def _simplex_tokens(C, n, r):
     e = np.zeros((C, n, C + C * n))
     block = (np.eye(n) - 1.0 / n) * (r / np.sqrt(1.0 - 1.0 / n))
     for c in range(C):
-        e[c, :, C + c * n: C + (c + 1) * n] = block
+        e[c, :, C + c * n : C + (c + 1) * n] = block
     return (mu[:, None] + e).reshape(C * n, -1)
 
 
@@ -69,8 +77,7 @@ def _spread(X, C):
 
 
 @SETTINGS
-@given(C=st.integers(2, 5), n=st.integers(2, 5), m=fractions, t=fractions, alpha=alphas,
-       r=st.floats(0.05, 3.0))
+@given(C=st.integers(2, 5), n=st.integers(2, 5), m=fractions, t=fractions, alpha=alphas, r=st.floats(0.05, 3.0))
 def s2_layer_map_is_the_spread_after_the_layer(C, n, m, t, alpha, r):
     """S2: layer_map gives the spread of the projected layer output for any block weights (a share t
     of the class mass on the token itself), including alpha (a_same - a_self) > 1, where the
@@ -83,9 +90,11 @@ def s2_layer_map_is_the_spread_after_the_layer(C, n, m, t, alpha, r):
     Y = X + alpha * fusion.block_matrix(C, n, a_self, a_same, a_out) @ X
     Y /= np.linalg.norm(Y, axis=1, keepdims=True)
     want, got = _spread(Y, C), fusion.layer_map(_spread(X, C), a_self, a_same, m, C, alpha)
-    require(abs(got - want) <= 1e-9 * max(want, 1e-12),
-            f"layer_map gives {got!r}, the layer's output has spread {want!r} (C={C}, n={n}, m={m}, t={t}, "
-            f"alpha={alpha}, r={r})")
+    require(
+        abs(got - want) <= 1e-9 * max(want, 1e-12),
+        f"layer_map gives {got!r}, the layer's output has spread {want!r} (C={C}, n={n}, m={m}, t={t}, "
+        f"alpha={alpha}, r={r})",
+    )
 
 
 @SETTINGS
@@ -101,6 +110,7 @@ def s2_common_part_grows_by_the_squared_factor(C, n, m, alpha, log_u2):
 
     def ratio(rh):  # |u|^2/|v|^2 = (1 + (C-1) rho) / ((C-1)(1 - rho))
         return (1.0 + (C - 1) * rh) / ((C - 1) * (1.0 - rh))
+
     want = fusion.common_growth_factor(m, C, alpha) * u2 / ((C - 1) * (1.0 - rho))
     require(abs(ratio(rho1) / want - 1) < 1e-5, (C, m, alpha, u2, ratio(rho1), want))
 
@@ -135,19 +145,21 @@ def s3_spread_shrinks_iff_same_beats_out(C, n, w, alpha):
     assume(abs(a_same - a_out) > 1e-9)
     m = a_self + (n - 1) * a_same
     r_next = fusion.layer_map(1.0, a_self, a_same, m, C, alpha)
-    require((r_next < 1.0) == (a_same > a_out), 'failed: (r_next < 1.0) == (a_same > a_out)')
+    require((r_next < 1.0) == (a_same > a_out), "failed: (r_next < 1.0) == (a_same > a_out)")
 
 
 @SETTINGS
 @given(C=classes, n=per_class, beta=betas, r=spreads, centred=st.booleans())
 def s4_mass_above_chance(C, n, beta, r, centred):
     """S4: softmax same-class mass m(r) > 1/C for beta > 0 (ETF means)."""
-    require(fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C, 'failed: fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C')
+    require(
+        fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C,
+        "failed: fusion.block_mass(C, n, beta, r, centred=centred) > 1.0 / C",
+    )
 
 
 @SETTINGS
-@given(C=classes, n=per_class, beta=betas, r=spreads, dr=st.floats(1e-3, 2.0), t=fractions,
-       centred=st.booleans())
+@given(C=classes, n=per_class, beta=betas, r=spreads, dr=st.floats(1e-3, 2.0), t=fractions, centred=st.booleans())
 def s4_mass_nonincreasing_in_r(C, n, beta, r, dr, t, centred):
     """S4: m(r) is non-increasing in r for any rho in [-1/(C-1), 0]."""
     rho = -t / (C - 1)
@@ -161,7 +173,10 @@ def s4_mass_nonincreasing_in_r(C, n, beta, r, dr, t, centred):
 def s4_mass_tends_to_m_star(C, n, beta, t):
     """S4: m(r) -> m* = 1/(1 + (C-1) exp(-beta (1 - rho))) as r -> 0."""
     rho = -t / (C - 1)
-    require(abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9, 'failed: abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9')
+    require(
+        abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9,
+        "failed: abs(fusion.block_mass(C, n, beta, 1e-7, rho) - fusion.m_star(C, beta, rho)) < 1e-9",
+    )
 
 
 def _centred_range(C, n):
@@ -179,7 +194,10 @@ def s5_spread_nonincreasing(C, n, beta, alpha, t):
     steps = np.diff(f.r)
     require(np.all(steps <= 0.0), f.r)
     resolvable = n * (f.a_same - f.a_out) > 1e-9
-    require(np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0), 'failed: np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0)')
+    require(
+        np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0),
+        "failed: np.all(steps[resolvable & (f.r[:-1] > 1e-300)] < 0.0)",
+    )
 
 
 @SETTINGS
@@ -188,7 +206,7 @@ def s5_mass_nondecreasing(C, n, beta, alpha, t):
     """S5: m_l is non-decreasing in l and stays below m* (ETF means, r0 in the fusion range)."""
     f = fusion.mean_field(C, n, beta, alpha, t * _centred_range(C, n), 30)
     require(np.all(np.diff(f.m) >= -1e-12), f.m)
-    require(np.all(f.m <= f.m_star + 1e-12), 'failed: np.all(f.m <= f.m_star + 1e-12)')
+    require(np.all(f.m <= f.m_star + 1e-12), "failed: np.all(f.m <= f.m_star + 1e-12)")
 
 
 @SETTINGS
@@ -218,7 +236,7 @@ def s5_rate_tends_to_limit(C, n, beta, alpha, r0):
     """S5: r_{l+1}/r_l -> 1/(1 + alpha kappa(m*)) once r_l is small."""
     f = fusion.mean_field(C, n, beta, alpha, r0, 250)
     assume(1e-250 < f.r[-1] < 1e-5)
-    require(abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate, 'failed: abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate')
+    require(abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate, "failed: abs(f.r[-1] / f.r[-2] - f.rate) < 1e-3 * f.rate")
 
 
 @SETTINGS
@@ -234,7 +252,7 @@ def s7_collapse_without_residual(C, n, a, seed):
     mu, e = _block_tokens(C, n, d, seed)
     X = (mu[:, None] + e).reshape(C * n, d)
     means = (A @ X).reshape(C, n, d).mean(1)
-    require(np.abs(means).max() < 1e-12, 'failed: np.abs(means).max() < 1e-12')
+    require(np.abs(means).max() < 1e-12, "failed: np.abs(means).max() < 1e-12")
 
 
 @SETTINGS
@@ -243,7 +261,7 @@ def s7_residual_keeps_class_means(C, m, alpha):
     """S7: with the residual, ETF class means are scaled by 1 + alpha kappa(m) >= 1 when m >= 1/C."""
     assume(m >= 1.0 / C)
     mean_f, _ = fusion.layer_coefficients(0.0, 0.0, m, C, alpha)
-    require(mean_f >= 1.0 - 1e-12, 'failed: mean_f >= 1.0 - 1e-12')
+    require(mean_f >= 1.0 - 1e-12, "failed: mean_f >= 1.0 - 1e-12")
 
 
 @SETTINGS
@@ -274,12 +292,25 @@ def s7_spread_collapses_cubically_without_residual(C, n, beta, r):
 
 
 PROPERTIES = {
-    "S2": [s2_layer_map_matches_block_matrix, s2_layer_map_is_the_spread_after_the_layer,
-           s2_common_part_grows_by_the_squared_factor, s2_etf_is_invariant],
+    "S2": [
+        s2_layer_map_matches_block_matrix,
+        s2_layer_map_is_the_spread_after_the_layer,
+        s2_common_part_grows_by_the_squared_factor,
+        s2_etf_is_invariant,
+    ],
     "S3": [s3_spread_shrinks_iff_above_chance, s3_spread_shrinks_iff_same_beats_out],
     "S4": [s4_mass_above_chance, s4_mass_nonincreasing_in_r, s4_mass_tends_to_m_star],
-    "S5": [s5_spread_nonincreasing, s5_mass_nondecreasing, s5_rate_tends_to_limit,
-           s5_spread_grows_above_critical, s5_critical_spread_is_a_fixed_point],
-    "S7": [s7_collapse_without_residual, s7_residual_keeps_class_means,
-           s7_deviations_survive_at_chance_without_residual, s7_spread_collapses_cubically_without_residual],
+    "S5": [
+        s5_spread_nonincreasing,
+        s5_mass_nondecreasing,
+        s5_rate_tends_to_limit,
+        s5_spread_grows_above_critical,
+        s5_critical_spread_is_a_fixed_point,
+    ],
+    "S7": [
+        s7_collapse_without_residual,
+        s7_residual_keeps_class_means,
+        s7_deviations_survive_at_chance_without_residual,
+        s7_spread_collapses_cubically_without_residual,
+    ],
 }

@@ -48,8 +48,10 @@ def s8_block_averages_are_fixed_by_two_traces(C, n, r, nu, seed):
     bm, be, _ = learned.symmetric_part(B, cfg.P_V, C - 1, cfg.P_E, C * (n - 1))
     s_self, s_same, s_out = _block_averages(cfg.X @ B @ cfg.X.T, C, n)
     want = learned.learned_logits(bm, be, r, n, cfg.rho, nu)
-    require(np.allclose([s_self - s_out, s_same - s_out], want, atol=1e-9 * nu**2 * (1 + abs(B).max())),
-            (C, n, r, nu, s_self - s_out, s_same - s_out, want))
+    require(
+        np.allclose([s_self - s_out, s_same - s_out], want, atol=1e-9 * nu**2 * (1 + abs(B).max())),
+        (C, n, r, nu, s_self - s_out, s_same - s_out, want),
+    )
 
 
 @SETTINGS
@@ -83,8 +85,15 @@ def s8_mass_above_chance(C, n, bm, be, r, t):
 
 
 @SETTINGS
-@given(C=classes, n=per_class, bm=st.floats(1e-3, 20.0), share=st.floats(-1.0, 1.0), r=st.floats(0.0, 3.0),
-       dr=st.floats(1e-3, 2.0), t=fractions)
+@given(
+    C=classes,
+    n=per_class,
+    bm=st.floats(1e-3, 20.0),
+    share=st.floats(-1.0, 1.0),
+    r=st.floats(0.0, 3.0),
+    dr=st.floats(1e-3, 2.0),
+    t=fractions,
+)
 def s8_mass_nonincreasing_in_r(C, n, bm, share, r, dr, t):
     """S8(b): m is non-increasing in r when -(n-1) beta_mu (1-rho) <= beta_e <= beta_mu (1-rho)."""
     rho = -t / (C - 1)
@@ -116,8 +125,18 @@ def s8_mass_shift_within_tanh(M, k, scale, seed):
 
 
 @SETTINGS
-@given(C=small_C, n=small_n, r=st.floats(0.05, 2.0), m=fractions, t=fractions, alpha=st.floats(0.05, 2.0),
-       lm=eigen, le=eigen, bias=st.floats(0.0, 2.0), seed=seeds)
+@given(
+    C=small_C,
+    n=small_n,
+    r=st.floats(0.05, 2.0),
+    m=fractions,
+    t=fractions,
+    alpha=st.floats(0.05, 2.0),
+    lm=eigen,
+    le=eigen,
+    bias=st.floats(0.0, 2.0),
+    seed=seeds,
+)
 def s9_layer_map_is_the_spread_after_the_layer(C, n, r, m, t, alpha, lm, le, bias, seed):
     """S9: with V = lambda_mu on the means, lambda_e on the deviations and an output bias c orthogonal to
     both, the projected output of x + alpha (A V x + c) has spread value_layer_map (any block weights)."""
@@ -146,8 +165,7 @@ def s9_factor_gap_is_fusion_plus_denoising(n, w, lm, le, C):
 
 
 @SETTINGS
-@given(C=small_C, n=small_n, H=st.integers(1, 4), r=st.floats(0.05, 2.0), alpha=st.floats(0.05, 1.0),
-       data=st.data())
+@given(C=small_C, n=small_n, H=st.integers(1, 4), r=st.floats(0.05, 2.0), alpha=st.floats(0.05, 1.0), data=st.data())
 def s11_heads_add(C, n, H, r, alpha, data):
     """S11: H heads with their own block weights and eigenvalues: the projected output's spread is
     multihead_layer_map, and r' < r exactly when the margin is positive (both factors positive)."""
@@ -160,7 +178,12 @@ def s11_heads_add(C, n, H, r, alpha, data):
     cfg = cf.symmetric_configuration(C, n, r, C * n + 2)
     Y = cfg.X.copy()
     for h in range(H):
-        Y += alpha * fusion.block_matrix(C, n, a_self[h], a_same[h], a_out[h]) @ cfg.X @ cf.symmetric_map(cfg, lm[h], le[h]).T
+        Y += (
+            alpha
+            * fusion.block_matrix(C, n, a_self[h], a_same[h], a_out[h])
+            @ cfg.X
+            @ cf.symmetric_map(cfg, lm[h], le[h]).T
+        )
     Y /= np.linalg.norm(Y, axis=1, keepdims=True)
     got, want = _spread(Y, C), learned.multihead_layer_map(r, a_self, a_same, m, C, alpha, lm, le)
     require(abs(got - want) <= 1e-8 * want, (got, want))
@@ -181,10 +204,17 @@ def s10_layer_norm_is_scaled_projection_when_centred(d, gamma, seed):
 
 
 @SETTINGS
-@given(d=st.integers(2, 64), spread_g=st.floats(0.0, 1.0), shift=st.floats(-3.0, 3.0), bias=st.floats(0.0, 2.0),
-       eps=st.floats(0.0, 0.1), seed=seeds)
+@given(
+    d=st.integers(2, 64),
+    spread_g=st.floats(0.0, 1.0),
+    shift=st.floats(-3.0, 3.0),
+    bias=st.floats(0.0, 2.0),
+    eps=st.floats(0.0, 0.1),
+    seed=seeds,
+)
 def s10_error_within_bound(d, spread_g, shift, bias, eps, seed):
-    """S10(b): |LN(x) - gamma sqrt(d) x/|x|| / (gamma sqrt(d)) <= gain + sqrt(2) sin(theta) + d eps/(2|Px|^2) + bias term."""
+    """S10(b): |LN(x) - gamma sqrt(d) x/|x|| / (gamma sqrt(d)) <= gain + sqrt(2) sin(theta) + d eps/(2|Px|^2)
+    + bias term."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((4, d)) + shift
     g = 1.0 + spread_g * rng.uniform(-0.9, 0.9, d)
@@ -196,8 +226,17 @@ def s10_error_within_bound(d, spread_g, shift, bias, eps, seed):
 
 
 @SETTINGS
-@given(C=small_C, n=small_n, r=st.floats(0.05, 2.0), nu=st.floats(0.2, 20.0), gamma=st.floats(0.2, 3.0),
-       m=fractions, t=fractions, lm=eigen, le=eigen)
+@given(
+    C=small_C,
+    n=small_n,
+    r=st.floats(0.05, 2.0),
+    nu=st.floats(0.2, 20.0),
+    gamma=st.floats(0.2, 3.0),
+    m=fractions,
+    t=fractions,
+    lm=eigen,
+    le=eigen,
+)
 def s10_pre_ln_map_matches_tokens(C, n, r, nu, gamma, m, t, lm, le):
     """S10(d): z + A V LN(z) on the symmetric configuration at norm nu: pre_ln_map gives the spread
     and the token norm afterwards (alpha = gamma sqrt(d)/nu)."""
@@ -213,8 +252,14 @@ def s10_pre_ln_map_matches_tokens(C, n, r, nu, gamma, m, t, lm, le):
 
 
 @SETTINGS
-@given(d=st.integers(2, 16), f=st.integers(2, 32), scale=st.floats(0.01, 2.0), n=st.integers(2, 12),
-       spread=st.floats(0.05, 2.0), seed=seeds)
+@given(
+    d=st.integers(2, 16),
+    f=st.integers(2, 32),
+    scale=st.floats(0.01, 2.0),
+    n=st.integers(2, 12),
+    spread=st.floats(0.05, 2.0),
+    seed=seeds,
+)
 def s12_spread_within_bounds(d, f, scale, n, spread, seed):
     """S12: after z <- z + F(z) one class's relative spread lies within spread_bounds(r, L, g)."""
     rng = np.random.default_rng(seed)
@@ -241,8 +286,15 @@ def s12_gelu_slope_within_lipschitz_constant(x):
 
 
 @SETTINGS
-@given(C=small_C, n=small_n, beta=st.floats(0.0, 8.0), alpha=st.floats(0.0, 2.0), r=st.floats(0.05, 2.0),
-       noise=st.floats(0.0, 0.05), seed=seeds)
+@given(
+    C=small_C,
+    n=small_n,
+    beta=st.floats(0.0, 8.0),
+    alpha=st.floats(0.0, 2.0),
+    r=st.floats(0.05, 2.0),
+    noise=st.floats(0.0, 0.05),
+    seed=seeds,
+)
 def s5b_one_layer_within_bound(C, n, beta, alpha, r, noise, seed):
     """S5b: tokens whose Gram is within delta of the symmetric one end, after one idealised layer, within
     layer_step's delta' of the next symmetric Gram, and each row's class mass within tanh(beta delta/2)."""
@@ -261,9 +313,15 @@ def s5b_one_layer_within_bound(C, n, beta, alpha, r, noise, seed):
 
 
 PROPERTIES = {
-    "S8": [s8_block_averages_are_fixed_by_two_traces, s8_symmetric_scores_give_block_attention,
-           s8_equal_temperatures_are_s4, s8_mass_above_chance, s8_mass_nonincreasing_in_r,
-           s8_mass_tends_to_m_star, s8_mass_shift_within_tanh],
+    "S8": [
+        s8_block_averages_are_fixed_by_two_traces,
+        s8_symmetric_scores_give_block_attention,
+        s8_equal_temperatures_are_s4,
+        s8_mass_above_chance,
+        s8_mass_nonincreasing_in_r,
+        s8_mass_tends_to_m_star,
+        s8_mass_shift_within_tanh,
+    ],
     "S9": [s9_layer_map_is_the_spread_after_the_layer, s9_factor_gap_is_fusion_plus_denoising],
     "S10": [s10_layer_norm_is_scaled_projection_when_centred, s10_error_within_bound, s10_pre_ln_map_matches_tokens],
     "S11": [s11_heads_add],

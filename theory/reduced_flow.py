@@ -53,11 +53,14 @@ class Geometry:
 
     def check(self) -> None:
         if self.classes < 2 or self.instances < 2 * self.classes:
-            raise ConfigError(f"the reduced model needs >= 2 classes and >= 2 instances per class in a batch, "
-                              f"got {self.classes} classes and batch {self.instances}; raise train.batch_size")
+            raise ConfigError(
+                f"the reduced model needs >= 2 classes and >= 2 instances per class in a batch, "
+                f"got {self.classes} classes and batch {self.instances}; raise train.batch_size"
+            )
         if self.scope not in SCOPES or self.norm not in NORMS:
-            raise ConfigError(f"scope {self.scope!r} / norm {self.norm!r}: the reduced model knows "
-                              f"scopes {SCOPES} and norms {NORMS}")
+            raise ConfigError(
+                f"scope {self.scope!r} / norm {self.norm!r}: the reduced model knows scopes {SCOPES} and norms {NORMS}"
+            )
 
     @property
     def per_class(self) -> int:
@@ -80,8 +83,12 @@ def block_logits(z, beta, g: Geometry, scale):
     rho, Nc = -1.0 / (g.classes - 1), g.per_class
     bV, bI, bW = beta[..., 0], beta[..., 1], beta[..., 2]
     s2 = scale[..., None] ** 2
-    return (s2 * (bV * a * a + bI * b * b + bW * (u * u + w * w)), s2 * (bV * a * a + bI * b * b + 2 * bW * u * w),
-            s2 * (bV * a * a - bI * b * b / (Nc - 1)), s2 * (bV * a * a * rho))
+    return (
+        s2 * (bV * a * a + bI * b * b + bW * (u * u + w * w)),
+        s2 * (bV * a * a + bI * b * b + 2 * bW * u * w),
+        s2 * (bV * a * a - bI * b * b / (Nc - 1)),
+        s2 * (bV * a * a * rho),
+    )
 
 
 def block_weights(logits, cnt, xp):
@@ -107,8 +114,12 @@ def layer(z, beta, lam, g: Geometry, xp=np):
     inst = s + cnt["pos"] * p - cnt["k"] * q
     u_, w_ = u[..., None], w[..., None]
     own, other = s * u_ + cnt["pos"] * p * w_, s * w_ + cnt["pos"] * p * u_
-    out = (xp.sum(lam[..., 0] * kappa, -1) * a, xp.sum(lam[..., 1] * inst, -1) * b,
-           xp.sum(lam[..., 2] * own, -1), xp.sum(lam[..., 2] * other, -1))
+    out = (
+        xp.sum(lam[..., 0] * kappa, -1) * a,
+        xp.sum(lam[..., 1] * inst, -1) * b,
+        xp.sum(lam[..., 2] * own, -1),
+        xp.sum(lam[..., 2] * other, -1),
+    )
     z2 = tuple(zi + oi for zi, oi in zip(z, out))
     if g.norm == "post":
         n2 = xp.sqrt(sum(c * c for c in z2))

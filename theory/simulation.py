@@ -69,7 +69,7 @@ def make_tokens(C, n, d, r0, rho=None, noise="gaussian", seed=0, dtype=torch.flo
         block = torch.eye(n, dtype=dtype) - 1.0 / n
         block = block * (r0 / np.sqrt(1.0 - 1.0 / n))
         for c in range(C):
-            e[c, :, C + c * n: C + (c + 1) * n] = block
+            e[c, :, C + c * n : C + (c + 1) * n] = block
     else:
         raise ConfigError(f"noise must be 'gaussian' or 'simplex', got {noise!r}")
     x = (mu[:, None, :] + e).reshape(C * n, d)
@@ -149,8 +149,7 @@ def _blas_blocker(x, beta, kind, return_attention):
     return None
 
 
-def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_attention=False,
-             method="auto"):
+def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_attention=False, method="auto"):
     """S5: run `layers` idealised layers on unit tokens x (class-major, C classes) and measure each.
 
     method: "general" (torch, forms the attention), "blas" (symmetric BLAS path, CPU softmax only)
@@ -188,8 +187,13 @@ def simulate(x, C, beta, alpha, layers, kind="softmax", residual=True, return_at
     rr, rh = measure_tokens(x, C)
     r.append(rr)
     rho.append(rh)
-    return Trajectory(r=np.array(r), rho=np.array(rho), attention=attn, method="blas" if use_blas else "general",
-                      **{k: np.array(v) for k, v in rows.items()})
+    return Trajectory(
+        r=np.array(r),
+        rho=np.array(rho),
+        attention=attn,
+        method="blas" if use_blas else "general",
+        **{k: np.array(v) for k, v in rows.items()},
+    )
 
 
 class _BlasLayer:
@@ -213,7 +217,7 @@ class _BlasLayer:
     def _slabs(self):
         M = self.E.shape[0]
         for i in range(0, M, self.SLAB):
-            yield self.lower[i:i + self.SLAB, :i + self.SLAB]  # covers the lower triangle of its rows
+            yield self.lower[i : i + self.SLAB, : i + self.SLAB]  # covers the lower triangle of its rows
 
     def __call__(self, x):
         M, d, C, beta = x.shape[0], self.d, self.C, self.beta
@@ -241,9 +245,24 @@ class _BlasLayer:
         return out[:, :d].div_(s[:, None]), stats
 
 
-def simulate_fusion(C, n, d, beta, alpha, r0, layers, rho=None, noise="gaussian", seed=0,
-                    kind="softmax", residual=True, return_attention=False, dtype=torch.float64,
-                    device="cpu", method="auto"):
+def simulate_fusion(
+    C,
+    n,
+    d,
+    beta,
+    alpha,
+    r0,
+    layers,
+    rho=None,
+    noise="gaussian",
+    seed=0,
+    kind="softmax",
+    residual=True,
+    return_attention=False,
+    dtype=torch.float64,
+    device="cpu",
+    method="auto",
+):
     """S5: make tokens (make_tokens) and run `simulate` on them; the measured r[0] is the start."""
     x = make_tokens(C, n, d, r0, rho, noise, seed, dtype).to(device)
     return simulate(x, C, beta, alpha, layers, kind, residual, return_attention, method)

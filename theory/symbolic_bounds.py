@@ -35,8 +35,7 @@ def derive_s1_half_angle():
     of mu + e from mu has tan psi = eps sin t / (1 + eps cos t); it is largest where d/dt tan psi = 0,
     i.e. cos t = -eps (e orthogonal to mu + e: the tangent point), and there sin psi = eps."""
     tan_psi = eps * sp.sin(t) / (1 + eps * sp.cos(t))
-    crit = sp.solve(sp.numer(sp.together(sp.diff(tan_psi, t))).subs(sp.sin(t) ** 2, 1 - sp.cos(t) ** 2),
-                    sp.cos(t))
+    crit = sp.solve(sp.numer(sp.together(sp.diff(tan_psi, t))).subs(sp.sin(t) ** 2, 1 - sp.cos(t) ** 2), sp.cos(t))
     require(crit == [-eps], f"stationary points of the angle: {crit}")
     at = {sp.cos(t): -eps, sp.sin(t): sp.sqrt(1 - eps**2)}
     tan_at = tan_psi.subs(at)
@@ -131,7 +130,7 @@ def derive_s6():
     cheb = sp.solve(sp.Eq(sp.simplify(var_q / d**2) / tol**2, sp.Rational(1, 2)), tol)
     require(len(cheb) == 1, f"Chebyshev radius {cheb}")
     _zero(cheb[0] - 2 / sp.sqrt(d), "Chebyshev radius")
-    require(sp.limit(cheb[0], d, sp.oo) == 0, 'failed: sp.limit(cheb[0], d, sp.oo) == 0')
+    require(sp.limit(cheb[0], d, sp.oo) == 0, "failed: sp.limit(cheb[0], d, sp.oo) == 0")
     var_sq = sp.simplify((sigma**2 / (d * n)) ** 2 * var_q)  # Var ||e_bar||^2 = 2 sigma^4/(d n^2)
     return n_min, var_sq, cheb[0]
 

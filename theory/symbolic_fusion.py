@@ -52,8 +52,12 @@ def derive_s2():
     common = on_common.subs(a_self, m - (n - 1) * a_same).subs(a_out, a_out_m)
     _zero(common - 1, "S2 common-mode eigenvalue = 1 (rows sum to one)")
     r_next = r * (1 + alpha * on_devs) / (1 + alpha * kappa_expr())
-    return {"mean_factor": 1 + alpha * sp.simplify(mean_coef), "deviation_factor": 1 + alpha * on_devs,
-            "common_factor": 1 + alpha * sp.simplify(common), "r_next": r_next}
+    return {
+        "mean_factor": 1 + alpha * sp.simplify(mean_coef),
+        "deviation_factor": 1 + alpha * on_devs,
+        "common_factor": 1 + alpha * sp.simplify(common),
+        "r_next": r_next,
+    }
 
 
 def derive_s2_common_growth():
@@ -69,8 +73,10 @@ def derive_s2_common_growth():
     _zero(sp.factor(factor - 1) - alpha * (1 - k) * (2 + alpha + alpha * k) / (1 + alpha * k) ** 2, "S2 factor - 1")
     # means of norm 1 with cosine rho: |u|^2 = (1 + (C-1) rho)/C, |v|^2 = (C-1)(1 - rho)/C; after the layer
     # <mu_a', mu_b'> = U - V/(C-1) and |mu'|^2 = U + V
-    rho_from = sp.simplify(((1 + (C - 1) * rho) / C - (C - 1) * (1 - rho) / C / (C - 1))
-                           / ((1 + (C - 1) * rho) / C + (C - 1) * (1 - rho) / C))
+    rho_from = sp.simplify(
+        ((1 + (C - 1) * rho) / C - (C - 1) * (1 - rho) / C / (C - 1))
+        / ((1 + (C - 1) * rho) / C + (C - 1) * (1 - rho) / C)
+    )
     _zero(rho_from - rho, "S2 cosine from the common and centred parts")
     return {"growth": factor, "rho_next": (U - V / (C - 1)) / (U + V)}
 
@@ -81,8 +87,7 @@ def derive_s2_explicit(Cv=3, nv=2):
     A = sp.Matrix(M, M, lambda i, j: a_self if i == j else (a_same if i // nv == j // nv else a_out))
     # ETF means as rows of centred basis vectors; deviations e_k in fresh coordinates, centred per class
     d = Cv + M
-    mu = [sp.Matrix([[sp.KroneckerDelta(k, c) - sp.Rational(1, Cv) for k in range(Cv)] + [0] * M])
-          for c in range(Cv)]
+    mu = [sp.Matrix([[sp.KroneckerDelta(k, c) - sp.Rational(1, Cv) for k in range(Cv)] + [0] * M]) for c in range(Cv)]
     dev = []
     for i in range(M):
         row = [0] * d
@@ -108,8 +113,9 @@ def derive_s3():
     _zero(gap - n * (a_same - a_out_m), "S3 identity kappa - (a_self - a_same) = n (a_same - a_out)")
     ratio = (1 + alpha * (a_self - a_same)) / (1 + alpha * kappa_expr(a_self + (n - 1) * a_same))
     # ratio - 1 = -alpha n (a_same - a_out) / (1 + alpha kappa): sign fixed by a_same - a_out
-    _zero(ratio - 1 + alpha * n * (a_same - a_out_m) / (1 + alpha * kappa_expr(a_self + (n - 1) * a_same)),
-          "S3 ratio - 1")
+    _zero(
+        ratio - 1 + alpha * n * (a_same - a_out_m) / (1 + alpha * kappa_expr(a_self + (n - 1) * a_same)), "S3 ratio - 1"
+    )
     equal = sp.simplify((ratio - 1).subs(a_self, a_same))  # a_self = a_same, m = n a_same
     mm = sp.Symbol("m", positive=True)
     equal_m = sp.simplify(equal.subs(a_same, mm / n))
@@ -223,8 +229,10 @@ def derive_s7(Cv=3, nv=2):
     _zero(beta * (1 - s_c) - delta, "S7 self-minus-same logit")
     a_s, a_m, _, m_r = softmax_forms(centred=True)
     ratio_exp = sp.powsimp(a_s / a_m / sp.exp(delta))  # exp(something) that must be exp(0)
-    _zero(sp.log(ratio_exp).expand(force=True) if ratio_exp.func == sp.exp else ratio_exp - 1,
-          "S7 a_self / a_same = e^Delta")
+    _zero(
+        sp.log(ratio_exp).expand(force=True) if ratio_exp.func == sp.exp else ratio_exp - 1,
+        "S7 a_self / a_same = e^Delta",
+    )
     slope = sp.limit((sp.exp(delta) - 1) / r**2, r, 0)  # (e^Delta - 1)/r^2 -> beta n/(n-1)
     _zero(slope - beta * n / (n - 1), "S7 slope of e^Delta - 1")
     ms = 1 / (1 + (C - 1) * sp.exp(-beta * (1 - rho)))

@@ -59,7 +59,7 @@ def derive_s8_block_averages(Cv=2, nv=3):
     P_E = sp.zeros(d, d)
     for c in range(Cv):
         blk = sp.eye(nv) - sp.ones(nv, nv) / nv
-        P_E[1 + c * nv:1 + (c + 1) * nv, 1 + c * nv:1 + (c + 1) * nv] = blk
+        P_E[1 + c * nv : 1 + (c + 1) * nv, 1 + c * nv : 1 + (c + 1) * nv] = blk
     bm = (P_V * B).trace() / (Cv - 1)
     be = (P_E * B).trace() / (Cv * (nv - 1))
     _zero(avg["self"] - avg["same"] - be * rr**2 * nv / (nv - 1), "S8 self - same")
@@ -85,8 +85,13 @@ def derive_s8():
     target = (sp.exp(tau) + n - 1) / (sp.exp(tau) + n - 1 + (C - 1) * n * sp.exp(-beta_mu * (1 - rho)))
     _zero(m_star - target, "S8 m*")
     a_s, a_m = sp.exp(l_self) / (w_in + (C - 1) * n), sp.exp(l_same) / (w_in + (C - 1) * n)
-    return {"m": mm.subs(t, 1 / (1 + r**2)), "a_self": a_s.subs(t, 1 / (1 + r**2)),
-            "a_same": a_m.subs(t, 1 / (1 + r**2)), "m_star": m_star, "dlogR_dt": dlogR}
+    return {
+        "m": mm.subs(t, 1 / (1 + r**2)),
+        "a_self": a_s.subs(t, 1 / (1 + r**2)),
+        "a_same": a_m.subs(t, 1 / (1 + r**2)),
+        "m_star": m_star,
+        "dlogR_dt": dlogR,
+    }
 
 
 @lru_cache(maxsize=1)
@@ -115,8 +120,13 @@ def derive_s9():
     mean_f, dev_f = 1 + alpha * lam_mu * on_means, 1 + alpha * lam_e * (a_self - a_same)
     fuse, denoise = lam_mu * n * (a_same - a_out_m), (lam_mu - lam_e) * (a_self - a_same)
     _zero((mean_f - dev_f) / alpha - fuse - denoise, "S9 fusion + denoising")
-    return {"mean_factor": mean_f, "deviation_factor": dev_f, "r_next": r * dev_f / mean_f,
-            "fusion": fuse, "denoising": denoise}
+    return {
+        "mean_factor": mean_f,
+        "deviation_factor": dev_f,
+        "r_next": r * dev_f / mean_f,
+        "fusion": fuse,
+        "denoising": denoise,
+    }
 
 
 @lru_cache(maxsize=1)
@@ -149,16 +159,22 @@ def derive_s10(dv=4):
     require(sp.simplify(ln - ideal) == sp.zeros(dv, 1), "S10(a): LayerNorm is not sqrt(d) gamma times the projection")
     a = sp.Symbol("a", nonnegative=True)
     gap = a / 2 - (1 - 1 / sp.sqrt(1 + a))
-    require(gap.subs(a, 0) == 0 and sp.simplify(sp.diff(gap, a) - (sp.Rational(1, 2) - (1 + a) ** sp.Rational(-3, 2) / 2)) == 0,
-            "S10(b): eps step")
+    require(
+        gap.subs(a, 0) == 0
+        and sp.simplify(sp.diff(gap, a) - (sp.Rational(1, 2) - (1 + a) ** sp.Rational(-3, 2) / 2)) == 0,
+        "S10(b): eps step",
+    )
     th = sp.Symbol("theta", nonnegative=True)
     ratio = sp.simplify(2 * sp.sin(th / 2) / sp.sin(th) - 1 / sp.cos(th / 2))
     require(ratio == 0 and sp.simplify(1 / sp.cos(sp.pi / 4) - sp.sqrt(2)) == 0, "S10(b): angle step")
     mf, df = sp.symbols("mean_f dev_f", real=True)
     # symmetric tokens z = nu (mu + e)/sqrt(1 + r^2), |mu| = 1, e orthogonal of norm r
     nu_next2 = nu**2 * (mf**2 * 1 + df**2 * r**2) / (1 + r**2)
-    return {"ln_ideal": ideal, "pre_ln_alpha": gamma * sp.sqrt(sp.Symbol("d", positive=True)) / nu,
-            "pre_ln_norm": sp.sqrt(nu_next2)}
+    return {
+        "ln_ideal": ideal,
+        "pre_ln_alpha": gamma * sp.sqrt(sp.Symbol("d", positive=True)) / nu,
+        "pre_ln_norm": sp.sqrt(nu_next2),
+    }
 
 
 @lru_cache(maxsize=1)
@@ -194,8 +210,11 @@ def derive_s5b():
     b, dl, a = sp.symbols("beta delta a", positive=True)
     pre = (1 + alpha) ** 2 * dl + 2 * alpha * (1 + alpha) * a + alpha**2 * a**2
     w = derive_s8_shift()["max_shift"].free_symbols.pop()
-    return {"eta": pre, "next_delta": (1 + c) * pre / (N0 - pre),
-            "m_bound": derive_s8_shift()["max_shift"].subs(w, 2 * b * dl)}
+    return {
+        "eta": pre,
+        "next_delta": (1 + c) * pre / (N0 - pre),
+        "m_bound": derive_s8_shift()["max_shift"].subs(w, 2 * b * dl),
+    }
 
 
 def derive_s5b_gaussian():

@@ -35,18 +35,36 @@ WHAT = ("head", "train", "theory", "all")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", default="all", choices=WHAT, help="which benchmark (default: all)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch (and for BLAS in the theory benchmark); 0 = the libraries' default")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (and for BLAS in the theory benchmark); 0 = the libraries' default",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure (default 5)")
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats: a short CPU run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model in the train benchmark (CUDA)")
-    parser.add_argument("--config", default=None, metavar="PRESET",
-                        help="train benchmark only: time one step of this preset or YAML file instead of the "
-                             "built-in models (its train.device and train.threads unless --device/--threads given)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --config: a config override such as data.root=DIR (repeatable)")
-    parser.add_argument("--out", default=str(Path("results") / "bench.json"), metavar="FILE",
-                        help="JSON output (default: results/bench.json)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PRESET",
+        help="train benchmark only: time one step of this preset or YAML file instead of the "
+        "built-in models (its train.device and train.threads unless --device/--threads given)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --config: a config override such as data.root=DIR (repeatable)",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(Path("results") / "bench.json"),
+        metavar="FILE",
+        help="JSON output (default: results/bench.json)",
+    )
 
 
 def _theory(quick: bool, repeats: int, device: torch.device, threads: int) -> dict:
@@ -83,33 +101,45 @@ def _config_step(args: argparse.Namespace, cfg, repeats: int) -> dict:
 def _table(results: dict) -> str:
     lines = []
     for row in results.get("head", []):
-        lines.append(f"head M={row['M']:>5} {row['dtype']}: ours {row['ours_s'] * 1e3:8.1f} ms  reference "
-                     f"{row['reference_s'] * 1e3:8.1f} ms  mlp {row['mlp_s'] * 1e3:7.1f} ms  "
-                     f"ours/ref {row['ours_over_reference']:.2f}")
+        lines.append(
+            f"head M={row['M']:>5} {row['dtype']}: ours {row['ours_s'] * 1e3:8.1f} ms  reference "
+            f"{row['reference_s'] * 1e3:8.1f} ms  mlp {row['mlp_s'] * 1e3:7.1f} ms  "
+            f"ours/ref {row['ours_over_reference']:.2f}"
+        )
     for row in results.get("head_only", []):
-        lines.append(f"head-only (frozen backbone, paper head) batch {row['batch']}: {row['steps_per_s']:6.2f} steps/s, "
-                     f"{row['samples_per_s']:8.1f} samples/s")
+        lines.append(
+            f"head-only (frozen backbone, paper head) batch {row['batch']}: {row['steps_per_s']:6.2f} steps/s, "
+            f"{row['samples_per_s']:8.1f} samples/s"
+        )
     row = results.get("train_config")
     if row:
-        lines.append(f"train {row['config']} ({row['backbone']}, {row['head']} head) batch {row['batch']}, "
-                     f"{row['threads']} thread(s): {row['step_s']:.2f} s per step, {row['images_per_s']:.1f} images/s; "
-                     f"{row['steps_per_epoch']} steps per epoch of {row['train_images']} images: "
-                     f"{row['epochs']} epochs train in about {row['train_s']:.0f} s")
+        lines.append(
+            f"train {row['config']} ({row['backbone']}, {row['head']} head) batch {row['batch']}, "
+            f"{row['threads']} thread(s): {row['step_s']:.2f} s per step, {row['images_per_s']:.1f} images/s; "
+            f"{row['steps_per_epoch']} steps per epoch of {row['train_images']} images: "
+            f"{row['epochs']} epochs train in about {row['train_s']:.0f} s"
+        )
     for row in results.get("train", []):
         extra = f"  cost vs mlp {row['cost_vs_mlp']:.2f}x" if "cost_vs_mlp" in row else ""
-        lines.append(f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
-                     f"{row['images_per_s']:9.1f} images/s{extra}")
+        lines.append(
+            f"train {row['backbone']} {row['head']:<11} batch {row['batch']}: "
+            f"{row['images_per_s']:9.1f} images/s{extra}"
+        )
     th = results.get("theory")
     if th:
         lines.append(f"theory mean_field 1e4 x 64: {th['mean_field_1e4x64_s']:.3f} s (target < 1 s)")
         layers = th["simulation_timed_layers"]
         note = f" (scaled from {layers} layers)" if layers != 32 else f" (median of {th['repeats']})"
-        work = ("syrk M^2 d + symm 2 M^2 (d+1)" if th["simulation_method"] == "blas" else "2 x 2 M^2 d")
-        lines.append(f"theory simulation M=4096 d=512 L=32, {th['simulation_method']} path, "
-                     f"{th['blas_threads']} BLAS threads: {th['simulation_M4096_d512_L32_s']:.1f} s{note} (target < 20 s)")
-        lines.append(f"  {work} per layer x 32 = {th['simulation_tflop']:.3f} TFLOP "
-                     f"(forming the attention: {th['simulation_general_tflop']:.3f}) at {th['simulation_gflops']:.1f} "
-                     f"GFLOP/s; 20 s needs {th['simulation_needed_gflops']:.1f} GFLOP/s")
+        work = "syrk M^2 d + symm 2 M^2 (d+1)" if th["simulation_method"] == "blas" else "2 x 2 M^2 d"
+        lines.append(
+            f"theory simulation M=4096 d=512 L=32, {th['simulation_method']} path, "
+            f"{th['blas_threads']} BLAS threads: {th['simulation_M4096_d512_L32_s']:.1f} s{note} (target < 20 s)"
+        )
+        lines.append(
+            f"  {work} per layer x 32 = {th['simulation_tflop']:.3f} TFLOP "
+            f"(forming the attention: {th['simulation_general_tflop']:.3f}) at {th['simulation_gflops']:.1f} "
+            f"GFLOP/s; 20 s needs {th['simulation_needed_gflops']:.1f} GFLOP/s"
+        )
     return "\n".join(lines)
 
 
@@ -140,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
         results["train_config"] = _config_step(args, preset, repeats)
     elif "train" in todo:
         batch = 512 if (cuda or not args.quick) else 128
-        results["train"] = bench_train(device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2,
-                                       compile=args.compile)
+        results["train"] = bench_train(
+            device, batch=batch, repeats=repeats, warmup=1 if args.quick else 2, compile=args.compile
+        )
         batches = (256, 1024) if (cuda or not args.quick) else (128,)
         results["head_only"] = bench_head_only(device, batches, repeats=repeats, warmup=1 if args.quick else 2)
     if "theory" in todo:

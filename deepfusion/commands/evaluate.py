@@ -35,22 +35,38 @@ from deepfusion.model.runs.progress_line import Heartbeat
 # The modules that import torch (devices, loading, evaluate) are imported inside the functions:
 # `deepfusion eval --help` imports this module and stays fast without torch (about 0.1 s against 2-4 s).
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="the run folder printed by deepfusion train")
-    parser.add_argument("overrides", nargs="*", metavar="eval.key=value",
-                        help="evaluation settings for this call: eval.knn_k, eval.knn_t, eval.linear_epochs, "
-                             "eval.linear_fraction, eval.head_batch")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:K (default: auto)")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="write the results to PATH instead of RUN_DIR/eval.json")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="eval.key=value",
+        help="evaluation settings for this call: eval.knn_k, eval.knn_t, eval.linear_epochs, "
+        "eval.linear_fraction, eval.head_batch",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:K (default: auto)"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", default=None, help="write the results to PATH instead of RUN_DIR/eval.json"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table only, write no file")
-    parser.add_argument("--threads", type=int, default=0, metavar="T",
-                        help="CPU threads for torch and BLAS; 0 (default) leaves the libraries' defaults; 1 is "
-                             "often faster on a busy shared machine")
-    parser.add_argument("--force", action="store_true",
-                        help="evaluate even though the data at the run's data.root no longer matches the fingerprint "
-                             "recorded when the run started (size and SHA-256 in data.json); without it such data "
-                             "is refused")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="T",
+        help="CPU threads for torch and BLAS; 0 (default) leaves the libraries' defaults; 1 is "
+        "often faster on a busy shared machine",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="evaluate even though the data at the run's data.root no longer matches the fingerprint "
+        "recorded when the run started (size and SHA-256 in data.json); without it such data "
+        "is refused",
+    )
 
 
 def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
@@ -58,8 +74,10 @@ def _apply_eval_overrides(cfg, overrides: list[str]) -> None:
 
     for text in overrides:
         if not text.startswith("eval."):
-            raise ConfigError(f"override {text!r}: deepfusion eval changes only eval.* settings "
-                              "(the model and data are fixed by the run); retrain to change the rest")
+            raise ConfigError(
+                f"override {text!r}: deepfusion eval changes only eval.* settings "
+                "(the model and data are fixed by the run); retrain to change the rest"
+            )
         apply_override(cfg, text)
     validate(cfg)  # also rejects eval.head_batch < 2
 
@@ -88,11 +106,20 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, device) -> int:
     _apply_eval_overrides(loaded.cfg, list(args.overrides))
     start = time.perf_counter()
     with Heartbeat(f"evaluating {run_dir.name}"):  # a line every 25 s when the output is a file or pipe
-        result = evaluate_model(loaded.model, loaded.augment, loaded.train_ds, loaded.test_ds, loaded.cfg.eval,
-                                device, loaded.cfg.train.seed)
+        result = evaluate_model(
+            loaded.model,
+            loaded.augment,
+            loaded.train_ds,
+            loaded.test_ds,
+            loaded.cfg.eval,
+            device,
+            loaded.cfg.train.seed,
+        )
     result = result.with_training(loaded.step, loaded.finished, _training_time(run_dir, loaded.step))
-    print(f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device}; checkpoint of step "
-          f"{loaded.step}{'' if loaded.finished else ', the run is not finished'})")
+    print(
+        f"run folder: {run_dir}  ({time.perf_counter() - start:.1f} s on {device}; checkpoint of step "
+        f"{loaded.step}{'' if loaded.finished else ', the run is not finished'})"
+    )
     print(format_table(result))
     if not args.no_write:
         _write(result, Path(args.json) if args.json else RunFolder(run_dir).eval)
@@ -117,4 +144,6 @@ def _write(result: EvalResult, out: Path) -> None:
         result.save(out)
     except OSError as err:
         where = f": {err.filename}" if err.filename and str(err.filename) != str(out) else ""
-        raise RunError(f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write") from None
+        raise RunError(
+            f"cannot write {out} ({err.strerror}{where}); pass --json PATH to a writable place or --no-write"
+        ) from None

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepfusion.errors import ConfigError
 from deepfusion.paper_figures import runs
 
 # build, pool and the run expansion are imported inside run(): `deepfusion --help` and argument errors must
@@ -46,25 +45,50 @@ from deepfusion.paper_figures import runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="CPU-sized figures on bundled digits instead of the paper's datasets")
-    parser.add_argument("--out", type=Path, default=Path("figures"), help="folder for figures, tables and the index (default: figures)")
+    parser.add_argument(
+        "--quick", action="store_true", help="CPU-sized figures on bundled digits instead of the paper's datasets"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("figures"), help="folder for figures, tables and the index (default: figures)"
+    )
     parser.add_argument("--data", type=Path, default=None, help="folder holding the datasets; needed without --quick")
-    parser.add_argument("--results", type=Path, default=runs.DEFAULT_RESULTS,
-                        help=f"result cache: one run folder per config hash (default: {runs.DEFAULT_RESULTS})")
-    parser.add_argument("--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=runs.DEFAULT_RESULTS,
+        help=f"result cache: one run folder per config hash (default: {runs.DEFAULT_RESULTS})",
+    )
+    parser.add_argument(
+        "--only", default=None, metavar="F1,F3,...", help="comma-separated figures to make (default: all)"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head for the F4 table (default: 3)")
     parser.add_argument("--ablation-seeds", type=int, default=1, help="seeds per swept value for F5 (default: 1)")
-    parser.add_argument("--run", action="append", default=None, metavar="RUN_DIR",
-                        help="a trained run folder of your own, or a quoted glob as in analyze (repeat for "
-                             "several); draws its attention maps and per-layer same-class ratios instead of the "
-                             "paper's figures")
-    parser.add_argument("--heads", action="append", default=None, metavar="RUN_DIR",
-                        help="a run folder or a quoted glob (repeat for several) of runs of one config that differ "
-                             "only in model.head and train.seed: draws F4 paired by seed from them instead of the "
-                             "paper's figures (as deepfusion heads compares them)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
-                             "with 2 or more cores, 1 with a GPU)")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=None,
+        metavar="RUN_DIR",
+        help="a trained run folder of your own, or a quoted glob as in analyze (repeat for "
+        "several); draws its attention maps and per-layer same-class ratios instead of the "
+        "paper's figures",
+    )
+    parser.add_argument(
+        "--heads",
+        action="append",
+        default=None,
+        metavar="RUN_DIR",
+        help="a run folder or a quoted glob (repeat for several) of runs of one config that differ "
+        "only in model.head and train.seed: draws F4 paired by seed from them instead of the "
+        "paper's figures (as deepfusion heads compares them)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs trained at once, one process and one CPU thread each (default: 2 on a CPU "
+        "with 2 or more cores, 1 with a GPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,13 +97,23 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
 
     if args.heads:
-        clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
-                                          ("--only", args.only is not None), ("--run", bool(args.run))) if given]
+        clash = [
+            flag
+            for flag, given in (
+                ("--quick", args.quick),
+                ("--data", args.data is not None),
+                ("--only", args.only is not None),
+                ("--run", bool(args.run)),
+            )
+            if given
+        ]
         if clash:
             from deepfusion.errors import ConfigError
 
-            raise ConfigError(f"--heads draws F4 from your head runs and cannot be combined with {', '.join(clash)}; "
-                              "drop one or the other")
+            raise ConfigError(
+                f"--heads draws F4 from your head runs and cannot be combined with {', '.join(clash)}; "
+                "drop one or the other"
+            )
         from deepfusion.experiments.pooling import expand_runs
         from deepfusion.paper_figures.build import build_head_figures
 
@@ -87,11 +121,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     if args.run:
-        clash = [flag for flag, given in (("--quick", args.quick), ("--data", args.data is not None),
-                                          ("--only", args.only is not None)) if given]
+        clash = [
+            flag
+            for flag, given in (
+                ("--quick", args.quick),
+                ("--data", args.data is not None),
+                ("--only", args.only is not None),
+            )
+            if given
+        ]
         if clash:
-            raise ConfigError(f"--run draws your own runs and cannot be combined with {', '.join(clash)}; "
-                              "drop one or the other")
+            raise ConfigError(
+                f"--run draws your own runs and cannot be combined with {', '.join(clash)}; drop one or the other"
+            )
         from deepfusion.experiments.pooling import expand_runs
 
         build_run_figures(expand_runs(args.run), args.out)

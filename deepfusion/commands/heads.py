@@ -31,11 +31,20 @@ from deepfusion.errors import DataError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", default=[], metavar="DIR",
-                        help="a run folder, or a quoted glob matching several (files it matches, such as logs, "
-                             "are skipped); repeat for more")
-    parser.add_argument("--json", metavar="OUT", default=None,
-                        help="also write the comparison record (per-seed values and paired differences) as JSON to OUT")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a run folder, or a quoted glob matching several (files it matches, such as logs, "
+        "are skipped); repeat for more",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="OUT",
+        default=None,
+        help="also write the comparison record (per-seed values and paired differences) as JSON to OUT",
+    )
 
 
 def _pct(v: float) -> str:
@@ -53,8 +62,14 @@ def format_table(rec) -> str:
     over the random backbone, with their intervals."""
     from deepfusion.experiments.studies.head_comparison import BASELINE_OF, BASELINES, METRICS
 
-    short = {"knn": "backbone kNN", "linear": "linear probe", "head_knn": "head kNN", "head_loo1nn": "head LOO 1-NN",
-             "random_knn": "random kNN", "random_linear": "random linear"}
+    short = {
+        "knn": "backbone kNN",
+        "linear": "linear probe",
+        "head_knn": "head kNN",
+        "head_loo1nn": "head LOO 1-NN",
+        "random_knn": "random kNN",
+        "random_linear": "random linear",
+    }
     seeds = ",".join(map(str, rec.seeds))
     lines = [f"heads compared on {rec.preset} (config {rec.config_hash}, seeds {seeds}); accuracy %, mean over seeds"]
     cols = [*METRICS, *BASELINES]
@@ -62,18 +77,25 @@ def format_table(rec) -> str:
     lines.append(f"{'head':<{width}}{'n':>3}" + "".join(f"{short[c]:>15}" for c in cols))
     for h in rec.heads:
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{_pct(h.mean(c)):>15}" for c in cols))
-    lines += ["", f"{rec.head(rec.reference).label} minus each head, paired by seed: mean "
-                  f"[{100 * rec.level:.0f}% t-interval over seeds], percentage points"]
+    lines += [
+        "",
+        f"{rec.head(rec.reference).label} minus each head, paired by seed: mean "
+        f"[{100 * rec.level:.0f}% t-interval over seeds], percentage points",
+    ]
     lines.append(f"{'other head':<{width}}{'n':>3}" + "".join(f"{short[c]:>22}" for c in METRICS))
     for h in rec.heads[1:]:
         cells = [_diff(rec.difference(h.head, m)) for m in METRICS]
         lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{c:>22}" for c in cells))
-    lines += ["", "trained backbone minus the same backbone re-initialised (random), paired by seed: mean "
-                  f"[{100 * rec.level:.0f}% t-interval], percentage points"]
+    lines += [
+        "",
+        "trained backbone minus the same backbone re-initialised (random), paired by seed: mean "
+        f"[{100 * rec.level:.0f}% t-interval], percentage points",
+    ]
     lines.append(f"{'head':<{width}}{'n':>3}" + "".join(f"{short[m]:>22}" for m in BASELINE_OF))
     for h in rec.heads:
-        lines.append(f"{h.label:<{width}}{len(rec.seeds):>3}"
-                     + "".join(f"{_diff(rec.gain(h.head, m)):>22}" for m in BASELINE_OF))
+        lines.append(
+            f"{h.label:<{width}}{len(rec.seeds):>3}" + "".join(f"{_diff(rec.gain(h.head, m)):>22}" for m in BASELINE_OF)
+        )
     lines += ["", *format_calls(rec, width)]
     return "\n".join(lines)
 
@@ -84,9 +106,11 @@ def format_calls(rec, width: int) -> list[str]:
 
     calls = decide(rec)
     level = calls[0].level if calls else 1.0
-    lines = [f"rule: {rec.head(rec.reference).label} minus each head on {' and '.join(METRICS[m] for m in PRIMARY)}, "
-             f"{100 * level:.2f}% t-intervals (Bonferroni over {len(calls)}); better/worse when the interval "
-             "excludes 0"]
+    lines = [
+        f"rule: {rec.head(rec.reference).label} minus each head on {' and '.join(METRICS[m] for m in PRIMARY)}, "
+        f"{100 * level:.2f}% t-intervals (Bonferroni over {len(calls)}); better/worse when the interval "
+        "excludes 0"
+    ]
     for c in calls:
         ci = "n/a" if c.low is None else f"[{c.low:+.2f}, {c.high:+.2f}]"
         lines.append(f"{rec.head(c.other).label:<{width}}{METRICS[c.metric]:>22}  {c.mean:+.2f} {ci:<17} {c.call}")

@@ -18,15 +18,31 @@ from deepfusion.errors import ConfigError
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", default="theory_head", metavar="PRESET_OR_YAML",
-                        help="preset name or YAML file to predict for (default: theory_head); its data must be "
-                             "data.name=theory, whose class geometry the prediction needs")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides as in deepfusion train, e.g. loss.temperature=0.1 model.scope=per_view")
-    parser.add_argument("--seeds", type=int, default=6,
-                        help="initialisations of the reduced model to average (default 6, as the verdict's seeds)")
-    parser.add_argument("--out", metavar="FILE.json", default=None,
-                        help="also write the prediction (last_layer_ratio, fusion_expected, per-layer values) here")
+    parser.add_argument(
+        "--config",
+        default="theory_head",
+        metavar="PRESET_OR_YAML",
+        help="preset name or YAML file to predict for (default: theory_head); its data must be "
+        "data.name=theory, whose class geometry the prediction needs",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides as in deepfusion train, e.g. loss.temperature=0.1 model.scope=per_view",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=6,
+        help="initialisations of the reduced model to average (default 6, as the verdict's seeds)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE.json",
+        default=None,
+        help="also write the prediction (last_layer_ratio, fusion_expected, per-layer values) here",
+    )
 
 
 def _check_args(args):
@@ -48,16 +64,21 @@ def run(args) -> int:
     cfg = load_config(args.config, list(args.overrides))
     pred = predict_config(cfg, seeds=args.seeds)
     c = pred.cell
-    print(f"deepfusion predict: C={c['classes']} batch={c['instances']} spread={c['spread']:g} view={c['view']:g} "
-          f"scope={c['scope']} norm={c['norm']} depth={c['depth']} tau={c['temperature']:g} lr={c['lr']:g} "
-          f"steps={c['steps']} ({pred.seeds} seeds of the reduced model, {pred.seconds:.1f}s)")
+    print(
+        f"deepfusion predict: C={c['classes']} batch={c['instances']} spread={c['spread']:g} view={c['view']:g} "
+        f"scope={c['scope']} norm={c['norm']} depth={c['depth']} tau={c['temperature']:g} lr={c['lr']:g} "
+        f"steps={c['steps']} ({pred.seeds} seeds of the reduced model, {pred.seconds:.1f}s)"
+    )
     print(f"{'layer':>5} {'beta_V drift':>13} {'sign':>5} {'ratio (v3)':>11}")
     for i, (d, s, r) in enumerate(zip(pred.beta_drift, pred.beta_drift_sign, pred.ratio)):
         print(f"{i:>5} {d:>13.2e} {s:>+5d} {r:>11.3f}")
     tau = "none in [1e-3, 1e3]" if pred.tau_star is None else f"{pred.tau_star:.3g}"
     print(f"S14 class bracket at the input: {pred.class_bracket:+.3f} (tau* {tau})")
-    print(f"last_layer_ratio {pred.last_layer_ratio:.3f} (seeds {', '.join(f'{x:.2f}' for x in pred.last_layer_ratio_seeds)})"
-          f"  fusion_expected {pred.fusion_expected} (threshold {pred.threshold})")
+    print(
+        f"last_layer_ratio {pred.last_layer_ratio:.3f} "
+        f"(seeds {', '.join(f'{x:.2f}' for x in pred.last_layer_ratio_seeds)})"
+        f"  fusion_expected {pred.fusion_expected} (threshold {pred.threshold})"
+    )
     if args.out:
         from deepfusion.model.runs.layout import write_text_atomic
 

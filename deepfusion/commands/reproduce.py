@@ -45,14 +45,24 @@ SUMMARY_VERSION = 1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="CPU-sized run of every step (2-4 min on 2 idle cores)")
-    parser.add_argument("--out", type=Path, default=Path("results"),
-                        help="folder for everything the job writes (default: results)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="dataset folder: figures on CIFAR-10/100 and Tiny-ImageNet instead of digits (not with --quick)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="folder for everything the job writes (default: results)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset folder: figures on CIFAR-10/100 and Tiny-ImageNet instead of digits (not with --quick)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head in the head comparison (default: 3)")
-    parser.add_argument("--threads", type=int, default=1, metavar="T",
-                        help="CPU threads for torch and BLAS (default 1: fastest for these small models on "
-                             "a busy machine; 0 = library default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="CPU threads for torch and BLAS (default 1: fastest for these small models on "
+        "a busy machine; 0 = library default)",
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +109,15 @@ class ReproduceSummary:
 
         if not isinstance(data, dict) or data.get("version") != SUMMARY_VERSION:
             raise DataError(f"{SUMMARY_JSON} is not a version-{SUMMARY_VERSION} summary; rerun deepfusion reproduce")
-        return cls(**{**data, "theory": TheorySummary(**data["theory"]), "sanity": SanityResult.from_json(data["sanity"]),
-                      "deep_fusion": PooledAnalysis.from_json(data["deep_fusion"]),
-                      "heads": [HeadRow(**h) for h in data["heads"]]})
+        return cls(
+            **{
+                **data,
+                "theory": TheorySummary(**data["theory"]),
+                "sanity": SanityResult.from_json(data["sanity"]),
+                "deep_fusion": PooledAnalysis.from_json(data["deep_fusion"]),
+                "heads": [HeadRow(**h) for h in data["heads"]],
+            }
+        )
 
 
 def theory_step(quick: bool, log) -> TheorySummary:
@@ -111,8 +127,11 @@ def theory_step(quick: bool, log) -> TheorySummary:
     results = run_checks(quick)
     log(table(results))
     ran = [r for r in results if r["status"] != "skip"]
-    return TheorySummary(sum(r["status"] == "pass" for r in ran), len(ran),
-                         [f"{r['statement']} {r['kind']} {r['name']}" for r in ran if r["status"] != "pass"])
+    return TheorySummary(
+        sum(r["status"] == "pass" for r in ran),
+        len(ran),
+        [f"{r['statement']} {r['kind']} {r['name']}" for r in ran if r["status"] != "pass"],
+    )
 
 
 def head_rows(rows) -> list[HeadRow]:
@@ -126,17 +145,26 @@ def head_rows(rows) -> list[HeadRow]:
     return out
 
 
-def summarize_records(quick: bool, theory: TheorySummary, sanity: SanityResult, figures: list, out_dir: Path,
-                      wall_s: float) -> ReproduceSummary:
+def summarize_records(
+    quick: bool, theory: TheorySummary, sanity: SanityResult, figures: list, out_dir: Path, wall_s: float
+) -> ReproduceSummary:
     """The summary from the steps' records: F2's pooled record and F4's rows are the ones the figure
     steps returned (``FigureRecord.study``: F2's ``SeedStudy``, F4's rows)."""
     by_key = {r.key: r for r in figures}
     f2, f4 = by_key.get("F2"), by_key.get("F4")
     if f2 is None or f2.study is None or f4 is None or f4.study is None:
         raise DataError("the figure steps returned no F2 or F4 record; the summary needs both")
-    return ReproduceSummary(quick, theory, sanity, f2.study.pooled, list(f2.study.runs), head_rows(f4.study),
-                            sorted(str(Path(p).relative_to(out_dir)) for r in figures for p in r.paths),
-                            str(out_dir / "index.md"), wall_s)
+    return ReproduceSummary(
+        quick,
+        theory,
+        sanity,
+        f2.study.pooled,
+        list(f2.study.runs),
+        head_rows(f4.study),
+        sorted(str(Path(p).relative_to(out_dir)) for r in figures for p in r.paths),
+        str(out_dir / "index.md"),
+        wall_s,
+    )
 
 
 def _ci(ci) -> str:
@@ -148,14 +176,19 @@ def summary_markdown(summary: ReproduceSummary) -> str:
     t, v = summary.theory, summary.deep_fusion.verdict
     trained = summary.sanity.trained.transformer if summary.sanity.trained else None
     runs = summary.deep_fusion_runs
-    lines = ["| step | result |", "|---|---|",
-             f"| theory checks | {t.passed}/{t.total} passed |",
-             f"| sanity (a): idealised layers vs recursion | {'agree' if summary.sanity.passed else 'DISAGREE'} |",
-             "| sanity (b): synthetic transformer head, 1 seed | "
-             + (f"{trained.verdict}: {trained.decided_by} |" if trained else "not run |"),
-             f"| Deep Fusion, {runs[0]} and {len(runs) - 1} more seed(s) | {v.label}: last layer {v.effect:.2f}x "
-             f"chance {_ci(v.effect_ci)}; {v.decided_by} |",
-             "", "| dataset | head | metric | mean % | std | seeds |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| step | result |",
+        "|---|---|",
+        f"| theory checks | {t.passed}/{t.total} passed |",
+        f"| sanity (a): idealised layers vs recursion | {'agree' if summary.sanity.passed else 'DISAGREE'} |",
+        "| sanity (b): synthetic transformer head, 1 seed | "
+        + (f"{trained.verdict}: {trained.decided_by} |" if trained else "not run |"),
+        f"| Deep Fusion, {runs[0]} and {len(runs) - 1} more seed(s) | {v.label}: last layer {v.effect:.2f}x "
+        f"chance {_ci(v.effect_ci)}; {v.decided_by} |",
+        "",
+        "| dataset | head | metric | mean % | std | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [f"| {h.dataset} | {h.head} | {h.metric} | {h.mean:.2f} | {h.std:.2f} | {h.n} |" for h in summary.heads]
     lines.append(f"\nfigures: {summary.index}; wall time {summary.wall_s:.0f} s")
     return "\n".join(lines)
@@ -168,11 +201,11 @@ def failures(summary: ReproduceSummary) -> list[str]:
 
 def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> ReproduceSummary:
     """Run the three steps into ``out``; returns (and writes) the summary record."""
+    from deepfusion.experiments.runs import default_workers
     from deepfusion.experiments.sanity import format_summary
     from deepfusion.experiments.studies.sanity import run_sanity
     from deepfusion.model.runs.layout import write_json, write_text_atomic
     from deepfusion.paper_figures.build import build_figures
-    from deepfusion.experiments.runs import default_workers
     from deepfusion.paper_figures.runs import check_data
 
     out = Path(out)
@@ -186,8 +219,15 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
     sanity = run_sanity(out / "sanity", quick=quick, check=False)
     log(format_summary(sanity))
     log(f"== 3/3 figures ({'digits, CPU' if quick_figures else f'paper datasets in {data}'})")
-    figures = build_figures(out / "figures", quick=quick_figures, data=data, results_root=out / "runs", seeds=seeds,
-                            log=log, workers=default_workers())
+    figures = build_figures(
+        out / "figures",
+        quick=quick_figures,
+        data=data,
+        results_root=out / "runs",
+        seeds=seeds,
+        log=log,
+        workers=default_workers(),
+    )
     summary = summarize_records(quick, theory, sanity, figures, out / "figures", time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SUMMARY_JSON, summary.to_json(), indent=1)
@@ -196,8 +236,8 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepfusion.model.runs.devices import limit_threads
     from deepfusion.experiments.pool import stopped
+    from deepfusion.model.runs.devices import limit_threads
 
     if args.quick and args.data is not None:
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")

@@ -13,8 +13,8 @@
 
 A summary table is printed and sanity.json written to --out. The runs of (b) live in the run
 cache --out/runs/, one folder per config: a later call with the same budget reuses them (and
-prints the training time they recorded) instead of training again. The full command takes a few minutes on two CPU cores,
---quick well under two.
+prints the training time they recorded) instead of training again. The full command takes a few
+minutes on two CPU cores, --quick well under two.
 """
 
 from __future__ import annotations
@@ -29,10 +29,19 @@ from deepfusion.errors import CheckFailed
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed in (a), a shorter training budget in (b)")
-    parser.add_argument("--out", default="results/sanity", metavar="DIR",
-                        help="folder for sanity.json and the runs of (b) (default results/sanity)")
-    parser.add_argument("--threads", type=int, default=1, metavar="T",
-                        help="CPU threads for torch and BLAS (default 1, best on small shared machines; 0 = library default)")
+    parser.add_argument(
+        "--out",
+        default="results/sanity",
+        metavar="DIR",
+        help="folder for sanity.json and the runs of (b) (default results/sanity)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="CPU threads for torch and BLAS (default 1, best on small shared machines; 0 = library default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(result))
     print(f"written: {Path(args.out) / SANITY_FILE} ({result.wall_s:.0f} s)")
     if not result.passed:
-        raise CheckFailed(f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}")
+        raise CheckFailed(
+            f"idealised layers disagree with the mean-field recursion; see {Path(args.out) / SANITY_FILE}"
+        )
     return 0

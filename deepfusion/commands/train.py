@@ -52,22 +52,43 @@ from deepfusion.model.runs.eval_report import format_lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, metavar="PRESET_OR_YAML",
-                        help=f"a preset name ({', '.join(presets())}) or a YAML file path (default: digits; "
-                             "vectors or images for data.name=npz, by the shape of x)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides section.key=value, e.g. train.epochs=5 optim.lr=0.1")
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue the run in RUN_DIR from its last checkpoint, with the config saved there "
-                             "(overrides may change e.g. train.epochs, not the model or data)")
-    parser.add_argument("--force", action="store_true",
-                        help="with --resume: continue even though the overrides or an edited config.yaml change "
-                             "what alters the run's trajectory (data, model, optim, loss, train.batch_size, "
-                             "train.seed, train.attend), or though the data at data.root no longer matches the "
-                             "fingerprint recorded when the run started; without it such a resume is refused")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="parent folder for the run folder (same as train.out_dir=DIR; default: runs)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs still go to metrics.jsonl)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PRESET_OR_YAML",
+        help=f"a preset name ({', '.join(presets())}) or a YAML file path (default: digits; "
+        "vectors or images for data.name=npz, by the shape of x)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides section.key=value, e.g. train.epochs=5 optim.lr=0.1",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its last checkpoint, with the config saved there "
+        "(overrides may change e.g. train.epochs, not the model or data)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even though the overrides or an edited config.yaml change "
+        "what alters the run's trajectory (data, model, optim, loss, train.batch_size, "
+        "train.seed, train.attend), or though the data at data.root no longer matches the "
+        "fingerprint recorded when the run started; without it such a resume is refused",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="parent folder for the run folder (same as train.out_dir=DIR; default: runs)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar (logs still go to metrics.jsonl)"
+    )
     parser.epilog = config_help()
 
 
@@ -84,8 +105,11 @@ def config_help() -> str:
     from deepfusion.model.runs.config import SECTIONS, Config
 
     defaults = Config()
-    lines = [f"datasets (data.name): {', '.join(DATASETS)}", "",
-             "config keys and their defaults before a preset (the preset's values are in its YAML file):"]
+    lines = [
+        f"datasets (data.name): {', '.join(DATASETS)}",
+        "",
+        "config keys and their defaults before a preset (the preset's values are in its YAML file):",
+    ]
     for section in SECTIONS:
         obj = getattr(defaults, section)
         keys = ", ".join(f"{f.name}={_yaml(getattr(obj, f.name))}" for f in dataclasses.fields(obj))

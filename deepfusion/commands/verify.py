@@ -20,14 +20,19 @@ from pathlib import Path
 from deepfusion.errors import CheckFailed, ConfigError
 
 STATEMENTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14", "S15")
-CHECK_MODULES = ("deepfusion.theory.checks_bounds", "deepfusion.theory.checks_fusion",
-                 "deepfusion.theory.checks_learned", "deepfusion.theory.checks_dynamics")
+CHECK_MODULES = (
+    "deepfusion.theory.checks_bounds",
+    "deepfusion.theory.checks_fusion",
+    "deepfusion.theory.checks_learned",
+    "deepfusion.theory.checks_dynamics",
+)
 KINDS = ("symbolic", "numeric", "property")
 
 
 def add_arguments(parser):
-    parser.add_argument("--quick", action="store_true",
-                        help="run only the quick checks, with smaller sizes (about a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="run only the quick checks, with smaller sizes (about a minute)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every check's result to this JSON file")
     parser.add_argument("--only", metavar="S1,S8", help="comma-separated statements to check (default: all, S1-S15)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each check's summary line")
@@ -57,22 +62,38 @@ def _run_one(check, quick):
     except Exception as err:  # anything else, an AssertionError included, is a crash: ERROR
         summary = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
         status = "error"
-    return dict(statement=check.statement, kind=check.kind, name=check.name, status=status,
-                summary=str(summary), seconds=round(time.perf_counter() - t, 3), quick=quick)
+    return dict(
+        statement=check.statement,
+        kind=check.kind,
+        name=check.name,
+        status=status,
+        summary=str(summary),
+        seconds=round(time.perf_counter() - t, 3),
+        quick=quick,
+    )
 
 
 def run_checks(quick: bool, only=None, progress=None) -> list[dict]:
     """Run the checks (only those with quick=True when quick) and return one dict per check:
     statement, kind, name, status (pass/fail/error/skip), summary, seconds, quick."""
     checks, broken = collect_checks()
-    results = [dict(statement="-", kind="import", name=mod, status="error", summary=msg, seconds=0.0,
-                    quick=quick) for mod, msg in broken]
+    results = [
+        dict(statement="-", kind="import", name=mod, status="error", summary=msg, seconds=0.0, quick=quick)
+        for mod, msg in broken
+    ]
     for check in checks:
         if only and check.statement not in only:
             continue
         if quick and not check.quick:
-            res = dict(statement=check.statement, kind=check.kind, name=check.name, status="skip",
-                       summary="not part of --quick", seconds=0.0, quick=quick)
+            res = dict(
+                statement=check.statement,
+                kind=check.kind,
+                name=check.name,
+                status="skip",
+                summary="not part of --quick",
+                seconds=0.0,
+                quick=quick,
+            )
         else:
             res = _run_one(check, quick)
         results.append(res)
@@ -123,8 +144,7 @@ def run(args) -> int:
     print(f"deepfusion verify{' --quick' if quick else ''}: running theory checks", flush=True)
 
     def progress(r):
-        print(f"  {r['statement']} {r['kind']:<8} {r['status']:<5} {r['seconds']:6.1f}s  {r['name']}",
-              flush=True)
+        print(f"  {r['statement']} {r['kind']:<8} {r['status']:<5} {r['seconds']:6.1f}s  {r['name']}", flush=True)
         if verbose or r["status"] in ("fail", "error"):
             print(f"      {r['summary']}", flush=True)
 

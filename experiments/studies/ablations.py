@@ -96,6 +96,15 @@ def ablations(base: RunSpec, sweeps, seeds: int, root, log=None, train_fn=None) 
                 seen.setdefault(r.config_hash, r)
             for m in METRICS:
                 per_metric[m].append([r.eval.percent(m) for r in got])
-        results.append(SweepResult(sweep.key, sweep.label, list(sweep.values), sweep.scale,
-                                   _base_value(base, sweep.key), per_metric["linear"], per_metric["knn"]))
+        results.append(
+            SweepResult(
+                sweep.key,
+                sweep.label,
+                list(sweep.values),
+                sweep.scale,
+                _base_value(base, sweep.key),
+                per_metric["linear"],
+                per_metric["knn"],
+            )
+        )
     return Ablations(base.describe(), seeds, results, [r.describe() for r in seen.values()])

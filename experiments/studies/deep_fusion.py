@@ -54,9 +54,17 @@ def run_analysis(run_dir, options: AnalysisOptions | None = None, device="cpu", 
         if record is not None:
             return record
         options = AnalysisOptions()
-    record = analyze_run(run_dir, batches=options.batches, per_class=options.per_class, seed=options.seed,
-                         device=device, split=options.split, views=options.views, n_perm=options.n_perm,
-                         force=options.force)
+    record = analyze_run(
+        run_dir,
+        batches=options.batches,
+        per_class=options.per_class,
+        seed=options.seed,
+        device=device,
+        split=options.split,
+        views=options.views,
+        n_perm=options.n_perm,
+        force=options.force,
+    )
     if log:
         log(f"analysed: {run_dir} (checkpoint step {record.step}; record in its analysis.json)")
     return record
@@ -69,10 +77,17 @@ def warn_small_batches(records: list[RunAnalysis]) -> None:
     if s.per_class >= SMALL_PER_CLASS:
         return
     fits = s.max_per_class
-    advice = (f"the largest that fit the split: --per-class {fits} with --batches {s.batches}" if fits and fits > s.per_class
-              else f"the split fits no larger batches with --batches {s.batches}; fewer batches allow larger ones")
-    warnings.warn(f"analysis batches of {s.tokens_per_batch} tokens ({s.per_class} per class) say little about class "
-                  f"structure; {advice}", DataWarning, stacklevel=2)
+    advice = (
+        f"the largest that fit the split: --per-class {fits} with --batches {s.batches}"
+        if fits and fits > s.per_class
+        else f"the split fits no larger batches with --batches {s.batches}; fewer batches allow larger ones"
+    )
+    warnings.warn(
+        f"analysis batches of {s.tokens_per_batch} tokens ({s.per_class} per class) say little about class "
+        f"structure; {advice}",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def analyze_runs(run_dirs, options: AnalysisOptions | None = None, device="cpu", log=None) -> PooledAnalysis:
@@ -108,8 +123,9 @@ class SeedStudy:
         return cls(**{**data, "pooled": PooledAnalysis.from_json(data["pooled"])})
 
 
-def seed_study(spec: RunSpec, seeds: int, root, options: AnalysisOptions | None = None, device="cpu", log=None,
-               train_fn=None) -> SeedStudy:
+def seed_study(
+    spec: RunSpec, seeds: int, root, options: AnalysisOptions | None = None, device="cpu", log=None, train_fn=None
+) -> SeedStudy:
     """Seeds 0..seeds-1 of ``spec`` from the run cache under ``root`` (trained when missing), each
     analysed, judged together."""
     results = run_all(seed_specs(spec, seeds), root, log=log, train_fn=train_fn)

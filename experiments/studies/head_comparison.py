@@ -37,8 +37,12 @@ REFERENCE = "transformer"
 LEVEL = 0.95  # two-sided level of the t-intervals over seeds
 HEAD_KEY = "model.head"
 # eval.json keys compared between heads -> what a reader calls them
-METRICS = {"knn": "backbone kNN", "linear": "linear probe", "head_knn": "kNN on head outputs",
-           "head_loo1nn": "head LOO 1-NN"}
+METRICS = {
+    "knn": "backbone kNN",
+    "linear": "linear probe",
+    "head_knn": "kNN on head outputs",
+    "head_loo1nn": "head LOO 1-NN",
+}
 # the random-backbone baseline of each run (the same backbone re-initialised, evaluated the same way)
 BASELINES = {"random_knn": "random-backbone kNN", "random_linear": "random-backbone linear probe"}
 BASELINE_OF = {"knn": "random_knn", "linear": "random_linear"}  # backbone metric -> its random baseline
@@ -113,21 +117,50 @@ class HeadComparison:
     def from_json(cls, data, what: str = "head comparison") -> "HeadComparison":
         if not isinstance(data, dict) or data.get("version") != VERSION:
             found = data.get("version") if isinstance(data, dict) else None
-            raise DataError(f"{what} has record version {found!r}, this code reads {VERSION}; make it again with "
-                            "deepfusion heads --json")
+            raise DataError(
+                f"{what} has record version {found!r}, this code reads {VERSION}; make it again with "
+                "deepfusion heads --json"
+            )
         try:
-            heads = tuple(HeadRuns(h["head"], h["label"], tuple(h["runs"]),
-                                   {k: tuple(float(x) for x in v) for k, v in h["values"].items()})
-                          for h in data["heads"])
-            diffs, gains = (tuple(PairedDifference(d["minuend"], d["subtrahend"], d["metric"],
-                                                   tuple(float(x) for x in d["per_seed"]), float(d["mean"]),
-                                                   d["low"], d["high"]) for d in data[key])
-                            for key in ("differences", "gains"))
-            return cls(str(data["preset"]), str(data["config_hash"]), str(data["reference"]),
-                       tuple(int(s) for s in data["seeds"]), heads, diffs, gains, float(data["level"]), VERSION)
+            heads = tuple(
+                HeadRuns(
+                    h["head"],
+                    h["label"],
+                    tuple(h["runs"]),
+                    {k: tuple(float(x) for x in v) for k, v in h["values"].items()},
+                )
+                for h in data["heads"]
+            )
+            diffs, gains = (
+                tuple(
+                    PairedDifference(
+                        d["minuend"],
+                        d["subtrahend"],
+                        d["metric"],
+                        tuple(float(x) for x in d["per_seed"]),
+                        float(d["mean"]),
+                        d["low"],
+                        d["high"],
+                    )
+                    for d in data[key]
+                )
+                for key in ("differences", "gains")
+            )
+            return cls(
+                str(data["preset"]),
+                str(data["config_hash"]),
+                str(data["reference"]),
+                tuple(int(s) for s in data["seeds"]),
+                heads,
+                diffs,
+                gains,
+                float(data["level"]),
+                VERSION,
+            )
         except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"{what} is missing or has malformed fields ({err}); make it again with "
-                            "deepfusion heads --json") from None
+            raise DataError(
+                f"{what} is missing or has malformed fields ({err}); make it again with deepfusion heads --json"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -169,8 +202,9 @@ def t_interval(values, level: float = LEVEL) -> tuple[float | None, float | None
     return float(v.mean() - half), float(v.mean() + half)
 
 
-def paired_difference(minuend: str, subtrahend: str, metric: str, minuend_values,
-                      subtrahend_values) -> PairedDifference:
+def paired_difference(
+    minuend: str, subtrahend: str, metric: str, minuend_values, subtrahend_values
+) -> PairedDifference:
     """``minuend - subtrahend`` seed by seed (values in the same seed order), its mean and t-interval."""
     d = np.asarray(minuend_values, dtype=np.float64) - np.asarray(subtrahend_values, dtype=np.float64)
     low, high = t_interval(d)
@@ -188,8 +222,10 @@ def _check_config(paths, cfgs) -> None:
         other = _headless(cfg)
         diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
         if diff:
-            raise DataError(f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in model.head and "
-                            "train.seed; compare runs of one config")
+            raise DataError(
+                f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in model.head and "
+                "train.seed; compare runs of one config"
+            )
 
 
 def group_runs(run_dirs) -> tuple[list, dict[str, dict[int, Path]]]:
@@ -203,19 +239,25 @@ def group_runs(run_dirs) -> tuple[list, dict[str, dict[int, Path]]]:
     for p, cfg in zip(paths, cfgs):
         by_seed = groups.setdefault(cfg.model.head, {})
         if cfg.train.seed in by_seed:
-            raise DataError(f"{p} and {by_seed[cfg.train.seed]} are both head {cfg.model.head}, seed "
-                            f"{cfg.train.seed}; give one run per head and seed")
+            raise DataError(
+                f"{p} and {by_seed[cfg.train.seed]} are both head {cfg.model.head}, seed "
+                f"{cfg.train.seed}; give one run per head and seed"
+            )
         by_seed[cfg.train.seed] = p
     if REFERENCE not in groups:
-        raise DataError(f"no {REFERENCE} run among the {len(paths)} given (heads: {', '.join(sorted(groups))}); "
-                        f"the differences are {REFERENCE} minus each other head, so add its runs")
+        raise DataError(
+            f"no {REFERENCE} run among the {len(paths)} given (heads: {', '.join(sorted(groups))}); "
+            f"the differences are {REFERENCE} minus each other head, so add its runs"
+        )
     if len(groups) < 2:
         raise DataError(f"only {REFERENCE} runs given; add the runs of another head with the same seeds")
     seeds = sorted(groups[REFERENCE])
     for head, by_seed in groups.items():
         if sorted(by_seed) != seeds:
-            raise DataError(f"head {head} has seeds {_seeds(by_seed)} but {REFERENCE} has {_seeds(seeds)}; give "
-                            "every head the same seeds (a glob that matches only seeds every head finished)")
+            raise DataError(
+                f"head {head} has seeds {_seeds(by_seed)} but {REFERENCE} has {_seeds(seeds)}; give "
+                "every head the same seeds (a glob that matches only seeds every head finished)"
+            )
     return cfgs, groups
 
 
@@ -239,15 +281,18 @@ def finished_eval(run_dir) -> EvalResult:
         raise DataError(f"{run_dir} has no {path.name} (training not finished?); finish it or leave it out")
     ev = EvalResult.load(path)
     if ev.finished is False:
-        raise DataError(f"{path} describes step {ev.step}, before the run's last step; finish it with "
-                        f"deepfusion train --resume {run_dir}")
+        raise DataError(
+            f"{path} describes step {ev.step}, before the run's last step; finish it with "
+            f"deepfusion train --resume {run_dir}"
+        )
     return ev
 
 
 def _percent(ev: EvalResult, key: str, run_dir) -> float:
     if ev.score(key) is None:
-        raise DataError(f"the evaluation of {run_dir} has no {key!r} accuracy; evaluate it again: "
-                        f"deepfusion eval --run {run_dir}")
+        raise DataError(
+            f"the evaluation of {run_dir} has no {key!r} accuracy; evaluate it again: deepfusion eval --run {run_dir}"
+        )
     return ev.percent(key)
 
 
@@ -262,11 +307,12 @@ def compare_heads(run_dirs) -> HeadComparison:
         values = {k: tuple(_percent(ev, k, r) for ev, r in zip(evals, runs)) for k in (*METRICS, *BASELINES)}
         heads.append(HeadRuns(head, _label(head), tuple(str(r) for r in runs), values))
     ref = heads[0]
-    diffs = tuple(paired_difference(REFERENCE, h.head, m, ref.values[m], h.values[m])
-                  for h in heads[1:] for m in METRICS)
-    gains = tuple(paired_difference(h.head, RANDOM, m, h.values[m], h.values[b]) for h in heads
-                  for m, b in BASELINE_OF.items())
+    diffs = tuple(
+        paired_difference(REFERENCE, h.head, m, ref.values[m], h.values[m]) for h in heads[1:] for m in METRICS
+    )
+    gains = tuple(
+        paired_difference(h.head, RANDOM, m, h.values[m], h.values[b]) for h in heads for m, b in BASELINE_OF.items()
+    )
     base = cfgs[0]
     shared = dataclasses.replace(base, model=dataclasses.replace(base.model, head=REFERENCE))  # the head left out
-    return HeadComparison(str(base.preset), seedless_hash(shared), REFERENCE, tuple(seeds), tuple(heads), diffs,
-                          gains)
+    return HeadComparison(str(base.preset), seedless_hash(shared), REFERENCE, tuple(seeds), tuple(heads), diffs, gains)

@@ -34,9 +34,14 @@ class Cell:
 
     def spec(self, quick: bool) -> RunSpec:
         sigma = self.ratio * theory_numbers(self.classes, etf_rho(self.classes), 1.0)["eps_max"]
-        overrides = (f"data.options.num_classes={self.classes}", f"data.options.sigma={sigma:.6g}",
-                     f"loss.temperature={self.temperature}", f"model.scope={self.scope}", f"model.norm={self.norm}",
-                     f"train.batch_size={self.batch}")
+        overrides = (
+            f"data.options.num_classes={self.classes}",
+            f"data.options.sigma={sigma:.6g}",
+            f"loss.temperature={self.temperature}",
+            f"model.scope={self.scope}",
+            f"model.norm={self.norm}",
+            f"train.batch_size={self.batch}",
+        )
         if quick:
             overrides += (f"train.epochs={QUICK_EPOCHS}",)
         return RunSpec(PRESET, overrides)
@@ -71,8 +76,9 @@ class PhaseDiagram:
     def from_json(cls, data) -> "PhaseDiagram":
         if not isinstance(data, dict) or data.get("version") != PHASE_VERSION:
             raise DataError(f"phase diagram record is not version {PHASE_VERSION}; make it again")
-        panels = {k: [JudgedCell(**{**c, "cell": Cell(**c["cell"])}) for c in cells]
-                  for k, cells in data["panels"].items()}
+        panels = {
+            k: [JudgedCell(**{**c, "cell": Cell(**c["cell"])}) for c in cells] for k, cells in data["panels"].items()
+        }
         return cls(**{**data, "panels": panels})
 
 
@@ -83,8 +89,11 @@ def grid(quick: bool) -> dict[str, list[Cell]]:
     c = Cell(CENTER["ratio"], CENTER["temperature"])
     return {
         "main": [Cell(r, t) for t in (0.02, 0.1, 0.5) for r in (0.5, 2.0, 8.0, 32.0)],
-        "scope": [Cell(c.ratio, c.temperature, scope=s, norm=n) for n in ("post", "pre")
-                  for s in ("both_views", "per_view", "mask_pair")],
+        "scope": [
+            Cell(c.ratio, c.temperature, scope=s, norm=n)
+            for n in ("post", "pre")
+            for s in ("both_views", "per_view", "mask_pair")
+        ],
         "batch": [Cell(c.ratio, c.temperature, batch=b) for b in (64, 256, 1024)],
         "classes": [Cell(c.ratio, c.temperature, classes=k) for k in (2, 4, 10)],
     }
@@ -106,11 +115,19 @@ def judge(cell: Cell, quick: bool, root, seeds: int, log=None, train_fn=None) ->
     pooled = analyze_runs([r.run_dir for r in results], log=log)
     v = pooled.verdict
     s8 = pooled.layers[-1].get("predicted_mass")
-    return JudgedCell(cell, v.effect, v.effect_ci, v.outcome, None if s8 is None else s8 / pooled.chance,
-                      [r.describe() for r in results])
+    return JudgedCell(
+        cell,
+        v.effect,
+        v.effect_ci,
+        v.outcome,
+        None if s8 is None else s8 / pooled.chance,
+        [r.describe() for r in results],
+    )
 
 
 def phase_diagram(quick: bool, root, seeds: int = 3, log=None, train_fn=None) -> PhaseDiagram:
     """Every cell of every panel trained (or loaded) and judged."""
-    panels = {panel: [judge(c, quick, root, seeds, log, train_fn) for c in cells] for panel, cells in grid(quick).items()}
+    panels = {
+        panel: [judge(c, quick, root, seeds, log, train_fn) for c in cells] for panel, cells in grid(quick).items()
+    }
     return PhaseDiagram(quick, seeds_per_cell(quick, seeds), panels)

@@ -20,8 +20,14 @@ from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments.analyze import analyze_run
 from deepfusion.experiments.runs import RunSpec, get_run
 from deepfusion.experiments.sanity import block_statistics, idealised_layers
-from deepfusion.experiments.sanity_record import (SANITY_FILE, AttentionLayer, HeadEval, SanityResult, TrainedHead,
-                                                  TrainedHeads)
+from deepfusion.experiments.sanity_record import (
+    SANITY_FILE,
+    AttentionLayer,
+    HeadEval,
+    SanityResult,
+    TrainedHead,
+    TrainedHeads,
+)
 from deepfusion.model.runs.layout import write_text_atomic
 from deepfusion.model.runs.loading import load_run
 
@@ -36,11 +42,19 @@ BUDGETS = {
 def _attention_layers(record) -> list[AttentionLayer]:
     """The transformer's attention per layer (heads averaged) from its analysis record."""
     v = record.verdict
-    return [AttentionLayer(v.layers[l], v.layers_ci[l], float(np.mean(e.heads["same_class_mass"])),
-                           float(np.nanmean(e.heads["predicted_same_class_mass"])), float(np.mean(e.heads["self_mass"])),
-                           float(np.mean(e.heads["positive_mass"])), float(np.nanmean(e.heads["beta_eff"])),
-                           float(np.nanmean(e.heads["beta_r2"])))
-            for l, e in enumerate(record.layers)]
+    return [
+        AttentionLayer(
+            v.layers[l],
+            v.layers_ci[l],
+            float(np.mean(e.heads["same_class_mass"])),
+            float(np.nanmean(e.heads["predicted_same_class_mass"])),
+            float(np.mean(e.heads["self_mass"])),
+            float(np.mean(e.heads["positive_mass"])),
+            float(np.nanmean(e.heads["beta_eff"])),
+            float(np.nanmean(e.heads["beta_r2"])),
+        )
+        for l, e in enumerate(record.layers)
+    ]
 
 
 def trained_head(head: str, out_dir, budget: dict) -> TrainedHead:
@@ -54,18 +68,32 @@ def trained_head(head: str, out_dir, budget: dict) -> TrainedHead:
     if head != "transformer":
         return TrainedHead(run.eval.train_wall_s, ev, blocks)
     rec = analyze_run(run.run_dir, batches=budget["batches"], per_class=budget["per_class"], force=True)
-    return TrainedHead(run.eval.train_wall_s, ev, blocks, _attention_layers(rec), rec.chance["same_class_mass"],
-                       rec.verdict.label, rec.verdict.decided_by)
+    return TrainedHead(
+        run.eval.train_wall_s,
+        ev,
+        blocks,
+        _attention_layers(rec),
+        rec.chance["same_class_mass"],
+        rec.verdict.label,
+        rec.verdict.decided_by,
+    )
 
 
 def trained_heads(out_dir, budget: dict) -> TrainedHeads:
     """(b): the transformer and ffn heads on the synthetic mixture, measured block by block."""
-    return TrainedHeads(PRESET, list(budget["overrides"]), budget["batches"], budget["per_class"],
-                        trained_head("transformer", out_dir, budget), trained_head("ffn", out_dir, budget))
+    return TrainedHeads(
+        PRESET,
+        list(budget["overrides"]),
+        budget["batches"],
+        budget["per_class"],
+        trained_head("transformer", out_dir, budget),
+        trained_head("ffn", out_dir, budget),
+    )
 
 
-def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | None = None,
-               with_trained: bool = True) -> SanityResult:
+def run_sanity(
+    out_dir, quick: bool = False, check: bool = True, budget: dict | None = None, with_trained: bool = True
+) -> SanityResult:
     """Run (a) and (b), write ``sanity.json`` into ``out_dir`` and return its record.
 
     ``check``: raise :class:`CheckFailed` (after writing the JSON) when (a) disagrees with the theory.
@@ -82,6 +110,9 @@ def run_sanity(out_dir, quick: bool = False, check: bool = True, budget: dict | 
     write_text_atomic(out_dir / SANITY_FILE, json.dumps(result.to_json(), indent=1))
     if check and not result.passed:
         bad = [f"{r.regime} (seed {r.seed}): {'; '.join(r.failures)}" for r in idealised.rows if not r.passed]
-        raise CheckFailed("idealised layers disagree with the mean-field recursion: " + " | ".join(bad)
-                          + f"; details in {out_dir / SANITY_FILE}")
+        raise CheckFailed(
+            "idealised layers disagree with the mean-field recursion: "
+            + " | ".join(bad)
+            + f"; details in {out_dir / SANITY_FILE}"
+        )
     return result

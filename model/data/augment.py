@@ -70,25 +70,54 @@ class Preset:
 SIMCLR_JITTER = (0.4, 0.4, 0.4, 0.1)  # SimCLR colour strength s = 0.5 (its CIFAR setting)
 PRESETS = {
     # SimCLR's CIFAR recipe; no blur at 32 px (it hurts there). CIFAR-10 training-set statistics.
-    "cifar": Preset("image", 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), crop_scale=(0.08, 1.0),
-                    flip=0.5, jitter=SIMCLR_JITTER, jitter_p=0.8, gray_p=0.2),
+    "cifar": Preset(
+        "image",
+        3,
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        crop_scale=(0.08, 1.0),
+        flip=0.5,
+        jitter=SIMCLR_JITTER,
+        jitter_p=0.8,
+        gray_p=0.2,
+    ),
     # The same at 64 px, plus SimCLR's blur on half the views. Tiny-ImageNet training-set statistics.
-    "tiny_imagenet": Preset("image", 3, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), crop_scale=(0.08, 1.0),
-                            flip=0.5, jitter=SIMCLR_JITTER, jitter_p=0.8, gray_p=0.2, blur_p=0.5),
+    "tiny_imagenet": Preset(
+        "image",
+        3,
+        (0.4802, 0.4481, 0.3975),
+        (0.2770, 0.2691, 0.2821),
+        crop_scale=(0.08, 1.0),
+        flip=0.5,
+        jitter=SIMCLR_JITTER,
+        jitter_p=0.8,
+        gray_p=0.2,
+        blur_p=0.5,
+    ),
     # Grey clothes: crops and flips (garments are mirror-symmetric as classes), no colour ops; the
     # crop floor is raised to 0.2 because 8% of a 28 px image is a 8 px patch with little left.
     "fashion_mnist": Preset("image", 1, (0.2860,), (0.3530,), crop_scale=(0.2, 1.0), flip=0.5),
     # The same plus brightness and contrast jitter on 80% of the views (SimCLR's strength 0.4): the grey
     # analogue of colour distortion, which keeps the intensity histogram from identifying an instance.
-    "fashion_mnist_jitter": Preset("image", 1, (0.2860,), (0.3530,), crop_scale=(0.2, 1.0), flip=0.5,
-                                   jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8),
+    "fashion_mnist_jitter": Preset(
+        "image", 1, (0.2860,), (0.3530,), crop_scale=(0.2, 1.0), flip=0.5, jitter=(0.4, 0.4, 0.0, 0.0), jitter_p=0.8
+    ),
     # 8x8 digits: no flips (a mirrored 2 or 3 is not a digit), no crops (a crop of 8 px loses the
     # digit); small rotations, zooms, one-pixel shifts and pixel noise. Statistics of all 1,797 images.
     "digits": Preset("image", 1, (0.3053,), (0.3759,), rotate=12.0, zoom=(0.85, 1.15), shift=0.125, noise=0.1),
     # The generated class patterns: moderate crops, flips, SimCLR colour ops. Statistics are the
     # generator's expectation (background 0.15, half the cells lit).
-    "synthetic_images": Preset("image", 3, (0.4, 0.4, 0.4), (0.3, 0.3, 0.3), crop_scale=(0.3, 1.0), flip=0.5,
-                               jitter=SIMCLR_JITTER, jitter_p=0.8, gray_p=0.2),
+    "synthetic_images": Preset(
+        "image",
+        3,
+        (0.4, 0.4, 0.4),
+        (0.3, 0.3, 0.3),
+        crop_scale=(0.3, 1.0),
+        flip=0.5,
+        jitter=SIMCLR_JITTER,
+        jitter_p=0.8,
+        gray_p=0.2,
+    ),
     # Vectors: additive Gaussian noise and random feature masking, in the units the features have
     # when they reach the augmentation (standardised unless data.standardize=false).
     "vector": Preset("vector", noise=0.1, mask_p=0.2),
@@ -119,8 +148,9 @@ def default_preset(kind: str, input_shape: tuple) -> str:
 OVERRIDES = {"noise": "noise", "mask": "mask_p", "mix": "mix_p"}  # build_augment keyword -> Preset field
 
 
-def build_augment(preset: str, kind: str, input_shape, noise: float | None = None, mask: float | None = None,
-                  mix: float | None = None) -> "Augment":
+def build_augment(
+    preset: str, kind: str, input_shape, noise: float | None = None, mask: float | None = None, mix: float | None = None
+) -> "Augment":
     """The augmentation module of ``preset`` for data of ``kind`` ("image"/"vector") and ``input_shape``.
 
     ``noise``, ``mask`` and ``mix`` replace the preset's values when given (``mask`` and ``mix``
@@ -137,16 +167,21 @@ def build_augment(preset: str, kind: str, input_shape, noise: float | None = Non
     p = PRESETS[name]
     if p.kind not in ("any", kind):
         fits = [n for n, q in PRESETS.items() if q.kind in ("any", kind)]
-        raise ConfigError(f"augmentation preset {name!r} is for {p.kind} data but the dataset holds {kind}s; "
-                          f"choose from {', '.join(fits)}")
+        raise ConfigError(
+            f"augmentation preset {name!r} is for {p.kind} data but the dataset holds {kind}s; "
+            f"choose from {', '.join(fits)}"
+        )
     if kind == "image" and p.channels is not None and p.channels != shape[0]:
         fits = [n for n, q in PRESETS.items() if q.kind == "any" or q.channels == shape[0]]
-        raise ConfigError(f"augmentation preset {name!r} is for {p.channels}-channel images but the data has "
-                          f"{shape[0]} channel(s); choose from {', '.join(fits)}")
+        raise ConfigError(
+            f"augmentation preset {name!r} is for {p.channels}-channel images but the data has "
+            f"{shape[0]} channel(s); choose from {', '.join(fits)}"
+        )
     given = {OVERRIDES[k]: v for k, v in (("noise", noise), ("mask", mask), ("mix", mix)) if v is not None}
     if kind == "image" and any(given.get(f) for f in ("mask_p", "mix_p")):
-        raise ConfigError("data.aug_mask and data.aug_mix act on vectors only; the dataset holds images "
-                          "(set them to null)")
+        raise ConfigError(
+            "data.aug_mask and data.aug_mix act on vectors only; the dataset holds images (set them to null)"
+        )
     return Augment(name, replace(p, **given) if given else p, shape, kind)
 
 
@@ -171,10 +206,12 @@ class Augment(nn.Module):
         C = input_shape[0] if kind == "image" else 1
         mean, std = torch.tensor(preset.mean, dtype=torch.float32), torch.tensor(preset.std, dtype=torch.float32)
         view = (-1, 1, 1) if kind == "image" else (-1,)
-        self.register_buffer("mean", mean.expand(C).clone().view(view) if len(mean) == 1 else mean.view(view),
-                             persistent=False)
-        self.register_buffer("std", std.expand(C).clone().view(view) if len(std) == 1 else std.view(view),
-                             persistent=False)
+        self.register_buffer(
+            "mean", mean.expand(C).clone().view(view) if len(mean) == 1 else mean.view(view), persistent=False
+        )
+        self.register_buffer(
+            "std", std.expand(C).clone().view(view) if len(std) == 1 else std.view(view), persistent=False
+        )
         self.register_buffer("yiq", _RGB2YIQ.clone(), persistent=False)
         # Inverted once here: torch.linalg.inv on every batch would also sync a CUDA device (its error check).
         self.register_buffer("yiq_inv", torch.linalg.inv(_RGB2YIQ), persistent=False)
@@ -201,8 +238,10 @@ class Augment(nn.Module):
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.input_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"augmentation {self.name!r} expects a tensor of shape (B, {', '.join(map(str, self.input_shape))}), "
-                            f"got {shape}")
+            raise DataError(
+                f"augmentation {self.name!r} expects a tensor of shape (B, {', '.join(map(str, self.input_shape))}), "
+                f"got {shape}"
+            )
         if x.dtype == torch.uint8:
             return x.float().div_(255.0)
         if not x.is_floating_point():
@@ -279,8 +318,9 @@ class Augment(nn.Module):
             w = torch.where(_uniform(0, 1, B, g, dev) < p.flip, -w, w)
         a = torch.deg2rad(_uniform(-p.rotate, p.rotate, B, g, dev)) if p.rotate else torch.zeros(B, device=dev)
         cos, sin = torch.cos(a), torch.sin(a)
-        theta = torch.stack([torch.stack([w * cos, -h * sin, tx], 1),
-                             torch.stack([w * sin, h * cos, ty], 1)], 1)  # (B, 2, 3): output -> input coords
+        theta = torch.stack(
+            [torch.stack([w * cos, -h * sin, tx], 1), torch.stack([w * sin, h * cos, ty], 1)], 1
+        )  # (B, 2, 3): output -> input coords
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -328,4 +368,3 @@ class Augment(nn.Module):
         y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), kern.view(B * C, 1, 1, k), groups=B * C)
         y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), kern.view(B * C, 1, k, 1), groups=B * C)
         return torch.where(apply, y.view(B, C, H, W), x)
-

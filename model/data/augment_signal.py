@@ -34,8 +34,9 @@ def shift_stretch_scale(x: torch.Tensor, shift: float, zoom: tuple, scale: tuple
         u = (torch.arange(L, device=dev, dtype=x.dtype) * 2 + 1) / L - 1  # pixel centres, align_corners=False
         pos = u[None, :] / z[:, None] + s[:, None]  # (B, L) where each output position reads
         grid = torch.stack([pos, torch.zeros_like(pos)], -1)[:, None]  # (B, 1, L, 2)
-        x = F.grid_sample(x[:, None, None, :], grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=False)[:, 0, 0]
+        x = F.grid_sample(x[:, None, None, :], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
+            :, 0, 0
+        ]
     if scale != (1.0, 1.0):
         x = x * _uniform(scale[0], scale[1], B, g, dev)[:, None]
     return x

@@ -37,21 +37,27 @@ class ArrayDataset:
         if isinstance(self.y, np.ndarray):
             self.y = torch.from_numpy(np.ascontiguousarray(self.y))
         if not isinstance(self.x, torch.Tensor) or not isinstance(self.y, torch.Tensor):
-            raise DataError(f"{where}: x and y must be torch tensors or numpy arrays, got "
-                            f"{type(self.x).__name__} and {type(self.y).__name__}")
+            raise DataError(
+                f"{where}: x and y must be torch tensors or numpy arrays, got "
+                f"{type(self.x).__name__} and {type(self.y).__name__}"
+            )
         if self.kind not in KINDS:
             raise DataError(f"{where}: kind={self.kind!r} is not valid; choose from {', '.join(KINDS)}")
         if self.kind == "image" and (self.x.dtype != torch.uint8 or self.x.ndim != 4):
-            raise DataError(f"{where}: images must be a uint8 tensor (N, C, H, W), got {self.x.dtype} "
-                            f"of shape {tuple(self.x.shape)}")
+            raise DataError(
+                f"{where}: images must be a uint8 tensor (N, C, H, W), got {self.x.dtype} "
+                f"of shape {tuple(self.x.shape)}"
+            )
         if self.kind == "vector" and (self.x.dtype != torch.float32 or self.x.ndim != 2):
-            raise DataError(f"{where}: vectors must be a float32 tensor (N, d), got {self.x.dtype} "
-                            f"of shape {tuple(self.x.shape)}")
+            raise DataError(
+                f"{where}: vectors must be a float32 tensor (N, d), got {self.x.dtype} of shape {tuple(self.x.shape)}"
+            )
         if self.x.ndim and min(self.x.shape[1:], default=1) < 1:
             raise DataError(f"{where}: samples of shape {tuple(self.x.shape[1:])} are empty")
         if self.y.dtype != torch.int64 or self.y.ndim != 1:
-            raise DataError(f"{where}: labels must be an int64 tensor (N,), got {self.y.dtype} of shape "
-                            f"{tuple(self.y.shape)}")
+            raise DataError(
+                f"{where}: labels must be an int64 tensor (N,), got {self.y.dtype} of shape {tuple(self.y.shape)}"
+            )
         if len(self.x) != len(self.y):
             raise DataError(f"{where}: {len(self.x)} samples but {len(self.y)} labels; the two must match")
         if len(self.y) == 0:
@@ -60,8 +66,10 @@ class ArrayDataset:
             raise DataError(f"{where}: num_classes={self.num_classes!r} must be a positive integer")
         lo, hi = int(self.y.min()), int(self.y.max())
         if lo < 0 or hi >= self.num_classes:
-            raise DataError(f"{where}: labels range over [{lo}, {hi}] but must lie in [0, {self.num_classes}) "
-                            f"for {self.num_classes} classes")
+            raise DataError(
+                f"{where}: labels range over [{lo}, {hi}] but must lie in [0, {self.num_classes}) "
+                f"for {self.num_classes} classes"
+            )
         self.input_shape = tuple(int(s) for s in self.input_shape)
         if self.input_shape != tuple(self.x.shape[1:]):
             raise DataError(f"{where}: input_shape {self.input_shape} does not match x of shape {tuple(self.x.shape)}")
@@ -83,8 +91,9 @@ class ArrayDataset:
         idx = idx.to(device=self.x.device, dtype=torch.long)
         return replace(self, x=self.x[idx], y=self.y[idx.to(self.y.device)])
 
-    def class_balanced_indices(self, per_class: int, generator: torch.Generator | None = None,
-                               seed: int | None = None) -> torch.Tensor:
+    def class_balanced_indices(
+        self, per_class: int, generator: torch.Generator | None = None, seed: int | None = None
+    ) -> torch.Tensor:
         """``per_class`` indices of every class, drawn without replacement, grouped in class order.
 
         A fixed, class-balanced analysis batch: the same ``seed`` (or generator state) gives the
@@ -99,8 +108,10 @@ class ArrayDataset:
         for c in range(self.num_classes):
             pool = torch.nonzero(y == c).flatten()
             if len(pool) < per_class:
-                raise DataError(f"class {c} ({self.class_names[c]}) of {self.name!r} has {len(pool)} samples, "
-                                f"fewer than per_class={per_class}; lower per_class to at most {len(pool)}")
+                raise DataError(
+                    f"class {c} ({self.class_names[c]}) of {self.name!r} has {len(pool)} samples, "
+                    f"fewer than per_class={per_class}; lower per_class to at most {len(pool)}"
+                )
             order = torch.randperm(len(pool), generator=generator, device=generator.device).cpu()
             picks.append(pool[order[:per_class]].sort().values)
         return torch.cat(picks)
@@ -132,9 +143,11 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
         test.append(pool[:k])
         train.append(pool[k:])
     if test_fraction > 0 and not any(len(t) for t in test):
-        raise DataError(f"every one of the {len(train)} classes holds a single sample, so none can be held out for "
-                        "testing; store at least two samples per class, or give the test split itself (x_test and "
-                        "y_test in an .npz)")
+        raise DataError(
+            f"every one of the {len(train)} classes holds a single sample, so none can be held out for "
+            "testing; store at least two samples per class, or give the test split itself (x_test and "
+            "y_test in an .npz)"
+        )
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
@@ -167,13 +180,17 @@ def labels_array(raw, source: str, expected: int | None = None) -> np.ndarray:
         if y.dtype.kind == "f":
             bad = y[~(np.isfinite(y) & (y == np.round(y)))]
             example = f" such as {bad[0].item()!r}" if len(bad) else ""
-        raise DataError(f"{source}: labels must be integers (class ids), got dtype {y.dtype}{example}; "
-                        "map class names or scores to 0, 1, 2, ... first")
+        raise DataError(
+            f"{source}: labels must be integers (class ids), got dtype {y.dtype}{example}; "
+            "map class names or scores to 0, 1, 2, ... first"
+        )
     if expected is not None and len(y) != expected:
         raise DataError(f"{source}: {len(y)} labels for {expected} samples; the two must match")
     if len(y) and int(y.min()) < 0:
-        raise DataError(f"{source}: labels range over [{int(y.min())}, {int(y.max())}]; negative labels are refused "
-                        "(-1 often marks an unlabelled sample): drop those samples or shift the labels to 0, 1, 2, ...")
+        raise DataError(
+            f"{source}: labels range over [{int(y.min())}, {int(y.max())}]; negative labels are refused "
+            "(-1 often marks an unlabelled sample): drop those samples or shift the labels to 0, 1, 2, ..."
+        )
     if len(y) and int(y.max()) > np.iinfo(np.int64).max // 2:
         raise DataError(f"{source}: labels range over [{int(y.min())}, {int(y.max())}]; labels must be 0, 1, 2, ...")
     return y.astype(np.int64)
@@ -182,8 +199,10 @@ def labels_array(raw, source: str, expected: int | None = None) -> np.ndarray:
 def check_label_range(y: np.ndarray, num_classes: int, source: str) -> None:
     """``DataError`` unless every label lies in ``[0, num_classes)``."""
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise DataError(f"{source}: labels range over [{int(y.min())}, {int(y.max())}] but must lie in "
-                        f"[0, {num_classes}) for {num_classes} classes")
+        raise DataError(
+            f"{source}: labels range over [{int(y.min())}, {int(y.max())}] but must lie in "
+            f"[0, {num_classes}) for {num_classes} classes"
+        )
 
 
 def choose_split(x: np.ndarray, y: np.ndarray, split: str, test_fraction: float, seed: int):

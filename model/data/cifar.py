@@ -22,10 +22,15 @@ from deepfusion.errors import DataError
 from deepfusion.model.data.base import ArrayDataset, check_label_range, find_folder, labels_array
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -51,8 +56,10 @@ def _batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     d = read_pickle(path)
     for key in ("data", label_key):
         if key not in d:
-            raise DataError(f"{path}: no {key!r} entry (found {', '.join(sorted(d)) or 'none'}); "
-                            "expected a CIFAR python-version batch")
+            raise DataError(
+                f"{path}: no {key!r} entry (found {', '.join(sorted(d)) or 'none'}); "
+                "expected a CIFAR python-version batch"
+            )
     data = d["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         desc = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
@@ -70,8 +77,10 @@ def _names(path: Path, key: str, count: int) -> tuple[str, ...]:
 
 
 def _missing(name: str, cands: list[Path], files: list[str]) -> DataError:
-    return DataError(f"{name} not found: expected {', '.join(files)} in {cands[0]} or {cands[1]}. Download and "
-                     "unpack the python version, then pass its folder (or the folder holding it) as data.root")
+    return DataError(
+        f"{name} not found: expected {', '.join(files)} in {cands[0]} or {cands[1]}. Download and "
+        "unpack the python version, then pass its folder (or the folder holding it) as data.root"
+    )
 
 
 def load_cifar10(root=None, split="train", seed=0) -> ArrayDataset:

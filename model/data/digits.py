@@ -19,7 +19,9 @@ def load(root=None, split="train", seed=0, as_vectors=False, test_fraction=0.25)
     try:  # here, not at the top: sklearn.datasets takes ~2.4 s to import, and model.data imports every loader
         from sklearn.datasets import load_digits
     except ImportError as err:  # scikit-learn is a dependency, but say what to do if it is missing
-        raise DataError(f"the digits dataset needs scikit-learn ({err}); install it with pip install scikit-learn") from None
+        raise DataError(
+            f"the digits dataset needs scikit-learn ({err}); install it with pip install scikit-learn"
+        ) from None
     bunch = load_digits()
     grey = bunch.images  # (1797, 8, 8) float64 in 0..16
     y = bunch.target.astype(np.int64)
@@ -30,5 +32,6 @@ def load(root=None, split="train", seed=0, as_vectors=False, test_fraction=0.25)
         x = np.round(grey * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
         shape = (1, 8, 8)
     x, y = choose_split(x, y, split, test_fraction, seed)
-    return ArrayDataset(x, y, 10, "vector" if as_vectors else "image", shape, tuple(str(c) for c in range(10)),
-                        "digits")
+    return ArrayDataset(
+        x, y, 10, "vector" if as_vectors else "image", shape, tuple(str(c) for c in range(10)), "digits"
+    )

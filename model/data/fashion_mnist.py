@@ -22,8 +22,7 @@ from deepfusion.errors import DataError
 from deepfusion.model.data.base import ArrayDataset, check_label_range
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot")
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SUBFOLDERS = (".", "fashion-mnist", "fashion_mnist", "FashionMNIST/raw")
 
 
@@ -33,18 +32,21 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: cannot read ({err}); expected {expected}"
-                        + (", gzip-compressed" if path.suffix == ".gz" else "")) from None
+        raise DataError(
+            f"{path}: cannot read ({err}); expected {expected}" + (", gzip-compressed" if path.suffix == ".gz" else "")
+        ) from None
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: only {len(raw)} bytes, too short for the header of {expected}")
     zero, dtype, dims = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08 or dims != ndim:
         raise DataError(f"{path}: magic number 0x{int.from_bytes(raw[:4], 'big'):08x} is wrong; expected {expected}")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     body = len(raw) - 4 - 4 * ndim
     if int(np.prod(shape, dtype=object)) != body:
-        raise DataError(f"{path}: the header declares shape {shape} ({int(np.prod(shape, dtype=object))} bytes) "
-                        f"but the file holds {body} data bytes; the file is truncated or not {expected}")
+        raise DataError(
+            f"{path}: the header declares shape {shape} ({int(np.prod(shape, dtype=object))} bytes) "
+            f"but the file holds {body} data bytes; the file is truncated or not {expected}"
+        )
     if 0 in shape:
         raise DataError(f"{path}: the header declares shape {shape}, which holds no data; expected {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
@@ -70,11 +72,14 @@ def load(root=None, split="train", seed=0) -> ArrayDataset:
             f"Fashion-MNIST {split} split not found: missing {' and '.join(m + '[.gz]' for m in missing)}; looked in "
             f"{', '.join(str(f) for f in folders)}. Put the four IDX files (train-images-idx3-ubyte, "
             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, plain or .gz) in one "
-            "folder and pass it as data.root (on Debian: apt install dataset-fashion-mnist)")
+            "folder and pass it as data.root (on Debian: apt install dataset-fashion-mnist)"
+        )
     images, labels = read_idx(paths[0], 3), read_idx(paths[1], 1)
     if len(images) != len(labels):
-        raise DataError(f"{paths[0]} holds {len(images)} images but {paths[1]} holds {len(labels)} labels; "
-                        "the two files must come from the same split")
+        raise DataError(
+            f"{paths[0]} holds {len(images)} images but {paths[1]} holds {len(labels)} labels; "
+            "the two files must come from the same split"
+        )
     y = labels.astype(np.int64)
     check_label_range(y, 10, str(paths[1]))
     x = images[:, None].copy()  # (N, 1, 28, 28), writable

@@ -39,8 +39,10 @@ VECTOR_HINT = "if x holds vectors, store it 2-D: numpy.savez(path, x=x.reshape(l
 
 def _read(path: Path) -> dict:
     if not path.is_file():
-        raise DataError(f"npz dataset {path} not found; pass the path of a .npz file holding arrays x and y "
-                        "(optionally x_test and y_test) as data.root")
+        raise DataError(
+            f"npz dataset {path} not found; pass the path of a .npz file holding arrays x and y "
+            "(optionally x_test and y_test) as data.root"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {}
@@ -51,8 +53,10 @@ def _read(path: Path) -> dict:
     except DataError:
         raise
     except Exception as err:  # zip, header and dtype errors all mean "not a usable npz"
-        raise DataError(f"{path}: not a readable .npz of plain arrays ({type(err).__name__}: {err}); "
-                        "save it with numpy.savez(path, x=..., y=...)") from None
+        raise DataError(
+            f"{path}: not a readable .npz of plain arrays ({type(err).__name__}: {err}); "
+            "save it with numpy.savez(path, x=..., y=...)"
+        ) from None
 
 
 def _array(z, key: str, path: Path) -> np.ndarray:
@@ -65,9 +69,11 @@ def _array(z, key: str, path: Path) -> np.ndarray:
         if "pickle" not in str(err):
             raise
         cast = "y.astype(np.int64)" if key.startswith("y") else "x.astype(np.float32)"
-        raise DataError(f"{path}: array {key!r} has dtype object (what pandas' .values gives for mixed columns), "
-                        f"which is not read, as loading it would run pickled code; convert it and save again, e.g. "
-                        f"{key}={cast.replace(cast[0], key, 1)} in numpy.savez") from None
+        raise DataError(
+            f"{path}: array {key!r} has dtype object (what pandas' .values gives for mixed columns), "
+            f"which is not read, as loading it would run pickled code; convert it and save again, e.g. "
+            f"{key}={cast.replace(cast[0], key, 1)} in numpy.savez"
+        ) from None
 
 
 def kind_of(shape: tuple, where: str) -> str:
@@ -90,8 +96,12 @@ def channels_last(shape: tuple, layout: str, where: str) -> bool:
     if layout == "nhwc" or (layout == "auto" and shape[1] > 4 and shape[3] <= 4):
         return True
     if layout == "auto" and shape[1] > 4:
-        raise _image_error(where, shape, "cannot tell the channel axis (neither axis 1 nor axis 3 has at most "
-                                         "4 entries); pass data.options.layout=nchw or nhwc")
+        raise _image_error(
+            where,
+            shape,
+            "cannot tell the channel axis (neither axis 1 nor axis 3 has at most "
+            "4 entries); pass data.options.layout=nchw or nhwc",
+        )
     return False
 
 
@@ -113,12 +123,15 @@ def _as_images(x: np.ndarray, layout: str, where: str) -> np.ndarray:
         raise _image_error(where, shape, f"images of shape {x.shape[1:]} are empty")
     if x.dtype.kind in "iub":
         if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
-            raise _image_error(where, shape, f"integer pixel values range over [{int(x.min())}, {int(x.max())}] "
-                                             "but must lie in 0..255")
+            raise _image_error(
+                where, shape, f"integer pixel values range over [{int(x.min())}, {int(x.max())}] but must lie in 0..255"
+            )
         return np.ascontiguousarray(x, dtype=np.uint8)
     if x.dtype.kind == "f":
         if not np.all(np.isfinite(x)) or (x.size and (x.min() < 0 or x.max() > 1)):
-            raise _image_error(where, shape, "float pixel values must be finite and lie in [0, 1] (or store uint8 0..255)")
+            raise _image_error(
+                where, shape, "float pixel values must be finite and lie in [0, 1] (or store uint8 0..255)"
+            )
         return np.ascontiguousarray(np.round(x * 255.0), dtype=np.uint8)
     raise _image_error(where, shape, f"pixel dtype {x.dtype} is not numeric; store uint8 0..255 or floats in [0, 1]")
 
@@ -131,9 +144,11 @@ def _as_vectors(x: np.ndarray, where: str) -> np.ndarray:
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
-        raise DataError(f"{where}: {len(bad)} of {len(x)} vectors contain NaN or inf (or values beyond float32's "
-                        f"range of about 3.4e38), first row {bad[0]}; drop or fill them before saving, e.g. "
-                        "keep = np.isfinite(x).all(axis=1); numpy.savez(path, x=x[keep], y=y[keep])")
+        raise DataError(
+            f"{where}: {len(bad)} of {len(x)} vectors contain NaN or inf (or values beyond float32's "
+            f"range of about 3.4e38), first row {bad[0]}; drop or fill them before saving, e.g. "
+            "keep = np.isfinite(x).all(axis=1); numpy.savez(path, x=x[keep], y=y[keep])"
+        )
     return x
 
 
@@ -153,8 +168,11 @@ def _labels(shapes: dict, labels: dict, path: Path) -> dict:
         if len(shapes[kx]) < 1:
             raise DataError(f"{path}: {kx} is a scalar; expected an array of samples")
         if shapes[kx][0] == 0:
-            fix = ("store at least one sample" if kx == "x"
-                   else "store test samples, or neither x_test nor y_test to hold out test_fraction of x")
+            fix = (
+                "store at least one sample"
+                if kx == "x"
+                else "store test samples, or neither x_test nor y_test to hold out test_fraction of x"
+            )
             raise DataError(f"{path}: {kx} holds 0 samples; {fix}")
         ys[part] = labels_array(labels[ky], f"{path} ({ky})", expected=shapes[kx][0])
     return ys
@@ -172,8 +190,10 @@ def class_labels(ys: dict, num_classes, path: Path) -> tuple[dict, int, tuple]:
     if num_classes is not None:
         C = int_option("num_classes", num_classes, 1)
         if C > total:
-            raise DataError(f"{path}: num_classes={C} is more than the {total} samples; a class count above the "
-                            "sample count means a wrong option (drop num_classes to count the distinct labels)")
+            raise DataError(
+                f"{path}: num_classes={C} is more than the {total} samples; a class count above the "
+                "sample count means a wrong option (drop num_classes to count the distinct labels)"
+            )
         for part, y in ys.items():
             check_label_range(y, C, f"{path} ({'y' if part == 'train' else 'y_test'})")
         return ys, C, ()
@@ -212,9 +232,11 @@ def _check_promise(path: Path, name: str) -> None:
         return  # named by the caller
     promised = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if promised > held - offset:
-        raise DataError(f"{path}: array {name!r} promises shape {tuple(shape)} of {dtype} ({promised / 2**30:.2f} GiB) "
-                        f"in its header but the file holds {max(0, held - offset)} bytes of it; the file is damaged "
-                        "or was not written by numpy: save it again with numpy.savez(path, x=..., y=...)")
+        raise DataError(
+            f"{path}: array {name!r} promises shape {tuple(shape)} of {dtype} ({promised / 2**30:.2f} GiB) "
+            f"in its header but the file holds {max(0, held - offset)} bytes of it; the file is damaged "
+            "or was not written by numpy: save it again with numpy.savez(path, x=..., y=...)"
+        )
 
 
 def _header_shape(path: Path, name: str) -> tuple | None:
@@ -231,7 +253,9 @@ def _header_shape(path: Path, name: str) -> tuple | None:
 def summarize(root, num_classes=None, layout="auto") -> Summary:
     """The kind of ``x`` (vectors or images), its shape and the labels, without reading ``x``'s values."""
     if root is None:
-        raise DataError("the npz dataset needs a file: pass data.root=PATH.npz (arrays x and y, optionally x_test, y_test)")
+        raise DataError(
+            "the npz dataset needs a file: pass data.root=PATH.npz (arrays x and y, optionally x_test, y_test)"
+        )
     path = Path(root).expanduser()
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -257,7 +281,9 @@ def load(root=None, split="train", seed=0, layout="auto", num_classes=None, test
     if layout not in LAYOUTS:
         raise ConfigError(f"data option layout={layout!r} is not valid; choose from {', '.join(LAYOUTS)}")
     if root is None:
-        raise DataError("the npz dataset needs a file: pass data.root=PATH.npz (arrays x and y, optionally x_test, y_test)")
+        raise DataError(
+            "the npz dataset needs a file: pass data.root=PATH.npz (arrays x and y, optionally x_test, y_test)"
+        )
     path = Path(root)
     arrays = _read(path)
     for key in ("x", "y"):
@@ -268,8 +294,9 @@ def load(root=None, split="train", seed=0, layout="auto", num_classes=None, test
     test = "x_test" in arrays
     kx = "x_test" if test and split == "test" else "x"
     if test and arrays["x"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(f"{path}: x has shape {arrays['x'].shape} but x_test {arrays['x_test'].shape}; "
-                        "the sample shapes must match")
+        raise DataError(
+            f"{path}: x has shape {arrays['x'].shape} but x_test {arrays['x_test'].shape}; the sample shapes must match"
+        )
     x = _convert(arrays[kx], layout, f"{path} ({kx})")
     y = ys["test" if kx == "x_test" else "train"]
     if not test:

@@ -46,8 +46,10 @@ class FeatureStats:
         if ds.kind != "vector":
             raise DataError(f"dataset {ds.name!r} holds {ds.kind}s; only vectors are standardised")
         if len(self.mean) != ds.x.shape[1]:
-            raise DataError(f"standardisation statistics have {len(self.mean)} features but dataset {ds.name!r} "
-                            f"has {ds.x.shape[1]}; the data file changed since training")
+            raise DataError(
+                f"standardisation statistics have {len(self.mean)} features but dataset {ds.name!r} "
+                f"has {ds.x.shape[1]}; the data file changed since training"
+            )
         mean = torch.tensor(self.mean, dtype=torch.float64, device=ds.x.device)
         std = torch.tensor(self.std, dtype=torch.float64, device=ds.x.device)
         return replace(ds, x=((ds.x.double() - mean) / std).float())
@@ -60,9 +62,14 @@ class FeatureStats:
         try:
             mean, std = [float(v) for v in data["mean"]], [float(v) for v in data["std"]]
         except (KeyError, TypeError, ValueError):
-            raise DataError(f"{source}: standardisation statistics are malformed (expected mean and std lists)") from None
-        if len(mean) != len(std) or not all(math.isfinite(m) for m in mean) or not all(
-                math.isfinite(s) and s > 0 for s in std):
+            raise DataError(
+                f"{source}: standardisation statistics are malformed (expected mean and std lists)"
+            ) from None
+        if (
+            len(mean) != len(std)
+            or not all(math.isfinite(m) for m in mean)
+            or not all(math.isfinite(s) and s > 0 for s in std)
+        ):
             raise DataError(f"{source}: standardisation statistics are malformed (lengths differ or values not finite)")
         return cls(tuple(mean), tuple(std))
 
@@ -90,21 +97,31 @@ def check_scale(ds, noise: float | None = None) -> None:
     top = float(x.abs().max()) if x.numel() else 0.0
     fix = "set data.standardize=true (the default) or rescale the file"
     if top > HUGE:
-        raise DataError(f"dataset {ds.name!r}: vector values reach {top:.3g} and data.standardize=false; beyond "
-                        f"{HUGE:g} the backbone's BatchNorm overflows float32 and training learns nothing; {fix}")
+        raise DataError(
+            f"dataset {ds.name!r}: vector values reach {top:.3g} and data.standardize=false; beyond "
+            f"{HUGE:g} the backbone's BatchNorm overflows float32 and training learns nothing; {fix}"
+        )
     if top < TINY:
-        raise DataError(f"dataset {ds.name!r}: every vector value is below {TINY:g} in size and data.standardize=false; "
-                        f"the backbone's BatchNorm cannot tell such values from 0; {fix}")
+        raise DataError(
+            f"dataset {ds.name!r}: every vector value is below {TINY:g} in size and data.standardize=false; "
+            f"the backbone's BatchNorm cannot tell such values from 0; {fix}"
+        )
     if not noise or len(x) < 2:
         return
     std = x.double().std(0).cpu().numpy()
     std = std[std > 0]
     spread = float(np.median(std)) if len(std) else top
     if spread * NOISE_RATIO < noise:
-        raise DataError(f"dataset {ds.name!r}: the features' typical standard deviation is {spread:.3g} but the "
-                        f"augmentation noise is {noise:g} (data.standardize=false), so both views are mostly noise "
-                        f"and training ends at chance; {fix} or lower data.aug_noise")
+        raise DataError(
+            f"dataset {ds.name!r}: the features' typical standard deviation is {spread:.3g} but the "
+            f"augmentation noise is {noise:g} (data.standardize=false), so both views are mostly noise "
+            f"and training ends at chance; {fix} or lower data.aug_noise"
+        )
     if spread > NOISE_RATIO * noise:
-        warnings.warn(f"dataset {ds.name!r}: the features' typical standard deviation is {spread:.3g} but the "
-                      f"augmentation noise is {noise:g} (data.standardize=false), so the noise does nothing; "
-                      f"{fix} or raise data.aug_noise", DataWarning, stacklevel=2)
+        warnings.warn(
+            f"dataset {ds.name!r}: the features' typical standard deviation is {spread:.3g} but the "
+            f"augmentation noise is {noise:g} (data.standardize=false), so the noise does nothing; "
+            f"{fix} or raise data.aug_noise",
+            DataWarning,
+            stacklevel=2,
+        )

@@ -22,8 +22,9 @@ def class_means(num_classes: int, dim: int, rng: np.random.Generator) -> np.ndar
     return mu / np.linalg.norm(mu, axis=1, keepdims=True)
 
 
-def load_vectors(root=None, split="train", seed=0, num_classes=10, dim=32, samples_per_class=200, noise=0.5,
-                 test_fraction=0.25) -> ArrayDataset:
+def load_vectors(
+    root=None, split="train", seed=0, num_classes=10, dim=32, samples_per_class=200, noise=0.5, test_fraction=0.25
+) -> ArrayDataset:
     C = int_option("num_classes", num_classes, 2)
     d = int_option("dim", dim, 1)
     n = int_option("samples_per_class", samples_per_class, 2)
@@ -49,8 +50,9 @@ def class_patterns(num_classes: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out)
 
 
-def load_images(root=None, split="train", seed=0, num_classes=10, size=16, samples_per_class=200, noise=0.1,
-                test_fraction=0.25) -> ArrayDataset:
+def load_images(
+    root=None, split="train", seed=0, num_classes=10, size=16, samples_per_class=200, noise=0.1, test_fraction=0.25
+) -> ArrayDataset:
     C = int_option("num_classes", num_classes, 2)
     size = int_option("size", size, 4)
     n = int_option("samples_per_class", samples_per_class, 2)

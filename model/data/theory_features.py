@@ -32,13 +32,16 @@ def check_geometry(num_classes, dim, rho, sigma) -> tuple[int, int, float, float
     d = int_option("dim", dim, 2)
     if isinstance(rho, str):
         if rho.lower() != "etf":
-            raise ConfigError(f"data.options.rho={rho!r} is not a number; give an inner product in "
-                              f"[-1/(C-1), 1) or 'etf'")
+            raise ConfigError(
+                f"data.options.rho={rho!r} is not a number; give an inner product in [-1/(C-1), 1) or 'etf'"
+            )
         rho = etf_rho(C)
     rho = float(rho)
     if not (etf_rho(C) - 1e-12 <= rho < 1.0):
-        raise ConfigError(f"data.options.rho={rho} is outside [-1/(C-1), 1) = [{etf_rho(C):.4f}, 1) for C={C}: "
-                          "no unit vectors have that pairwise inner product")
+        raise ConfigError(
+            f"data.options.rho={rho} is outside [-1/(C-1), 1) = [{etf_rho(C):.4f}, 1) for C={C}: "
+            "no unit vectors have that pairwise inner product"
+        )
     if d < C:
         raise ConfigError(f"data.options.dim={d} is smaller than num_classes={C}; the class means need d >= C")
     sigma = float_option("sigma", sigma, 0.0, 1e6)
@@ -54,8 +57,17 @@ def class_means(C: int, d: int, rho: float, rng: np.random.Generator) -> np.ndar
     return factor @ q.T
 
 
-def load(root=None, split="train", seed=0, num_classes=4, dim=64, rho="etf", sigma=0.3, samples_per_class=400,
-         test_fraction=0.25) -> ArrayDataset:
+def load(
+    root=None,
+    split="train",
+    seed=0,
+    num_classes=4,
+    dim=64,
+    rho="etf",
+    sigma=0.3,
+    samples_per_class=400,
+    test_fraction=0.25,
+) -> ArrayDataset:
     C, d, rho, sigma = check_geometry(num_classes, dim, rho, sigma)
     n = int_option("samples_per_class", samples_per_class, 2)
     rng = np.random.default_rng([int(seed), 7])

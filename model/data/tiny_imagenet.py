@@ -35,9 +35,11 @@ def _folder(root) -> Path:
     folder, cands = find_folder(root, FOLDER, "wnids.txt")
     if folder is not None:
         return folder
-    raise DataError(f"Tiny-ImageNet not found: expected wnids.txt, train/<wnid>/images/*.JPEG and "
-                    f"val/val_annotations.txt with val/images/*.JPEG in {cands[0]} or {cands[1]}; "
-                    f"unpack tiny-imagenet-200.zip and pass its folder (or the folder holding it) as data.root")
+    raise DataError(
+        f"Tiny-ImageNet not found: expected wnids.txt, train/<wnid>/images/*.JPEG and "
+        f"val/val_annotations.txt with val/images/*.JPEG in {cands[0]} or {cands[1]}; "
+        f"unpack tiny-imagenet-200.zip and pass its folder (or the folder holding it) as data.root"
+    )
 
 
 def _read_text(path: Path) -> list[str]:
@@ -71,21 +73,27 @@ def _listing(folder: Path, split: str, wnids: list[str]) -> list[tuple[Path, int
         for w in wnids:
             d = folder / "train" / w / "images"
             if not d.is_dir():
-                raise DataError(f"Tiny-ImageNet train folder {d} is missing; expected train/<wnid>/images/*.JPEG "
-                                f"for every id in {folder / 'wnids.txt'}")
+                raise DataError(
+                    f"Tiny-ImageNet train folder {d} is missing; expected train/<wnid>/images/*.JPEG "
+                    f"for every id in {folder / 'wnids.txt'}"
+                )
             items += [(d / f, index[w]) for f in sorted(os.listdir(d)) if f.lower().endswith((".jpeg", ".jpg"))]
     else:
         ann = folder / "val" / "val_annotations.txt"
         if not ann.is_file():
-            raise DataError(f"Tiny-ImageNet val labels {ann} are missing; expected lines 'file<TAB>wnid<TAB>box' "
-                            "and the images in val/images/")
+            raise DataError(
+                f"Tiny-ImageNet val labels {ann} are missing; expected lines 'file<TAB>wnid<TAB>box' "
+                "and the images in val/images/"
+            )
         for n, line in enumerate(_read_text(ann), 1):
             parts = line.split("\t")
             if not line.strip():
                 continue
             if len(parts) < 2 or parts[1].strip() not in index:
-                raise DataError(f"{ann} line {n}: expected 'file<TAB>wnid<TAB>...' with a wnid listed in "
-                                f"wnids.txt, got {line[:80]!r}")
+                raise DataError(
+                    f"{ann} line {n}: expected 'file<TAB>wnid<TAB>...' with a wnid listed in "
+                    f"wnids.txt, got {line[:80]!r}"
+                )
             items.append((folder / "val" / "images" / parts[0].strip(), index[parts[1].strip()]))
     if not items:
         raise DataError(f"Tiny-ImageNet {split} split in {folder} holds no JPEG images")

@@ -39,22 +39,30 @@ from deepfusion.model.network.registry import SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 
 
-
-@SCOPES.register("both_views", label="both views (paper)", min_instances=1,
-                 summary="every token sees all V*N tokens, itself and its positive view(s) included")
+@SCOPES.register(
+    "both_views",
+    label="both views (paper)",
+    min_instances=1,
+    summary="every token sees all V*N tokens, itself and its positive view(s) included",
+)
 def _both_views_mask(n: int, views: int, device=None) -> torch.Tensor | None:
     return None
 
 
-@SCOPES.register("per_view", label="within each view", min_instances=2,
-                 summary="a token sees only the tokens of its own view")
+@SCOPES.register(
+    "per_view", label="within each view", min_instances=2, summary="a token sees only the tokens of its own view"
+)
 def _per_view_mask(n: int, views: int, device=None) -> torch.Tensor:
     view = torch.arange(n * views, device=device) // n
     return view[:, None] == view[None, :]
 
 
-@SCOPES.register("mask_pair", label="positive view hidden", min_instances=2,
-                 summary="a token does not see its positive view(s); it still sees itself")
+@SCOPES.register(
+    "mask_pair",
+    label="positive view hidden",
+    min_instances=2,
+    summary="a token does not see its positive view(s); it still sees itself",
+)
 def _mask_pair_mask(n: int, views: int, device=None) -> torch.Tensor:
     idx = torch.arange(n * views, device=device)
     inst = idx % n  # hide same instance, other token

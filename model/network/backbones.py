@@ -26,8 +26,12 @@ class BasicBlock(nn.Module):
         super().__init__()
         cout = width * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
         self.skip = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
 
@@ -42,9 +46,15 @@ class Bottleneck(nn.Module):
         super().__init__()
         cout = width * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
         self.skip = _shortcut(cin, cout, stride)
         self.relu = nn.ReLU(inplace=True)
 
@@ -63,8 +73,9 @@ class ResNet(nn.Module):
 
     def __init__(self, block, layers: tuple[int, ...], in_channels: int):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        )
         stages, cin = [], 64
         for i, (width, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
             for j in range(blocks):
@@ -141,23 +152,30 @@ class CNN1D(nn.Module):
 
 def _image_shape(name: str, input_shape: tuple) -> tuple[int, int, int]:
     if len(input_shape) != 3:
-        raise ConfigError(f"backbone {name!r} needs image input (C, H, W), got input shape {tuple(input_shape)}; "
-                          "use backbone 'mlp' for vector data")
+        raise ConfigError(
+            f"backbone {name!r} needs image input (C, H, W), got input shape {tuple(input_shape)}; "
+            "use backbone 'mlp' for vector data"
+        )
     c, h, w = (int(s) for s in input_shape)
     if c < 1 or min(h, w) < MIN_SIDE:
-        raise ConfigError(f"backbone {name!r} needs at least 1 channel and images of at least "
-                          f"{MIN_SIDE}x{MIN_SIDE}, got input shape {tuple(input_shape)}")
+        raise ConfigError(
+            f"backbone {name!r} needs at least 1 channel and images of at least "
+            f"{MIN_SIDE}x{MIN_SIDE}, got input shape {tuple(input_shape)}"
+        )
     return c, h, w
 
 
-@BACKBONES.register("resnet18", label="ResNet-18 (CIFAR stem)", inputs="image",
-                    summary="ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)")
+@BACKBONES.register(
+    "resnet18",
+    label="ResNet-18 (CIFAR stem)",
+    inputs="image",
+    summary="ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool)",
+)
 def _resnet18(input_shape) -> nn.Module:
     return ResNet(BasicBlock, (2, 2, 2, 2), _image_shape("resnet18", input_shape)[0])
 
 
-@BACKBONES.register("resnet50", label="ResNet-50 (CIFAR stem)", inputs="image",
-                    summary="ResNet-50 with the CIFAR stem")
+@BACKBONES.register("resnet50", label="ResNet-50 (CIFAR stem)", inputs="image", summary="ResNet-50 with the CIFAR stem")
 def _resnet50(input_shape) -> nn.Module:
     return ResNet(Bottleneck, (3, 4, 6, 3), _image_shape("resnet50", input_shape)[0])
 
@@ -167,25 +185,38 @@ def _cnn3(input_shape) -> nn.Module:
     return CNN3(_image_shape("cnn3", input_shape)[0])
 
 
-@BACKBONES.register("mlp", label="MLP", inputs="vector", summary="Linear-BN-ReLU layers for vector data",
-                    options={"backbone_width": "hidden", "backbone_depth": "layers"})
+@BACKBONES.register(
+    "mlp",
+    label="MLP",
+    inputs="vector",
+    summary="Linear-BN-ReLU layers for vector data",
+    options={"backbone_width": "hidden", "backbone_depth": "layers"},
+)
 def _mlp(input_shape, hidden: int = 512, layers: int = 2) -> nn.Module:
     if len(input_shape) != 1 or int(input_shape[0]) < 1:
-        raise ConfigError(f"backbone 'mlp' needs vector input (d,), got input shape {tuple(input_shape)}; "
-                          f"use one of {', '.join(b.name for b in BACKBONES.entries() if b.extra['inputs'] == 'image')} "
-                          "for images")
+        raise ConfigError(
+            f"backbone 'mlp' needs vector input (d,), got input shape {tuple(input_shape)}; "
+            f"use one of {', '.join(b.name for b in BACKBONES.entries() if b.extra['inputs'] == 'image')} "
+            "for images"
+        )
     for key, value in (("backbone_width", hidden), ("backbone_depth", layers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"model.{key}={value!r} must be a positive integer")
     return MLPBackbone(int(input_shape[0]), hidden, layers)
 
 
-@BACKBONES.register("cnn1d", label="1-D CNN", inputs="vector",
-                    summary="a small 1-D CNN for ordered signals (time series, spectra), x of shape (N, L)")
+@BACKBONES.register(
+    "cnn1d",
+    label="1-D CNN",
+    inputs="vector",
+    summary="a small 1-D CNN for ordered signals (time series, spectra), x of shape (N, L)",
+)
 def _cnn1d(input_shape) -> nn.Module:
     if len(input_shape) != 1 or int(input_shape[0]) < MIN_SIDE:
-        raise ConfigError(f"backbone 'cnn1d' needs signals (L,) of at least {MIN_SIDE} positions, got input shape "
-                          f"{tuple(input_shape)}")
+        raise ConfigError(
+            f"backbone 'cnn1d' needs signals (L,) of at least {MIN_SIDE} positions, got input shape "
+            f"{tuple(input_shape)}"
+        )
     return CNN1D()
 
 
@@ -227,16 +258,25 @@ class PCAWhiten(nn.Module):
         return (x.reshape(len(x), -1) - self.mean) @ self.proj
 
 
-@BACKBONES.register("identity", label="identity (the data's features)", inputs="vector",
-                    summary="no backbone: the head sees the input vectors (use with train.freeze_backbone)")
+@BACKBONES.register(
+    "identity",
+    label="identity (the data's features)",
+    inputs="vector",
+    summary="no backbone: the head sees the input vectors (use with train.freeze_backbone)",
+)
 def _identity(input_shape) -> nn.Module:
     if len(input_shape) != 1:
         raise ConfigError(f"backbone 'identity' needs vector input (d,), got input shape {tuple(input_shape)}")
     return Identity(int(input_shape[0]))
 
 
-@BACKBONES.register("pca", label="PCA-whitened inputs", inputs="any", fits_data=True,
-                    summary="a fixed map: the top 128 principal directions of the training inputs, whitened")
+@BACKBONES.register(
+    "pca",
+    label="PCA-whitened inputs",
+    inputs="any",
+    fits_data=True,
+    summary="a fixed map: the top 128 principal directions of the training inputs, whitened",
+)
 def _pca(input_shape) -> nn.Module:
     return PCAWhiten(int(np.prod(input_shape)))
 
@@ -253,6 +293,8 @@ def build_backbone(name: str, input_shape, **options) -> nn.Module:
     foreign = sorted(set(given) - set(entry.options))
     if foreign:
         takers = [e.name for e in BACKBONES.entries() if set(foreign) <= set(e.options)]
-        raise ConfigError(f"model.{foreign[0]} does not apply to backbone {name!r} (it applies to "
-                          f"{', '.join(takers) or 'no backbone'}); set it to null")
+        raise ConfigError(
+            f"model.{foreign[0]} does not apply to backbone {name!r} (it applies to "
+            f"{', '.join(takers) or 'no backbone'}); set it to null"
+        )
     return entry.build(tuple(input_shape), **{entry.options[k]: v for k, v in given.items()})

@@ -23,8 +23,10 @@ def find_head(model: nn.Module) -> TransformerHead:
     """The one :class:`TransformerHead` inside ``model`` (``model`` itself counts)."""
     heads = [m for m in model.modules() if isinstance(m, TransformerHead)]
     if not heads:
-        raise DataError(f"{type(model).__name__} holds no deepfusion TransformerHead; build its projection head "
-                        "with deepfusion.TransformerHead, or pass head=")
+        raise DataError(
+            f"{type(model).__name__} holds no deepfusion TransformerHead; build its projection head "
+            "with deepfusion.TransformerHead, or pass head="
+        )
     if len(heads) > 1:
         raise DataError(f"{type(model).__name__} holds {len(heads)} TransformerHeads; pass the one to read as head=")
     return heads[0]
@@ -55,8 +57,10 @@ def capture_attention(model: nn.Module, batches, head: TransformerHead | None = 
             seen.clear()
             model(*_as_args(batch))
             if not seen:
-                raise DataError(f"batch {i}: the model's forward never called the head; pass the model that holds "
-                                "it, or head= the module its forward uses")
+                raise DataError(
+                    f"batch {i}: the model's forward never called the head; pass the model that holds "
+                    "it, or head= the module its forward uses"
+                )
             _, attention = head(seen[0], return_attention=True)
             maps.append(torch.stack(attention).float().cpu().numpy())  # (L, H, M, M)
     finally:
@@ -65,6 +69,8 @@ def capture_attention(model: nn.Module, batches, head: TransformerHead | None = 
         raise DataError("capture_attention got no batches; pass at least one")
     sizes = sorted({m.shape[-1] for m in maps})
     if len(sizes) > 1:
-        raise DataError(f"the head saw batches of {', '.join(map(str, sizes))} tokens; give every batch the same "
-                        "size (drop the last, smaller batch)")
+        raise DataError(
+            f"the head saw batches of {', '.join(map(str, sizes))} tokens; give every batch the same "
+            "size (drop the last, smaller batch)"
+        )
     return np.stack(maps)  # (B, L, H, M, M)

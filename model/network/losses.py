@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from deepfusion.errors import ConfigError, DataError
 
 
-def nt_xent(z: torch.Tensor, indexes: torch.Tensor, temperature: float,
-            rows: torch.Tensor | None = None) -> torch.Tensor:
+def nt_xent(
+    z: torch.Tensor, indexes: torch.Tensor, temperature: float, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean NT-Xent of ``z`` (M, d) with positives given by equal ``indexes`` (M,); a scalar tensor.
 
     ``rows`` (A,) integer indices of the anchors (default: every row).
@@ -46,7 +47,9 @@ def nt_xent(z: torch.Tensor, indexes: torch.Tensor, temperature: float,
         anchor_ids = indexes
     else:
         if rows.dim() != 1 or rows.is_floating_point():
-            raise DataError(f"nt_xent rows must be a 1-D integer tensor of anchor indices, got {tuple(rows.shape)} {rows.dtype}")
+            raise DataError(
+                f"nt_xent rows must be a 1-D integer tensor of anchor indices, got {tuple(rows.shape)} {rows.dtype}"
+            )
         rows = rows.to(indexes.device)
         eye = rows[:, None] == torch.arange(m, device=indexes.device)[None, :]  # (A, M): the anchor itself
         anchor_ids = indexes[rows]
@@ -55,8 +58,10 @@ def nt_xent(z: torch.Tensor, indexes: torch.Tensor, temperature: float,
     anchors = count > 0
     # Checked on the host only when that costs no device sync; on a GPU no anchor gives NaN instead.
     if indexes.device.type == "cpu" and not bool(anchors.any()):
-        raise DataError("nt_xent: no sample shares its index with another, so no anchor has a positive; "
-                        "pass the same id for the views of one instance (or class labels)")
+        raise DataError(
+            "nt_xent: no sample shares its index with another, so no anchor has a positive; "
+            "pass the same id for the views of one instance (or class labels)"
+        )
     pos, count, anchors, eye = (t.to(z.device, non_blocking=True) for t in (pos, count, anchors, eye))
     with torch.autocast(device_type=z.device.type, enabled=False):
         zn = F.normalize(z.float(), dim=1)

@@ -54,12 +54,22 @@ class _FeedForwardHead(nn.Module):
 
 
 # Decorators apply bottom-up: mlp registers before mlp_nobn.
-@HEADS.register("mlp_nobn", label="MLP, no BatchNorm", attends=False, fixed={"batchnorm": False},
-                summary="Linear-ReLU-Linear: nothing mixes the samples of a batch",
-                options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"})
-@HEADS.register("mlp", label="MLP + BatchNorm (SimCLR)", attends=False, fixed={"batchnorm": True},
-                summary="SimCLR's head: Linear-BN-ReLU-Linear",
-                options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"})
+@HEADS.register(
+    "mlp_nobn",
+    label="MLP, no BatchNorm",
+    attends=False,
+    fixed={"batchnorm": False},
+    summary="Linear-ReLU-Linear: nothing mixes the samples of a batch",
+    options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"},
+)
+@HEADS.register(
+    "mlp",
+    label="MLP + BatchNorm (SimCLR)",
+    attends=False,
+    fixed={"batchnorm": True},
+    summary="SimCLR's head: Linear-BN-ReLU-Linear",
+    options={"mlp_hidden": "hidden_dim", "out_dim": "out_dim"},
+)
 class MLPHead(_FeedForwardHead):
     """SimCLR's projection head: Linear-BN-ReLU-Linear (``batchnorm=False``: Linear-ReLU-Linear)."""
 
@@ -75,9 +85,13 @@ class MLPHead(_FeedForwardHead):
         self.tail = nn.Linear(hidden_dim, out_dim)
 
 
-@HEADS.register("ffn", label="FFN blocks (paper baseline)", attends=False,
-                summary="the paper's baseline: the transformer's layout with Linear-BN-ReLU blocks",
-                options=("dim", "depth", "out_dim", "out_bn"))
+@HEADS.register(
+    "ffn",
+    label="FFN blocks (paper baseline)",
+    attends=False,
+    summary="the paper's baseline: the transformer's layout with Linear-BN-ReLU blocks",
+    options=("dim", "depth", "out_dim", "out_bn"),
+)
 class FFNHead(_FeedForwardHead):
     """The paper's feed-forward baseline: Linear to ``dim``, ``depth`` Linear-BN-ReLU blocks, output Linear + BN."""
 
@@ -88,5 +102,6 @@ class FFNHead(_FeedForwardHead):
         self.stem = nn.Linear(in_dim, dim)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), nn.ReLU(inplace=True))
-            for _ in range(depth))
+            for _ in range(depth)
+        )
         self.tail = nn.Sequential(nn.Linear(dim, out_dim), BiasFreeBatchNorm1d(out_dim) if out_bn else nn.Identity())

@@ -69,7 +69,9 @@ class Registry:
         """The entry ``name``; a :class:`ConfigError` that lists the valid names otherwise."""
         entries = self._entries_loaded()
         if name not in entries:
-            raise ConfigError(f"{self.config_key}={name!r} is not a valid {self.kind}; choose from {', '.join(entries)}")
+            raise ConfigError(
+                f"{self.config_key}={name!r} is not a valid {self.kind}; choose from {', '.join(entries)}"
+            )
         return entries[name]
 
     def check(self, name: str) -> str:

@@ -38,40 +38,46 @@ class BiasFreeBatchNorm1d(nn.BatchNorm1d):
         self.register_parameter("bias", None)  # F.batch_norm accepts bias=None
 
 
-def check_head_input(x: torch.Tensor, in_dim: int, views: int = 1, min_instances: int = 1,
-                     scope: str = "", check_finite: bool = True) -> None:
+def check_head_input(
+    x: torch.Tensor, in_dim: int, views: int = 1, min_instances: int = 1, scope: str = "", check_finite: bool = True
+) -> None:
     """Raise ``DataError`` naming what is wrong with a head's input ``x`` (expected ``(V*N, in_dim)``)."""
     if not isinstance(x, torch.Tensor):
         raise DataError(f"head input must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise DataError(
             f"head input must be a 2-D (V*N, in_dim) matrix of backbone features, got a {x.dim()}-D tensor "
-            f"of shape {tuple(x.shape)}; flatten the features or stack the views along dim 0")
+            f"of shape {tuple(x.shape)}; flatten the features or stack the views along dim 0"
+        )
     m, d = x.shape
     if d != in_dim:
-        raise DataError(f"head input has feature size {d}, but the head was built for in_dim={in_dim}; "
-                        "build the head with the backbone's out_dim")
+        raise DataError(
+            f"head input has feature size {d}, but the head was built for in_dim={in_dim}; "
+            "build the head with the backbone's out_dim"
+        )
     if m % views:
-        raise DataError(f"head input has M={m} rows, not divisible by views={views}; "
-                        "stack the same number of samples for every view")
+        raise DataError(
+            f"head input has M={m} rows, not divisible by views={views}; "
+            "stack the same number of samples for every view"
+        )
     n = m // views
     if n < min_instances:
-        raise DataError(f"scope {scope!r} needs at least {min_instances} instances per view so a token sees "
-                        f"someone besides itself, got N={n} (M={m}, views={views}); use a larger batch")
+        raise DataError(
+            f"scope {scope!r} needs at least {min_instances} instances per view so a token sees "
+            f"someone besides itself, got N={n} (M={m}, views={views}); use a larger batch"
+        )
     if check_finite and not bool(torch.isfinite(x).all()):
         raise DataError("head input contains NaN or inf features; check the backbone and the learning rate")
 
 
-@NORMS.register("post", label="post-LN (paper)", summary="Z = LN(Z + MHA(Z)); Z = LN(Z + FFN(Z))",
-                final_ln=False)
+@NORMS.register("post", label="post-LN (paper)", summary="Z = LN(Z + MHA(Z)); Z = LN(Z + FFN(Z))", final_ln=False)
 def post_ln(block: "TransformerBlock", z: torch.Tensor, need_weights: bool):
     a, weights = block.attend(z, need_weights)
     z = block.ln1(z + block.drop(a))
     return block.ln2(z + block.ffn(z)), weights
 
 
-@NORMS.register("pre", label="pre-LN", summary="Z = Z + MHA(LN(Z)); Z = Z + FFN(LN(Z)), and a final LN",
-                final_ln=True)
+@NORMS.register("pre", label="pre-LN", summary="Z = Z + MHA(LN(Z)); Z = Z + FFN(LN(Z)), and a final LN", final_ln=True)
 def pre_ln(block: "TransformerBlock", z: torch.Tensor, need_weights: bool):
     a, weights = block.attend(block.ln1(z), need_weights)
     z = z + block.drop(a)
@@ -109,19 +115,35 @@ class TransformerBlock(nn.Module):
         return self._layout(self, z, need_weights)
 
 
-@HEADS.register("transformer", label="Transformer (across batch)", attends=True,
-                summary="the paper's head: blocks of attention across the batch and a GELU FFN",
-                options=("dim", "depth", "heads", "ffn_dim", "out_dim", "norm", "scope", "views", "out_bn", "dropout"))
+@HEADS.register(
+    "transformer",
+    label="Transformer (across batch)",
+    attends=True,
+    summary="the paper's head: blocks of attention across the batch and a GELU FFN",
+    options=("dim", "depth", "heads", "ffn_dim", "out_dim", "norm", "scope", "views", "out_bn", "dropout"),
+)
 class TransformerHead(nn.Module):
     """Transformer head attending across the batch; see the module docstring."""
 
-    def __init__(self, in_dim: int, dim: int = 256, depth: int = 10, heads: int = 16, ffn_dim: int = 1024,
-                 out_dim: int = 512, norm: str = "post", scope: str = "both_views", views: int = 2,
-                 out_bn: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int = 256,
+        depth: int = 10,
+        heads: int = 16,
+        ffn_dim: int = 1024,
+        out_dim: int = 512,
+        norm: str = "post",
+        scope: str = "both_views",
+        views: int = 2,
+        out_bn: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         NORMS.check(norm)
-        check_positive_ints(in_dim=in_dim, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim, out_dim=out_dim,
-                            views=views)
+        check_positive_ints(
+            in_dim=in_dim, dim=dim, depth=depth, heads=heads, ffn_dim=ffn_dim, out_dim=out_dim, views=views
+        )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout={dropout!r} must lie in [0, 1)")
         self.in_dim, self.dim, self.depth, self.heads = in_dim, dim, depth, heads
@@ -129,7 +151,8 @@ class TransformerHead(nn.Module):
         self.scope = check_scope(scope)
         self.inp = nn.Linear(in_dim, dim)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, heads, ffn_dim, norm, scope, views, dropout) for _ in range(depth))
+            TransformerBlock(dim, heads, ffn_dim, norm, scope, views, dropout) for _ in range(depth)
+        )
         self.final_ln = nn.LayerNorm(dim) if NORMS.get(norm).extra["final_ln"] else nn.Identity()
         self.out = nn.Linear(dim, out_dim)
         self.bn = BiasFreeBatchNorm1d(out_dim) if out_bn else nn.Identity()
@@ -137,12 +160,21 @@ class TransformerHead(nn.Module):
     @classmethod
     def paper(cls, in_dim: int) -> "TransformerHead":
         """The authors' sizes: D=256, 10 post-LN layers, 16 heads, FFN 1024, output 512 with bias-free BN."""
-        return cls(in_dim, dim=256, depth=10, heads=16, ffn_dim=1024, out_dim=512, norm="post",
-                   scope="both_views", views=2, out_bn=True)
+        return cls(
+            in_dim,
+            dim=256,
+            depth=10,
+            heads=16,
+            ffn_dim=1024,
+            out_dim=512,
+            norm="post",
+            scope="both_views",
+            views=2,
+            out_bn=True,
+        )
 
     def _check(self, x: torch.Tensor) -> None:
-        check_head_input(x, self.in_dim, self.views, min_instances(self.scope), self.scope,
-                         current().check_inputs)
+        check_head_input(x, self.in_dim, self.views, min_instances(self.scope), self.scope, current().check_inputs)
 
     def _run(self, x: torch.Tensor, need_weights: bool, keep_tokens: bool):
         self._check(x)

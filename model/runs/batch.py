@@ -22,17 +22,22 @@ def check_batch(cfg, n_train: int, world: int = 1) -> None:
     ``world`` processes or the ``n_train`` training samples."""
     batch = cfg.train.batch_size
     if batch % world:
-        raise ConfigError(f"train.batch_size={batch} (the global batch) does not split evenly over {world} "
-                          f"processes; use a multiple of {world}")
+        raise ConfigError(
+            f"train.batch_size={batch} (the global batch) does not split evenly over {world} "
+            f"processes; use a multiple of {world}"
+        )
     need = max(MIN_BATCH, min_instances(cfg.model.scope) if attends(cfg.model.head) else MIN_BATCH)
     if batch < need:
-        raise ConfigError(f"train.batch_size={batch} is too small for model.scope={cfg.model.scope}; "
-                          f"use at least {need}")
+        raise ConfigError(
+            f"train.batch_size={batch} is too small for model.scope={cfg.model.scope}; use at least {need}"
+        )
     seen = batch // world  # with train.attend=local the head sees one process's share
     if world > 1 and cfg.train.attend == "local" and seen < need:
-        raise ConfigError(f"train.batch_size={batch} gives each of {world} processes {seen} samples, "
-                          f"too few for model.scope={cfg.model.scope} with train.attend=local; use at least "
-                          f"{need * world} or train.attend=global")
+        raise ConfigError(
+            f"train.batch_size={batch} gives each of {world} processes {seen} samples, "
+            f"too few for model.scope={cfg.model.scope} with train.attend=local; use at least "
+            f"{need * world} or train.attend=global"
+        )
     if batch > n_train:
         raise ConfigError(f"train.batch_size={batch} exceeds the {n_train} training samples; lower it")
 

@@ -41,8 +41,13 @@ def capture_rng() -> dict:
     version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -161,8 +166,10 @@ def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = Fals
     """
     folder = Path(folder)
     if folder.is_symlink():  # neither a write nor the cleanup below may follow it out of the run folder
-        raise CheckpointError(f"checkpoints folder {folder} is a symbolic link (to {os.readlink(folder)}); checkpoints "
-                              "are written only into a plain folder: replace the link with a folder")
+        raise CheckpointError(
+            f"checkpoints folder {folder} is a symbolic link (to {os.readlink(folder)}); checkpoints "
+            "are written only into a plain folder: replace the link with a folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     if clear_stale:
         for pattern in STALE:
@@ -191,8 +198,9 @@ def _rotate(last: Path, prev: Path) -> None:
 
 
 # ---------------------------------------------------------------- reading
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False,
-                    mmap: bool = False) -> dict:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False, mmap: bool = False
+) -> dict:
     """Load and check a checkpoint; any problem raises a one-line :class:`CheckpointError`.
 
     The fields every use needs (model, config, step, finished) are checked always, the training
@@ -201,7 +209,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; train first or point to a run folder with checkpoints/last.pt")
+        raise CheckpointError(
+            f"checkpoint {path} not found; train first or point to a run folder with checkpoints/last.pt"
+        )
     with open(path, "rb") as f:
         magic = f.read(4)
     if not zipfile.is_zipfile(path):
@@ -209,26 +219,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             raise CheckpointError(
                 f"checkpoint {path} is truncated (incomplete write); use {PREV} beside it or resume from an earlier run"
             )
-        raise CheckpointError(f"{path} is not a deepfusion checkpoint (foreign or corrupt file); point to a run's checkpoints/{LAST}")
+        raise CheckpointError(
+            f"{path} is not a deepfusion checkpoint (foreign or corrupt file); point to a run's checkpoints/{LAST}"
+        )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt members, CRC errors, unsafe pickles
-        raise CheckpointError(f"checkpoint {path} is corrupt ({first_line(err)}); use {PREV} beside it or retrain") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt ({first_line(err)}); use {PREV} beside it or retrain"
+        ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a torch file but not a deepfusion checkpoint (foreign); point to a run's checkpoints/{LAST}")
+        raise CheckpointError(
+            f"{path} is a torch file but not a deepfusion checkpoint (foreign); point to a run's checkpoints/{LAST}"
+        )
     if obj.get("version") != VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; retrain or use a matching release"
+            f"checkpoint {path} has format version {obj.get('version')!r}, this code reads {VERSION}; "
+            "retrain or use a matching release"
         )
     check_fields(obj, path, resume=resume)
     corrupt = None if mmap else checksum_problem(obj)  # mmap: a look at the progress fields only
     if corrupt:
-        raise CheckpointError(f"checkpoint {path} is corrupt ({corrupt}: damaged on disk); use {PREV} beside it "
-                              "or retrain")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt ({corrupt}: damaged on disk); use {PREV} beside it or retrain"
+        )
     bad = nonfinite_tensor(obj["model"])
     if bad is not None:
-        raise CheckpointError(f"checkpoint {path} holds non-finite weights ({bad} has NaN/inf; the update before it "
-                              f"was saved diverged); use {PREV} beside it or retrain with a lower optim.lr")
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights ({bad} has NaN/inf; the update before it "
+            f"was saved diverged); use {PREV} beside it or retrain with a lower optim.lr"
+        )
     if not mmap:
         _remember_good(path)
     return obj
@@ -242,8 +262,9 @@ def nonfinite_tensor(state: dict) -> str | None:
     return None
 
 
-def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad: bool = False,
-                      quiet: bool = False, mmap: bool = False) -> dict:
+def latest_checkpoint(
+    folder: str | Path, *, resume: bool = False, set_aside_bad: bool = False, quiet: bool = False, mmap: bool = False
+) -> dict:
     """The newest loadable checkpoint in ``folder`` (``last.pt``, else ``prev.pt``); one whose weights
     are not finite does not load, so a diverged ``last.pt`` falls back to ``prev.pt``.
 
@@ -267,8 +288,10 @@ def latest_checkpoint(folder: str | Path, *, resume: bool = False, set_aside_bad
             return ckpt
     if errors:
         raise CheckpointError(errors[0])
-    raise CheckpointError(f"no checkpoint in {folder}: the run stopped before its first checkpoint; start it "
-                          "again with the same command without --resume (what it left is cleared)")
+    raise CheckpointError(
+        f"no checkpoint in {folder}: the run stopped before its first checkpoint; start it "
+        "again with the same command without --resume (what it left is cleared)"
+    )
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
@@ -278,9 +301,13 @@ def load_model_state(model: torch.nn.Module, state_dict: dict, source: str = "ch
     extra = [k for k in state_dict if k not in own]
     shapes = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
     if missing or extra or shapes:
-        detail = (f"{len(missing)} missing, {len(extra)} unexpected, {len(shapes)} differently shaped tensors"
-                  f" (e.g. {(missing + extra + shapes)[0]})")
-        raise CheckpointError(f"{source} does not match the model built from the config: {detail}; use the run's own config.yaml")
+        detail = (
+            f"{len(missing)} missing, {len(extra)} unexpected, {len(shapes)} differently shaped tensors"
+            f" (e.g. {(missing + extra + shapes)[0]})"
+        )
+        raise CheckpointError(
+            f"{source} does not match the model built from the config: {detail}; use the run's own config.yaml"
+        )
     model.load_state_dict(state_dict)
 
 
@@ -298,9 +325,15 @@ def config_diffs(saved: dict, current: dict, sections=("data", "model"), keys=()
     return sorted(f"{s}.{k}" for s, k in pairs if value(saved, s, k, True) != value(current, s, k, False))
 
 
-def check_config_matches(saved: dict, current: dict, source: str = "checkpoint", sections=("data", "model"),
-                         keys=(), defaults=None, hint: str = "resume without overriding those keys or start a new run"
-                         ) -> None:
+def check_config_matches(
+    saved: dict,
+    current: dict,
+    source: str = "checkpoint",
+    sections=("data", "model"),
+    keys=(),
+    defaults=None,
+    hint: str = "resume without overriding those keys or start a new run",
+) -> None:
     """Raise if the parts of the config that define the model/data differ from the checkpoint's."""
     diffs = config_diffs(saved, current, sections, keys, defaults)
     if diffs:

@@ -70,14 +70,26 @@ def _rng(v) -> str | None:
     if not isinstance(v, dict) or not _byte_tensor(v.get("torch")):
         return "must hold torch's RNG state (a 1-d uint8 tensor)"
     n = v.get("numpy")
-    if not (isinstance(n, dict) and n.get("kind") == "MT19937" and isinstance(n.get("keys"), torch.Tensor)
-            and tuple(n["keys"].shape) == (624,) and _is_int(n.get("pos")) and 0 <= n["pos"] <= 624
-            and n.get("has_gauss") in (0, 1) and isinstance(n.get("gauss"), float)):
+    if not (
+        isinstance(n, dict)
+        and n.get("kind") == "MT19937"
+        and isinstance(n.get("keys"), torch.Tensor)
+        and tuple(n["keys"].shape) == (624,)
+        and _is_int(n.get("pos"))
+        and 0 <= n["pos"] <= 624
+        and n.get("has_gauss") in (0, 1)
+        and isinstance(n.get("gauss"), float)
+    ):
         return "must hold numpy's MT19937 state (624 keys, a position in [0, 624])"
     p = v.get("python")
-    if not (isinstance(p, dict) and _is_int(p.get("version")) and isinstance(p.get("state"), list)
-            and len(p["state"]) == 625 and all(_is_int(x) for x in p["state"])
-            and (p.get("gauss") is None or isinstance(p.get("gauss"), float))):
+    if not (
+        isinstance(p, dict)
+        and _is_int(p.get("version"))
+        and isinstance(p.get("state"), list)
+        and len(p["state"]) == 625
+        and all(_is_int(x) for x in p["state"])
+        and (p.get("gauss") is None or isinstance(p.get("gauss"), float))
+    ):
         return "must hold python's random state (625 integers)"
     cuda = v.get("cuda")
     if cuda is not None and not (isinstance(cuda, list) and all(_byte_tensor(t) for t in cuda)):
@@ -96,8 +108,15 @@ def _rng_ranks(v) -> str | None:
 
 
 ALWAYS = {"model": _tensors, "config": _config, "step": _count, "finished": _flag}
-FOR_RESUME = {"optimizer": _optimizer, "scheduler": _mapping, "rng": _rng, "epoch": _count,
-              "position": _count, "skipped": _count, "elapsed": _seconds}
+FOR_RESUME = {
+    "optimizer": _optimizer,
+    "scheduler": _mapping,
+    "rng": _rng,
+    "epoch": _count,
+    "position": _count,
+    "skipped": _count,
+    "elapsed": _seconds,
+}
 OPTIONAL = {"rng_ranks": _rng_ranks, "scaler": _mapping}  # scaler: older checkpoints only
 
 
@@ -106,14 +125,18 @@ def check_fields(obj: dict, path, resume: bool = False) -> None:
     required = dict(ALWAYS, **FOR_RESUME) if resume else ALWAYS
     for name, check in required.items():
         if name not in obj:
-            raise CheckpointError(f"checkpoint {path} has no '{name}' field; it was not written by deepfusion train "
-                                  "or is damaged: use prev.pt beside it or retrain")
+            raise CheckpointError(
+                f"checkpoint {path} has no '{name}' field; it was not written by deepfusion train "
+                "or is damaged: use prev.pt beside it or retrain"
+            )
     for name, check in {**ALWAYS, **FOR_RESUME, **OPTIONAL}.items():
         if name in obj:
             problem = check(obj[name])
             if problem:
-                raise CheckpointError(f"checkpoint {path}: field '{name}' {problem} (got {_show(obj[name])}); "
-                                      "the file is damaged: use prev.pt beside it or retrain")
+                raise CheckpointError(
+                    f"checkpoint {path}: field '{name}' {problem} (got {_show(obj[name])}); "
+                    "the file is damaged: use prev.pt beside it or retrain"
+                )
 
 
 def _show(v) -> str:

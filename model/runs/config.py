@@ -1,6 +1,6 @@
 """The run configuration: nested dataclasses, YAML presets and ``key=value`` overrides.
 
-A config is resolved in three layers: the dataclass defaults below, a preset
+A config is resolved in three layers: the dataclass defaults (``config_schema``), a preset
 (``model/runs/configs/<name>.yaml``) or a YAML file, then command-line overrides
 ``section.key=value`` whose values follow YAML's scalar rules (``true``, ``1e-3``,
 ``null``, ``[1, 2]``). Every key is checked: an unknown one, a wrong type or an
@@ -14,9 +14,9 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -24,129 +24,76 @@ from deepfusion.errors import ConfigError
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
 from deepfusion.model.network.sizes import check_heads_divide
 from deepfusion.model.runs.config_limits import MIN_BATCH, check_names_and_paths, check_ranges, parse_yaml, read_yaml
+from deepfusion.model.runs.config_schema import SECTION_TYPES, SECTIONS, Config
 from deepfusion.model.runs.layout import write_text_atomic
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
-@dataclass
-class DataConfig:
-    name: str = "synthetic"  # dataset name passed to model.data.load_dataset
-    root: Optional[str] = None  # folder holding the files; None = the loader's default
-    augment: str = "default"  # augmentation preset passed to build_augment
-    test_fraction: float = 0.2  # held-out share for datasets without an official test split
-    seed: int = 0  # data generation and split; fixed apart from train.seed so all seeds share a test set
-    options: dict = field(default_factory=dict)  # extra loader keyword arguments
-    standardize: bool = True  # vectors: standardise each feature with training-split mean and std
-    aug_noise: Optional[float] = None  # Gaussian noise std added to each view; None = the augment preset's
-    aug_mask: Optional[float] = None  # vectors: share of features zeroed per view; None = the preset's
-    aug_mix: Optional[float] = None  # vectors: share of features taken from a random other sample; None = preset's
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "resnet18"
-    head: str = "transformer"  # transformer | mlp | mlp_nobn | ffn
-    dim: int = 256  # token width D of the transformer/ffn head
-    depth: int = 10  # layers L
-    heads: int = 16  # attention heads H
-    ffn_dim: int = 1024
-    out_dim: int = 512  # projection (loss) dimension
-    norm: str = "post"  # post-LN (paper) or pre-LN
-    scope: str = "both_views"  # both_views (paper) | per_view | mask_pair
-    out_bn: bool = True  # BatchNorm1d without bias on the output (paper)
-    mlp_hidden: int = 512  # hidden width of the mlp / mlp_nobn heads
-    backbone_from: Optional[str] = None  # a run folder whose trained backbone weights to start from
-    backbone_width: Optional[int] = None  # mlp backbone: width of each layer; None = the backbone's default
-    backbone_depth: Optional[int] = None  # mlp backbone: number of Linear-BN-ReLU layers; None = its default
-
-
-@dataclass
-class OptimConfig:
-    name: str = "sgd"  # sgd (with momentum) | lars | adamw
-    lr: float = 0.3  # per 256 samples: the effective lr is lr * batch_size / 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 10.0  # linear warm-up, then cosine decay to zero (per step)
-    head_lr_scale: float = 1.0  # the head's lr is lr * head_lr_scale (a deep head may need less than the backbone)
-
-
-@dataclass
-class LossConfig:
-    temperature: float = 0.5
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 256  # N samples per step; the head sees 2N tokens
-    seed: int = 123
-    device: str = "auto"  # auto | cpu | cuda | cuda:K
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile: bool = False  # torch.compile the model (CUDA only)
-    channels_last: bool = True  # memory format for image batches on CUDA
-    log_every: int = 50  # steps between metric lines (the only host syncs of the loop)
-    checkpoint_every: int = 0  # extra checkpoints every K steps; 0 = only per epoch and at the end
-    skip_nonfinite: int = 0  # steps with a NaN/inf loss that may be skipped before the run stops
-    deterministic: bool = True  # deterministic algorithms on CPU (bit-exact resume)
-    attend: str = "local"  # under torchrun: the head attends to this process's batch (local) or all (global)
-    threads: int = 0  # CPU threads for torch; 0 = torch's default (1 is often faster on a busy machine)
-    out_dir: str = "runs"
-    name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
-    freeze_backbone: bool = False  # head-only training: the backbone is a fixed feature map
-    log: str = "jsonl"  # jsonl: metrics.jsonl only; tensorboard: also event files in <run>/tensorboard/
-
-
-@dataclass
-class EvalConfig:
-    knn_k: int = 20
-    knn_t: float = 0.1  # temperature of the weighted kNN vote
-    linear_epochs: int = 100
-    linear_fraction: float = 1.0  # share of the training set used to fit the linear probe
-    head_batch: int = 256  # test batch size for the head's leave-one-out 1-NN
-
-
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    preset: str = "custom"  # label only: names the run folder, excluded from the hash
-
-
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "preset"}
-_SECTION_TYPES = get_type_hints(Config)
 # Keys that say where results go, not what they are: left out of config_hash.
-OUTPUT_KEYS = {("train", "out_dir"), ("train", "name"), ("train", "log_every"), ("train", "threads"), ("train", "log"),
-               ("preset",)}
+OUTPUT_KEYS = {
+    ("train", "out_dir"),
+    ("train", "name"),
+    ("train", "log_every"),
+    ("train", "threads"),
+    ("train", "log"),
+    ("preset",),
+}
 # Keys left out of config_hash while at these values, so that adding them kept earlier hashes.
-HASH_DEFAULTS = {("train", "attend"): "local", ("train", "freeze_backbone"): False, ("model", "backbone_from"): None,
-                 ("data", "standardize"): True, ("data", "aug_noise"): None,
-                 ("data", "aug_mask"): None, ("data", "aug_mix"): None, ("model", "backbone_width"): None,
-                 ("model", "backbone_depth"): None, ("optim", "head_lr_scale"): 1.0}
+HASH_DEFAULTS = {
+    ("train", "attend"): "local",
+    ("train", "freeze_backbone"): False,
+    ("model", "backbone_from"): None,
+    ("data", "standardize"): True,
+    ("data", "aug_noise"): None,
+    ("data", "aug_mask"): None,
+    ("data", "aug_mix"): None,
+    ("model", "backbone_width"): None,
+    ("model", "backbone_depth"): None,
+    ("optim", "head_lr_scale"): 1.0,
+}
 # What a key meant before it existed: a run folder whose config.yaml lacks the key was made this way.
 LEGACY = {**HASH_DEFAULTS, ("data", "standardize"): False}
 
 # Choices of the network parts come from their registries (deepfusion.model.network.registry).
-REGISTERED = {("model", "backbone"): BACKBONES, ("model", "head"): HEADS, ("model", "norm"): NORMS,
-              ("model", "scope"): SCOPES}
+REGISTERED = {
+    ("model", "backbone"): BACKBONES,
+    ("model", "head"): HEADS,
+    ("model", "norm"): NORMS,
+    ("model", "scope"): SCOPES,
+}
 CHOICES = {
     ("optim", "name"): ("sgd", "lars", "adamw"),
     ("train", "attend"): ("local", "global"),
     ("train", "log"): ("jsonl", "tensorboard"),
 }
 POSITIVE = {
-    ("model", "dim"), ("model", "depth"), ("model", "heads"), ("model", "ffn_dim"), ("model", "out_dim"),
-    ("model", "mlp_hidden"), ("optim", "lr"), ("optim", "head_lr_scale"), ("loss", "temperature"), ("train", "epochs"),
-    ("train", "batch_size"), ("train", "log_every"), ("eval", "knn_k"), ("eval", "knn_t"),
+    ("model", "dim"),
+    ("model", "depth"),
+    ("model", "heads"),
+    ("model", "ffn_dim"),
+    ("model", "out_dim"),
+    ("model", "mlp_hidden"),
+    ("optim", "lr"),
+    ("optim", "head_lr_scale"),
+    ("loss", "temperature"),
+    ("train", "epochs"),
+    ("train", "batch_size"),
+    ("train", "log_every"),
+    ("eval", "knn_k"),
+    ("eval", "knn_t"),
     ("eval", "head_batch"),
 }
 NON_NEGATIVE = {
-    ("data", "seed"), ("optim", "momentum"), ("optim", "weight_decay"), ("optim", "warmup_epochs"), ("train", "seed"),
-    ("train", "checkpoint_every"), ("train", "skip_nonfinite"), ("eval", "linear_epochs"), ("train", "threads"),
+    ("data", "seed"),
+    ("optim", "momentum"),
+    ("optim", "weight_decay"),
+    ("optim", "warmup_epochs"),
+    ("train", "seed"),
+    ("train", "checkpoint_every"),
+    ("train", "skip_nonfinite"),
+    ("eval", "linear_epochs"),
+    ("train", "threads"),
 }
 
 
@@ -156,7 +103,7 @@ def presets() -> list[str]:
 
 
 def _valid_keys(section: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(_SECTION_TYPES[section])]
+    return [f.name for f in dataclasses.fields(SECTION_TYPES[section])]
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:
@@ -196,7 +143,9 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
     if data is None:
         return
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}"
+        )
     for section, values in data.items():
         if section == "preset":
             setattr(cfg, "preset", _coerce(f"{source}: preset", values, str))
@@ -212,7 +161,8 @@ def _apply(cfg: Config, data: Any, source: str) -> None:
         for key, value in values.items():
             if key not in hints:
                 raise ConfigError(
-                    f"{source}: unknown key {section}.{key}; valid keys of {section!r}: {', '.join(_valid_keys(section))}"
+                    f"{source}: unknown key {section}.{key}; "
+                    f"valid keys of {section!r}: {', '.join(_valid_keys(section))}"
                 )
             setattr(obj, key, _coerce(f"{source}: {section}.{key}", value, hints[key]))
 
@@ -237,9 +187,7 @@ def parse_override(text: str) -> Override:
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) < 2 or not all(parts):
-        raise ConfigError(
-            f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}"
-        )
+        raise ConfigError(f"override {text!r}: the key must be section.key with a section among {', '.join(SECTIONS)}")
     value = parse_yaml(raw, f"override {key.strip()}") if raw.strip() else None
     return Override(tuple(parts), value, text)
 
@@ -306,8 +254,11 @@ def validate(cfg: Config) -> Config:
 def _validate_own_data(cfg: Config) -> None:
     """Ranges of the augmentation and backbone keys (None means the preset's or backbone's default)."""
     d, m = cfg.data, cfg.model
-    for key, value, top in (("aug_noise", d.aug_noise, math.inf), ("aug_mask", d.aug_mask, 1.0),
-                            ("aug_mix", d.aug_mix, 1.0)):
+    for key, value, top in (
+        ("aug_noise", d.aug_noise, math.inf),
+        ("aug_mask", d.aug_mask, 1.0),
+        ("aug_mix", d.aug_mix, 1.0),
+    ):
         if value is not None and not 0.0 <= value < top:
             bound = ">= 0 and finite" if top == math.inf else "in [0, 1)"
             raise ConfigError(f"data.{key}={value!r} must be {bound} (or null for the augmentation preset's value)")

@@ -21,9 +21,12 @@ MAX_EPOCHS = 100_000
 MIN_BATCH = 2  # NT-Xent needs one negative, the head's BatchNorm two samples
 TEMPERATURE = (1e-3, 100.0)  # below, 1/t makes the logits meaningless; above, every pair looks alike
 RANGES = {
-    ("data", "seed"): (0, 2**32 - 1), ("train", "seed"): (0, 2**32 - 1),  # numpy's seed range
-    ("train", "epochs"): (1, MAX_EPOCHS), ("optim", "warmup_epochs"): (0, MAX_EPOCHS),
-    ("loss", "temperature"): TEMPERATURE, ("eval", "knn_t"): TEMPERATURE,
+    ("data", "seed"): (0, 2**32 - 1),
+    ("train", "seed"): (0, 2**32 - 1),  # numpy's seed range
+    ("train", "epochs"): (1, MAX_EPOCHS),
+    ("optim", "warmup_epochs"): (0, MAX_EPOCHS),
+    ("loss", "temperature"): TEMPERATURE,
+    ("eval", "knn_t"): TEMPERATURE,
 }
 INT_MAX = 2**31 - 1  # every other integer key: what torch's C++ side takes without overflowing
 # Strings that become file or folder names: a plain name, never a path.
@@ -38,13 +41,16 @@ YAML_BYTES = 1_000_000  # a config is a few kB; parsing megabytes takes minutes 
 def check_size(size: int, source: str, limit: int = YAML_BYTES) -> None:
     """Refuse a YAML text of more than ``limit`` bytes before it is parsed."""
     if size > limit:
-        raise ConfigError(f"{source} holds {size} bytes of YAML, more than a config needs ({limit} at most); "
-                          "pass a config file of the keys you set, or put data in a data file")
+        raise ConfigError(
+            f"{source} holds {size} bytes of YAML, more than a config needs ({limit} at most); "
+            "pass a config file of the keys you set, or put data in a data file"
+        )
 
 
 def unique_key_loader():
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (two ``train:`` sections
     would otherwise merge silently, the later one winning)."""
+
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen = set()
@@ -55,8 +61,9 @@ def unique_key_loader():
                 except TypeError:  # an unhashable key: the base class reports it
                     break
                 if duplicate:
-                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
-                                                            key_node.start_mark)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice", key_node.start_mark
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
@@ -74,8 +81,10 @@ def check_expansion(data: Any, source: str, limit: int = YAML_VALUES) -> None:
         node = stack.pop()
         seen += 1
         if seen > limit:
-            raise ConfigError(f"{source}: the YAML expands to more than {limit} values (through aliases '*name' "
-                              "or a cycle); write the values out")
+            raise ConfigError(
+                f"{source}: the YAML expands to more than {limit} values (through aliases '*name' "
+                "or a cycle); write the values out"
+            )
         if isinstance(node, dict):
             stack.extend(node.keys())
             stack.extend(node.values())
@@ -108,10 +117,18 @@ def _show(bound) -> str:
 
 def check_name(where: str, value) -> None:
     """A name that becomes a folder or file name: not empty, no '/', no NUL, not '.' or '..', short."""
-    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\0" in value
-            or len(value.encode("utf-8", "surrogateescape")) > NAME_BYTES):
-        raise ConfigError(f"{where}={value!r} must be a plain folder name: not empty, not '.' or '..', without '/' "
-                          f"or NUL bytes, at most {NAME_BYTES} bytes")
+    if (
+        not isinstance(value, str)
+        or not value
+        or value in (".", "..")
+        or "/" in value
+        or "\0" in value
+        or len(value.encode("utf-8", "surrogateescape")) > NAME_BYTES
+    ):
+        raise ConfigError(
+            f"{where}={value!r} must be a plain folder name: not empty, not '.' or '..', without '/' "
+            f"or NUL bytes, at most {NAME_BYTES} bytes"
+        )
 
 
 def check_names_and_paths(cfg) -> None:

@@ -42,17 +42,34 @@ class DataSource:
     content: bool  # whether the bytes went into sha256 (always for a file)
 
     def to_json(self) -> dict:
-        return {"version": VERSION, "given": self.given, "path": self.path, "kind": self.kind, "size": self.size,
-                "files": self.files, "sha256": self.sha256, "content": self.content}
+        return {
+            "version": VERSION,
+            "given": self.given,
+            "path": self.path,
+            "kind": self.kind,
+            "size": self.size,
+            "files": self.files,
+            "sha256": self.sha256,
+            "content": self.content,
+        }
 
     @classmethod
     def from_json(cls, data, source: str) -> "DataSource":
         if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise DataError(f"{source}: its data fingerprint is not of version {VERSION}; delete the 'source' entry "
-                            "to read the run's data unchecked")
+            raise DataError(
+                f"{source}: its data fingerprint is not of version {VERSION}; delete the 'source' entry "
+                "to read the run's data unchecked"
+            )
         try:
-            return cls(str(data["given"]), str(data["path"]), str(data["kind"]), int(data["size"]), int(data["files"]),
-                       str(data["sha256"]), bool(data["content"]))
+            return cls(
+                str(data["given"]),
+                str(data["path"]),
+                str(data["kind"]),
+                int(data["size"]),
+                int(data["files"]),
+                str(data["sha256"]),
+                bool(data["content"]),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{source}: malformed data fingerprint ({type(err).__name__}: {err})") from None
 
@@ -110,13 +127,17 @@ def check(recorded: DataSource | None, current: DataSource | None, force: bool, 
         return
     if recorded is None:
         if known:
-            warn(f"this run's data fingerprint was not recorded (the run predates it); {current.path} is used "
-                 "unchecked, and its fingerprint is recorded from now on")
+            warn(
+                f"this run's data fingerprint was not recorded (the run predates it); {current.path} is used "
+                "unchecked, and its fingerprint is recorded from now on"
+            )
         return
     if (recorded.size, recorded.sha256, recorded.kind) == (current.size, current.sha256, current.kind):
         return
-    message = (f"the data at {current.path} is not what this run started on: then {recorded.describe()}, now "
-               f"{current.describe()}")
+    message = (
+        f"the data at {current.path} is not what this run started on: then {recorded.describe()}, now "
+        f"{current.describe()}"
+    )
     if force:
         warn(f"{message}; using it anyway (--force), the run no longer follows one data set")
         return

@@ -11,6 +11,7 @@ import contextlib
 import re
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from deepfusion.errors import ConfigError, RunError
 
@@ -41,8 +42,6 @@ def limit_threads(n: int):
     if n == 0:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from deepfusion.errors import RunError
 
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
@@ -49,11 +50,15 @@ def setup(device_name: str) -> tuple[DistInfo, str]:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device_name != "cpu" and torch.cuda.is_available()
     if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"train.device={device_name} under torchrun but no CUDA device is available; use train.device=cpu")
+        raise RunError(
+            f"train.device={device_name} under torchrun but no CUDA device is available; use train.device=cpu"
+        )
     if cuda:
         if local >= torch.cuda.device_count():
-            raise RunError(f"LOCAL_RANK={local} but only {torch.cuda.device_count()} CUDA device(s); "
-                           "start torchrun with --nproc-per-node at most the number of GPUs")
+            raise RunError(
+                f"LOCAL_RANK={local} but only {torch.cuda.device_count()} CUDA device(s); "
+                "start torchrun with --nproc-per-node at most the number of GPUs"
+            )
         torch.cuda.set_device(local)
         device_name = f"cuda:{local}"
     else:

@@ -27,12 +27,15 @@ def kept(folder: RunFolder) -> str:
     return "no checkpoint had been written yet (the same command starts it again)"
 
 
-def check_weights(model: torch.nn.Module, device: torch.device, step: int, steps_per_epoch: int,
-                  folder: RunFolder) -> None:
+def check_weights(
+    model: torch.nn.Module, device: torch.device, step: int, steps_per_epoch: int, folder: RunFolder
+) -> None:
     """Raise a one-line :class:`RunError` if any rank's model holds a NaN/inf weight or buffer."""
     bad = nonfinite_tensor(model.state_dict())
     flag = ddp_util.all_reduce_max(torch.tensor(int(bad is not None), device=device))
     if int(flag.item()):
         where = f" ({bad})" if bad else " (on another process)"
-        raise RunError(f"weights became NaN/inf by step {step} (epoch {(step - 1) // max(1, steps_per_epoch)})"
-                       f"{where}; stopped before saving them and {kept(folder)}; {ADVICE}")
+        raise RunError(
+            f"weights became NaN/inf by step {step} (epoch {(step - 1) // max(1, steps_per_epoch)})"
+            f"{where}; stopped before saving them and {kept(folder)}; {ADVICE}"
+        )

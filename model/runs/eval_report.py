@@ -24,8 +24,11 @@ def reading(ev: EvalResult, name: str) -> str:
     empty when either interval is missing."""
     what = LABELS[name][1]
     word = compare_intervals(ev.interval_of(name), ev.interval_of(BASELINE[name]))
-    return {"above": f"above {what}", "below": f"BELOW {what}",
-            "tied": f"tied with {what} (95% intervals overlap)"}.get(word, "")
+    return {
+        "above": f"above {what}",
+        "below": f"BELOW {what}",
+        "tied": f"tied with {what} (95% intervals overlap)",
+    }.get(word, "")
 
 
 def format_table(ev: EvalResult) -> str:
@@ -34,14 +37,19 @@ def format_table(ev: EvalResult) -> str:
     lines = [f"{'metric':<25} {'trained [95% CI]':<24} {'baseline [95% CI]':<24} reading"]
     for name, (label, what) in LABELS.items():
         base_text = fmt_score(ev, BASELINE[name])
-        lines.append(f"{label:<25} {fmt_score(ev, name):<24} {base_text:<24} "
-                     f"{reading(ev, name) or (what if base_text != '-' else '')}".rstrip())
+        lines.append(
+            f"{label:<25} {fmt_score(ev, name):<24} {base_text:<24} "
+            f"{reading(ev, name) or (what if base_text != '-' else '')}".rstrip()
+        )
     fraction = 1.0 if ev.linear_fraction is None else ev.linear_fraction
-    lines.append(f"kNN k={ev.knn_k} t={ev.knn_t}; linear probe on {100 * fraction:g}% of train, {ev.linear_epochs} "
-                 f"L-BFGS iterations, the same for the trained and the random backbone; head 1-NN over "
-                 f"{ev.head_batches} test batches of {ev.head_batch_min}-{ev.head_batch_max}")
-    lines.append(f"{ev.n_train} train / {ev.n_test} test samples; offline, final epoch, test split; "
-                 "intervals: Wilson score, 95%")
+    lines.append(
+        f"kNN k={ev.knn_k} t={ev.knn_t}; linear probe on {100 * fraction:g}% of train, {ev.linear_epochs} "
+        f"L-BFGS iterations, the same for the trained and the random backbone; head 1-NN over "
+        f"{ev.head_batches} test batches of {ev.head_batch_min}-{ev.head_batch_max}"
+    )
+    lines.append(
+        f"{ev.n_train} train / {ev.n_test} test samples; offline, final epoch, test split; intervals: Wilson score, 95%"
+    )
     return "\n".join(lines)
 
 
@@ -51,7 +59,10 @@ def format_lines(ev: EvalResult) -> list[str]:
     for name, (label, what) in LABELS.items():
         if ev.score(name) is None:
             continue
-        beside = (f"   {what} {fmt_score(ev, BASELINE[name])}   {reading(ev, name)}"
-                  if ev.score(BASELINE[name]) is not None else "")
+        beside = (
+            f"   {what} {fmt_score(ev, BASELINE[name])}   {reading(ev, name)}"
+            if ev.score(BASELINE[name]) is not None
+            else ""
+        )
         lines.append(f"  {label:<25} {fmt_score(ev, name)}{beside}")
     return lines

@@ -24,14 +24,29 @@ from deepfusion.model.runs.layout import write_json
 VERSION = 1
 
 # The accuracies, trained model first, then each one's baseline (what it is read against).
-SCORES = ("knn", "linear", "head_loo1nn", "head_knn", "random_knn", "random_linear", "untrained_head_loo1nn",
-          "untrained_head_knn")
-BASELINE = {"knn": "random_knn", "linear": "random_linear", "head_loo1nn": "untrained_head_loo1nn",
-            "head_knn": "untrained_head_knn"}
+SCORES = (
+    "knn",
+    "linear",
+    "head_loo1nn",
+    "head_knn",
+    "random_knn",
+    "random_linear",
+    "untrained_head_loo1nn",
+    "untrained_head_knn",
+)
+BASELINE = {
+    "knn": "random_knn",
+    "linear": "random_linear",
+    "head_loo1nn": "untrained_head_loo1nn",
+    "head_knn": "untrained_head_knn",
+}
 # what tables call each trained-model accuracy, and what its baseline is
-LABELS = {"knn": ("kNN (backbone)", "random backbone"), "linear": ("linear probe (backbone)", "random backbone"),
-          "head_loo1nn": ("head leave-one-out 1-NN", "untrained head"),
-          "head_knn": ("kNN (head outputs)", "untrained head")}
+LABELS = {
+    "knn": ("kNN (backbone)", "random backbone"),
+    "linear": ("linear probe (backbone)", "random backbone"),
+    "head_loo1nn": ("head leave-one-out 1-NN", "untrained head"),
+    "head_knn": ("kNN (head outputs)", "untrained head"),
+}
 CI_SUFFIX = "_ci"
 
 
@@ -91,8 +106,10 @@ class EvalResult:
         """The accuracy ``name`` in percent; a ``RunError`` when the evaluation lacks it."""
         value = self.score(name)
         if value is None or not math.isfinite(value):
-            raise RunError(f"the evaluation has no {name!r} accuracy (measured: {', '.join(self.measured())}); "
-                           "rerun it with deepfusion eval --run RUN_DIR")
+            raise RunError(
+                f"the evaluation has no {name!r} accuracy (measured: {', '.join(self.measured())}); "
+                "rerun it with deepfusion eval --run RUN_DIR"
+            )
         return 100.0 * value
 
     def measured(self) -> list[str]:
@@ -101,8 +118,9 @@ class EvalResult:
 
     def with_training(self, step: int, finished: bool, train_wall_s: float | None = None) -> "EvalResult":
         """This evaluation stamped with the checkpoint it describes (and the training time when known)."""
-        return dataclasses.replace(self, step=int(step), finished=bool(finished), train_steps=int(step),
-                                   train_wall_s=train_wall_s)
+        return dataclasses.replace(
+            self, step=int(step), finished=bool(finished), train_steps=int(step), train_wall_s=train_wall_s
+        )
 
     def to_json(self) -> dict:
         out = {}
@@ -122,14 +140,19 @@ class EvalResult:
             raise DataError(f"{what} is not a JSON object; rerun the evaluation with deepfusion eval --run RUN_DIR")
         version = data.get("version")
         if version is not None and version != VERSION:
-            raise DataError(f"{what} has record version {version!r}, this code reads {VERSION} (or none); "
-                            "rerun the evaluation with deepfusion eval --run RUN_DIR")
+            raise DataError(
+                f"{what} has record version {version!r}, this code reads {VERSION} (or none); "
+                "rerun the evaluation with deepfusion eval --run RUN_DIR"
+            )
         names = {f.name for f in dataclasses.fields(cls)} - {"intervals", "version"}
         values = {k: data[k] for k in names if k in data}
         for name in SCORES:
             values[name] = _accuracy(data.get(name), name, what)
-        values["intervals"] = {name: (float(data[name + CI_SUFFIX][0]), float(data[name + CI_SUFFIX][1]))
-                               for name in SCORES if _pair(data.get(name + CI_SUFFIX))}
+        values["intervals"] = {
+            name: (float(data[name + CI_SUFFIX][0]), float(data[name + CI_SUFFIX][1]))
+            for name in SCORES
+            if _pair(data.get(name + CI_SUFFIX))
+        }
         if values.get("step") is None and data.get("train_steps") is not None:
             values["step"] = data["train_steps"]
         return cls(**values)
@@ -143,8 +166,10 @@ class EvalResult:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             why = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
-            raise RunError(f"cannot read the evaluation {path} ({why}); evaluate the run again with "
-                           f"deepfusion eval --run {path.parent}") from None
+            raise RunError(
+                f"cannot read the evaluation {path} ({why}); evaluate the run again with "
+                f"deepfusion eval --run {path.parent}"
+            ) from None
         return cls.from_json(data, what=str(path))
 
     def save(self, path: str | Path) -> Path:
@@ -162,6 +187,7 @@ def _accuracy(value, name: str, what: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"{what}: {name} is {value!r}, not an accuracy; rerun the evaluation with "
-                        "deepfusion eval --run RUN_DIR")
+        raise DataError(
+            f"{what}: {name} is {value!r}, not an accuracy; rerun the evaluation with deepfusion eval --run RUN_DIR"
+        )
     return float(value)

@@ -24,11 +24,13 @@ from deepfusion.model.runs.head_probes import calibrate_batchnorm_, head_batches
 from deepfusion.model.runs.intervals import accuracy_interval
 from deepfusion.model.runs.probes import FEATURE_BATCH, extract_features, knn_accuracy, linear_probe
 
-PROTOCOL = ("offline: computed once after training from the final-epoch weights (not the best epoch), "
-            "scored on the held-out test split; kNN and linear probe on frozen backbone features "
-            "(head dropped); head_loo1nn on head outputs within seeded, shuffled test batches of about "
-            "head_batch samples (it depends on that batching); head_knn: kNN of those test head outputs "
-            "against the training set's head outputs, computed in batches of about head_batch")
+PROTOCOL = (
+    "offline: computed once after training from the final-epoch weights (not the best epoch), "
+    "scored on the held-out test split; kNN and linear probe on frozen backbone features "
+    "(head dropped); head_loo1nn on head outputs within seeded, shuffled test batches of about "
+    "head_batch samples (it depends on that batching); head_knn: kNN of those test head outputs "
+    "against the training set's head outputs, computed in batches of about head_batch"
+)
 
 
 def _embed_fn(model: nn.Module):
@@ -43,8 +45,16 @@ def _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed, 
     knn = knn_accuracy(tr, train_ds.y, te, test_ds.y, eval_cfg.knn_k, eval_cfg.knn_t, num_classes)
     linear = None
     if eval_cfg.linear_epochs > 0:
-        linear = linear_probe(tr, train_ds.y, te, test_ds.y, num_classes, epochs=eval_cfg.linear_epochs,
-                              fraction=eval_cfg.linear_fraction, seed=seed)
+        linear = linear_probe(
+            tr,
+            train_ds.y,
+            te,
+            test_ds.y,
+            num_classes,
+            epochs=eval_cfg.linear_epochs,
+            fraction=eval_cfg.linear_fraction,
+            seed=seed,
+        )
     return knn, linear, tr, te
 
 
@@ -56,8 +66,9 @@ def linear_protocol(e) -> str:
 
 def _measure(model, augment, train_ds, test_ds, eval_cfg, device, seed: int, num_classes: int):
     """Every score of the trained model and its baselines: (scores, head 1-NN counts scored, test batches)."""
-    knn, linear, train_feats, test_feats = _backbone_scores(model, augment, train_ds, test_ds, eval_cfg, device, seed,
-                                                            num_classes)
+    knn, linear, train_feats, test_feats = _backbone_scores(
+        model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes
+    )
     batches = head_batches(len(test_ds), eval_cfg.head_batch, seed)
     head = head_counts(model, test_feats, test_ds.y, batches)
     knn_args = (train_feats, train_ds.y, test_feats, test_ds.y, eval_cfg, seed, num_classes)
@@ -68,16 +79,25 @@ def _measure(model, augment, train_ds, test_ds, eval_cfg, device, seed: int, num
     untrained_head = head_counts(rand_model, test_feats, test_ds.y, batches)
     untrained_knn = head_knn(rand_model, *knn_args)
     reinitialise_(rand_model.backbone, seed)
-    random_knn, random_linear, _, _ = _backbone_scores(rand_model, augment, train_ds, test_ds, eval_cfg, device, seed,
-                                                       num_classes)
-    scores = dict(knn=knn, linear=linear, head_loo1nn=head[0] / head[1], head_knn=knn_head, random_knn=random_knn,
-                  random_linear=random_linear, untrained_head_loo1nn=untrained_head[0] / untrained_head[1],
-                  untrained_head_knn=untrained_knn)
+    random_knn, random_linear, _, _ = _backbone_scores(
+        rand_model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes
+    )
+    scores = dict(
+        knn=knn,
+        linear=linear,
+        head_loo1nn=head[0] / head[1],
+        head_knn=knn_head,
+        random_knn=random_knn,
+        random_linear=random_linear,
+        untrained_head_loo1nn=untrained_head[0] / untrained_head[1],
+        untrained_head_knn=untrained_knn,
+    )
     return scores, head[1], batches, int(train_feats.shape[1])
 
 
-def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval_cfg, device,
-                   seed: int = 0) -> EvalResult:
+def evaluate_model(
+    model: nn.Module, augment: nn.Module, train_ds, test_ds, eval_cfg, device, seed: int = 0
+) -> EvalResult:
     """All offline metrics of a trained model (see :data:`PROTOCOL`), as an :class:`EvalResult`.
 
     ``knn``, ``linear``, ``head_loo1nn``, ``head_knn`` (trained model), ``random_knn``,
@@ -96,20 +116,35 @@ def evaluate_model(model: nn.Module, augment: nn.Module, train_ds, test_ds, eval
     was_training = model.training
     model.eval()
     try:
-        scores, scored, batches, feature_dim = _measure(model, augment, train_ds, test_ds, eval_cfg, device, seed,
-                                                        num_classes)
+        scores, scored, batches, feature_dim = _measure(
+            model, augment, train_ds, test_ds, eval_cfg, device, seed, num_classes
+        )
     finally:
         model.train(was_training)
     n = len(test_ds)
-    intervals = {k: tuple(accuracy_interval(v, scored if "loo1nn" in k else n)) for k, v in scores.items()
-                 if v is not None}
+    intervals = {
+        k: tuple(accuracy_interval(v, scored if "loo1nn" in k else n)) for k, v in scores.items() if v is not None
+    }
     return EvalResult(
-        **scores, intervals=intervals, interval="Wilson score, 95%",
-        knn_k=min(int(eval_cfg.knn_k), len(train_ds)), knn_t=float(eval_cfg.knn_t),
-        linear_epochs=int(eval_cfg.linear_epochs), linear_fraction=float(eval_cfg.linear_fraction),
-        linear_optimizer="lbfgs", linear_protocol=linear_protocol(eval_cfg), head_batch=int(eval_cfg.head_batch),
-        head_batches=len(batches), head_batch_min=min(len(b) for b in batches),
-        head_batch_max=max(len(b) for b in batches), n_train=len(train_ds), n_test=n, head_scored=scored,
-        feature_dim=feature_dim, num_classes=num_classes, seed=int(seed), protocol=PROTOCOL,
+        **scores,
+        intervals=intervals,
+        interval="Wilson score, 95%",
+        knn_k=min(int(eval_cfg.knn_k), len(train_ds)),
+        knn_t=float(eval_cfg.knn_t),
+        linear_epochs=int(eval_cfg.linear_epochs),
+        linear_fraction=float(eval_cfg.linear_fraction),
+        linear_optimizer="lbfgs",
+        linear_protocol=linear_protocol(eval_cfg),
+        head_batch=int(eval_cfg.head_batch),
+        head_batches=len(batches),
+        head_batch_min=min(len(b) for b in batches),
+        head_batch_max=max(len(b) for b in batches),
+        n_train=len(train_ds),
+        n_test=n,
+        head_scored=scored,
+        feature_dim=feature_dim,
+        num_classes=num_classes,
+        seed=int(seed),
+        protocol=PROTOCOL,
         eval_wall_s=time.perf_counter() - start,
     )

@@ -21,8 +21,9 @@ from deepfusion.model.runs.probes import check_pair, knn_accuracy
 
 
 @torch.no_grad()
-def loo_1nn_head_counts(head_outputs_by_batch: Sequence[torch.Tensor],
-                        labels_by_batch: Sequence[torch.Tensor]) -> tuple[int, int]:
+def loo_1nn_head_counts(
+    head_outputs_by_batch: Sequence[torch.Tensor], labels_by_batch: Sequence[torch.Tensor]
+) -> tuple[int, int]:
     """(correct, scored) of :func:`loo_1nn_head_accuracy`: the counts behind its interval."""
     if len(head_outputs_by_batch) != len(labels_by_batch):
         raise DataError(f"{len(head_outputs_by_batch)} output batches but {len(labels_by_batch)} label batches")
@@ -43,8 +44,9 @@ def loo_1nn_head_counts(head_outputs_by_batch: Sequence[torch.Tensor],
     return correct, total
 
 
-def loo_1nn_head_accuracy(head_outputs_by_batch: Sequence[torch.Tensor],
-                          labels_by_batch: Sequence[torch.Tensor]) -> float:
+def loo_1nn_head_accuracy(
+    head_outputs_by_batch: Sequence[torch.Tensor], labels_by_batch: Sequence[torch.Tensor]
+) -> float:
     """``head_loo1nn``: leave-one-out 1-NN accuracy on head outputs, within each batch.
 
     Each sample is labelled by its most cosine-similar *other* sample of the same batch. The result
@@ -139,7 +141,9 @@ def batched_head_outputs(model: nn.Module, feats: torch.Tensor, batches) -> torc
     return out
 
 
-def head_knn(model: nn.Module, train_feats, train_y, test_feats, test_y, eval_cfg, seed: int, num_classes: int) -> float:
+def head_knn(
+    model: nn.Module, train_feats, train_y, test_feats, test_y, eval_cfg, seed: int, num_classes: int
+) -> float:
     """``head_knn``: the weighted kNN of test head outputs against the training set's head outputs, each
     computed in seeded batches of about ``head_batch`` (the paper's "unsupervised accuracy" on the head)."""
     tr = batched_head_outputs(model, train_feats, head_batches(len(train_feats), eval_cfg.head_batch, seed + 1))

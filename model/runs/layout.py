@@ -31,7 +31,14 @@ from pathlib import Path
 from deepfusion.errors import RunError
 
 CONFIG, METRICS, EVAL, ANALYSIS, ATTENTION, LOCK, DATA = (
-    "config.yaml", "metrics.jsonl", "eval.json", "analysis.json", "attention.npz", ".lock", "data.json")
+    "config.yaml",
+    "metrics.jsonl",
+    "eval.json",
+    "analysis.json",
+    "attention.npz",
+    ".lock",
+    "data.json",
+)
 CHECKPOINTS, LAST, PREV = "checkpoints", "last.pt", "prev.pt"
 TENSORBOARD = "tensorboard"
 
@@ -148,8 +155,10 @@ def open_append(path: str | Path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise RunError(f"{path} is a symbolic link; a run folder's files are written in place, so replace it "
-                           "with a plain file or remove it") from None
+            raise RunError(
+                f"{path} is a symbolic link; a run folder's files are written in place, so replace it "
+                "with a plain file or remove it"
+            ) from None
         raise
     return os.fdopen(fd, "a")
 

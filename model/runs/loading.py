@@ -8,14 +8,27 @@ the statistics saved in the run folder's ``data.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import yaml
 
-from deepfusion.errors import ConfigError, RunError, warn
+from deepfusion.errors import CheckpointError, ConfigError, RunError, warn
+from deepfusion.model.data import load_dataset
+from deepfusion.model.data.augment import build_augment
 from deepfusion.model.runs.checkpoint import check_config_matches, latest_checkpoint, load_model_state
-from deepfusion.model.runs.config import LEGACY, Config, config_to_dict, load_config
+from deepfusion.model.runs.config import (
+    LEGACY,
+    Config,
+    apply_override,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    validate,
+)
+from deepfusion.model.runs.data_source import check, fingerprint, locate
+from deepfusion.model.runs.factory import build_model
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.prepare import DataRecord, prepare, read_record
 
@@ -25,27 +38,24 @@ def load_datasets(cfg: Config, record: DataRecord | None = None, force: bool = F
     and split) and how it was prepared; a ``record`` from the run folder supplies the statistics and
     the data's recorded path, and data whose fingerprint changed since is refused unless ``force``
     (:mod:`deepfusion.model.runs.data_source`)."""
-    from dataclasses import replace
-
-    from deepfusion.model.data import load_dataset
-    from deepfusion.model.runs.data_source import check, fingerprint, locate
-
     recorded = record.source if record is not None else None
     root = locate(cfg.data.root, recorded)
     current = fingerprint(cfg.data.root, root)
     check(recorded, current, force, known=record is not None)  # before the data is loaded and used
     common = dict(root=root, seed=cfg.data.seed, test_fraction=cfg.data.test_fraction, **cfg.data.options)
-    train, test = load_dataset(cfg.data.name, split="train", **common), load_dataset(cfg.data.name, split="test", **common)
+    train, test = (
+        load_dataset(cfg.data.name, split="train", **common),
+        load_dataset(cfg.data.name, split="test", **common),
+    )
     train, test, new = prepare(cfg, train, test, record)
     return train, test, replace(new, source=current)
 
 
 def build_run_augment(cfg: Config, dataset):
-    from deepfusion.model.data.augment import build_augment
-
     d = cfg.data
-    return build_augment(d.augment, dataset.kind, tuple(dataset.input_shape), noise=d.aug_noise, mask=d.aug_mask,
-                         mix=d.aug_mix)
+    return build_augment(
+        d.augment, dataset.kind, tuple(dataset.input_shape), noise=d.aug_noise, mask=d.aug_mask, mix=d.aug_mix
+    )
 
 
 def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -60,7 +70,9 @@ def run_config(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ())
     if not path.is_file():
         saved = _checkpoint_config(run_dir)
         if saved is None:
-            raise RunError(f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train")
+            raise RunError(
+                f"{run_dir} is not a run folder (no {path.name}); give the folder printed by deepfusion train"
+            )
         if str(path) not in _WARNED:  # a command may read the config more than once
             _WARNED.add(str(path))
             warn(f"{path} is missing; using the config saved in the run's checkpoint (a resume writes it again)")
@@ -75,8 +87,6 @@ _WARNED: set[str] = set()
 
 def _checkpoint_config(run_dir: str | Path) -> dict | None:
     """The resolved config in the run's newest loadable checkpoint, or None when there is none."""
-    from deepfusion.errors import CheckpointError
-
     folder = RunFolder(run_dir)
     if not folder.checkpoints.is_dir():
         return None
@@ -88,8 +98,6 @@ def _checkpoint_config(run_dir: str | Path) -> dict | None:
 
 def _config_of(saved: dict, overrides) -> Config:
     """A checkpoint's config as a :class:`Config` (keys it predates at their LEGACY value), with overrides."""
-    from deepfusion.model.runs.config import apply_override, config_from_dict, validate
-
     data = {s: dict(v) if isinstance(v, dict) else v for s, v in saved.items()}
     for (s, k), value in LEGACY.items():
         if isinstance(data.get(s), dict) and k not in data[s]:
@@ -102,8 +110,6 @@ def _config_of(saved: dict, overrides) -> Config:
 
 def _missing_keys(path: Path) -> list[tuple[str, str]]:
     """The LEGACY keys absent from the config file at ``path``."""
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError, ValueError):
@@ -143,8 +149,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", force: boo
     without one (made before it existed) has them recomputed from the training split. Data that
     changed since the run started is refused unless ``force``.
     """
-    from deepfusion.model.runs.factory import build_model
-
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     ckpt = latest_checkpoint(RunFolder(run_dir).checkpoints)  # every field it uses is checked on loading
@@ -157,5 +161,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", force: boo
         dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"device {device!r} is not valid ({err}); use cpu or cuda") from None
-    return LoadedRun(cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"],
-                     ckpt["finished"], record)
+    return LoadedRun(
+        cfg, model.to(dev).eval(), augment.to(dev), train_ds, test_ds, run_dir, ckpt["step"], ckpt["finished"], record
+    )

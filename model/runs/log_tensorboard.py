@@ -25,8 +25,10 @@ TRAIN_KEYS = ("loss", "lr", "images_per_s", "steps_per_s")
 def require_backend(log: str) -> None:
     """A ``ConfigError`` when ``train.log`` names a backend whose package is not installed."""
     if log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("train.log=tensorboard needs the tensorboard package: pip install \"deepfusion[tensorboard]\" "
-                          "(or leave train.log at jsonl)")
+        raise ConfigError(
+            'train.log=tensorboard needs the tensorboard package: pip install "deepfusion[tensorboard]" '
+            "(or leave train.log at jsonl)"
+        )
 
 
 class TensorBoardLog:

@@ -15,7 +15,8 @@ Data parallel (started by ``torchrun``, see :mod:`deepfusion.model.runs.distribu
 NT-Xent takes its negatives from every rank, and ``train.attend=global`` lets the head attend
 across the whole batch. Rank 0 writes the config, metrics and checkpoints (with every rank's RNG
 state) and evaluates; the ranks agree on a signal to stop at every step (a gloo all-reduce of one
-integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm layers use each rank's own statistics.
+integer) and on a NaN loss at logging steps, their only synchronisation besides DDP's. BatchNorm
+layers use each rank's own statistics.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ class TrainingInterrupted(Interrupted):
     """SIGTERM/SIGINT stopped the run after saving a checkpoint; exit code 128 + signal (picklable)."""
 
 
-def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-          force: bool = False) -> Run | None:
+def train(
+    cfg: Config, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True, force: bool = False
+) -> Run | None:
     """Train the model a config describes; returns the finished run (folder, config, evaluation; see
     :mod:`deepfusion.model.runs.layout`), on every process but rank 0 under torchrun None.
 
@@ -81,8 +83,10 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, 
 def _train(cfg: Config, dinfo, device, run_dir, resume: bool, progress: bool, force: bool) -> Run | None:
     t = cfg.train
     if dinfo.active and t.skip_nonfinite:
-        raise ConfigError("train.skip_nonfinite needs a per-step decision that processes would have to share; "
-                          "set it to 0 under torchrun")
+        raise ConfigError(
+            "train.skip_nonfinite needs a per-step decision that processes would have to share; "
+            "set it to 0 under torchrun"
+        )
     with open_run_folder(cfg, run_dir, resume, dinfo, force) as (folder, ckpt):
         seed_everything(t.seed + dinfo.rank)  # rank 0 of any world size seeds as a single process
         train_ds, test_ds, record = load_datasets(cfg, read_record(folder.data) if ckpt is not None else None, force)
@@ -110,21 +114,34 @@ def stop_requested(setup: Setup, state: Progress, stop: dict) -> int | None:
     return ddp_util.max_flag(stop["signum"] or 0) or None
 
 
+def progress_bar(setup: Setup, state: Progress, progress: bool):
+    """A tqdm bar on a terminal, a plain ``ProgressLine`` on a file or pipe (no \\r lines in logs), none
+    off the main process or without ``progress``."""
+    show = progress and setup.dinfo.main and sys.stderr.isatty()
+    return (
+        tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
+        if show
+        else ProgressLine(setup.total, state.step, setup.folder.name)
+        if progress and setup.dinfo.main
+        else tqdm(disable=True)
+    )
+
+
 def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool, log) -> None:
     """Train from ``state`` to the last epoch, logging and checkpointing on the way."""
     t, n = setup.cfg.train, len(setup.x_all)
     meter, gen = LossMeter(setup.device), torch.Generator(device=setup.device)
     clock = dict(time=time.perf_counter(), step=state.step, start=start_wall, lr=0.0)
-    show = progress and setup.dinfo.main and sys.stderr.isatty()  # no \r lines in logs
-    bar = (tqdm(total=setup.total, initial=state.step, desc=setup.folder.name, unit="step", dynamic_ncols=True)
-           if show else ProgressLine(setup.total, state.step, setup.folder.name)  # a file or pipe: plain lines
-           if progress and setup.dinfo.main else tqdm(disable=True))
+    bar = progress_bar(setup, state, progress)
     setup.model.train()
     metrics_path = setup.folder.metrics if setup.dinfo.main else os.devnull
     try:
-        with (open_append(metrics_path) as metrics, stop_on_signals() as stop,
-              deterministic(t.deterministic and setup.device.type != "cuda"),
-              forward_options(attend=t.attend, check_inputs=False)):
+        with (
+            open_append(metrics_path) as metrics,
+            stop_on_signals() as stop,
+            deterministic(t.deterministic and setup.device.type != "cuda"),
+            forward_options(attend=t.attend, check_inputs=False),
+        ):
             while state.epoch < t.epochs:
                 perm = epoch_permutation(t.seed, state.epoch, n).to(setup.device)
                 for b in range(state.position, setup.steps_per_epoch):
@@ -148,16 +165,20 @@ def run_epochs(setup: Setup, state: Progress, start_wall: float, progress: bool,
                         save(setup, state, start_wall, meter)
                         raise TrainingInterrupted(
                             f"stopped by {signal.Signals(signum).name} at step {state.step}/{setup.total}; "
-                            f"checkpoint saved; resume with: deepfusion train --resume {setup.folder}", signum)
+                            f"checkpoint saved; resume with: deepfusion train --resume {setup.folder}",
+                            signum,
+                        )
                     if t.checkpoint_every and state.step % t.checkpoint_every == 0 and b + 1 < setup.steps_per_epoch:
                         save(setup, state, start_wall, meter)
                 state.epoch, state.position = state.epoch + 1, 0
                 save(setup, state, start_wall, meter)
     except torch.OutOfMemoryError as err:  # a shared GPU can fill up hours into a run
         first = first_line(err, default="out of memory")
-        raise RunError(f"out of {setup.device.type} memory at step {state.step} ({first}); resume with --resume "
-                       f"{setup.folder} once memory is free, or start a new run with a smaller train.batch_size "
-                       "or model") from None
+        raise RunError(
+            f"out of {setup.device.type} memory at step {state.step} ({first}); resume with --resume "
+            f"{setup.folder} once memory is free, or start a new run with a smaller train.batch_size "
+            "or model"
+        ) from None
     finally:
         bar.close()
 
@@ -166,8 +187,9 @@ def finish(setup: Setup, train_ds, test_ds, state: Progress, start_wall: float, 
     """Evaluate the trained model (one process) and write ``eval.json`` with the step it describes."""
     setup.model.eval()
     with Heartbeat(f"{setup.folder.name} evaluation"):  # a log shows it is alive
-        result = evaluate_model(setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device,
-                                setup.cfg.train.seed)
+        result = evaluate_model(
+            setup.model, setup.augment, train_ds, test_ds, setup.cfg.eval, setup.device, setup.cfg.train.seed
+        )
     result = result.with_training(state.step, state.step >= setup.total, time.perf_counter() - start_wall)
     result.save(setup.folder.eval)
     log.evaluation(result)

@@ -33,7 +33,9 @@ class LARS(torch.optim.Optimizer):
                     grad = grad.add(p, alpha=group["weight_decay"])
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
                     # trust ratio without a host sync: fall back to 1 where a norm is zero
-                    ratio = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    ratio = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
                     grad = grad * ratio
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:
@@ -77,8 +79,10 @@ def build_optimizer(cfg: Config, model: nn.Module, steps_per_epoch: int):
     o, lr = cfg.optim, scaled_lr(cfg)
     params = param_groups(model, lr, o.head_lr_scale)
     if not params:
-        raise ConfigError("nothing to train: every parameter is frozen (train.freeze_backbone=true and a head "
-                          "without parameters); train the backbone or pick a head that learns")
+        raise ConfigError(
+            "nothing to train: every parameter is frozen (train.freeze_backbone=true and a head "
+            "without parameters); train the backbone or pick a head that learns"
+        )
     if o.name == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     elif o.name == "lars":

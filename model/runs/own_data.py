@@ -72,19 +72,27 @@ def _training_size(summary, cfg: Config) -> int:
 def _check_fit(preset: str, summary, cfg: Config) -> None:
     path = summary.path
     if preset == "vectors" and summary.kind == "image":
-        raise ConfigError(f"preset vectors is for 2-D x but {path} holds {_describe(summary)}; use --config images "
-                          "or leave --config out to choose by shape")
+        raise ConfigError(
+            f"preset vectors is for 2-D x but {path} holds {_describe(summary)}; use --config images "
+            "or leave --config out to choose by shape"
+        )
     if preset == "signals" and summary.kind == "image":
-        raise ConfigError(f"preset signals is for 2-D x (N, L) but {path} holds {_describe(summary)}; store each "
-                          "signal as a row: numpy.savez(path, x=x.reshape(len(x), -1), y=y)")
+        raise ConfigError(
+            f"preset signals is for 2-D x (N, L) but {path} holds {_describe(summary)}; store each "
+            "signal as a row: numpy.savez(path, x=x.reshape(len(x), -1), y=y)"
+        )
     if preset == "images" and summary.kind == "vector":
-        raise ConfigError(f"preset images is for 3-D/4-D x but {path} holds {_describe(summary)}; use --config "
-                          "vectors or leave --config out to choose by shape")
+        raise ConfigError(
+            f"preset images is for 3-D/4-D x but {path} holds {_describe(summary)}; use --config "
+            "vectors or leave --config out to choose by shape"
+        )
     if summary.kind == "image" and cfg.model.backbone != "mlp" and min(summary.input_shape[1:]) < MIN_SIDE:
-        raise ConfigError(f"{path}: x of shape {summary.x_shape} is read as images of {summary.input_shape[1]}x"
-                          f"{summary.input_shape[2]}, smaller than the {MIN_SIDE}x{MIN_SIDE} that backbone "
-                          f"{cfg.model.backbone!r} needs; if x holds vectors, store it 2-D: "
-                          "numpy.savez(path, x=x.reshape(len(x), -1), y=y)")
+        raise ConfigError(
+            f"{path}: x of shape {summary.x_shape} is read as images of {summary.input_shape[1]}x"
+            f"{summary.input_shape[2]}, smaller than the {MIN_SIDE}x{MIN_SIDE} that backbone "
+            f"{cfg.model.backbone!r} needs; if x holds vectors, store it 2-D: "
+            "numpy.savez(path, x=x.reshape(len(x), -1), y=y)"
+        )
 
 
 def _fit_training(preset: str, summary, cfg: Config, given: dict, notes: list) -> None:
@@ -94,15 +102,20 @@ def _fit_training(preset: str, summary, cfg: Config, given: dict, notes: list) -
     B = cfg.train.batch_size
     batch = None if "train.batch_size" in given else fitted_batch(B, n, world, DROP_SHARE)
     if batch is not None:
-        why = (f"the training split has only {n} samples" if B > n else
-               f"{n} training samples in batches of {B} would leave {n % B} unused each epoch")
+        why = (
+            f"the training split has only {n} samples"
+            if B > n
+            else f"{n} training samples in batches of {B} would leave {n % B} unused each epoch"
+        )
         notes.append(f"batch:  train.batch_size {B} -> {batch}: {why}")
         cfg.train.batch_size = batch
     steps = n // cfg.train.batch_size
     if steps and "train.epochs" not in given and steps * cfg.train.epochs < MIN_STEPS[preset]:
         epochs = math.ceil(MIN_STEPS[preset] / steps)
-        notes.append(f"epochs: train.epochs {cfg.train.epochs} -> {epochs}: {steps} step(s) per epoch, and the "
-                     f"{preset} preset trains for at least {MIN_STEPS[preset]} steps")
+        notes.append(
+            f"epochs: train.epochs {cfg.train.epochs} -> {epochs}: {steps} step(s) per epoch, and the "
+            f"{preset} preset trains for at least {MIN_STEPS[preset]} steps"
+        )
         cfg.train.epochs = epochs
 
 
@@ -123,12 +136,17 @@ def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
         preset = DEFAULT_PRESET
         if given.get("data.name") == "npz":
             if given.get("data.root") is None:
-                raise ConfigError("data.name=npz needs the file: add data.root=PATH.npz (arrays x and y, optionally "
-                                  "x_test and y_test)")
+                raise ConfigError(
+                    "data.name=npz needs the file: add data.root=PATH.npz (arrays x and y, optionally "
+                    "x_test and y_test)"
+                )
             summary = summarize(given["data.root"], num_classes, layout)
             preset = PRESET_FOR_KIND[summary.kind]
-            also = ("; if each row is an ordered signal (time series, spectrum), use --config signals"
-                    if preset == "vectors" else "")
+            also = (
+                "; if each row is an ordered signal (time series, spectrum), use --config signals"
+                if preset == "vectors"
+                else ""
+            )
             notes.append(f"data:   {summary.path}: {_describe(summary)} -> preset {preset}{also}")
     cfg = load_config(preset, overrides)
     if cfg.data.name != "npz" or cfg.data.root is None:
@@ -142,9 +160,11 @@ def resolve_config(config: str | None, overrides) -> tuple[Config, list[str]]:
         cfg.preset = run_label(summary.path)
     if summary.label_values:
         shown = summary.label_values if len(summary.label_values) <= 12 else (*summary.label_values[:12], "...")
-        notes.append(f"labels: {summary.num_classes} distinct labels {{{', '.join(map(str, shown))}}} remapped to "
-                     f"classes 0..{summary.num_classes - 1} in that order; the mapping is saved in the run "
-                     "folder's data.json")
+        notes.append(
+            f"labels: {summary.num_classes} distinct labels {{{', '.join(map(str, shown))}}} remapped to "
+            f"classes 0..{summary.num_classes - 1} in that order; the mapping is saved in the run "
+            "folder's data.json"
+        )
     if preset in OWN_PRESETS:
         _fit_training(preset, summary, cfg, given, notes)
     notes.append(f"augment: {augment_note(cfg, summary)}")
@@ -166,16 +186,23 @@ def augment_note(cfg: Config, summary) -> str:
     if p.flip:
         parts.append("flips")
     if p.rotate or p.zoom != (1.0, 1.0) or p.shift:
-        parts.append(f"{'shift' if p.kind == 'vector' else 'rotate/zoom/shift'} up to {p.shift:g}, "
-                     f"{'stretch' if p.kind == 'vector' else 'zoom'} {p.zoom[0]:g}-{p.zoom[1]:g}x"
-                     + (f", rotate {p.rotate:g} deg" if p.rotate else ""))
+        parts.append(
+            f"{'shift' if p.kind == 'vector' else 'rotate/zoom/shift'} up to {p.shift:g}, "
+            f"{'stretch' if p.kind == 'vector' else 'zoom'} {p.zoom[0]:g}-{p.zoom[1]:g}x"
+            + (f", rotate {p.rotate:g} deg" if p.rotate else "")
+        )
     if p.jitter_p and any(p.jitter):
         names = [n for n, v in zip(("brightness", "contrast", "saturation", "hue"), p.jitter) if v]
         parts.append(f"{'/'.join(names)} jitter on {p.jitter_p:.0%} of the views")
     if p.scale != (1.0, 1.0):
         parts.append(f"amplitude {p.scale[0]:g}-{p.scale[1]:g}x")
-    for what, value in (("noise", p.noise), ("mask", p.mask_p), ("mix", p.mix_p), ("grey", p.gray_p),
-                        ("blur", p.blur_p)):
+    for what, value in (
+        ("noise", p.noise),
+        ("mask", p.mask_p),
+        ("mix", p.mix_p),
+        ("grey", p.gray_p),
+        ("blur", p.blur_p),
+    ):
         if value:
             parts.append(f"{what} {value:g}")
     how = " (chosen by the data's channels and size)" if augment == "default" else ""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfusion.errors import DataError
+from deepfusion.model.data.augment import PRESETS
 from deepfusion.model.data.standardize import FeatureStats, check_scale, fit
 from deepfusion.model.runs.data_source import DataSource
 
@@ -37,24 +38,39 @@ class DataRecord:
     source: DataSource | None = None  # the data's path and fingerprint; None: built-in data, or not recorded
 
     def to_json(self) -> dict:
-        return {"version": VERSION, "dataset": self.dataset, "kind": self.kind, "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes, "n_train": self.n_train, "n_test": self.n_test,
-                "label_values": list(self.label_values) or None,
-                "standardize": self.standardize.to_json() if self.standardize else None,
-                "source": self.source.to_json() if self.source else None}
+        return {
+            "version": VERSION,
+            "dataset": self.dataset,
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "label_values": list(self.label_values) or None,
+            "standardize": self.standardize.to_json() if self.standardize else None,
+            "source": self.source.to_json() if self.source else None,
+        }
 
     @classmethod
     def from_json(cls, data, source: str) -> "DataRecord":
         if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise DataError(f"{source}: not a data record of version {VERSION}; retrain the run or delete the file "
-                            "to recompute it from the training split")
+            raise DataError(
+                f"{source}: not a data record of version {VERSION}; retrain the run or delete the file "
+                "to recompute it from the training split"
+            )
         try:
             stats, where = data.get("standardize"), data.get("source")  # "source" absent: an older record
-            return cls(str(data["dataset"]), str(data["kind"]), tuple(int(s) for s in data["input_shape"]),
-                       int(data["num_classes"]), int(data["n_train"]), int(data["n_test"]),
-                       tuple(int(v) for v in data.get("label_values") or ()),
-                       FeatureStats.from_json(stats, source) if stats is not None else None,
-                       DataSource.from_json(where, source) if where is not None else None)
+            return cls(
+                str(data["dataset"]),
+                str(data["kind"]),
+                tuple(int(s) for s in data["input_shape"]),
+                int(data["num_classes"]),
+                int(data["n_train"]),
+                int(data["n_test"]),
+                tuple(int(v) for v in data.get("label_values") or ()),
+                FeatureStats.from_json(stats, source) if stats is not None else None,
+                DataSource.from_json(where, source) if where is not None else None,
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{source}: malformed data record ({type(err).__name__}: {err})") from None
 
@@ -65,13 +81,17 @@ def check_class_count(train, test) -> None:
     n = len(train) + len(test)
     present = len(set(train.y.tolist()) | set(test.y.tolist()))
     if present < 2:
-        raise DataError(f"dataset {train.name!r} holds a single class; every accuracy of a one-class data set is 1.0 "
-                        "and says nothing: give samples of at least two classes (training itself uses no labels, "
-                        "but every evaluation does)")
+        raise DataError(
+            f"dataset {train.name!r} holds a single class; every accuracy of a one-class data set is 1.0 "
+            "and says nothing: give samples of at least two classes (training itself uses no labels, "
+            "but every evaluation does)"
+        )
     if train.num_classes > n:
-        raise DataError(f"dataset {train.name!r}: its labels imply {train.num_classes} classes but train and test "
-                        f"hold only {n} samples; a label value far above the others (e.g. a missing-value code "
-                        "like 999999) is the usual cause")
+        raise DataError(
+            f"dataset {train.name!r}: its labels imply {train.num_classes} classes but train and test "
+            f"hold only {n} samples; a label value far above the others (e.g. a missing-value code "
+            "like 999999) is the usual cause"
+        )
 
 
 def prepare(cfg, train, test, record: DataRecord | None = None):
@@ -88,12 +108,18 @@ def prepare(cfg, train, test, record: DataRecord | None = None):
     elif train.kind == "vector":
         noise = cfg.data.aug_noise
         if noise is None and cfg.data.augment in ("vector", "default"):
-            from deepfusion.model.data.augment import PRESETS
-
             noise = PRESETS["vector"].noise
         check_scale(train, noise)
-    new = DataRecord(train.name, train.kind, tuple(train.input_shape), int(train.num_classes), len(train), len(test),
-                     tuple(train.label_values), stats)
+    new = DataRecord(
+        train.name,
+        train.kind,
+        tuple(train.input_shape),
+        int(train.num_classes),
+        len(train),
+        len(test),
+        tuple(train.label_values),
+        stats,
+    )
     return train, test, new
 
 

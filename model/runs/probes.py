@@ -19,6 +19,7 @@ from deepfusion.errors import ConfigError, DataError
 
 FEATURE_BATCH = 512  # images per forward pass when extracting features
 
+
 def _owner(fn) -> nn.Module | None:
     """The module whose mode must be switched to eval for ``fn`` (a module or a bound method of one)."""
     if isinstance(fn, nn.Module):
@@ -28,9 +29,13 @@ def _owner(fn) -> nn.Module | None:
 
 
 @torch.no_grad()
-def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = FEATURE_BATCH,
-                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+def extract_features(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    batch_size: int = FEATURE_BATCH,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """``fn(transform(x_batch))`` over ``x`` in batches, as one float32 ``(N, D)`` tensor.
 
     Runs without gradients and with the owning module in eval mode (its mode is restored after).
@@ -48,7 +53,7 @@ def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     try:
         out = []
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device, non_blocking=True)
+            xb = x[i : i + batch_size].to(device, non_blocking=True)
             if transform is not None:
                 xb = transform(xb)
             out.append(fn(xb).float().flatten(1))  # (B, D)
@@ -60,8 +65,10 @@ def extract_features(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 
 def check_pair(feats: torch.Tensor, y: torch.Tensor, name: str) -> None:
     if feats.ndim != 2 or y.ndim != 1 or len(feats) != len(y):
-        raise DataError(f"{name}: features must be (N, D) and labels (N,) with the same N, got "
-                        f"{tuple(feats.shape)} and {tuple(y.shape)}")
+        raise DataError(
+            f"{name}: features must be (N, D) and labels (N,) with the same N, got "
+            f"{tuple(feats.shape)} and {tuple(y.shape)}"
+        )
     if len(y) == 0:
         raise DataError(f"{name}: no samples")
     if not bool(torch.isfinite(feats).all()):
@@ -78,8 +85,16 @@ def class_count(num_classes: int | None, *labels: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def knn_accuracy(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: torch.Tensor, test_y: torch.Tensor,
-                 k: int = 200, t: float = 0.1, num_classes: int | None = None, chunk: int | None = None) -> float:
+def knn_accuracy(
+    train_feats: torch.Tensor,
+    train_y: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_y: torch.Tensor,
+    k: int = 200,
+    t: float = 0.1,
+    num_classes: int | None = None,
+    chunk: int | None = None,
+) -> float:
     """Weighted kNN top-1 accuracy (InstDisc / solo-learn): cosine similarity, votes ``exp(sim / t)``.
 
     The k nearest training points (k clamped to the training set size) each add ``exp(sim / t)`` to
@@ -104,11 +119,11 @@ def knn_accuracy(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: t
     chunk = chunk or max(1, min(4096, 2**24 // len(bank)))
     correct = 0
     for i in range(0, len(test), chunk):
-        sim = test[i:i + chunk] @ bank.T  # (B, N)
+        sim = test[i : i + chunk] @ bank.T  # (B, N)
         top_sim, top_idx = sim.topk(k, dim=1)  # (B, k)
         weights = (top_sim / t).exp()
         votes = torch.zeros(len(sim), c, device=device).scatter_add_(1, bank_y[top_idx], weights)  # (B, C)
-        correct += int((votes.argmax(1) == test_y[i:i + chunk]).sum())
+        correct += int((votes.argmax(1) == test_y[i : i + chunk]).sum())
     return correct / len(test)
 
 
@@ -128,9 +143,52 @@ def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tens
     return torch.cat(picks).sort().values
 
 
-def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int | None = None, epochs: int = 100, lr: float = 1.0, weight_decay: float = 1e-4,
-                 fraction: float = 1.0, seed: int = 0, chunk: int = 65536) -> float:
+def _fit_logistic(x, y, c: int, epochs: int, lr: float, weight_decay: float, chunk: int):
+    """Weights (D, c) and bias (c,) of multinomial logistic regression on standardised ``x``: full-batch
+    L-BFGS from zero on mean cross-entropy + ``weight_decay / 2 * ||W||^2``, gradients summed over
+    ``chunk``-row slices."""
+    w = torch.zeros(x.shape[1], c, device=x.device, requires_grad=True)
+    b = torch.zeros(c, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=lr,
+        max_iter=epochs,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
+    n = len(y)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        total = 0.5 * weight_decay * (w * w).sum()
+        total.backward()
+        total = total.detach()
+        for i in range(0, n, chunk):
+            part = F.cross_entropy(x[i : i + chunk] @ w + b, y[i : i + chunk], reduction="sum") / n
+            part.backward()
+            total = total + part.detach()
+        return total
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w, b
+
+
+def linear_probe(
+    train_feats: torch.Tensor,
+    train_y: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int | None = None,
+    epochs: int = 100,
+    lr: float = 1.0,
+    weight_decay: float = 1e-4,
+    fraction: float = 1.0,
+    seed: int = 0,
+    chunk: int = 65536,
+) -> float:
     """Test top-1 accuracy of a logistic-regression probe on frozen features.
 
     Features are standardised with the mean and std of the probe's training samples. The loss is
@@ -151,26 +209,7 @@ def linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, test_feats: t
     idx = stratified_subset(train_y, fraction, seed).to(device)
     x, y = train_feats.float()[idx], train_y.to(device)[idx]
     mean, std = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-    x = (x - mean) / std
-    w = torch.zeros(x.shape[1], c, device=device, requires_grad=True)
-    b = torch.zeros(c, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=lr, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-9, tolerance_change=1e-12)
-    n = len(y)
-
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        total = 0.5 * weight_decay * (w * w).sum()
-        total.backward()
-        total = total.detach()
-        for i in range(0, n, chunk):
-            part = F.cross_entropy(x[i:i + chunk] @ w + b, y[i:i + chunk], reduction="sum") / n
-            part.backward()
-            total = total + part.detach()
-        return total
-
-    with torch.enable_grad():
-        opt.step(closure)
+    w, b = _fit_logistic((x - mean) / std, y, c, epochs, lr, weight_decay, chunk)
     with torch.no_grad():
         test = (test_feats.float().to(device) - mean) / std
         pred = (test @ w + b).argmax(1)

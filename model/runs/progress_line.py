@@ -31,8 +31,15 @@ def clock(seconds: float) -> str:
 
 
 class ProgressLine:
-    def __init__(self, total: int, initial: int = 0, desc: str = "", stream=None, interval: float = INTERVAL,
-                 timer=time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        initial: int = 0,
+        desc: str = "",
+        stream=None,
+        interval: float = INTERVAL,
+        timer=time.monotonic,
+    ):
         self.total, self.n, self.desc = int(total), int(initial), desc
         self.stream, self.interval, self.timer = stream, interval, timer
         self.start_n, self.start = self.n, timer()
@@ -52,8 +59,10 @@ class ProgressLine:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = clock((self.total - self.n) / rate) if rate > 0 else "?"
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        return (f"{self.desc}  step {self.n}/{self.total}{share}  {rate:.2f} steps/s  elapsed {clock(elapsed)}  "
-                f"ETA {eta}  {self.postfix}").rstrip()
+        return (
+            f"{self.desc}  step {self.n}/{self.total}{share}  {rate:.2f} steps/s  elapsed {clock(elapsed)}  "
+            f"ETA {eta}  {self.postfix}"
+        ).rstrip()
 
     def emit(self) -> None:
         print(self.line(), file=self.stream or sys.stderr, flush=True)

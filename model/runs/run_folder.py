@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
+from deepfusion.model.runs import distributed as ddp_util
+from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
+from deepfusion.model.runs.config import Config, config_hash, config_to_dict
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
+from deepfusion.model.runs.loading import with_legacy
 from deepfusion.model.runs.lock import folder_lock, holds_lock
 
 # What a resume may not change without --force: these sections whole, and these train keys.
@@ -26,14 +31,13 @@ TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend
 
 def default_run_dir(cfg) -> Path:
     """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set (``~`` expanded)."""
-    from deepfusion.model.runs.config import config_hash
-
     return Path(cfg.train.out_dir).expanduser() / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
 def _unwritable(folder: RunFolder, err: OSError) -> RunError:
-    return RunError(f"cannot write to run folder {folder} ({err.strerror}); set train.out_dir or --out to a "
-                    "writable folder")
+    return RunError(
+        f"cannot write to run folder {folder} ({err.strerror}); set train.out_dir or --out to a writable folder"
+    )
 
 
 def _make_folder(folder: RunFolder) -> None:
@@ -44,8 +48,6 @@ def _make_folder(folder: RunFolder) -> None:
 
 
 def _check_writable(folder: RunFolder) -> None:
-    import tempfile
-
     try:
         folder.checkpoints.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder.root, prefix=WRITE_TEST, delete=True) as f:
@@ -63,8 +65,6 @@ WRITE_TEST = ".write-test."  # prefix of the probe file _check_writable creates 
 def _dead_start(folder: RunFolder, held: list[str]) -> list[Path] | None:
     """The files of a start that ended before its first checkpoint (killed, out of memory, NaN at
     step 1), when the folder holds nothing else; None when it holds anything more."""
-    from deepfusion.model.runs.checkpoint import STALE
-
     files = []
     for name in held:
         path = folder.root / name
@@ -86,24 +86,36 @@ def _check_new(folder: RunFolder) -> None:
     """A new run starts only in a missing or empty folder (its lock file and an empty checkpoints/
     aside), or in one holding only what a start that never reached its first checkpoint left: those
     files are removed, with a warning, so the same command starts the run again."""
-    held = [n for n in folder.contents() if not (n == folder.checkpoints.name and folder.checkpoints.is_dir()
-                                                  and not folder.checkpoints.is_symlink()
-                                                  and not any(folder.checkpoints.iterdir()))]
+    held = [
+        n
+        for n in folder.contents()
+        if not (
+            n == folder.checkpoints.name
+            and folder.checkpoints.is_dir()
+            and not folder.checkpoints.is_symlink()
+            and not any(folder.checkpoints.iterdir())
+        )
+    ]
     if not held:
         return
     if folder.last.exists() or folder.prev.exists():
-        raise RunError(f"{folder} already holds a run; continue it with --resume {folder} or set train.name to a "
-                       "new name")
+        raise RunError(
+            f"{folder} already holds a run; continue it with --resume {folder} or set train.name to a new name"
+        )
     dead = _dead_start(folder, held)
     if dead is not None:
         for path in dead:
             path.unlink(missing_ok=True)
-        warn(f"{folder} held only what a start that never wrote a checkpoint leaves ({', '.join(held)}); "
-             "removed it and starting again")
+        warn(
+            f"{folder} held only what a start that never wrote a checkpoint leaves ({', '.join(held)}); "
+            "removed it and starting again"
+        )
         return
     shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
-    raise RunError(f"{folder} exists and is not empty ({shown}) but holds no checkpoint to resume; nothing there is "
-                   "overwritten: set train.name (or --out) to a new place, or move the folder away")
+    raise RunError(
+        f"{folder} exists and is not empty ({shown}) but holds no checkpoint to resume; nothing there is "
+        "overwritten: set train.name (or --out) to a new place, or move the folder away"
+    )
 
 
 def check_plain(folder: RunFolder) -> None:
@@ -111,25 +123,30 @@ def check_plain(folder: RunFolder) -> None:
     symbolic link, which could lead out of the run folder."""
     for path, what in ((folder.root, "run folder"), (folder.checkpoints, "checkpoints folder")):
         if path.is_symlink():
-            raise RunError(f"{what} {path} is a symbolic link (to {os.readlink(path)}); runs write only into plain "
-                           f"folders: replace the link with the folder itself, or pass the folder it points to")
+            raise RunError(
+                f"{what} {path} is a symbolic link (to {os.readlink(path)}); runs write only into plain "
+                f"folders: replace the link with the folder itself, or pass the folder it points to"
+            )
 
 
 def check_trajectory(ckpt: dict, cfg, folder: RunFolder, force: bool) -> None:
     """Refuse a resume whose config changes the run's trajectory, unless ``force`` (then warn)."""
-    from deepfusion.model.runs.checkpoint import config_diffs
-    from deepfusion.model.runs.config import Config, config_to_dict
-    from deepfusion.model.runs.loading import with_legacy
-
     # keys the checkpoint predates count as what they meant then (config.LEGACY), not as changes
-    diffs = config_diffs(with_legacy(ckpt["config"], cfg), config_to_dict(cfg), TRAJECTORY_SECTIONS, TRAJECTORY_KEYS,
-                         defaults=config_to_dict(Config()))
+    diffs = config_diffs(
+        with_legacy(ckpt["config"], cfg),
+        config_to_dict(cfg),
+        TRAJECTORY_SECTIONS,
+        TRAJECTORY_KEYS,
+        defaults=config_to_dict(Config()),
+    )
     if not diffs:
         return
     if not force:
-        raise CheckpointError(f"checkpoint in {folder} was written with a different config ({', '.join(diffs)} differ);"
-                              f" resume without overriding those keys or start a new run (--force resumes anyway, "
-                              "and the run no longer follows one trajectory)")
+        raise CheckpointError(
+            f"checkpoint in {folder} was written with a different config ({', '.join(diffs)} differ);"
+            f" resume without overriding those keys or start a new run (--force resumes anyway, "
+            "and the run no longer follows one trajectory)"
+        )
     warn(f"resuming {folder} with changed {', '.join(diffs)} (--force); the run no longer follows one trajectory")
 
 
@@ -142,14 +159,12 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     checkpoint (an unreadable ``last.pt`` is set aside when ``prev.pt`` loads) whose trajectory
     keys match ``cfg`` unless ``force``.
     """
-    from deepfusion.model.runs import distributed as ddp_util
-    from deepfusion.model.runs.checkpoint import latest_checkpoint
-
     folder = RunFolder(run_dir if run_dir is not None else default_run_dir(cfg))
     ckpt = None
     if resume and not folder.checkpoints.is_dir():
-        raise RunError(f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run "
-                       "without --resume")
+        raise RunError(
+            f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run without --resume"
+        )
     made = dinfo.main and not resume and not folder.root.exists()
     if dinfo.main:
         check_plain(folder)
@@ -157,8 +172,9 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     lock = folder_lock(folder.root, "resume" if resume else "train in") if dinfo.main else _nothing(folder)
     with lock:
         if resume:  # rank 0 alone (it holds the lock) sets an unreadable last.pt aside
-            ckpt = latest_checkpoint(folder.checkpoints, resume=True, set_aside_bad=holds_lock(folder.root),
-                                     quiet=not dinfo.main)
+            ckpt = latest_checkpoint(
+                folder.checkpoints, resume=True, set_aside_bad=holds_lock(folder.root), quiet=not dinfo.main
+            )
             check_trajectory(ckpt, cfg, folder, force)
         elif dinfo.main:
             _check_new(folder)

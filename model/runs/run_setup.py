@@ -77,8 +77,22 @@ def build(cfg: Config, folder: RunFolder, dinfo, device: torch.device, train_ds)
     local = t.batch_size // dinfo.world
     ids = torch.arange(dinfo.rank * local, (dinfo.rank + 1) * local, device=device).repeat(2)  # view-major, global
     loss_fn = GatheredNTXent(ids) if dinfo.active else (lambda z, temp: nt_xent(z, ids, temp))
-    return Setup(cfg, folder, dinfo, device, model, fwd, opt, sched, augment, x_all, channels_last,
-                 loss_fn, steps_per_epoch, t.epochs * steps_per_epoch)
+    return Setup(
+        cfg,
+        folder,
+        dinfo,
+        device,
+        model,
+        fwd,
+        opt,
+        sched,
+        augment,
+        x_all,
+        channels_last,
+        loss_fn,
+        steps_per_epoch,
+        t.epochs * steps_per_epoch,
+    )
 
 
 def prepare_backbone(cfg: Config, model, augment, x_all: torch.Tensor) -> None:
@@ -89,15 +103,20 @@ def prepare_backbone(cfg: Config, model, augment, x_all: torch.Tensor) -> None:
     fit = getattr(model.backbone, "fit", None)
     if fit is not None:
         with torch.no_grad():
-            fit(torch.cat([augment.eval_view(x_all[i:i + 4096]) for i in range(0, len(x_all), 4096)]))
+            fit(torch.cat([augment.eval_view(x_all[i : i + 4096]) for i in range(0, len(x_all), 4096)]))
 
 
 def load_backbone(model, run_dir: str) -> None:
     """The backbone weights of a trained run (its newest loadable checkpoint) into ``model.backbone``."""
     folder = RunFolder(run_dir)
     if not folder.checkpoints.is_dir():
-        raise ConfigError(f"model.backbone_from={run_dir}: no run folder with checkpoints there; give a folder "
-                          "written by deepfusion train")
-    state = {k[len("backbone."):]: v for k, v in latest_checkpoint(folder.checkpoints)["model"].items()
-             if k.startswith("backbone.")}
+        raise ConfigError(
+            f"model.backbone_from={run_dir}: no run folder with checkpoints there; give a folder "
+            "written by deepfusion train"
+        )
+    state = {
+        k[len("backbone.") :]: v
+        for k, v in latest_checkpoint(folder.checkpoints)["model"].items()
+        if k.startswith("backbone.")
+    }
     load_model_state(model.backbone, state, source=f"the backbone of {run_dir} (model.backbone_from)")

@@ -28,24 +28,33 @@ def restore(setup: Setup, ckpt: dict) -> Progress:
     load_model_state(setup.model, ckpt["model"], source=source)
     spe, saved_batch = setup.steps_per_epoch, ckpt["config"].get("train", {}).get("batch_size")
     if saved_batch == setup.cfg.train.batch_size and (
-            ckpt["position"] > spe or ckpt["step"] != ckpt["epoch"] * spe + ckpt["position"]):
-        raise CheckpointError(f"{source} holds an impossible position (step {ckpt['step']}, epoch {ckpt['epoch']}, "
-                              f"batch {ckpt['position']} of {spe}); the file is damaged: use prev.pt or retrain")
+        ckpt["position"] > spe or ckpt["step"] != ckpt["epoch"] * spe + ckpt["position"]
+    ):
+        raise CheckpointError(
+            f"{source} holds an impossible position (step {ckpt['step']}, epoch {ckpt['epoch']}, "
+            f"batch {ckpt['position']} of {spe}); the file is damaged: use prev.pt or retrain"
+        )
     if ckpt["step"] > setup.total:  # evaluating it would call a run finished that its checkpoint is not
-        raise RunError(f"{source} is at step {ckpt['step']} (epoch {ckpt['epoch']}), past the {setup.total} steps of "
-                       f"train.epochs={setup.cfg.train.epochs}; resume with train.epochs >= {-(-ckpt['step'] // spe)}, or "
-                       f"evaluate it as it stands: deepfusion eval --run {setup.folder.root}")
+        raise RunError(
+            f"{source} is at step {ckpt['step']} (epoch {ckpt['epoch']}), past the {setup.total} steps of "
+            f"train.epochs={setup.cfg.train.epochs}; resume with train.epochs >= {-(-ckpt['step'] // spe)}, or "
+            f"evaluate it as it stands: deepfusion eval --run {setup.folder.root}"
+        )
     ranks = ckpt.get("rng_ranks")
     world = setup.dinfo.world
-    for name, apply in (("optimizer", setup.opt.load_state_dict), ("scheduler", setup.sched.load_state_dict),
-                        ("rng", lambda _: restore_rng(ranks[setup.dinfo.rank] if ranks and len(ranks) == world
-                                                      else ckpt["rng"]))):
+    for name, apply in (
+        ("optimizer", setup.opt.load_state_dict),
+        ("scheduler", setup.sched.load_state_dict),
+        ("rng", lambda _: restore_rng(ranks[setup.dinfo.rank] if ranks and len(ranks) == world else ckpt["rng"])),
+    ):
         try:
             apply(ckpt[name])
         except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
-            raise CheckpointError(f"{source}: its {name} state does not fit this run ({first}); use the run's own "
-                                  "config.yaml, prev.pt, or retrain") from None
+            raise CheckpointError(
+                f"{source}: its {name} state does not fit this run ({first}); use the run's own "
+                "config.yaml, prev.pt, or retrain"
+            ) from None
     return Progress(ckpt["epoch"], min(ckpt["position"], spe), ckpt["step"], ckpt["skipped"], float(ckpt["elapsed"]))
 
 
@@ -55,18 +64,29 @@ def save(setup: Setup, state: Progress, start_wall: float, meter: LossMeter) -> 
     check_weights(setup.model, setup.device, state.step, setup.steps_per_epoch, setup.folder)
     rng = ddp_util.gather_objects(capture_rng())  # every rank's, so a resume continues each exactly
     extra = dict(rng_ranks=rng) if setup.dinfo.active else {}
-    payload = dict(model=setup.model.state_dict(), optimizer=setup.opt.state_dict(),
-                   scheduler=setup.sched.state_dict(), rng=rng[0], **extra,
-                   epoch=state.epoch, position=state.position, step=state.step, skipped=state.skipped,
-                   elapsed=time.perf_counter() - start_wall, config=config_to_dict(setup.cfg),
-                   finished=state.step >= setup.total)
+    payload = dict(
+        model=setup.model.state_dict(),
+        optimizer=setup.opt.state_dict(),
+        scheduler=setup.sched.state_dict(),
+        rng=rng[0],
+        **extra,
+        epoch=state.epoch,
+        position=state.position,
+        step=state.step,
+        skipped=state.skipped,
+        elapsed=time.perf_counter() - start_wall,
+        config=config_to_dict(setup.cfg),
+        finished=state.step >= setup.total,
+    )
     if setup.dinfo.main:
         try:
             save_checkpoint(payload, setup.folder.checkpoints, clear_stale=holds_lock(setup.folder.root))
         except OSError as err:  # disk full (torch's RuntimeError arrives as OSError), folder gone
             if ABORTED.is_set():  # a second Ctrl-C inside torch's writer, not a full disk
                 raise KeyboardInterrupt from None
-            raise RunError(f"cannot write a checkpoint to {setup.folder.checkpoints} ({err.strerror or err}); any "
-                           f"earlier checkpoint there is intact: free space, then resume with --resume "
-                           f"{setup.folder}") from None
+            raise RunError(
+                f"cannot write a checkpoint to {setup.folder.checkpoints} ({err.strerror or err}); any "
+                f"earlier checkpoint there is intact: free space, then resume with --resume "
+                f"{setup.folder}"
+            ) from None
     ddp_util.barrier()  # a resume never reads a half-written checkpoint

@@ -11,8 +11,8 @@ from contextlib import nullcontext
 import torch
 
 from deepfusion.errors import RunError
-from deepfusion.model.runs.controls import stream_seed
 from deepfusion.model.runs import distributed as ddp_util
+from deepfusion.model.runs.controls import stream_seed
 from deepfusion.model.runs.divergence import ADVICE, kept
 from deepfusion.model.runs.run_setup import Progress, Setup
 
@@ -20,7 +20,7 @@ from deepfusion.model.runs.run_setup import Progress, Setup
 def get_batch(setup: Setup, perm: torch.Tensor, b: int, step: int, gen: torch.Generator) -> torch.Tensor:
     """This rank's share of batch ``b`` of the epoch, as two augmented views (view-major)."""
     B, Bl, rank, world = setup.cfg.train.batch_size, setup.local_batch, setup.dinfo.rank, setup.dinfo.world
-    xb = setup.x_all[perm[b * B + rank * Bl:b * B + (rank + 1) * Bl]]
+    xb = setup.x_all[perm[b * B + rank * Bl : b * B + (rank + 1) * Bl]]
     gen.manual_seed(stream_seed(setup.cfg.train.seed, step + 1) * world + rank)  # draws depend on the step alone
     views = setup.augment.two_views(xb, generator=gen)
     return views.contiguous(memory_format=torch.channels_last) if setup.channels_last else views
@@ -67,8 +67,10 @@ def check_finite(setup: Setup, meter: LossMeter) -> None:
     """Stop with a one-line error if any rank saw a non-finite loss since the run began."""
     bad = int(ddp_util.all_reduce_max(meter.first_bad.clone()).item())
     if bad >= 0:
-        raise RunError(f"loss became NaN/inf at step {bad} (epoch {bad // setup.steps_per_epoch}); stopped and "
-                       f"{kept(setup.folder)}; {ADVICE}")
+        raise RunError(
+            f"loss became NaN/inf at step {bad} (epoch {bad // setup.steps_per_epoch}); stopped and "
+            f"{kept(setup.folder)}; {ADVICE}"
+        )
 
 
 def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: dict, bar, log) -> None:
@@ -77,9 +79,15 @@ def log_step(setup: Setup, state: Progress, meter: LossMeter, metrics, clock: di
     now = time.perf_counter()
     mean = meter.mean_and_reset()
     steps_per_s = (state.step - clock["step"]) / max(now - clock["time"], 1e-9)
-    rec = dict(step=state.step, epoch=state.epoch, loss=mean, lr=clock["lr"],
-               images_per_s=steps_per_s * setup.cfg.train.batch_size, steps_per_s=steps_per_s,
-               time=now - clock["start"])
+    rec = dict(
+        step=state.step,
+        epoch=state.epoch,
+        loss=mean,
+        lr=clock["lr"],
+        images_per_s=steps_per_s * setup.cfg.train.batch_size,
+        steps_per_s=steps_per_s,
+        time=now - clock["start"],
+    )
     metrics.write(json.dumps(rec) + "\n")
     metrics.flush()
     log.step(rec)

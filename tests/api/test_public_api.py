@@ -58,8 +58,14 @@ def test_paper_head_has_the_authors_sizes():
     assert (head.dim, head.depth, head.heads, head.out_dim) == (256, 10, 16, 512)
 
 
-@pytest.mark.parametrize("make", [lambda: deepfusion.MLPHead(16, 32, 8), lambda: deepfusion.MLPHead(16, 32, 8, False),
-                                  lambda: deepfusion.FFNHead(16, dim=32, depth=2, out_dim=8)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: deepfusion.MLPHead(16, 32, 8),
+        lambda: deepfusion.MLPHead(16, 32, 8, False),
+        lambda: deepfusion.FFNHead(16, dim=32, depth=2, out_dim=8),
+    ],
+)
 def test_feed_forward_heads_share_the_interface_without_attention(make):
     out, attention = make().eval()(torch.randn(10, 16), return_attention=True)
     assert out.shape == (10, 8) and attention == []

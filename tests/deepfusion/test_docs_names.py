@@ -14,8 +14,8 @@ import pytest
 
 import deepfusion.model.runs as runs_package
 from deepfusion.cli import COMMANDS
-from deepfusion.model.runs.config import Config
 from deepfusion.model.network.registry import BACKBONES, HEADS, NORMS, SCOPES
+from deepfusion.model.runs.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = Path(runs_package.__file__).parent / "configs"
@@ -28,7 +28,7 @@ def table_rows(text: str, header: str) -> list[list[str]]:
     starts = [i for i, line in enumerate(lines) if line.startswith(header)]
     assert len(starts) == 1, f"expected one table starting {header!r}, found {len(starts)}"
     rows = []
-    for line in lines[starts[0] + 2:]:  # past the header and the |---| line
+    for line in lines[starts[0] + 2 :]:  # past the header and the |---| line
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
@@ -71,8 +71,10 @@ def architecture_config_keys(text: str) -> dict[str, list[str]]:
     """Section -> keys of the ``section: {key, ...}`` listing in the yaml block under "### Config"."""
     block = text.split("### Config", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     block = "\n".join(line.split("#", 1)[0] for line in block.splitlines())  # comments off
-    return {section: [key.strip() for key in keys.split(",") if key.strip()]
-            for section, keys in re.findall(r"(\w+):\s*\{([^}]*)\}", block)}
+    return {
+        section: [key.strip() for key in keys.split(",") if key.strip()]
+        for section, keys in re.findall(r"(\w+):\s*\{([^}]*)\}", block)
+    }
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,14 @@ import pytest
 from deepfusion.errors import first_line
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("disk full\nTraceback details", "disk full"),
-    ("\n  padded first line  \nmore", "padded first line"),
-    ("x" * 300, "x" * 120),
-])
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("disk full\nTraceback details", "disk full"),
+        ("\n  padded first line  \nmore", "padded first line"),
+        ("x" * 300, "x" * 120),
+    ],
+)
 def test_first_line_keeps_the_first_line_within_the_limit(message, expected):
     assert first_line(RuntimeError(message)) == expected
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-
 LIMIT = 400  # lines per file: past that a module usually holds two concepts
+FUNCTION_LIMIT = 60  # lines per function, def to last line: past that it holds steps worth naming
 
 
 # The top-level folders are installed as sub-packages of deepfusion from their own places
@@ -57,8 +57,15 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def test_the_walk_finds_every_room():
-    for room in ("deepfusion.commands", "deepfusion.model.network", "deepfusion.model.data", "deepfusion.model.runs",
-                 "deepfusion.theory", "deepfusion.experiments", "deepfusion.paper_figures"):
+    for room in (
+        "deepfusion.commands",
+        "deepfusion.model.network",
+        "deepfusion.model.data",
+        "deepfusion.model.runs",
+        "deepfusion.theory",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+    ):
         assert any(m.startswith(room + ".") for m in MODULES), room
 
 
@@ -69,8 +76,11 @@ def test_module_imports(name):
 
 def test_no_import_circle():
     # packages' __init__ are left out: importing a submodule always runs its package first
-    graph = {m: {d for d in deps if MODULES[d].name != "__init__.py"} for m, deps in GRAPH.items()
-             if MODULES[m].name != "__init__.py"}
+    graph = {
+        m: {d for d in deps if MODULES[d].name != "__init__.py"}
+        for m, deps in GRAPH.items()
+        if MODULES[m].name != "__init__.py"
+    }
     state, stack = {}, []
 
     def visit(m):
@@ -78,7 +88,7 @@ def test_no_import_circle():
         stack.append(m)
         for d in sorted(graph.get(m, ())):
             if state.get(d) == "open":
-                cycle = stack[stack.index(d):] + [d]
+                cycle = stack[stack.index(d) :] + [d]
                 pytest.fail("import circle: " + " -> ".join(cycle))
             if d not in state:
                 visit(d)
@@ -92,12 +102,25 @@ def test_no_import_circle():
 
 # room -> rooms it must never import
 FORBIDDEN = {
-    "deepfusion.theory": ("deepfusion.model", "deepfusion.experiments", "deepfusion.paper_figures",
-                          "deepfusion.commands"),
-    "deepfusion.model.network": ("deepfusion.model.runs", "deepfusion.model.data", "deepfusion.experiments",
-                                 "deepfusion.paper_figures", "deepfusion.commands"),
-    "deepfusion.model.data": ("deepfusion.model.runs", "deepfusion.experiments", "deepfusion.paper_figures",
-                              "deepfusion.commands"),
+    "deepfusion.theory": (
+        "deepfusion.model",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
+    "deepfusion.model.network": (
+        "deepfusion.model.runs",
+        "deepfusion.model.data",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
+    "deepfusion.model.data": (
+        "deepfusion.model.runs",
+        "deepfusion.experiments",
+        "deepfusion.paper_figures",
+        "deepfusion.commands",
+    ),
     "deepfusion.model.runs": ("deepfusion.experiments", "deepfusion.paper_figures", "deepfusion.commands"),
     "deepfusion.experiments": ("deepfusion.paper_figures", "deepfusion.commands"),
     "deepfusion.paper_figures": ("deepfusion.commands",),
@@ -106,14 +129,24 @@ FORBIDDEN = {
 
 @pytest.mark.parametrize("room", sorted(FORBIDDEN))
 def test_no_room_imports_a_room_above_it(room):
-    bad = [f"{m} imports {d}" for m, deps in GRAPH.items() if m == room or m.startswith(room + ".")
-           for d in deps for above in FORBIDDEN[room] if d == above or d.startswith(above + ".")]
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        if m == room or m.startswith(room + ".")
+        for d in deps
+        for above in FORBIDDEN[room]
+        if d == above or d.startswith(above + ".")
+    ]
     assert not bad, "; ".join(bad)
 
 
 def test_only_the_command_line_imports_command_modules():
-    bad = [f"{m} imports {d}" for m, deps in GRAPH.items() for d in deps
-           if d.startswith("deepfusion.commands.") and not (m.startswith("deepfusion.commands") or m == "deepfusion.cli")]
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        for d in deps
+        if d.startswith("deepfusion.commands.") and not (m.startswith("deepfusion.commands") or m == "deepfusion.cli")
+    ]
     assert not bad, "; ".join(bad)
 
 
@@ -121,3 +154,25 @@ def test_only_the_command_line_imports_command_modules():
 def test_file_stays_under_the_line_limit(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= LIMIT, f"{MODULES[name]} has {lines} lines; split it by concept"
+
+
+def long_functions(source: str) -> list[str]:
+    """The functions (methods and nested ones included) of ``source`` longer than FUNCTION_LIMIT lines."""
+    return [
+        f"{node.name} (line {node.lineno}, {node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > FUNCTION_LIMIT
+    ]
+
+
+def test_the_function_limit_sees_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(FUNCTION_LIMIT))
+    assert long_functions(f"def f():\n{body}\n") == [f"f (line 1, {FUNCTION_LIMIT + 1} lines)"]
+    assert long_functions(f"def f():\n{body}\n".replace("    x0 = 0\n", "")) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_functions_stay_under_the_line_limit(name):
+    long = long_functions(MODULES[name].read_text())
+    assert not long, f"{MODULES[name]}: {', '.join(long)}; split into named steps"

@@ -19,8 +19,10 @@ def write_finished(run_dir: Path, scores: dict, step: int = 7, finished: bool = 
     folder = RunFolder(run_dir)
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     config = config_to_dict(cfg) if cfg is not None else {}
-    torch.save({"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": config, "step": step,
-                "finished": finished}, folder.last)
+    torch.save(
+        {"format": ck.FORMAT, "version": ck.VERSION, "model": {}, "config": config, "step": step, "finished": finished},
+        folder.last,
+    )
     ev = EvalResult(**scores).with_training(step, finished)
     ev.save(folder.eval)
     return ev

@@ -56,7 +56,9 @@ def test_disjoint_batches_are_balanced_disjoint_and_seeded():
 
 def test_too_small_split_names_the_smallest_class_and_values_that_fit():
     y = np.repeat(np.arange(3), [20, 9, 15])
-    with pytest.raises(DataError, match=r"class 1 has 9.*--per-class 1 with --batches 5, or --batches 2 with --per-class 4"):
+    with pytest.raises(
+        DataError, match=r"class 1 has 9.*--per-class 1 with --batches 5, or --batches 2 with --per-class 4"
+    ):
         disjoint_batches(y, 5, 4, seed=0)
     disjoint_batches(y, 2, 4, seed=0)  # the suggestion fits
     disjoint_batches(y, 5, 1, seed=0)
@@ -72,7 +74,7 @@ def test_capture_shapes_and_scope(scope):
     assert cap["attention"].shape == (3, 2, M, M) and cap["tokens"].shape == (4, M, 16)
     assert np.allclose(cap["attention"].sum(-1), 1.0, atol=1e-5)
     assert np.all(cap["attention"][..., ~cap["visible"]] == 0)
-    assert np.array_equal(cap["labels"][: M // 2], cap["labels"][M // 2:])
+    assert np.array_equal(cap["labels"][: M // 2], cap["labels"][M // 2 :])
     assert np.array_equal(cap["inst"], np.arange(M) % (M // 2))
     again = capture(model, JitterAugment(), ds, idx, seed=3, device="cpu")
     assert np.array_equal(cap["attention"], again["attention"])  # fixed batch and augmentation
@@ -87,8 +89,7 @@ def test_capture_needs_a_head_with_a_trace():
 def test_analyze_model_record_round_trips_through_json():
     torch.manual_seed(0)
     untrained = TinyModel(6).head
-    record, arrays = analyze.analyze_model(TinyModel(6), JitterAugment(), dataset(), untrained, batches=2,
-                                           per_class=3)
+    record, arrays = analyze.analyze_model(TinyModel(6), JitterAugment(), dataset(), untrained, batches=2, per_class=3)
     back = RunAnalysis.from_json(json.loads(json.dumps(record.to_json())))
     assert back == record
     assert back.verdict.rule == RULE and back.verdict.seeds == 1
@@ -109,8 +110,9 @@ def test_analyze_run_writes_reuses_and_refuses_to_overwrite(tmp_path, monkeypatc
     from deepfusion.model.runs.config import load_config
 
     cfg = load_config("synthetic", ["model.depth=3", "model.heads=2", "model.dim=16"])
-    loaded = SimpleNamespace(model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds, cfg=cfg, step=7,
-                             finished=True)
+    loaded = SimpleNamespace(
+        model=TinyModel(6), augment=JitterAugment(), train_ds=ds, test_ds=ds, cfg=cfg, step=7, finished=True
+    )
     monkeypatch.setattr(analyze, "load_run", lambda run_dir, device="cpu": loaded)
     monkeypatch.setattr(analyze, "untrained_head", lambda cfg, shape: TinyModel(6).head)
     first = analyze.analyze_run(tmp_path, batches=2, per_class=3)
@@ -153,8 +155,13 @@ def idealised_capture(C=4, k=16, d=512, beta=8.0, alpha=1.0, r0=1.0, layers=5, s
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         attention.append(A[None])
         tokens.append(x)
-    return {"attention": np.stack(attention), "tokens": np.stack(tokens), "labels": y,
-            "inst": np.arange(2 * N) % N, "visible": np.ones((2 * N, 2 * N), bool)}
+    return {
+        "attention": np.stack(attention),
+        "tokens": np.stack(tokens),
+        "labels": y,
+        "inst": np.arange(2 * N) % N,
+        "visible": np.ones((2 * N, 2 * N), bool),
+    }
 
 
 def uniform(cap):

@@ -24,8 +24,11 @@ def seed_tensors(rng, gains, own=None, C=C, n=N_PER, batches=B, shift=0):
         y = (inst % N) // n
         same_other = (y[:, None] == y[None, :]) & (inst[:, None] != inst[None, :])
         own_m = inst[:, None] == inst[None, :]
-        logits = (np.asarray(gains)[:, None, None, None] * same_other + own[:, None, None, None] * own_m
-                  + 0.3 * rng.standard_normal((L, H, 2 * N, 2 * N)))
+        logits = (
+            np.asarray(gains)[:, None, None, None] * same_other
+            + own[:, None, None, None] * own_m
+            + 0.3 * rng.standard_normal((L, H, 2 * N, 2 * N))
+        )
         a = np.exp(logits - logits.max(-1, keepdims=True))
         A.append(a / a.sum(-1, keepdims=True))
         Y.append(y)
@@ -156,10 +159,19 @@ def _bad(kind):
     return [A], [y], [inst], [A0]
 
 
-@pytest.mark.parametrize("kind, words", [("shape", "labels has shape"), ("rows", "do not sum to 1"),
-                                         ("nan", "NaN"), ("one_class", "at least 2"), ("one_sample", "one sample"),
-                                         ("views_disagree", "must share its label"),
-                                         ("untrained_shape", "untrained has shape"), ("layers", "2 layers")])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("shape", "labels has shape"),
+        ("rows", "do not sum to 1"),
+        ("nan", "NaN"),
+        ("one_class", "at least 2"),
+        ("one_sample", "one sample"),
+        ("views_disagree", "must share its label"),
+        ("untrained_shape", "untrained has shape"),
+        ("layers", "2 layers"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_problem(kind, words):
     with pytest.raises(DataError, match=words) as err:
         analyze_attention(*_bad(kind))

@@ -23,10 +23,25 @@ def _fashion_root():
 
 
 ROOT = _fashion_root()
-SMALL = ["data.options={limit: 400}", "model.backbone=cnn3", "model.dim=32", "model.depth=2", "model.heads=2",
-         "model.ffn_dim=64", "model.out_dim=32", "optim.name=adamw", "optim.lr=0.002", "optim.warmup_epochs=0",
-         "loss.temperature=0.2", "train.epochs=1", "train.batch_size=100", "train.device=cpu",
-         "eval.linear_epochs=2", "eval.linear_fraction=1.0", "eval.head_batch=100"]
+SMALL = [
+    "data.options={limit: 400}",
+    "model.backbone=cnn3",
+    "model.dim=32",
+    "model.depth=2",
+    "model.heads=2",
+    "model.ffn_dim=64",
+    "model.out_dim=32",
+    "optim.name=adamw",
+    "optim.lr=0.002",
+    "optim.warmup_epochs=0",
+    "loss.temperature=0.2",
+    "train.epochs=1",
+    "train.batch_size=100",
+    "train.device=cpu",
+    "eval.linear_epochs=2",
+    "eval.linear_fraction=1.0",
+    "eval.head_batch=100",
+]
 
 
 @pytest.mark.slow  # trains and analyses a run (about 3 s)

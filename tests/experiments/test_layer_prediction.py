@@ -21,7 +21,8 @@ import torch
 
 from deepfusion.errors import DataError
 from deepfusion.experiments import metrics as mt
-from deepfusion.experiments.layer_prediction import LEVELS, block_params, predict_layer
+from deepfusion.experiments.block_params import block_params
+from deepfusion.experiments.layer_prediction import LEVELS, predict_layer
 from deepfusion.model.network.attention import scope_mask
 from deepfusion.model.network.transformer_head import TransformerBlock
 from deepfusion.theory import configurations as cf
@@ -43,9 +44,9 @@ def symmetric_block(cfg, norm):
     Wq, Wk, Wv, Wo = (np.zeros((D, D)) for _ in range(4))
     for h, (bm, be, lm, le) in enumerate(HEADS):
         L, R = cf.factorise(cf.symmetric_map(cfg, bm, be), dh)
-        Wq[h * dh:(h + 1) * dh], Wk[h * dh:(h + 1) * dh] = L.T * dh**0.25, R * dh**0.25
+        Wq[h * dh : (h + 1) * dh], Wk[h * dh : (h + 1) * dh] = L.T * dh**0.25, R * dh**0.25
         O, V = cf.factorise(cf.symmetric_map(cfg, lm, le), dh)
-        Wo[:, h * dh:(h + 1) * dh], Wv[h * dh:(h + 1) * dh] = O, V
+        Wo[:, h * dh : (h + 1) * dh], Wv[h * dh : (h + 1) * dh] = O, V
     with torch.no_grad():
         blk.attn.qkv.weight.copy_(_t(np.concatenate([Wq, Wk, Wv])))
         blk.attn.qkv.bias.zero_()
@@ -107,7 +108,9 @@ def test_block_params_reads_the_block(scope):
     out, attn = _run(blk, X)
     pred = predict_layer(X, y, inst, vis, block_params(blk))
     for h in range(4):
-        assert pred["heads"][h]["same_class_mass"]["exact"] == pytest.approx(mt.same_class_mass(attn[h], y, inst, vis), abs=1e-12)
+        assert pred["heads"][h]["same_class_mass"]["exact"] == pytest.approx(
+            mt.same_class_mass(attn[h], y, inst, vis), abs=1e-12
+        )
         assert pred["heads"][h]["masses"]["exact"]["self"] == pytest.approx(mt.self_mass(attn[h]), abs=1e-12)
     assert pred["r_ratio"]["exact"] == pytest.approx(mt.relative_spread(out, y) / mt.relative_spread(X, y), rel=1e-10)
 

@@ -222,13 +222,25 @@ def test_residual_ratio():
 
 def _all_statistics(A, y, inst, X, vis):
     beta, r2 = mt.fit_beta_eff(A, X, visible=vis)
-    return np.array([
-        mt.same_class_mass(A, y, inst, vis), mt.same_class_chance(y, inst, vis),
-        mt.self_mass(A), mt.positive_mass(A, y, inst, vis),
-        mt.block_mass(A, y, inst, vis), mt.block_distance(A, y, vis), mt.block_distance(A, y, vis, mass=0.9),
-        mt.effective_rank(A), mt.relative_spread(X, y), mt.class_mean_cosine(X, y), mt.nc1(X, y),
-        mt.cdnv(X, y), mt.residual_ratio(X, X + 1.0), beta, r2,
-    ])
+    return np.array(
+        [
+            mt.same_class_mass(A, y, inst, vis),
+            mt.same_class_chance(y, inst, vis),
+            mt.self_mass(A),
+            mt.positive_mass(A, y, inst, vis),
+            mt.block_mass(A, y, inst, vis),
+            mt.block_distance(A, y, vis),
+            mt.block_distance(A, y, vis, mass=0.9),
+            mt.effective_rank(A),
+            mt.relative_spread(X, y),
+            mt.class_mean_cosine(X, y),
+            mt.nc1(X, y),
+            mt.cdnv(X, y),
+            mt.residual_ratio(X, X + 1.0),
+            beta,
+            r2,
+        ]
+    )
 
 
 @st.composite
@@ -282,8 +294,11 @@ def test_s4_prediction_matches_attention_on_exact_cosines(beta, r, scope):
     P = np.eye(d) - mu.T @ np.linalg.pinv(mu.T)
     E, _ = np.linalg.qr(P @ rng.normal(size=(d, M)))  # orthonormal noise directions off the means
     X = mu[y] + r * E.T
-    vis = {"both": np.ones((M, M), bool), "per_view": per_view_mask(M),
-           "mask_pair": ~((inst[:, None] == inst[None, :]) & ~np.eye(M, dtype=bool))}[scope]
+    vis = {
+        "both": np.ones((M, M), bool),
+        "per_view": per_view_mask(M),
+        "mask_pair": ~((inst[:, None] == inst[None, :]) & ~np.eye(M, dtype=bool)),
+    }[scope]
     A = softmax_rows(beta * mt.cosine_matrix(X), vis)
     rho = -1.0 / (C - 1)
     pred = pr.predict_masses(r, beta, rho, y, inst, vis, centred=False)  # independent deviations

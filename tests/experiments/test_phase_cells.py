@@ -7,8 +7,7 @@ import pytest
 
 from deepfusion.model.runs.devices import limit_threads
 
-CELL = ["model.scope=mask_pair", "loss.temperature=0.5", "train.epochs=30", "eval.linear_epochs=0",
-        "train.device=cpu"]
+CELL = ["model.scope=mask_pair", "loss.temperature=0.5", "train.epochs=30", "eval.linear_epochs=0", "train.device=cpu"]
 
 
 def _verdict(tmp_path, *overrides):
@@ -17,7 +16,9 @@ def _verdict(tmp_path, *overrides):
     from deepfusion.model.runs.loop import train
 
     with limit_threads(1):
-        run = train(load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False).run_dir
+        run = train(
+            load_config("theory_head", CELL + list(overrides)), run_dir=tmp_path / "run", progress=False
+        ).run_dir
         return analyze_run(run, batches=3).verdict
 
 

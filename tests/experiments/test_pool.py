@@ -16,7 +16,6 @@ import pytest
 
 from tests.experiments.test_runs import TINY
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,8 +87,14 @@ SLEEPERS = textwrap.dedent("""
 
 
 def _sleepers():
-    proc = subprocess.Popen([sys.executable, "-c", SLEEPERS], env=_env(), stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLEEPERS],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        cwd=ROOT,
+    )
     end = time.time() + 60
     while len(_children(proc.pid)) < 2 and time.time() < end:  # two workers (and the resource tracker)
         time.sleep(0.05)
@@ -134,10 +139,18 @@ PREFETCH = textwrap.dedent("""
 
 
 def _training(tmp_path):
-    args = [a for a in TINY if not a.startswith("train.epochs")] + ["train.epochs=400", "train.checkpoint_every=1",
-                                                                     "train.log_every=1"]
-    proc = subprocess.Popen([sys.executable, "-c", PREFETCH, str(tmp_path), *args], env=_env(),
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [a for a in TINY if not a.startswith("train.epochs")] + [
+        "train.epochs=400",
+        "train.checkpoint_every=1",
+        "train.log_every=1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PREFETCH, str(tmp_path), *args],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     end = time.time() + 120
     while time.time() < end and proc.poll() is None:
         if len([m for m in tmp_path.glob("*/metrics.jsonl") if m.read_text().count("\n") >= 2]) == 2:

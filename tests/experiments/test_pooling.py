@@ -49,12 +49,25 @@ def synthetic_record(root, seed: int, ratios, step: int = 10, per_class: int = 6
     world = cal.World(rng, "theory")
     A, labels, inst = cal.seed_attention(world, ratios)
     A0 = cal.seed_attention(world, [1.0] * len(ratios))[0]
-    caps = [{"attention": A[b], "tokens": rng.standard_normal((len(ratios) + 1, labels.shape[1], 8)),
-             "labels": labels[b], "inst": np.tile(np.arange(labels.shape[1] // 2), 2), "indices": inst[b, :labels.shape[1] // 2],
-             "visible": np.ones((labels.shape[1],) * 2, bool)} for b in range(A.shape[0])]
+    caps = [
+        {
+            "attention": A[b],
+            "tokens": rng.standard_normal((len(ratios) + 1, labels.shape[1], 8)),
+            "labels": labels[b],
+            "inst": np.tile(np.arange(labels.shape[1] // 2), 2),
+            "indices": inst[b, : labels.shape[1] // 2],
+            "visible": np.ones((labels.shape[1],) * 2, bool),
+        }
+        for b in range(A.shape[0])
+    ]
     untrained = [A0[b] for b in range(A.shape[0])]
-    record = analyze.record_from_batches(caps, untrained, seed=seed, settings={"seed": 0, "batch_seed": seed},
-                                         identity={"run": f"s{seed}", "train_seed": seed, "step": step})
+    record = analyze.record_from_batches(
+        caps,
+        untrained,
+        seed=seed,
+        settings={"seed": 0, "batch_seed": seed},
+        identity={"run": f"s{seed}", "train_seed": seed, "step": step},
+    )
     folder = Path(root) / f"s{seed}"
     folder.mkdir(exist_ok=True)
     np.savez(RunFolder(folder).attention, **analyze.capture_arrays(caps, untrained))

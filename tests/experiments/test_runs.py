@@ -14,8 +14,15 @@ from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.run_record import Run
 from tests.experiments.run_fixtures import CountingTrain, write_finished
 
-TINY = ("train.epochs=1", "train.batch_size=64", "model.depth=1", "eval.linear_epochs=2", "eval.head_batch=32",
-        "data.options={samples_per_class: 40}", "train.device=cpu")
+TINY = (
+    "train.epochs=1",
+    "train.batch_size=64",
+    "model.depth=1",
+    "eval.linear_epochs=2",
+    "eval.head_batch=32",
+    "data.options={samples_per_class: 40}",
+    "train.device=cpu",
+)
 
 
 def test_trains_once_then_loads(tmp_path):
@@ -167,8 +174,11 @@ def test_a_cached_run_trained_with_other_settings_is_refused_not_reported(tmp_pa
 def test_output_keys_of_a_cached_run_may_differ(tmp_path):
     cfg = load_config("digits", ["train.epochs=1"])
     run_dir = run_dir_for(cfg, tmp_path)
-    write_finished(run_dir, {"knn": 0.9}, cfg=load_config("digits", ["train.epochs=1", "train.log_every=3",
-                                                                     "train.out_dir=elsewhere", "train.name=x"]))
+    write_finished(
+        run_dir,
+        {"knn": 0.9},
+        cfg=load_config("digits", ["train.epochs=1", "train.log_every=3", "train.out_dir=elsewhere", "train.name=x"]),
+    )
     assert get_run(cfg, tmp_path, train_fn=CountingTrain()).run_dir == run_dir
 
 
@@ -204,4 +214,6 @@ def test_a_run_whose_eval_json_predates_the_record_is_still_cached(tmp_path):
     (run_dir / "eval.json").write_text(json.dumps({"knn": 0.9, "linear": 0.8, "train_steps": 5}))
     train = CountingTrain()
     run = get_run(cfg, tmp_path, train_fn=train)
-    assert train.calls == [] and run.run_dir == run_dir and (run.eval.knn, run.eval.linear, run.eval.step) == (0.9, 0.8, 5)
+    assert (
+        train.calls == [] and run.run_dir == run_dir and (run.eval.knn, run.eval.linear, run.eval.step) == (0.9, 0.8, 5)
+    )

@@ -10,13 +10,22 @@ import pytest
 from deepfusion import cli
 from deepfusion.errors import CheckFailed, DataError
 from deepfusion.experiments import sanity
-from deepfusion.experiments.studies import sanity as study
 from deepfusion.experiments.sanity_record import SANITY_FILE, SANITY_VERSION, SanityResult
+from deepfusion.experiments.studies import sanity as study
 from deepfusion.model.runs.devices import limit_threads
 from deepfusion.theory import fusion
 
-TINY = {"overrides": ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64",
-                      "eval.linear_epochs=2", "eval.head_batch=32"], "batches": 2, "per_class": 4}
+TINY = {
+    "overrides": [
+        "data.options={samples_per_class: 40}",
+        "train.epochs=1",
+        "train.batch_size=64",
+        "eval.linear_epochs=2",
+        "eval.head_batch=32",
+    ],
+    "batches": 2,
+    "per_class": 4,
+}
 
 
 @pytest.fixture
@@ -85,6 +94,7 @@ def test_record_of_another_version_is_refused(tmp_path):
     assert SanityResult.from_json(data) == result
     with pytest.raises(DataError, match="version"):
         SanityResult.from_json({**data, "version": SANITY_VERSION + 1})
+
 
 def test_trained_heads_reuse_finished_runs_of_the_same_budget(tmp_path):
     """The runs of (b) come from the run cache: a second call trains nothing and reports the same runs."""

@@ -13,9 +13,18 @@ def test_the_plan_is_fixed_in_code():
         assert text in rule.RULE
 
 
-@pytest.mark.parametrize("seeds, expected", [(1, (0, None, 6)), (5, (0, None, 6)), (6, (1, rule.ALPHA_LOOK, 12)),
-                                             (11, (1, rule.ALPHA_LOOK, 12)), (12, (2, rule.ALPHA_LOOK, 24)),
-                                             (24, (3, rule.ALPHA_LOOK, None)), (30, (3, rule.ALPHA_LOOK, None))])
+@pytest.mark.parametrize(
+    "seeds, expected",
+    [
+        (1, (0, None, 6)),
+        (5, (0, None, 6)),
+        (6, (1, rule.ALPHA_LOOK, 12)),
+        (11, (1, rule.ALPHA_LOOK, 12)),
+        (12, (2, rule.ALPHA_LOOK, 24)),
+        (24, (3, rule.ALPHA_LOOK, None)),
+        (30, (3, rule.ALPHA_LOOK, None)),
+    ],
+)
 def test_each_seed_count_has_its_look_and_names_the_next(seeds, expected):
     k, level, nxt = rule.look(seeds)
     assert (k, nxt) == (expected[0], expected[2])

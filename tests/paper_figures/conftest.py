@@ -20,8 +20,19 @@ def no_train(cfg, run_dir=None, resume=False, progress=False):
 
 
 def fake_eval(rng: np.random.Generator) -> dict:
-    return {k: float(rng.uniform(0.3, 0.95)) for k in ("knn", "linear", "head_loo1nn", "random_knn", "random_linear",
-                                                          "head_knn", "untrained_head_knn", "untrained_head_loo1nn")}
+    return {
+        k: float(rng.uniform(0.3, 0.95))
+        for k in (
+            "knn",
+            "linear",
+            "head_loo1nn",
+            "random_knn",
+            "random_linear",
+            "head_knn",
+            "untrained_head_knn",
+            "untrained_head_loo1nn",
+        )
+    }
 
 
 def populate(specs, results_root: Path, seed: int = 0) -> dict[str, dict]:
@@ -63,15 +74,23 @@ def fake_analysis(run_dir: Path, L: int = 3, H: int = 2, C: int = 4, n: int = 6,
                 logits = rng.normal(0, 0.3, (M, M)) + (0.3 + 0.6 * l + 0.5 * h) * same + 2.0 * np.eye(M)
                 A = np.exp(logits)
                 attn[l, h] = A / A.sum(1, keepdims=True)
-        caps.append({"attention": attn, "tokens": rng.standard_normal((L + 1, M, 8)), "labels": labels, "inst": inst,
-                     "visible": np.ones((M, M), bool), "indices": np.arange(N) + N * len(caps) + 10_000 * seed})
+        caps.append(
+            {
+                "attention": attn,
+                "tokens": rng.standard_normal((L + 1, M, 8)),
+                "labels": labels,
+                "inst": inst,
+                "visible": np.ones((M, M), bool),
+                "indices": np.arange(N) + N * len(caps) + 10_000 * seed,
+            }
+        )
         U = np.exp(rng.normal(0, 0.3, (L, H, M, M)))
         untrained.append(U / U.sum(-1, keepdims=True))
     cfg = load_config(RunFolder(run_dir).config) if RunFolder(run_dir).config.is_file() else None
-    identity = {"run": Path(run_dir).name, "step": 10, "finished": True,
-                "train_seed": cfg.train.seed if cfg else 0}
-    record = record_from_batches(caps, untrained, seed=seed, identity=identity,
-                                 settings={"per_class": n, "seed": 0, "batch_seed": seed})
+    identity = {"run": Path(run_dir).name, "step": 10, "finished": True, "train_seed": cfg.train.seed if cfg else 0}
+    record = record_from_batches(
+        caps, untrained, seed=seed, identity=identity, settings={"per_class": n, "seed": 0, "batch_seed": seed}
+    )
     RunFolder(run_dir).analysis.write_text(json.dumps(record.to_json()))
     np.savez(RunFolder(run_dir).attention, **capture_arrays(caps, untrained))
 

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from deepfusion.errors import ConfigError, DataError
 from deepfusion.commands import figures as cli
+from deepfusion.errors import ConfigError, DataError
 from deepfusion.experiments.runs import run_dir_for, seed_specs
 from deepfusion.paper_figures import build, f1_attention_maps, f4_head_comparison, f5_ablations, index
 from deepfusion.paper_figures.record import FigureRecord
@@ -19,8 +19,16 @@ def test_index_lists_every_record(tmp_path):
     for k in ("F1", "F2", "F3"):
         png = tmp_path / f"{k.lower()}.png"
         png.write_bytes(b"png")
-        records.append(FigureRecord(k, f"title {k}", [png, tmp_path / f"{k.lower()}.pdf"], f"caption {k}",
-                                    f"deepfusion figures --only {k}", [f"digits train.seed={k}"]))
+        records.append(
+            FigureRecord(
+                k,
+                f"title {k}",
+                [png, tmp_path / f"{k.lower()}.pdf"],
+                f"caption {k}",
+                f"deepfusion figures --only {k}",
+                [f"digits train.seed={k}"],
+            )
+        )
     md, html = index.write_index(records, tmp_path)
     text, page = md.read_text(), html.read_text()
     for k in ("F1", "F2", "F3"):
@@ -61,8 +69,15 @@ def test_build_all_run_figures_from_fixture_lists_them_in_index(tmp_path):
     for i, spec in enumerate(seed_specs(f1_attention_maps.main_spec(True), seeds)):
         fake_analysis(run_dir_for(spec.config(), root), seed=i)
     lines = []
-    records = build.build_figures(out, quick=True, results_root=root, only=["F1", "F2", "F4", "F5"], seeds=seeds,
-                                  log=lines.append, train_fn=no_train)
+    records = build.build_figures(
+        out,
+        quick=True,
+        results_root=root,
+        only=["F1", "F2", "F4", "F5"],
+        seeds=seeds,
+        log=lines.append,
+        train_fn=no_train,
+    )
     assert [r.key for r in records] == ["F1", "F1", "F2", "F4", "F5"]
     text = (out / "index.md").read_text()
     for r in records:

@@ -4,8 +4,8 @@ import re
 import shlex
 
 import pytest
-
 from conftest import assert_figure_files, fake_analysis
+
 from deepfusion.cli import main
 from deepfusion.errors import ConfigError
 from deepfusion.model.runs.config import load_config, save_config
@@ -40,7 +40,9 @@ def test_maps_per_run_and_one_ratio_plot_pooled_over_seeds(tmp_path):
 
 
 def test_runs_of_different_configs_are_drawn_side_by_side_not_pooled(tmp_path):
-    dirs = analysed_runs(tmp_path / "a", seeds=(1,)) + analysed_runs(tmp_path / "b", seeds=(1,), extra=["loss.temperature=0.5"])
+    dirs = analysed_runs(tmp_path / "a", seeds=(1,)) + analysed_runs(
+        tmp_path / "b", seeds=(1,), extra=["loss.temperature=0.5"]
+    )
     dirs[1] = dirs[1].rename(dirs[1].parent / "other_s1")
     ratio = own_runs.make(dirs, tmp_path / "out", log=lambda *_: None)[-1]
     assert "not pooled" in ratio.caption and "mine_s1, other_s1" in ratio.title
@@ -59,8 +61,9 @@ def test_cli_index_has_unique_ids_and_commands_that_write_where_the_index_stands
 
 def test_run_cannot_be_combined_with_the_paper_figures_options(tmp_path):
     with pytest.raises(ConfigError, match="cannot be combined with --quick"):
-        from deepfusion.commands import figures
         import argparse
+
+        from deepfusion.commands import figures
 
         parser = argparse.ArgumentParser()
         figures.add_arguments(parser)

@@ -45,8 +45,9 @@ def test_recursion_curves_plot_the_recursion_and_the_simulation(tmp_path):
         assert any(np.allclose(y, v["sim_r"]) for y in drawn), name
 
 
-@pytest.mark.parametrize("make", [lambda p: plots.plot_eps_max(p, C_max=5),
-                                  lambda p: plots.plot_fusion_region(p, layers=3)])
+@pytest.mark.parametrize(
+    "make", [lambda p: plots.plot_eps_max(p, C_max=5), lambda p: plots.plot_fusion_region(p, layers=3)]
+)
 def test_files_are_images_with_content(tmp_path, make):
     paths = make(tmp_path / "fig")
     assert {p.suffix for p in paths} == {".png", ".pdf"}

@@ -28,56 +28,176 @@ settings.register_profile(PROFILE, phases=[Phase.explicit, Phase.reuse, Phase.ge
 
 # name -> (module, function, fragment, replacement, what it breaks)
 BUGS = {
-    "layer_map_abs": ("deepfusion.theory.fusion", "layer_map", "np.abs(dev_f)", "dev_f",
-                      "S2: the absolute value of the deviation factor dropped"),
-    "etf_snap_1e-3": ("deepfusion.theory.fusion", "layer_map_general", "u2 < 1e-12", "u2 < 1e-3",
-                      "S2: means up to 1e-3 off the ETF snapped onto it"),
-    "separated_strict": ("deepfusion.theory.bounds", "separated", "g <= 0", "g < 0",
-                         "S1: a zero cross-class inner product counted as not separated"),
-    "chi2_law_d_minus_1": ("deepfusion.theory.bounds", "mean_noise_law", "stats.chi2(d,", "stats.chi2(d - 1,",
-                           "S6: the law of the mean noise with d - 1 degrees of freedom"),
-    "chi2_exceed_d_minus_1": ("deepfusion.theory.bounds", "exceed_probability", "sigma**2, d)",
-                              "sigma**2, d - 1)", "S6: exceed probability with d - 1 degrees of freedom"),
-    "chi2_crossing_d_minus_1": ("deepfusion.theory.bounds", "crossing_n", "/ C), d)", "/ C), d - 1)",
-                                "S6: crossing with d - 1 degrees of freedom"),
-    "relu_cross_unclamped": ("deepfusion.theory.fusion", "relu_block_weights",
-                             "np.maximum(cross, 0.0)", "cross", "S1/S4: ReLU cross-class weights not clamped"),
-    "half_crossing_plus_one": ("deepfusion.theory.bounds", "half_crossing", "float(ns[i] +", "float(ns[i] + 1 +",
-                               "S6: the 50% crossing shifted by one"),
-    "half_crossing_right_end": ("deepfusion.theory.bounds", "half_crossing", "i = idx[0]", "i = idx[0] + 1",
-                                "S6: the 50% crossing read one interval late"),
+    "layer_map_abs": (
+        "deepfusion.theory.fusion",
+        "layer_map",
+        "np.abs(dev_f)",
+        "dev_f",
+        "S2: the absolute value of the deviation factor dropped",
+    ),
+    "etf_snap_1e-3": (
+        "deepfusion.theory.fusion",
+        "layer_map_general",
+        "u2 < 1e-12",
+        "u2 < 1e-3",
+        "S2: means up to 1e-3 off the ETF snapped onto it",
+    ),
+    "separated_strict": (
+        "deepfusion.theory.bounds",
+        "separated",
+        "g <= 0",
+        "g < 0",
+        "S1: a zero cross-class inner product counted as not separated",
+    ),
+    "chi2_law_d_minus_1": (
+        "deepfusion.theory.bounds",
+        "mean_noise_law",
+        "stats.chi2(d,",
+        "stats.chi2(d - 1,",
+        "S6: the law of the mean noise with d - 1 degrees of freedom",
+    ),
+    "chi2_exceed_d_minus_1": (
+        "deepfusion.theory.bounds",
+        "exceed_probability",
+        "sigma**2, d)",
+        "sigma**2, d - 1)",
+        "S6: exceed probability with d - 1 degrees of freedom",
+    ),
+    "chi2_crossing_d_minus_1": (
+        "deepfusion.theory.bounds",
+        "crossing_n",
+        "/ C), d)",
+        "/ C), d - 1)",
+        "S6: crossing with d - 1 degrees of freedom",
+    ),
+    "relu_cross_unclamped": (
+        "deepfusion.theory.fusion",
+        "relu_block_weights",
+        "np.maximum(cross, 0.0)",
+        "cross",
+        "S1/S4: ReLU cross-class weights not clamped",
+    ),
+    "half_crossing_plus_one": (
+        "deepfusion.theory.bounds",
+        "half_crossing",
+        "float(ns[i] +",
+        "float(ns[i] + 1 +",
+        "S6: the 50% crossing shifted by one",
+    ),
+    "half_crossing_right_end": (
+        "deepfusion.theory.bounds",
+        "half_crossing",
+        "i = idx[0]",
+        "i = idx[0] + 1",
+        "S6: the 50% crossing read one interval late",
+    ),
     # S8-S12, S5b
-    "s8_self_term": ("deepfusion.theory.learned", "learned_logits", "r2 * n / (n - 1.0)", "r2",
-                     "S8: the self logit without its n/(n-1)"),
-    "s9_deviation_eigenvalue": ("deepfusion.theory.learned", "value_coefficients", "_f(lam_e) * (_f(a_self)",
-                                "_f(lam_mu) * (_f(a_self)", "S9: deviations scaled with the mean eigenvalue"),
-    "s10_bound_without_sqrt2": ("deepfusion.theory.layernorm", "ln_error_terms", "np.sqrt(2.0) * sin", "sin",
-                                "S10(b): the angle term without its sqrt(2)"),
-    "s10_pre_ln_alpha_d": ("deepfusion.theory.layernorm", "pre_ln_alpha", "np.sqrt(d)", "d",
-                           "S10(d): pre-LN residual weight with d instead of sqrt(d)"),
-    "s11_margin_sign": ("deepfusion.theory.learned", "multihead_fusion_margin", "fuse + denoise", "fuse - denoise",
-                        "S11: denoising counted against fusion"),
-    "s12_upper_bound": ("deepfusion.theory.ffn", "spread_bounds", "r * (1.0 + L) /", "r * (1.0 - L) /",
-                        "S12: upper spread bound with 1 - L"),
-    "s5b_eta": ("deepfusion.theory.perturbation", "layer_step", "2.0 * alpha * (1.0 + alpha) * a",
-                "alpha * (1.0 + alpha) * a", "S5b: the cross term of eta halved"),
-    "s8_m_star_nu": ("deepfusion.theory.learned", "learned_m_star", "_f(nu) ** 2 * _f(beta_mu)",
-                     "_f(nu) * _f(beta_mu)", "S8(b): m* with nu instead of nu^2"),
-    "s5b_centring_unsquared": ("deepfusion.theory.perturbation", "gaussian_delta_bound", "(2.0 * (n - 1) / n) ** 2",
-                               "(2.0 * (n - 1) / n)", "S5b: the centring factor of delta_0 not squared"),
+    "s8_self_term": (
+        "deepfusion.theory.learned",
+        "learned_logits",
+        "r2 * n / (n - 1.0)",
+        "r2",
+        "S8: the self logit without its n/(n-1)",
+    ),
+    "s9_deviation_eigenvalue": (
+        "deepfusion.theory.learned",
+        "value_coefficients",
+        "_f(lam_e) * (_f(a_self)",
+        "_f(lam_mu) * (_f(a_self)",
+        "S9: deviations scaled with the mean eigenvalue",
+    ),
+    "s10_bound_without_sqrt2": (
+        "deepfusion.theory.layernorm",
+        "ln_error_terms",
+        "np.sqrt(2.0) * sin",
+        "sin",
+        "S10(b): the angle term without its sqrt(2)",
+    ),
+    "s10_pre_ln_alpha_d": (
+        "deepfusion.theory.layernorm",
+        "pre_ln_alpha",
+        "np.sqrt(d)",
+        "d",
+        "S10(d): pre-LN residual weight with d instead of sqrt(d)",
+    ),
+    "s11_margin_sign": (
+        "deepfusion.theory.learned",
+        "multihead_fusion_margin",
+        "fuse + denoise",
+        "fuse - denoise",
+        "S11: denoising counted against fusion",
+    ),
+    "s12_upper_bound": (
+        "deepfusion.theory.ffn",
+        "spread_bounds",
+        "r * (1.0 + L) /",
+        "r * (1.0 - L) /",
+        "S12: upper spread bound with 1 - L",
+    ),
+    "s5b_eta": (
+        "deepfusion.theory.perturbation",
+        "layer_step",
+        "2.0 * alpha * (1.0 + alpha) * a",
+        "alpha * (1.0 + alpha) * a",
+        "S5b: the cross term of eta halved",
+    ),
+    "s8_m_star_nu": (
+        "deepfusion.theory.learned",
+        "learned_m_star",
+        "-(_f(nu) ** 2) * _f(beta_mu)",
+        "-_f(nu) * _f(beta_mu)",
+        "S8(b): m* with nu instead of nu^2",
+    ),
+    "s5b_centring_unsquared": (
+        "deepfusion.theory.perturbation",
+        "gaussian_delta_bound",
+        "(2.0 * (n - 1) / n) ** 2",
+        "(2.0 * (n - 1) / n)",
+        "S5b: the centring factor of delta_0 not squared",
+    ),
     # S13-S15
-    "s13_drift_power": ("deepfusion.theory.dynamics", "uniform_drift_constants", "a**3 / (C - 1.0) ** 2",
-                        "a**2 / (C - 1.0) ** 2", "S13: the class drift constant with a^2 instead of a^3"),
-    "s13_no_centring": ("deepfusion.theory.dynamics", "score_gradient", "A * (g - (A * g).sum(1, keepdims=True))",
-                        "A * g", "S13: the softmax Jacobian without its row mean gbar"),
-    "s14_force_half": ("deepfusion.theory.dynamics", "class_force", "2.0 * a /", "a /",
-                       "S14: the class force without the other anchors' equal share"),
-    "s14_bracket_C": ("deepfusion.theory.dynamics", "class_bracket", "C * p_o / (C - 1.0)", "p_o",
-                      "S14: the other-class pull without its C/(C-1)"),
-    "s15_logit_sign": ("deepfusion.theory.dynamics", "logit_drift", "return -A * (g -", "return A * (g -",
-                       "S15(a): the logit drift with its sign flipped"),
-    "s5b_signed_max": ("deepfusion.theory.perturbation", "layer_step", "np.abs(H0 - np.diag(np.diag(H0))).max()",
-                       "(H0 - np.diag(np.diag(H0))).max()", "S5b: c from the signed, not the absolute, maximum"),
+    "s13_drift_power": (
+        "deepfusion.theory.dynamics",
+        "uniform_drift_constants",
+        "a**3 / (C - 1.0) ** 2",
+        "a**2 / (C - 1.0) ** 2",
+        "S13: the class drift constant with a^2 instead of a^3",
+    ),
+    "s13_no_centring": (
+        "deepfusion.theory.dynamics",
+        "score_gradient",
+        "A * (g - (A * g).sum(1, keepdims=True))",
+        "A * g",
+        "S13: the softmax Jacobian without its row mean gbar",
+    ),
+    "s14_force_half": (
+        "deepfusion.theory.dynamics",
+        "class_force",
+        "2.0 * a /",
+        "a /",
+        "S14: the class force without the other anchors' equal share",
+    ),
+    "s14_bracket_C": (
+        "deepfusion.theory.dynamics",
+        "class_bracket",
+        "C * p_o / (C - 1.0)",
+        "p_o",
+        "S14: the other-class pull without its C/(C-1)",
+    ),
+    "s15_logit_sign": (
+        "deepfusion.theory.dynamics",
+        "logit_drift",
+        "return -A * (g -",
+        "return A * (g -",
+        "S15(a): the logit drift with its sign flipped",
+    ),
+    "s5b_signed_max": (
+        "deepfusion.theory.perturbation",
+        "layer_step",
+        "np.abs(H0 - np.diag(np.diag(H0))).max()",
+        "(H0 - np.diag(np.diag(H0))).max()",
+        "S5b: c from the signed, not the absolute, maximum",
+    ),
 }
 
 
@@ -126,8 +246,11 @@ _UNSHRUNK = None
 
 def _copied_checks() -> list:
     theory = importlib.import_module("deepfusion.theory")
-    names = [f"{theory.__name__}.{m.name}" for m in pkgutil.iter_modules(theory.__path__)
-             if m.name.startswith(("checks", "properties"))]
+    names = [
+        f"{theory.__name__}.{m.name}"
+        for m in pkgutil.iter_modules(theory.__path__)
+        if m.name.startswith(("checks", "properties"))
+    ]
     saved = {n: sys.modules.pop(n, None) for n in names}
     attributes = {n: vars(theory).get(n.rpartition(".")[2]) for n in names}
     for n in names:  # ``from deepfusion.theory import x`` takes the package's attribute when there is one

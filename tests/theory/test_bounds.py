@@ -65,7 +65,9 @@ def test_n_min_and_crossing():
     assert bounds.n_min(2.0, 0.5) == pytest.approx(16.0)
     # the one-class crossing is the chi-square median over d, times n_min
     d = 32
-    assert bounds.crossing_n(2.0, 0.5, d) == pytest.approx(16.0 * np.median(np.random.default_rng(0).chisquare(d, 400_000)) / d, rel=2e-3)
+    assert bounds.crossing_n(2.0, 0.5, d) == pytest.approx(
+        16.0 * np.median(np.random.default_rng(0).chisquare(d, 400_000)) / d, rel=2e-3
+    )
     with pytest.raises(ConfigError):
         bounds.n_min(1.0, 0.0)
 
@@ -87,21 +89,24 @@ def test_half_crossing_interpolates():
     assert np.isnan(bounds.half_crossing([1, 2], [0.2, 0.1]))
 
 
-@pytest.mark.parametrize("check", [c for c in checks_bounds.CHECKS if c.kind != "property"],
-                         ids=lambda c: f"{c.statement}-{c.kind}")
+@pytest.mark.parametrize(
+    "check", [c for c in checks_bounds.CHECKS if c.kind != "property"], ids=lambda c: f"{c.statement}-{c.kind}"
+)
 def test_quick_checks_pass(check):  # the property kind runs test_property's functions
     summary = check.run(True)
     assert isinstance(summary, str) and summary
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("check", [c for c in checks_bounds.CHECKS if c.kind == "numeric"],
-                         ids=lambda c: f"{c.statement}-{c.kind}")
+@pytest.mark.parametrize(
+    "check", [c for c in checks_bounds.CHECKS if c.kind == "numeric"], ids=lambda c: f"{c.statement}-{c.kind}"
+)
 def test_full_checks_pass(check):
     assert check.run(False)
 
 
-@pytest.mark.parametrize("prop", [p for ps in properties_bounds.PROPERTIES.values() for p in ps],
-                         ids=lambda p: p.__name__)
+@pytest.mark.parametrize(
+    "prop", [p for ps in properties_bounds.PROPERTIES.values() for p in ps], ids=lambda p: p.__name__
+)
 def test_property(prop):
     prop()

@@ -18,8 +18,11 @@ def test_every_statement_has_all_three_kinds():
         assert {(s, k) for k in ("symbolic", "numeric", "property")} <= kinds
 
 
-@pytest.mark.parametrize("check", [c for c in CHECKS if c.quick and not (c.statement == "S5" and c.kind == "numeric")],
-                         ids=lambda c: f"{c.statement}-{c.kind}")
+@pytest.mark.parametrize(
+    "check",
+    [c for c in CHECKS if c.quick and not (c.statement == "S5" and c.kind == "numeric")],
+    ids=lambda c: f"{c.statement}-{c.kind}",
+)
 def test_quick_check_passes(check):
     summary = check.run(True)
     # symbolic rows compare derived expressions with the code and say how closely they agree
@@ -40,8 +43,11 @@ def test_non_simplex_deviations_are_a_counterexample_to_the_layer_map():
     assert s2_counterexample() > 0.02
 
 
-@pytest.mark.parametrize("statement, prop", [(s, p) for s, ps in properties_fusion.PROPERTIES.items() for p in ps],
-                         ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    "statement, prop",
+    [(s, p) for s, ps in properties_fusion.PROPERTIES.items() for p in ps],
+    ids=lambda x: getattr(x, "__name__", x),
+)
 def test_property_names_its_statement_and_is_documented(statement, prop):
     assert prop.__doc__.lstrip().startswith(statement), prop.__name__
     assert prop.__name__ in THEORY, f"{prop.__name__} is not listed under its statement in THEORY.md"

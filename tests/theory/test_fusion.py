@@ -63,12 +63,19 @@ def test_relu_attention_etf_keeps_all_mass_in_class():
     assert np.allclose(f.m, 1.0) and np.all(np.diff(f.r) < 0)
 
 
-@pytest.mark.parametrize("kwargs,word", [
-    (dict(C=1), "C"), (dict(n=1), "n"), (dict(beta=-1.0), "beta"), (dict(alpha=-0.1), "alpha"),
-    (dict(r0=-1.0), "r0"), (dict(rho=-0.9), "rho"), (dict(layers=2.5), "layers"),
-])
+@pytest.mark.parametrize(
+    "kwargs,word",
+    [
+        (dict(C=1), "C"),
+        (dict(n=1), "n"),
+        (dict(beta=-1.0), "beta"),
+        (dict(alpha=-0.1), "alpha"),
+        (dict(r0=-1.0), "r0"),
+        (dict(rho=-0.9), "rho"),
+        (dict(layers=2.5), "layers"),
+    ],
+)
 def test_bad_input_raises_config_error(kwargs, word):
     args = dict(C=4, n=8, beta=1.0, alpha=1.0, r0=1.0, layers=3) | kwargs
     with pytest.raises(ConfigError, match=word):
         fusion.mean_field(**args)
-

@@ -24,8 +24,11 @@ def test_quick_check_passes(check):
     assert check.run(True)
 
 
-@pytest.mark.parametrize("statement, prop", [(s, p) for s, ps in properties_learned.PROPERTIES.items() for p in ps],
-                         ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    "statement, prop",
+    [(s, p) for s, ps in properties_learned.PROPERTIES.items() for p in ps],
+    ids=lambda x: getattr(x, "__name__", x),
+)
 def test_property(statement, prop):
     assert prop.__doc__.lstrip().startswith(statement)  # S5 for S5b
     assert prop.__name__ in DOC, f"{prop.__name__} is not listed in THEORY_LEARNED.md"

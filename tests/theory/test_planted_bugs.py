@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import planted_bugs
 import pytest
 
-import planted_bugs
 from deepfusion.commands import verify
 from deepfusion.errors import CheckFailed
 
@@ -53,8 +53,9 @@ def _checks(statement, kind):
 def test_the_unshrunk_checks_are_the_checks_verify_runs():
     checks, broken = verify.collect_checks()
     assert not broken
-    assert [(c.statement, c.kind, c.name) for c in planted_bugs.unshrunk_checks()] == \
-        [(c.statement, c.kind, c.name) for c in checks]
+    assert [(c.statement, c.kind, c.name) for c in planted_bugs.unshrunk_checks()] == [
+        (c.statement, c.kind, c.name) for c in checks
+    ]
 
 
 def test_every_planted_bug_has_catchers():
@@ -87,10 +88,16 @@ def _verify_under_O(tmp_path, bug, only):
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import planted_bugs\n"
             "planted_bugs.load_profile()\n"
-            f"planted_bugs.plant({bug!r})\n")
+            f"planted_bugs.plant({bug!r})\n"
+        )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-O", "-m", "deepfusion", "verify", "--quick", "--only", only],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-O", "-m", "deepfusion", "verify", "--quick", "--only", only],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_verify_under_python_O_fails_on_a_planted_bug(tmp_path):

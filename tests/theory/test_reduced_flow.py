@@ -20,11 +20,13 @@ def _explicit(g, z, beta, lam):
     N = C * NC
     M = 2 * N
     D = C + N + M
-    V = np.zeros((C, D)); V[:, :C] = _simplex(C)
+    V = np.zeros((C, D))
+    V[:, :C] = _simplex(C)
     P = np.zeros((N, D))
     for c in range(C):
-        P[c * NC:(c + 1) * NC, C + c * NC:C + (c + 1) * NC] = _simplex(NC)
-    E = np.zeros((M, D)); E[:, C + N:] = np.eye(M)
+        P[c * NC : (c + 1) * NC, C + c * NC : C + (c + 1) * NC] = _simplex(NC)
+    E = np.zeros((M, D))
+    E[:, C + N :] = np.eye(M)
     inst = np.arange(M) % N
     lab = inst // NC
     a, b, u, w = z

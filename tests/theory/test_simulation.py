@@ -51,8 +51,10 @@ TRAJECTORY = ("r", "rho", "m", "a_self", "a_same", "a_out")
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-@pytest.mark.parametrize("C, n, d, beta, alpha, residual", [
-    (4, 16, 128, 3.0, 0.5, True), (3, 10, 40, 8.0, 1.0, False), (2, 33, 70, 20.0, 0.2, True)])
+@pytest.mark.parametrize(
+    "C, n, d, beta, alpha, residual",
+    [(4, 16, 128, 3.0, 0.5, True), (3, 10, 40, 8.0, 1.0, False), (2, 33, 70, 20.0, 0.2, True)],
+)
 def test_blas_and_general_paths_agree(dtype, tol, C, n, d, beta, alpha, residual):
     x = make_tokens(C, n, d, 1.0, dtype=dtype, seed=C)
     fast = simulate(x, C, beta, alpha, 6, residual=residual)
@@ -91,4 +93,3 @@ def test_bad_input_raises():
         make_tokens(4, 16, 32, 1.0, noise="uniform")
     with pytest.raises(ConfigError, match="rho"):
         make_tokens(4, 16, 32, 1.0, rho=-0.5)
-

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from deepfusion.theory import bounds, symbolic_bounds as sb
+from deepfusion.theory import bounds
+from deepfusion.theory import symbolic_bounds as sb
 
 
 def test_half_angle_is_arcsin():

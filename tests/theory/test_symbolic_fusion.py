@@ -5,7 +5,8 @@ import pytest
 import sympy as sp
 
 from deepfusion.errors import CheckFailed
-from deepfusion.theory import fusion, symbolic_fusion as sf
+from deepfusion.theory import fusion
+from deepfusion.theory import symbolic_fusion as sf
 
 
 def test_s2_eigenvalues_match_numeric_layer_coefficients():

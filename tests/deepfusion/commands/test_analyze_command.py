@@ -10,8 +10,15 @@ from deepfusion import cli
 from deepfusion.experiments.record import RECORD_VERSION
 from deepfusion.model.runs.devices import limit_threads
 
-TINY = ["data.options={samples_per_class: 40}", "train.epochs=1", "train.batch_size=64", "model.depth=3",
-        "eval.linear_epochs=2", "eval.head_batch=32", "train.device=cpu"]
+TINY = [
+    "data.options={samples_per_class: 40}",
+    "train.epochs=1",
+    "train.batch_size=64",
+    "model.depth=3",
+    "eval.linear_epochs=2",
+    "eval.head_batch=32",
+    "train.device=cpu",
+]
 FAST = ["--batches", "2", "--per-class", "4"]
 
 
@@ -24,8 +31,11 @@ def tiny_runs(tmp_path_factory):
     dirs = []
     with limit_threads(1):
         for seed in (1, 2):
-            dirs.append(train(load_config("synthetic", TINY + [f"train.seed={seed}"]), run_dir=root / f"s{seed}",
-                              progress=False).run_dir)
+            dirs.append(
+                train(
+                    load_config("synthetic", TINY + [f"train.seed={seed}"]), run_dir=root / f"s{seed}", progress=False
+                ).run_dir
+            )
         train(load_config("synthetic", TINY + ["model.depth=2"]), run_dir=root / "other", progress=False)
     return root, dirs
 
@@ -33,7 +43,7 @@ def tiny_runs(tmp_path_factory):
 def _rows(out: str) -> list[list[str]]:
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["layer", "share"])
-    return [line.split() for line in lines[header + 2: header + 5]]
+    return [line.split() for line in lines[header + 2 : header + 5]]
 
 
 def test_two_seeds_print_one_row_per_layer_nulls_and_the_verdict(tiny_runs, capsys, tmp_path):
@@ -173,8 +183,11 @@ def write_seed(path, rng, gains, own=(0.0,) * 4, untrained=True, C=4, n=5, batch
         same = (y[:, None] == y[None, :]) & (inst[:, None] != inst[None, :])
         own_m = inst[:, None] == inst[None, :]
         for gain_set, out in ((gains, A), ((0.0,) * L, U)):
-            logits = (np.asarray(gain_set)[:, None, None, None] * same + np.asarray(own)[:, None, None, None] * own_m
-                      + 0.3 * rng.standard_normal((L, 2, 2 * N, 2 * N)))
+            logits = (
+                np.asarray(gain_set)[:, None, None, None] * same
+                + np.asarray(own)[:, None, None, None] * own_m
+                + 0.3 * rng.standard_normal((L, 2, 2 * N, 2 * N))
+            )
             a = np.exp(logits - logits.max(-1, keepdims=True))
             out.append(a / a.sum(-1, keepdims=True))
         Y.append(y)
@@ -197,11 +210,14 @@ def _files(tmp_path, name, gains, own=(0.0,) * 4, seeds=6):
     return args
 
 
-@pytest.mark.parametrize("name, gains, own, expected", [
-    ("planted", (0.0, 0.4, 0.8, 1.2), (0.0,) * 4, "Deep Fusion observed (6 seeds, look 1 of 3"),
-    ("null", (0.0,) * 4, (0.0,) * 4, "Deep Fusion not observed (6 seeds"),
-    ("instance", (0.0,) * 4, (0.0, 2.0, 4.0, 6.0), "Deep Fusion not observed (6 seeds"),
-])
+@pytest.mark.parametrize(
+    "name, gains, own, expected",
+    [
+        ("planted", (0.0, 0.4, 0.8, 1.2), (0.0,) * 4, "Deep Fusion observed (6 seeds, look 1 of 3"),
+        ("null", (0.0,) * 4, (0.0,) * 4, "Deep Fusion not observed (6 seeds"),
+        ("instance", (0.0,) * 4, (0.0, 2.0, 4.0, 6.0), "Deep Fusion not observed (6 seeds"),
+    ],
+)
 def test_attention_files_written_by_hand_get_the_known_answer(tmp_path, capsys, name, gains, own, expected):
     out_file = tmp_path / "out.json"
     assert cli.main(["analyze", *_files(tmp_path, name, gains, own), "--out", str(out_file)]) == 0
@@ -216,10 +232,23 @@ def test_attention_files_written_by_hand_get_the_known_answer(tmp_path, capsys, 
 def test_files_from_a_trained_run_give_the_record_of_analyze_run(tiny_runs, capsys, tmp_path):
     root, dirs = tiny_runs
     by_run, by_file = tmp_path / "run.json", tmp_path / "file.json"
-    assert cli.main(["analyze", "--run", str(dirs[0]), "--run", str(dirs[1]), *FAST, "--force", "--out",
-                     str(by_run)]) == 0
-    assert cli.main(["analyze", "--attention", str(dirs[0] / "attention.npz"), "--attention",
-                     str(dirs[1] / "attention.npz"), "--out", str(by_file)]) == 0
+    assert (
+        cli.main(["analyze", "--run", str(dirs[0]), "--run", str(dirs[1]), *FAST, "--force", "--out", str(by_run)]) == 0
+    )
+    assert (
+        cli.main(
+            [
+                "analyze",
+                "--attention",
+                str(dirs[0] / "attention.npz"),
+                "--attention",
+                str(dirs[1] / "attention.npz"),
+                "--out",
+                str(by_file),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert json.loads(by_file.read_text())["verdict"] == json.loads(by_run.read_text())["verdict"]
 
@@ -250,10 +279,19 @@ def _broken(tmp_path, kind):
     return bad
 
 
-@pytest.mark.parametrize("kind, words", [("shapes", "labels has shape"), ("rows", "do not sum to 1"), ("nan", "NaN"),
-                                         ("one_class", "at least 2"), ("one_sample", "has one sample"),
-                                         ("missing", "missing array(s) instance"), ("not_npz", "not a readable .npz"),
-                                         ("absent", "no such file")])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("shapes", "labels has shape"),
+        ("rows", "do not sum to 1"),
+        ("nan", "NaN"),
+        ("one_class", "at least 2"),
+        ("one_sample", "has one sample"),
+        ("missing", "missing array(s) instance"),
+        ("not_npz", "not a readable .npz"),
+        ("absent", "no such file"),
+    ],
+)
 def test_bad_attention_files_are_one_line_errors_and_write_nothing(tmp_path, capsys, kind, words):
     bad = tmp_path / "absent.npz" if kind == "absent" else _broken(tmp_path, kind)
     out_file = tmp_path / "out" / "pooled.json"

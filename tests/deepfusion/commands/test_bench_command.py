@@ -44,7 +44,9 @@ def test_bench_cli_quick_theory_writes_json(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args(["theory", "--quick", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "b.json")])
+    args = parser.parse_args(
+        ["theory", "--quick", "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "b.json")]
+    )
     assert bench.run(args) == 0
     data = json.loads((tmp_path / "b.json").read_text())
     th = data["theory"]
@@ -65,23 +67,49 @@ def _bench_args(argv):
 
 
 def test_bench_train_config_times_the_presets_step_and_its_epochs(tmp_path, capsys):
-    bench, args = _bench_args(["train", "--config", "synthetic", "--set", "train.batch_size=64", "--set", "train.epochs=3",
-                               "--device", "cpu", "--threads", "1", "--repeats", "1", "--out", str(tmp_path / "b.json")])
+    bench, args = _bench_args(
+        [
+            "train",
+            "--config",
+            "synthetic",
+            "--set",
+            "train.batch_size=64",
+            "--set",
+            "train.epochs=3",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "b.json"),
+        ]
+    )
     assert bench.run(args) == 0
     row = json.loads((tmp_path / "b.json").read_text())["train_config"]
-    assert (row["config"], row["backbone"], row["head"], row["batch"], row["threads"]) == ("synthetic", "mlp", "transformer", 64, 1)
+    assert (row["config"], row["backbone"], row["head"], row["batch"], row["threads"]) == (
+        "synthetic",
+        "mlp",
+        "transformer",
+        64,
+        1,
+    )
     assert row["steps_per_epoch"] == row["train_images"] // 64 and row["step_s"] > 0
     assert row["train_s"] == pytest.approx(3 * row["steps_per_epoch"] * row["step_s"])
     assert "train" not in json.loads((tmp_path / "b.json").read_text())  # the built-in models are not timed
     assert "synthetic (mlp, transformer head) batch 64" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["head", "--config", "synthetic"], "use it with 'train'"),
-    (["train", "--set", "train.epochs=2"], "--config PRESET"),
-    (["train", "--config", "no_such_preset"], "no_such_preset"),
-    (["train", "--config", "synthetic", "--set", "train.no_such_key=1"], "no_such_key"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["head", "--config", "synthetic"], "use it with 'train'"),
+        (["train", "--set", "train.epochs=2"], "--config PRESET"),
+        (["train", "--config", "no_such_preset"], "no_such_preset"),
+        (["train", "--config", "synthetic", "--set", "train.no_such_key=1"], "no_such_key"),
+    ],
+)
 def test_bench_config_refuses_bad_input_before_timing(tmp_path, argv, words):
     from deepfusion.errors import DeepFusionError
 

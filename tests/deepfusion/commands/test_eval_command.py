@@ -8,10 +8,23 @@ from deepfusion.cli import main
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.eval_result import SCORES, EvalResult
 
-TINY = ["train.epochs=1", "data.options.num_classes=3", "data.options.samples_per_class=40", "data.test_fraction=0.25",
-        "train.batch_size=30", "train.device=cpu", "model.dim=16", "model.depth=1", "model.heads=2",
-        "model.ffn_dim=16", "model.out_dim=8", "model.mlp_hidden=16", "eval.linear_epochs=10", "eval.head_batch=15",
-        "eval.knn_k=5"]
+TINY = [
+    "train.epochs=1",
+    "data.options.num_classes=3",
+    "data.options.samples_per_class=40",
+    "data.test_fraction=0.25",
+    "train.batch_size=30",
+    "train.device=cpu",
+    "model.dim=16",
+    "model.depth=1",
+    "model.heads=2",
+    "model.ffn_dim=16",
+    "model.out_dim=8",
+    "model.mlp_hidden=16",
+    "eval.linear_epochs=10",
+    "eval.head_batch=15",
+    "eval.knn_k=5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +58,14 @@ def test_eval_json_elsewhere_and_no_write(run_dir, tmp_path):
     assert (run_dir / "eval.json").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["model.depth=3"], "only eval"),
-    (["eval.head_batch=1"], "head_batch"),
-    (["eval.nope=1"], "nope"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["model.depth=3"], "only eval"),
+        (["eval.head_batch=1"], "head_batch"),
+        (["eval.nope=1"], "nope"),
+    ],
+)
 def test_eval_rejects_bad_overrides(run_dir, capsys, argv, message):
     assert main(["eval", "--run", str(run_dir), "--device", "cpu", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -23,12 +23,15 @@ def test_predict_writes_the_fields(tmp_path, capsys):
     assert "last_layer_ratio" in printed and "fusion_expected" in printed
 
 
-@pytest.mark.parametrize("args, word", [
-    (["--config", "digits"], "data.name=theory"),
-    (["--seeds", "0"], "--seeds"),
-    (["optim.name=sgd"], "adamw"),
-    (["--out", "x.txt"], ".json"),
-])
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--config", "digits"], "data.name=theory"),
+        (["--seeds", "0"], "--seeds"),
+        (["optim.name=sgd"], "adamw"),
+        (["--out", "x.txt"], ".json"),
+    ],
+)
 def test_bad_input_is_one_line(args, word, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["predict", *FAST, *args]) == 2

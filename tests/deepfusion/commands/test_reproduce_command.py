@@ -11,8 +11,8 @@ from deepfusion.cli import main
 from deepfusion.commands import reproduce
 from deepfusion.errors import DataError
 from deepfusion.experiments.pooling import pool_files
-from deepfusion.experiments.studies.deep_fusion import SeedStudy
 from deepfusion.experiments.sanity_record import Idealised, IdealisedRow, SanityResult
+from deepfusion.experiments.studies.deep_fusion import SeedStudy
 from deepfusion.paper_figures.record import FigureRecord
 
 
@@ -24,7 +24,7 @@ def pooled_record(tmp_path, seeds=2):
         labels = np.repeat(np.arange(2), 4)[None].repeat(2, 0)  # 2 batches, 2 classes x 4 samples, one view
         instance = np.stack([np.arange(8), np.arange(8, 16)])
         same = (labels[:, :, None] == labels[:, None, :]).astype(float)
-        A = (same[:, None, None] * (2.0 + np.arange(3)[None, :, None, None, None]) + rng.uniform(0, 0.2, (2, 3, 1, 8, 8)))
+        A = same[:, None, None] * (2.0 + np.arange(3)[None, :, None, None, None]) + rng.uniform(0, 0.2, (2, 3, 1, 8, 8))
         A /= A.sum(-1, keepdims=True)
         paths.append(tmp_path / f"seed{s}.npz")
         np.savez(paths[-1], attention=A, labels=labels, instance=instance)
@@ -32,26 +32,45 @@ def pooled_record(tmp_path, seeds=2):
 
 
 def sanity_record(passed=True):
-    row = IdealisedRow("fast", 0, 8.0, 1.0, 0.5, 0.001, 0.002, 0.001, 0.001, [0.9], [0.9], [0.5], [0.5], passed,
-                       [] if passed else ["max |m_sim - m_mf| = 0.2 >= 0.02"])
-    return SanityResult(True, Idealised({"C": 4, "n": 64, "d": 2048, "layers": 10}, 0.02, 0.02, [row], passed),
-                        None, 1.0, passed)
+    row = IdealisedRow(
+        "fast",
+        0,
+        8.0,
+        1.0,
+        0.5,
+        0.001,
+        0.002,
+        0.001,
+        0.001,
+        [0.9],
+        [0.9],
+        [0.5],
+        [0.5],
+        passed,
+        [] if passed else ["max |m_sim - m_mf| = 0.2 >= 0.02"],
+    )
+    return SanityResult(
+        True, Idealised({"C": 4, "n": 64, "d": 2048, "layers": 10}, 0.02, 0.02, [row], passed), None, 1.0, passed
+    )
 
 
 def figure_records(tmp_path, pooled):
     out = tmp_path / "figures"
     rows = [("digits", "transformer", "linear", [97.0, 96.0, 98.0]), ("digits", "ffn", "knn", [90.5])]
     study = SeedStudy("digits", ["digits train.seed=0", "digits train.seed=1"], pooled)
-    return [FigureRecord("F2", "ratio", [out / "f2_block_mass.png"], "", "", study.runs, study),
-            FigureRecord("F4", "heads", [out / "f4_head_comparison.png", out / "f4_head_comparison.csv"], "", "", [], rows)]
+    return [
+        FigureRecord("F2", "ratio", [out / "f2_block_mass.png"], "", "", study.runs, study),
+        FigureRecord("F4", "heads", [out / "f4_head_comparison.png", out / "f4_head_comparison.csv"], "", "", [], rows),
+    ]
 
 
 def test_summary_comes_from_the_figure_records_not_from_files(tmp_path):
     pooled = pooled_record(tmp_path)
     theory = reproduce.TheorySummary(21, 21, [])
     # the records' files were never written: a summary that read them back would fail here
-    summary = reproduce.summarize_records(True, theory, sanity_record(), figure_records(tmp_path, pooled),
-                                          tmp_path / "figures", 12.0)
+    summary = reproduce.summarize_records(
+        True, theory, sanity_record(), figure_records(tmp_path, pooled), tmp_path / "figures", 12.0
+    )
     assert summary.deep_fusion is pooled
     assert summary.files == ["f2_block_mass.png", "f4_head_comparison.csv", "f4_head_comparison.png"]
     transformer, ffn = summary.heads
@@ -59,7 +78,10 @@ def test_summary_comes_from_the_figure_records_not_from_files(tmp_path):
     assert ffn.n == 1 and math.isnan(ffn.std)
     md = reproduce.summary_markdown(summary)
     v = pooled.verdict
-    assert "| theory checks | 21/21 passed |" in md and "| sanity (b): synthetic transformer head, 1 seed | not run |" in md
+    assert (
+        "| theory checks | 21/21 passed |" in md
+        and "| sanity (b): synthetic transformer head, 1 seed | not run |" in md
+    )
     assert f"Deep Fusion, digits train.seed=0 and 1 more seed(s) | {v.label}: last layer {v.effect:.2f}x" in md
     assert "| digits | transformer | linear | 97.00 | 1.00 | 3 |" in md
 
@@ -71,9 +93,14 @@ def test_summary_without_f2_or_f4_is_refused(tmp_path):
 
 
 def test_summary_json_round_trip(tmp_path):
-    summary = reproduce.summarize_records(True, reproduce.TheorySummary(20, 21, ["S1 numeric eps_max"]),
-                                          sanity_record(), figure_records(tmp_path, pooled_record(tmp_path)),
-                                          tmp_path / "figures", 3.0)
+    summary = reproduce.summarize_records(
+        True,
+        reproduce.TheorySummary(20, 21, ["S1 numeric eps_max"]),
+        sanity_record(),
+        figure_records(tmp_path, pooled_record(tmp_path)),
+        tmp_path / "figures",
+        3.0,
+    )
     back = reproduce.ReproduceSummary.from_json(json.loads(json.dumps(summary.to_json())))
     assert reproduce.summary_markdown(back) == reproduce.summary_markdown(summary)
     assert back.deep_fusion.verdict == summary.deep_fusion.verdict
@@ -81,15 +108,23 @@ def test_summary_json_round_trip(tmp_path):
         reproduce.ReproduceSummary.from_json({**summary.to_json(), "version": 0})
 
 
-@pytest.mark.parametrize("theory_failed, sanity_passed, expected", [
-    ([], True, []),
-    (["S1 numeric eps_max"], True, ["S1 numeric eps_max"]),
-    ([], False, ["sanity (a)"]),
-])
+@pytest.mark.parametrize(
+    "theory_failed, sanity_passed, expected",
+    [
+        ([], True, []),
+        (["S1 numeric eps_max"], True, ["S1 numeric eps_max"]),
+        ([], False, ["sanity (a)"]),
+    ],
+)
 def test_failed_checks_or_sanity_fail_the_job(tmp_path, theory_failed, sanity_passed, expected):
-    summary = reproduce.summarize_records(True, reproduce.TheorySummary(21 - len(theory_failed), 21, theory_failed),
-                                          sanity_record(sanity_passed),
-                                          figure_records(tmp_path, pooled_record(tmp_path)), tmp_path / "figures", 1.0)
+    summary = reproduce.summarize_records(
+        True,
+        reproduce.TheorySummary(21 - len(theory_failed), 21, theory_failed),
+        sanity_record(sanity_passed),
+        figure_records(tmp_path, pooled_record(tmp_path)),
+        tmp_path / "figures",
+        1.0,
+    )
     assert reproduce.failures(summary) == expected
 
 

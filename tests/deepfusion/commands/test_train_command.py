@@ -5,7 +5,9 @@ import sys
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "deepfusion.cli", "train", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deepfusion.cli", "train", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_options_and_presets():

@@ -45,6 +45,7 @@ def test_failure_exits_nonzero(monkeypatch, capsys):
 def test_crash_is_an_error_not_a_pass(monkeypatch):
     def crash(q):
         raise ZeroDivisionError("bug")
+
     _fake(monkeypatch, [Check("S2", "numeric", "c", crash)])
     (res,) = verify.run_checks(False)
     assert res["status"] == "error" and "ZeroDivisionError" in res["summary"]
@@ -54,6 +55,7 @@ def test_assert_in_a_check_is_an_error_not_a_fail(monkeypatch):
     # the contract is CheckFailed; an AssertionError would vanish under python -O, so it is flagged
     def asserting(q):
         raise AssertionError("used assert")
+
     _fake(monkeypatch, [Check("S2", "numeric", "c", asserting)])
     (res,) = verify.run_checks(False)
     assert res["status"] == "error" and "AssertionError" in res["summary"]

@@ -18,8 +18,9 @@ def write_run(root: Path, head: str, seed: int, values: dict, *overrides: str, f
     run = root / f"{head}_s{seed}"
     folder = RunFolder(run)
     run.mkdir(parents=True)
-    cfg = load_config("synthetic", [f"model.head={head}", f"train.seed={seed}", f"train.name={head}_s{seed}",
-                                    *overrides])
+    cfg = load_config(
+        "synthetic", [f"model.head={head}", f"train.seed={seed}", f"train.name={head}_s{seed}", *overrides]
+    )
     save_config(cfg, folder.config)
     folder.eval.write_text(json.dumps(dict(values, step=10, finished=finished)))
     return run
@@ -28,8 +29,10 @@ def write_run(root: Path, head: str, seed: int, values: dict, *overrides: str, f
 def accuracies(head: str, seed: int) -> dict:
     """Known values: the transformer beats head h by (index of h) + seed/10 points on every metric."""
     lead = {h: i for i, h in enumerate(HEADS)}[head]
-    return {k: (60.0 + j - (lead * (1.0 + seed / 10.0) if head != "transformer" else 0.0)) / 100.0
-            for j, k in enumerate(KEYS)}
+    return {
+        k: (60.0 + j - (lead * (1.0 + seed / 10.0) if head != "transformer" else 0.0)) / 100.0
+        for j, k in enumerate(KEYS)
+    }
 
 
 def write_grid(root: Path, seeds=(1, 2, 3), heads=HEADS) -> list[Path]:

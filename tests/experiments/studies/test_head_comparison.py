@@ -5,9 +5,15 @@ import json
 import pytest
 
 from deepfusion.errors import DataError
+from deepfusion.experiments.studies.head_comparison import (
+    METRICS,
+    HeadComparison,
+    compare_heads,
+    decide,
+    paired_difference,
+    t_interval,
+)
 from deepfusion.model.network.registry import HEADS as REGISTRY
-from deepfusion.experiments.studies.head_comparison import (METRICS, HeadComparison, compare_heads, decide,
-                                                            paired_difference, t_interval)
 from tests.experiments.studies.head_runs import HEADS, accuracies, write_grid, write_run
 
 T_975_2DOF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom
@@ -23,7 +29,7 @@ def test_differences_are_transformer_minus_other_seed_by_seed(tmp_path):
             d = rec.difference(other, metric)
             assert d.per_seed == pytest.approx([lead * 1.1, lead * 1.2, lead * 1.3])
             assert d.n == 3 and d.mean == pytest.approx(lead * 1.2)
-            half = T_975_2DOF * lead * 0.1 / 3 ** 0.5
+            half = T_975_2DOF * lead * 0.1 / 3**0.5
             assert (d.low, d.high) == pytest.approx((lead * 1.2 - half, lead * 1.2 + half))
     assert len(rec.differences) == 3 * len(METRICS)
 
@@ -37,7 +43,9 @@ def test_per_seed_values_and_baselines_are_kept_in_percent(tmp_path):
 
 
 def test_a_planted_constant_effect_has_a_zero_width_interval():
-    d = paired_difference("transformer", "ffn", "knn", [70.0, 71.0, 72.0, 69.0, 75.0, 73.0], [68.0, 69.0, 70.0, 67.0, 73.0, 71.0])
+    d = paired_difference(
+        "transformer", "ffn", "knn", [70.0, 71.0, 72.0, 69.0, 75.0, 73.0], [68.0, 69.0, 70.0, 67.0, 73.0, 71.0]
+    )
     assert d.mean == pytest.approx(2.0) and (d.low, d.high) == pytest.approx((2.0, 2.0)) and d.n == 6
 
 

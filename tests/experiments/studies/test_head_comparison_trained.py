@@ -12,9 +12,17 @@ HEADS = ("transformer", "ffn", "mlp", "mlp_nobn")
 
 @pytest.mark.slow
 def test_trained_runs_compare_paired_by_seed(tmp_path):
-    runs = [train(load_config("synthetic", TINY + [f"train.out_dir={tmp_path}", f"train.name={h}_s{s}",
-                                                   f"model.head={h}", f"train.seed={s}"]), progress=False)
-            for s in (1, 2) for h in HEADS]
+    runs = [
+        train(
+            load_config(
+                "synthetic",
+                TINY + [f"train.out_dir={tmp_path}", f"train.name={h}_s{s}", f"model.head={h}", f"train.seed={s}"],
+            ),
+            progress=False,
+        )
+        for s in (1, 2)
+        for h in HEADS
+    ]
     rec = compare_heads(runs)
     assert rec.seeds == (1, 2) and {h.head for h in rec.heads} == set(HEADS)
     ref = rec.head("transformer")

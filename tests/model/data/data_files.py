@@ -67,8 +67,10 @@ def write_cifar100(folder: Path, n: int = 6, seed: int = 0) -> dict:
         blob = {b"filenames": [], b"fine_labels": y, b"coarse_labels": [v // 5 for v in y], b"data": x}
         (folder / name).write_bytes(pickle.dumps(blob, protocol=2))
         out[name] = (x.reshape(-1, 3, 32, 32), np.array(y))
-    meta = {b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-            b"coarse_label_names": [f"k{i}".encode() for i in range(20)]}
+    meta = {
+        b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+        b"coarse_label_names": [f"k{i}".encode() for i in range(20)],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
     return out
 

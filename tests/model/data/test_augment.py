@@ -76,7 +76,8 @@ def test_views_are_view_major():
 def test_eval_view_is_deterministic_and_normalised():
     aug, x = build_augment("cifar", "image", (3, 32, 32)), _batch("image", (3, 32, 32))
     expect = (x.float() / 255 - torch.tensor(PRESETS["cifar"].mean).view(3, 1, 1)) / torch.tensor(
-        PRESETS["cifar"].std).view(3, 1, 1)
+        PRESETS["cifar"].std
+    ).view(3, 1, 1)
     assert torch.equal(aug.eval_view(x), aug.eval_view(x)) and torch.allclose(aug.eval_view(x), expect, atol=1e-6)
 
 
@@ -111,14 +112,17 @@ def test_unknown_preset_lists_valid_ones():
     assert all(p in str(err.value) for p in AUGMENT_PRESETS)
 
 
-@pytest.mark.parametrize("preset, kind, shape", [
-    ("cifar", "image", (1, 28, 28)),  # colour preset on grey images
-    ("digits", "image", (3, 8, 8)),
-    ("vector", "image", (3, 8, 8)),
-    ("cifar", "vector", (32,)),
-    ("cifar", "images", (3, 32, 32)),
-    ("cifar", "image", (32, 32)),
-])
+@pytest.mark.parametrize(
+    "preset, kind, shape",
+    [
+        ("cifar", "image", (1, 28, 28)),  # colour preset on grey images
+        ("digits", "image", (3, 8, 8)),
+        ("vector", "image", (3, 8, 8)),
+        ("cifar", "vector", (32,)),
+        ("cifar", "images", (3, 32, 32)),
+        ("cifar", "image", (32, 32)),
+    ],
+)
 def test_mismatched_preset_and_data_raise_config_error(preset, kind, shape):
     with pytest.raises(ConfigError):
         build_augment(preset, kind, shape)
@@ -132,10 +136,17 @@ def test_wrong_input_shape_or_dtype_raise_data_error():
         aug.eval_view(torch.zeros(2, 3, 32, 32, dtype=torch.int32))
 
 
-@pytest.mark.parametrize("kind, shape, expect", [
-    ("vector", (10,), "vector"), ("image", (1, 8, 8), "digits"), ("image", (1, 28, 28), "fashion_mnist_jitter"),
-    ("image", (3, 16, 16), "synthetic_images"), ("image", (3, 32, 32), "cifar"), ("image", (3, 64, 64), "tiny_imagenet"),
-])
+@pytest.mark.parametrize(
+    "kind, shape, expect",
+    [
+        ("vector", (10,), "vector"),
+        ("image", (1, 8, 8), "digits"),
+        ("image", (1, 28, 28), "fashion_mnist_jitter"),
+        ("image", (3, 16, 16), "synthetic_images"),
+        ("image", (3, 32, 32), "cifar"),
+        ("image", (3, 64, 64), "tiny_imagenet"),
+    ],
+)
 def test_default_preset_follows_the_data(kind, shape, expect):
     assert default_preset(kind, shape) == expect
     assert build_augment("default", kind, shape).name == expect
@@ -211,6 +222,7 @@ def test_two_views_on_cuda_with_a_cuda_generator(preset):
 
 # -- vector augmentation set from the config --------------------------------------------------
 
+
 def test_vector_noise_mask_and_mix_replace_the_presets_values():
     aug = build_augment("vector", "vector", (16,), noise=0.0, mask=0.0, mix=0.5)
     assert (aug.preset.noise, aug.preset.mask_p, aug.preset.mix_p) == (0.0, 0.0, 0.5)
@@ -254,7 +266,7 @@ def test_fashion_mnist_jitter_changes_grey_levels_and_plain_preset_does_not():
 
 def _bump(n=4, length=40, centre=0.0):
     t = torch.linspace(-1, 1, length)
-    return torch.exp(-((t - centre) / 0.1) ** 2).repeat(n, 1)
+    return torch.exp(-(((t - centre) / 0.1) ** 2)).repeat(n, 1)
 
 
 def test_signal_shift_moves_the_signal_along_its_positions():

@@ -15,11 +15,10 @@ from deepfusion.model.data import DATASETS, dataset_options, load_dataset
 from deepfusion.model.data import tiny_imagenet as tiny_module
 from deepfusion.model.data.base import ArrayDataset, stratified_split
 from deepfusion.model.data.fashion_mnist import DEFAULT_ROOT
-from tests.model.data.data_files import (write_cifar10, write_cifar100, write_fashion, write_idx,
-                                    write_tiny_imagenet)
-
+from tests.model.data.data_files import write_cifar10, write_cifar100, write_fashion, write_idx, write_tiny_imagenet
 
 # -- registry and options ---------------------------------------------------------------------
+
 
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(ConfigError) as err:
@@ -39,8 +38,18 @@ def test_every_loader_accepts_the_common_options():
         assert {"test_fraction", "limit"} <= set(dataset_options(name))
 
 
-@pytest.mark.parametrize("bad", [dict(split="val"), dict(test_fraction=1.0), dict(test_fraction=0), dict(limit=0),
-                                 dict(dim=0), dict(noise=-1.0), dict(seed=-1)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(split="val"),
+        dict(test_fraction=1.0),
+        dict(test_fraction=0),
+        dict(limit=0),
+        dict(dim=0),
+        dict(noise=-1.0),
+        dict(seed=-1),
+    ],
+)
 def test_bad_option_values_raise_config_error(bad):
     with pytest.raises(ConfigError):
         load_dataset("synthetic", **bad)
@@ -53,9 +62,11 @@ def test_limit_keeps_a_stratified_subset():
 
 # -- ArrayDataset ---------------------------------------------------------------------------
 
+
 def _images(n=6, classes=3):
-    return ArrayDataset(torch.zeros(n, 1, 4, 4, dtype=torch.uint8), torch.arange(n) % classes, classes, "image",
-                        (1, 4, 4), (), "tiny")
+    return ArrayDataset(
+        torch.zeros(n, 1, 4, 4, dtype=torch.uint8), torch.arange(n) % classes, classes, "image", (1, 4, 4), (), "tiny"
+    )
 
 
 def test_array_dataset_rejects_labels_out_of_range():
@@ -63,11 +74,14 @@ def test_array_dataset_rejects_labels_out_of_range():
         ArrayDataset(torch.zeros(4, 2), torch.tensor([0, 1, 2, 3]), 3, "vector", (2,))
 
 
-@pytest.mark.parametrize("x, y, msg", [
-    (torch.zeros(4, 2), torch.zeros(3, dtype=torch.long), "4 samples.*3 labels"),
-    (torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.long), "float32"),
-    (torch.zeros(4, 2), torch.zeros(4, dtype=torch.int32), "int64"),
-])
+@pytest.mark.parametrize(
+    "x, y, msg",
+    [
+        (torch.zeros(4, 2), torch.zeros(3, dtype=torch.long), "4 samples.*3 labels"),
+        (torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.long), "float32"),
+        (torch.zeros(4, 2), torch.zeros(4, dtype=torch.int32), "int64"),
+    ],
+)
 def test_array_dataset_names_the_problem(x, y, msg):
     with pytest.raises(DataError, match=msg):
         ArrayDataset(x, y, 2, "vector", (2,))
@@ -101,6 +115,7 @@ def test_class_balanced_indices_are_balanced_grouped_and_seeded():
 
 # -- stratified split -------------------------------------------------------------------------
 
+
 def test_stratified_split_is_disjoint_complete_stratified_and_seeded():
     y = np.repeat(np.arange(5), [40, 20, 8, 2, 1])
     train, test = stratified_split(y, 0.25, seed=7)
@@ -111,8 +126,9 @@ def test_stratified_split_is_disjoint_complete_stratified_and_seeded():
     assert not np.array_equal(test, stratified_split(y, 0.25, seed=8)[1])
 
 
-@pytest.mark.parametrize("name, opts", [("synthetic", {}), ("synthetic_images", {}), ("digits", {}),
-                                        ("digits", {"as_vectors": True})])
+@pytest.mark.parametrize(
+    "name, opts", [("synthetic", {}), ("synthetic_images", {}), ("digits", {}), ("digits", {"as_vectors": True})]
+)
 def test_generated_and_bundled_splits_do_not_overlap(name, opts):
     train = load_dataset(name, split="train", seed=5, test_fraction=0.2, **opts)
     test = load_dataset(name, split="test", seed=5, test_fraction=0.2, **opts)
@@ -124,6 +140,7 @@ def test_generated_and_bundled_splits_do_not_overlap(name, opts):
 
 
 # -- synthetic and digits ---------------------------------------------------------------------
+
 
 def test_synthetic_vectors_have_unit_means_and_the_asked_noise():
     ds = load_dataset("synthetic", num_classes=3, dim=64, samples_per_class=400, noise=0.3, test_fraction=0.1)
@@ -160,6 +177,7 @@ def test_digits_images_and_vectors():
 
 # -- Fashion-MNIST (IDX) ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_fashion_mnist_reads_idx_files(tmp_path, gz):
     truth = write_fashion(tmp_path, gz=gz)
@@ -181,12 +199,15 @@ def test_fashion_mnist_missing_files_are_named(tmp_path):
     assert "train-images-idx3-ubyte" in msg and "train-labels-idx1-ubyte" in msg and str(tmp_path) in msg
 
 
-@pytest.mark.parametrize("corrupt, msg", [
-    (lambda b: b"\x00\x00\x08\x02" + b[4:], "magic number"),
-    (lambda b: b"\x00\x00\x0d\x03" + b[4:], "magic number"),
-    (lambda b: b[:-5], "truncated"),
-    (lambda b: b[:6], "too short"),
-])
+@pytest.mark.parametrize(
+    "corrupt, msg",
+    [
+        (lambda b: b"\x00\x00\x08\x02" + b[4:], "magic number"),
+        (lambda b: b"\x00\x00\x0d\x03" + b[4:], "magic number"),
+        (lambda b: b[:-5], "truncated"),
+        (lambda b: b[:6], "too short"),
+    ],
+)
 def test_fashion_mnist_malformed_images_name_the_file(tmp_path, corrupt, msg):
     write_fashion(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte"
@@ -219,6 +240,7 @@ def test_real_fashion_mnist_test_split():
 
 
 # -- CIFAR ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("use_parent", [False, True])
 def test_cifar10_reads_pickles_from_folder_or_parent(tmp_path, use_parent):
@@ -256,13 +278,16 @@ def test_cifar_truncated_and_foreign_pickles(tmp_path):
         load_dataset("cifar10", root=folder, split="test")
 
 
-@pytest.mark.parametrize("blob, msg", [
-    ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, "shape"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "1 labels for 2 samples"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, r"\[0, 10\)"),
-    ({b"data": np.zeros((2, 3072), np.uint8)}, "no 'labels'"),
-    ([1, 2], "dict"),
-])
+@pytest.mark.parametrize(
+    "blob, msg",
+    [
+        ({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, "shape"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "1 labels for 2 samples"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, r"\[0, 10\)"),
+        ({b"data": np.zeros((2, 3072), np.uint8)}, "no 'labels'"),
+        ([1, 2], "dict"),
+    ],
+)
 def test_cifar_malformed_batches(tmp_path, blob, msg):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar10(folder)
@@ -272,6 +297,7 @@ def test_cifar_malformed_batches(tmp_path, blob, msg):
 
 
 # -- Tiny-ImageNet ----------------------------------------------------------------------------
+
 
 def test_tiny_imagenet_decodes_and_caches(tmp_path, monkeypatch):
     folder = tmp_path / "tiny-imagenet-200"
@@ -317,6 +343,7 @@ def test_tiny_imagenet_errors(tmp_path):
 
 # -- npz --------------------------------------------------------------------------------------
 
+
 def _npz(path: Path, **arrays) -> Path:
     np.savez(path, **arrays)
     return path
@@ -330,16 +357,24 @@ def test_npz_vectors_with_seeded_split(tmp_path):
     assert np.allclose(np.sort(np.concatenate([train.x[:, 0], test.x[:, 0]])), np.sort(x[:, 0]).astype(np.float32))
 
 
-@pytest.mark.parametrize("shape, layout, expect", [
-    ((6, 8, 9), "auto", (1, 8, 9)),
-    ((6, 3, 8, 9), "auto", (3, 8, 9)),
-    ((6, 8, 9, 3), "auto", (3, 8, 9)),
-    ((6, 3, 3, 3), "nhwc", (3, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "shape, layout, expect",
+    [
+        ((6, 8, 9), "auto", (1, 8, 9)),
+        ((6, 3, 8, 9), "auto", (3, 8, 9)),
+        ((6, 8, 9, 3), "auto", (3, 8, 9)),
+        ((6, 3, 3, 3), "nhwc", (3, 3, 3)),
+    ],
+)
 def test_npz_image_layouts(tmp_path, shape, layout, expect):
     x = np.arange(np.prod(shape)).reshape(shape) % 256
-    path = _npz(tmp_path / "i.npz", x=x.astype(np.uint8), y=np.zeros(6, int), x_test=x[:2].astype(np.uint8),
-                y_test=np.zeros(2, int))
+    path = _npz(
+        tmp_path / "i.npz",
+        x=x.astype(np.uint8),
+        y=np.zeros(6, int),
+        x_test=x[:2].astype(np.uint8),
+        y_test=np.zeros(2, int),
+    )
     ds = load_dataset("npz", root=path, layout=layout)
     assert ds.kind == "image" and ds.input_shape == expect and len(ds) == 6
     assert len(load_dataset("npz", root=path, split="test", layout=layout)) == 2
@@ -352,18 +387,21 @@ def test_npz_float_images_are_scaled(tmp_path):
     assert int(load_dataset("npz", root=path).x.max()) == 128
 
 
-@pytest.mark.parametrize("arrays, msg", [
-    (dict(x=np.zeros((4, 2))), "no array 'y'"),
-    (dict(x=np.zeros((4, 2)), y=[0, 1, 2]), "3 labels for 4 samples"),
-    (dict(x=np.zeros((4, 2)), y=[0, 1, -1, 0]), "labels"),
-    (dict(x=np.zeros((4, 2)), y=[0.5, 1, 1, 0]), "integers"),
-    (dict(x=np.full((4, 2, 2), 2.0), y=[0, 1, 1, 0]), r"\[0, 1\]"),
-    (dict(x=np.full((4, 2, 2), 300), y=[0, 1, 1, 0]), "0..255"),
-    (dict(x=np.zeros(4), y=[0, 1, 1, 0]), "shape"),
-    (dict(x=np.zeros((4, 9, 8, 7)), y=[0, 1, 1, 0]), "layout"),
-    (dict(x=np.zeros((4, 2)), y=[0, 1, 1, 0], x_test=np.zeros((2, 3)), y_test=[0, 1]), "must match"),
-    (dict(x=np.zeros((4, 2)), y=[0, 1, 1, 0], x_test=np.zeros((2, 2))), "both or neither"),
-])
+@pytest.mark.parametrize(
+    "arrays, msg",
+    [
+        (dict(x=np.zeros((4, 2))), "no array 'y'"),
+        (dict(x=np.zeros((4, 2)), y=[0, 1, 2]), "3 labels for 4 samples"),
+        (dict(x=np.zeros((4, 2)), y=[0, 1, -1, 0]), "labels"),
+        (dict(x=np.zeros((4, 2)), y=[0.5, 1, 1, 0]), "integers"),
+        (dict(x=np.full((4, 2, 2), 2.0), y=[0, 1, 1, 0]), r"\[0, 1\]"),
+        (dict(x=np.full((4, 2, 2), 300), y=[0, 1, 1, 0]), "0..255"),
+        (dict(x=np.zeros(4), y=[0, 1, 1, 0]), "shape"),
+        (dict(x=np.zeros((4, 9, 8, 7)), y=[0, 1, 1, 0]), "layout"),
+        (dict(x=np.zeros((4, 2)), y=[0, 1, 1, 0], x_test=np.zeros((2, 3)), y_test=[0, 1]), "must match"),
+        (dict(x=np.zeros((4, 2)), y=[0, 1, 1, 0], x_test=np.zeros((2, 2))), "both or neither"),
+    ],
+)
 def test_npz_malformed(tmp_path, arrays, msg):
     path = _npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match=msg):

@@ -38,8 +38,11 @@ def test_random_bytes_as_idx(blob, gz, which):
 
 
 @FUZZ
-@given(dims=st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3), extra=st.integers(-20, 20),
-       labels=st.binary(max_size=8))
+@given(
+    dims=st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3),
+    extra=st.integers(-20, 20),
+    labels=st.binary(max_size=8),
+)
 def test_idx_headers_with_wrong_sizes(dims, extra, labels):
     with tempfile.TemporaryDirectory() as tmp:
         write_fashion(Path(tmp), n_train=3, n_test=3)
@@ -68,9 +71,16 @@ def test_truncated_and_flipped_cifar_pickles(data):
 
 
 @FUZZ
-@given(value=st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(-5, 300), max_size=4),
-                       st.dictionaries(st.binary(max_size=6), st.integers(), max_size=3)),
-       key=st.sampled_from([b"data", b"labels", b"label_names"]))
+@given(
+    value=st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=5),
+        st.lists(st.integers(-5, 300), max_size=4),
+        st.dictionaries(st.binary(max_size=6), st.integers(), max_size=3),
+    ),
+    key=st.sampled_from([b"data", b"labels", b"label_names"]),
+)
 def test_cifar_batches_with_wrong_contents(value, key):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "cifar-10-batches-py"
@@ -82,14 +92,24 @@ def test_cifar_batches_with_wrong_contents(value, key):
         _loads_or_refuses("cifar10", root=folder, split="test")
 
 
-_dtypes = st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(), hnp.boolean_dtypes(),
-                    hnp.complex_number_dtypes(), st.just(np.dtype("U3")))
+_dtypes = st.one_of(
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(),
+    hnp.boolean_dtypes(),
+    hnp.complex_number_dtypes(),
+    st.just(np.dtype("U3")),
+)
 
 
 @FUZZ
-@given(x=hnp.arrays(_dtypes, hnp.array_shapes(min_dims=0, max_dims=5, max_side=4)),
-       y=hnp.arrays(_dtypes, hnp.array_shapes(min_dims=0, max_dims=2, max_side=5)),
-       layout=st.sampled_from(["auto", "nchw", "nhwc"]), with_test=st.booleans(), split=st.sampled_from(["train", "test"]))
+@given(
+    x=hnp.arrays(_dtypes, hnp.array_shapes(min_dims=0, max_dims=5, max_side=4)),
+    y=hnp.arrays(_dtypes, hnp.array_shapes(min_dims=0, max_dims=2, max_side=5)),
+    layout=st.sampled_from(["auto", "nchw", "nhwc"]),
+    with_test=st.booleans(),
+    split=st.sampled_from(["train", "test"]),
+)
 def test_npz_with_wrong_shapes_dtypes_and_labels(x, y, layout, with_test, split):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.npz"

@@ -21,12 +21,15 @@ def _vectors(n=24, d=3, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d))
 
 
-@pytest.mark.parametrize("labels, values", [
-    (np.arange(24) % 3 + 1, (1, 2, 3)),                      # 1..K
-    (np.array([3, 7, 42] * 8), (3, 7, 42)),                  # gaps
-    (np.array([0, 10**6] * 12), (0, 10**6)),                 # a huge value: 2 classes, not 1,000,001
-    (np.array([2.0, 5.0] * 12), (2, 5)),                     # integer-valued floats
-])
+@pytest.mark.parametrize(
+    "labels, values",
+    [
+        (np.arange(24) % 3 + 1, (1, 2, 3)),  # 1..K
+        (np.array([3, 7, 42] * 8), (3, 7, 42)),  # gaps
+        (np.array([0, 10**6] * 12), (0, 10**6)),  # a huge value: 2 classes, not 1,000,001
+        (np.array([2.0, 5.0] * 12), (2, 5)),  # integer-valued floats
+    ],
+)
 def test_non_contiguous_labels_are_remapped_in_sorted_order(tmp_path, labels, values):
     path = _npz(tmp_path / "v.npz", x=_vectors(), y=labels)
     train, test = (load_dataset("npz", root=path, split=s) for s in ("train", "test"))
@@ -50,22 +53,30 @@ def test_remapping_covers_both_splits(tmp_path):
     assert test.y.tolist() == [0, 1, 2, 2]
 
 
-@pytest.mark.parametrize("labels, words", [
-    ([-1, 0, 1, 1] * 6, ["negative labels are refused", "unlabelled", "shift the labels"]),
-    ([0.5, 1, 1, 0] * 6, ["must be integers", "0.5"]),
-    (["a", "b", "a", "b"] * 6, ["must be integers", "map class names"]),
-])
+@pytest.mark.parametrize(
+    "labels, words",
+    [
+        ([-1, 0, 1, 1] * 6, ["negative labels are refused", "unlabelled", "shift the labels"]),
+        ([0.5, 1, 1, 0] * 6, ["must be integers", "0.5"]),
+        (["a", "b", "a", "b"] * 6, ["must be integers", "map class names"]),
+    ],
+)
 def test_negative_and_non_integer_labels_are_refused(tmp_path, labels, words):
     with pytest.raises(DataError) as err:
         load_dataset("npz", root=_npz(tmp_path / "bad.npz", x=_vectors(), y=np.array(labels)))
     assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
-@pytest.mark.parametrize("arrays, words", [
-    (dict(x=np.zeros((0, 3)), y=np.zeros(0, int)), ["x holds 0 samples"]),
-    (dict(x=_vectors(4), y=[0, 1, 0, 1], x_test=np.zeros((0, 3)), y_test=np.zeros(0, int)),
-     ["x_test holds 0 samples", "neither x_test nor y_test"]),
-])
+@pytest.mark.parametrize(
+    "arrays, words",
+    [
+        (dict(x=np.zeros((0, 3)), y=np.zeros(0, int)), ["x holds 0 samples"]),
+        (
+            dict(x=_vectors(4), y=[0, 1, 0, 1], x_test=np.zeros((0, 3)), y_test=np.zeros(0, int)),
+            ["x_test holds 0 samples", "neither x_test nor y_test"],
+        ),
+    ],
+)
 def test_empty_files_are_one_line_errors(tmp_path, arrays, words):
     path = _npz(tmp_path / "empty.npz", **arrays)
     for call in (lambda: load_dataset("npz", root=path), lambda: summarize(path)):
@@ -74,8 +85,13 @@ def test_empty_files_are_one_line_errors(tmp_path, arrays, words):
         assert "\n" not in str(err.value) and all(w in str(err.value) for w in words)
 
 
-@pytest.mark.parametrize("x", [np.random.default_rng(0).normal(size=(6, 1, 5)) * 3,  # (N, 1, d) floats
-                               np.full((6, 1, 5), 300)])                             # (N, 1, d) counts
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.random.default_rng(0).normal(size=(6, 1, 5)) * 3,  # (N, 1, d) floats
+        np.full((6, 1, 5), 300),
+    ],
+)  # (N, 1, d) counts
 def test_an_image_shaped_array_says_it_was_read_as_images(tmp_path, x):
     with pytest.raises(DataError) as err:
         load_dataset("npz", root=_npz(tmp_path / "n1d.npz", x=x, y=[0, 1] * 3))
@@ -87,17 +103,20 @@ def test_num_classes_above_the_sample_count_is_refused(tmp_path):
     path = _npz(tmp_path / "n.npz", x=_vectors(6), y=[0, 1] * 3)
     with pytest.raises(DataError) as info:
         load_dataset("npz", root=path, num_classes=10**6)
-    assert all(n in str(info.value) for n in ('num_classes=1000000', '6')), str(info.value)
+    assert all(n in str(info.value) for n in ("num_classes=1000000", "6")), str(info.value)
 
 
-@pytest.mark.parametrize("arrays, words", [
-    (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["array 'x' has dtype object", "astype"]),
-    (dict(x=np.array([[0.0, np.nan], [1, 2]]), y=[0, 1]), ["NaN or inf"]),
-    (dict(x=np.full((2, 2), 1e300), y=[0, 1]), ["NaN or inf", "float32"]),
-    (dict(x=_vectors(4)), ["no array 'y'"]),
-    (dict(x=_vectors(4), y=[0, 1, 0]), ["3 labels for 4 samples"]),
-    (dict(x=_vectors(4), y=[0, 1, 0, 1], x_test=_vectors(2, 4), y_test=[0, 1]), ["must match"]),
-])
+@pytest.mark.parametrize(
+    "arrays, words",
+    [
+        (dict(x=np.array([{}, {}], dtype=object), y=[0, 1]), ["array 'x' has dtype object", "astype"]),
+        (dict(x=np.array([[0.0, np.nan], [1, 2]]), y=[0, 1]), ["NaN or inf"]),
+        (dict(x=np.full((2, 2), 1e300), y=[0, 1]), ["NaN or inf", "float32"]),
+        (dict(x=_vectors(4)), ["no array 'y'"]),
+        (dict(x=_vectors(4), y=[0, 1, 0]), ["3 labels for 4 samples"]),
+        (dict(x=_vectors(4), y=[0, 1, 0, 1], x_test=_vectors(2, 4), y_test=[0, 1]), ["must match"]),
+    ],
+)
 def test_bad_files_keep_one_line_errors(tmp_path, arrays, words):
     path = _npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError) as err:
@@ -105,13 +124,16 @@ def test_bad_files_keep_one_line_errors(tmp_path, arrays, words):
     assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
-@pytest.mark.parametrize("shape, layout, kind, sample", [
-    ((10, 7), "auto", "vector", (7,)),
-    ((10, 9, 8), "auto", "image", (1, 9, 8)),
-    ((10, 9, 8, 3), "auto", "image", (3, 9, 8)),
-    ((10, 3, 9, 8), "auto", "image", (3, 9, 8)),
-    ((10, 3, 3, 3), "nhwc", "image", (3, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "shape, layout, kind, sample",
+    [
+        ((10, 7), "auto", "vector", (7,)),
+        ((10, 9, 8), "auto", "image", (1, 9, 8)),
+        ((10, 9, 8, 3), "auto", "image", (3, 9, 8)),
+        ((10, 3, 9, 8), "auto", "image", (3, 9, 8)),
+        ((10, 3, 3, 3), "nhwc", "image", (3, 3, 3)),
+    ],
+)
 def test_summarize_reads_the_kind_and_shape_without_loading_x(tmp_path, shape, layout, kind, sample):
     path = _npz(tmp_path / "s.npz", x=np.zeros(shape, np.uint8), y=np.arange(10) % 2)
     s = summarize(path, layout=layout)
@@ -137,7 +159,7 @@ def test_an_object_array_is_named_with_its_conversion(tmp_path):
     np.savez(path, x=_vectors(), y=np.array([str(v % 2) for v in range(24)], dtype=object), allow_pickle=True)
     with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
-    assert all(n in str(info.value) for n in ("'y'", 'object', 'y.astype(np.int64)')), str(info.value)
+    assert all(n in str(info.value) for n in ("'y'", "object", "y.astype(np.int64)")), str(info.value)
 
 
 def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
@@ -146,22 +168,34 @@ def test_nan_rows_are_counted_and_the_fix_named(tmp_path):
     path = _npz(tmp_path / "nan.npz", x=x, y=np.arange(24) % 2)
     with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
-    assert all(n in str(info.value) for n in ('3 of 24', 'NaN', 'row 3', 'isfinite')), str(info.value)
+    assert all(n in str(info.value) for n in ("3 of 24", "NaN", "row 3", "isfinite")), str(info.value)
 
 
 def test_one_sample_per_class_says_so_not_lower_test_fraction(tmp_path):
     path = _npz(tmp_path / "one.npz", x=_vectors(n=3), y=np.arange(3))
     with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path), split="test")
-    assert all(n in str(info.value) for n in ('3 classes', 'x_test')), str(info.value)
+    assert all(n in str(info.value) for n in ("3 classes", "x_test")), str(info.value)
 
 
 def test_a_one_class_data_set_is_refused_before_training(tmp_path):
     from deepfusion.cli import main
 
     path = _npz(tmp_path / "oneclass.npz", x=_vectors(n=40), y=np.zeros(40, dtype=int))
-    assert main(["train", "--no-progress", "data.name=npz", f"data.root={path}", "--out", str(tmp_path / "runs"),
-                 "train.threads=1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-progress",
+                "data.name=npz",
+                f"data.root={path}",
+                "--out",
+                str(tmp_path / "runs"),
+                "train.threads=1",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -179,4 +213,4 @@ def test_a_header_promising_gigabytes_is_refused_before_allocation(tmp_path):
         zf.writestr("y.npy", y.getvalue())
     with pytest.raises(DataError) as info:
         load_dataset("npz", root=str(path))
-    assert all(n in str(info.value) for n in ('(4294967296, 1)', 'float32', '16.00 GiB', '64 bytes')), str(info.value)
+    assert all(n in str(info.value) for n in ("(4294967296, 1)", "float32", "16.00 GiB", "64 bytes")), str(info.value)

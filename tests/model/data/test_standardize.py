@@ -49,11 +49,14 @@ def test_statistics_round_trip_through_json_and_reject_malformed():
         stats.apply(_ds(np.zeros((4, 2))))
 
 
-@pytest.mark.parametrize("scale, words", [
-    (1e20, ["vector values reach", "beyond 1e+15", "overflows float32", "data.standardize=true"]),
-    (1e-10, ["below 1e-08", "cannot tell such values from 0"]),
-    (1e-6, ["both views are mostly noise", "lower data.aug_noise"]),
-])
+@pytest.mark.parametrize(
+    "scale, words",
+    [
+        (1e20, ["vector values reach", "beyond 1e+15", "overflows float32", "data.standardize=true"]),
+        (1e-10, ["below 1e-08", "cannot tell such values from 0"]),
+        (1e-6, ["both views are mostly noise", "lower data.aug_noise"]),
+    ],
+)
 def test_unusable_scales_are_errors_without_standardisation(scale, words):
     x = np.random.default_rng(0).normal(size=(50, 4)) * scale
     with pytest.raises(DataError) as err:

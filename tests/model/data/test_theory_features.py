@@ -18,8 +18,9 @@ def test_class_means_are_unit_with_the_asked_inner_product(C, rho):
 
 
 def test_samples_have_the_asked_spread_and_geometry():
-    ds = load_dataset("theory", split="train", num_classes=4, dim=256, rho="etf", sigma=0.4, samples_per_class=500,
-                      test_fraction=0.2)
+    ds = load_dataset(
+        "theory", split="train", num_classes=4, dim=256, rho="etf", sigma=0.4, samples_per_class=500, test_fraction=0.2
+    )
     x, y = ds.x.numpy().astype(np.float64), ds.y.numpy()
     means = np.stack([x[y == c].mean(0) for c in range(4)])
     noise = np.concatenate([x[y == c] - means[c] for c in range(4)])
@@ -43,14 +44,17 @@ def test_theory_numbers_are_s1_and_s6():
     assert theory_numbers(4, 0.2, 0.1)["n_min"] == float("inf")  # rho > 0: no radius is safe
 
 
-@pytest.mark.parametrize("opts,match", [
-    ({"num_classes": 1}, "num_classes"),
-    ({"rho": -0.6}, r"rho=-0.6 is outside \[-1/\(C-1\), 1\)"),
-    ({"rho": 1.0}, "outside"),
-    ({"rho": "simplex"}, "not a number"),
-    ({"sigma": -0.1}, "sigma"),
-    ({"dim": 3}, "dim=3 is smaller than num_classes=4"),
-])
+@pytest.mark.parametrize(
+    "opts,match",
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"rho": -0.6}, r"rho=-0.6 is outside \[-1/\(C-1\), 1\)"),
+        ({"rho": 1.0}, "outside"),
+        ({"rho": "simplex"}, "not a number"),
+        ({"sigma": -0.1}, "sigma"),
+        ({"dim": 3}, "dim=3 is smaller than num_classes=4"),
+    ],
+)
 def test_impossible_geometries_are_one_line_errors(opts, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_dataset("theory", **opts)

@@ -53,14 +53,17 @@ def test_unknown_name_lists_valid_ones():
     assert all(n in str(info.value) for n in ("model.backbone='vgg'", *BACKBONES.names())), str(info.value)
 
 
-@pytest.mark.parametrize("name,shape,match", [
-    ("resnet18", (64,), "needs image input"),
-    ("cnn3", (1, 7, 8), "at least 8x8"),
-    ("resnet50", (0, 32, 32), "at least 1 channel"),
-    ("mlp", (3, 8, 8), "needs vector input"),
-    ("cnn1d", (1, 28, 28), "needs signals"),
-    ("cnn1d", (7,), "at least 8 positions"),
-])
+@pytest.mark.parametrize(
+    "name,shape,match",
+    [
+        ("resnet18", (64,), "needs image input"),
+        ("cnn3", (1, 7, 8), "at least 8x8"),
+        ("resnet50", (0, 32, 32), "at least 1 channel"),
+        ("mlp", (3, 8, 8), "needs vector input"),
+        ("cnn1d", (1, 28, 28), "needs signals"),
+        ("cnn1d", (7,), "at least 8 positions"),
+    ],
+)
 def test_bad_input_shapes(name, shape, match):
     with pytest.raises(ConfigError, match=match):
         build_backbone(name, shape)
@@ -101,7 +104,7 @@ def test_cnn1d_reads_positions_in_order():
     torch.manual_seed(0)
     net = build_backbone("cnn1d", (64,)).eval()
     t = torch.linspace(-1, 1, 64)
-    x = torch.exp(-((t - 0.2) / 0.1) ** 2)[None]  # one bump
+    x = torch.exp(-(((t - 0.2) / 0.1) ** 2))[None]  # one bump
     shifted, shuffled = torch.roll(x, 4, 1), x[:, torch.randperm(64)]
     with torch.no_grad():
         f, fs, fp = net(x), net(shifted), net(shuffled)

@@ -17,8 +17,10 @@ OPTIONS = dict(dim=16, depth=3, heads=4, ffn_dim=24, out_dim=8, mlp_hidden=20, o
 # every head with its default options, and attention heads also with every scope and norm
 CASES = [(name, {}) for name in HEADS.names()] + [
     (entry.name, {"scope": scope, "norm": norm})
-    for entry in HEADS.entries() if entry.extra.get("attends")
-    for scope in SCOPES.names() for norm in NORMS.names()
+    for entry in HEADS.entries()
+    if entry.extra.get("attends")
+    for scope in SCOPES.names()
+    for norm in NORMS.names()
 ]
 IDS = [f"{name}-{'-'.join(o.values()) or 'default'}" for name, o in CASES]
 

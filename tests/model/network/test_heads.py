@@ -8,8 +8,9 @@ from deepfusion.model.network.heads import HEADS, build_head
 from deepfusion.model.network.mlp_heads import FFNHead, MLPHead
 from deepfusion.model.network.transformer_head import TransformerHead
 
-SMALL = dict(dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8, norm="pre", scope="mask_pair", out_bn=False,
-             mlp_hidden=20, views=2)
+SMALL = dict(
+    dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8, norm="pre", scope="mask_pair", out_bn=False, mlp_hidden=20, views=2
+)
 
 
 def test_each_name_builds_its_head_with_the_options_that_apply():
@@ -34,18 +35,23 @@ def test_none_and_config_only_keys_are_ignored():
 def test_unknown_head_lists_valid_names():
     with pytest.raises(ConfigError) as info:
         build_head("vit", 10)
-    assert all(n in str(info.value) for n in ("model.head='vit'", "transformer", "mlp", "mlp_nobn", "ffn")), str(info.value)
+    assert all(n in str(info.value) for n in ("model.head='vit'", "transformer", "mlp", "mlp_nobn", "ffn")), str(
+        info.value
+    )
 
 
 @pytest.mark.parametrize("name", ["transformer", "mlp"])
-@pytest.mark.parametrize("kw,match", [
-    ({"scope": "foo"}, "model.scope='foo'"),
-    ({"norm": "mid"}, "model.norm='mid'"),
-    ({"dim": 30, "heads": 4}, "model.heads=4.*model.dim=30"),
-    ({"depth": -1}, "model.depth=-1"),
-    ({"out_bn": "yes"}, "model.out_bn='yes'"),
-    ({"dimm": 3}, "unknown head option.*dimm"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"scope": "foo"}, "model.scope='foo'"),
+        ({"norm": "mid"}, "model.norm='mid'"),
+        ({"dim": 30, "heads": 4}, "model.heads=4.*model.dim=30"),
+        ({"depth": -1}, "model.depth=-1"),
+        ({"out_bn": "yes"}, "model.out_bn='yes'"),
+        ({"dimm": 3}, "unknown head option.*dimm"),
+    ],
+)
 def test_invalid_option_names_it(name, kw, match):
     with pytest.raises(ConfigError, match=match):
         build_head(name, 10, **kw)

@@ -110,12 +110,15 @@ def test_non_positive_temperature_raises(t):
         nt_xent(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]), t)
 
 
-@pytest.mark.parametrize("z,idx,match", [
-    (torch.randn(4), torch.tensor([0, 1, 0, 1]), r"shape \(M, d\), got shape \(4,\)"),
-    (torch.randn(4, 3), torch.tensor([0, 1, 0]), r"indexes of shape \(4,\)"),
-    (torch.randn(4, 3), torch.tensor([0.0, 1.0, 0.0, 1.0]), "must be integers"),
-    (torch.randn(4, 3), torch.arange(4), "no anchor has a positive"),
-])
+@pytest.mark.parametrize(
+    "z,idx,match",
+    [
+        (torch.randn(4), torch.tensor([0, 1, 0, 1]), r"shape \(M, d\), got shape \(4,\)"),
+        (torch.randn(4, 3), torch.tensor([0, 1, 0]), r"indexes of shape \(4,\)"),
+        (torch.randn(4, 3), torch.tensor([0.0, 1.0, 0.0, 1.0]), "must be integers"),
+        (torch.randn(4, 3), torch.arange(4), "no anchor has a positive"),
+    ],
+)
 def test_bad_inputs_raise(z, idx, match):
     with pytest.raises(DataError, match=match):
         nt_xent(z, idx, 0.5)

@@ -11,8 +11,9 @@ from deepfusion.model.network.simclr import SimCLRModel
 def _model(head="transformer"):
     torch.manual_seed(0)
     backbone = build_backbone("cnn3", (1, 8, 8))
-    return SimCLRModel(backbone, build_head(head, backbone.out_dim, dim=16, depth=2, heads=4, ffn_dim=32,
-                                            out_dim=8, mlp_hidden=16))
+    return SimCLRModel(
+        backbone, build_head(head, backbone.out_dim, dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8, mlp_hidden=16)
+    )
 
 
 def test_forward_is_head_of_backbone_and_embed_is_backbone():

@@ -15,8 +15,19 @@ IN = 12
 
 def _head(scope="both_views", norm="post", views=2, out_bn=True, depth=2, seed=0, **kw):
     torch.manual_seed(seed)
-    return TransformerHead(IN, dim=16, depth=depth, heads=4, ffn_dim=32, out_dim=8, norm=norm, scope=scope,
-                           views=views, out_bn=out_bn, **kw).double()
+    return TransformerHead(
+        IN,
+        dim=16,
+        depth=depth,
+        heads=4,
+        ffn_dim=32,
+        out_dim=8,
+        norm=norm,
+        scope=scope,
+        views=views,
+        out_bn=out_bn,
+        **kw,
+    ).double()
 
 
 def _x(m, seed=1):
@@ -140,7 +151,14 @@ def test_output_batchnorm_has_a_scale_and_no_bias():
 def test_paper_defaults():
     head = TransformerHead.paper(512)
     assert (head.dim, head.depth, head.heads, head.out_dim, head.norm, head.scope, head.views) == (
-        256, 10, 16, 512, "post", "both_views", 2)
+        256,
+        10,
+        16,
+        512,
+        "post",
+        "both_views",
+        2,
+    )
     assert head.blocks[0].fc1.out_features == 1024 and isinstance(head.bn, BiasFreeBatchNorm1d)
 
 
@@ -156,11 +174,14 @@ def test_dropout_is_active_only_in_training():
     torch.testing.assert_close(head(x), head(x, return_attention=True)[0])
 
 
-@pytest.mark.parametrize("x,names", [
-    (torch.zeros(IN, dtype=torch.float64), ("2-D", "1-D")),
-    (torch.zeros(8, IN + 1, dtype=torch.float64), ("13", "in_dim=12")),
-    (torch.zeros(7, IN, dtype=torch.float64), ("M=7", "views=2")),
-])
+@pytest.mark.parametrize(
+    "x,names",
+    [
+        (torch.zeros(IN, dtype=torch.float64), ("2-D", "1-D")),
+        (torch.zeros(8, IN + 1, dtype=torch.float64), ("13", "in_dim=12")),
+        (torch.zeros(7, IN, dtype=torch.float64), ("M=7", "views=2")),
+    ],
+)
 def test_bad_inputs_raise_data_error(x, names):
     with pytest.raises(DataError) as info:
         _head()(x)
@@ -190,12 +211,15 @@ def test_non_finite_features_are_caught_unless_switched_off():
         head(x)
 
 
-@pytest.mark.parametrize("kw,names", [
-    ({"norm": "mid"}, ("norm='mid'", "post", "pre")),
-    ({"scope": "foo"}, ("scope='foo'",)),
-    ({"heads": 5}, ("heads=5", "dim=16")),
-    ({"depth": 0}, ("depth=0",)),
-])
+@pytest.mark.parametrize(
+    "kw,names",
+    [
+        ({"norm": "mid"}, ("norm='mid'", "post", "pre")),
+        ({"scope": "foo"}, ("scope='foo'",)),
+        ({"heads": 5}, ("heads=5", "dim=16")),
+        ({"depth": 0}, ("depth=0",)),
+    ],
+)
 def test_bad_config_raises_config_error(kw, names):
     args = dict(dim=16, depth=2, heads=4, ffn_dim=32, out_dim=8) | kw
     with pytest.raises(ConfigError) as info:

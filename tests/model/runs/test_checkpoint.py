@@ -20,9 +20,19 @@ def _state(value=1.0):
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return dict(model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                rng=ck.capture_rng(), epoch=2, position=3, step=11, skipped=0, elapsed=1.5, finished=False,
-                config={"model": {"head": "mlp"}, "train": {"name": None}})
+    return dict(
+        model=model.state_dict(),
+        optimizer=opt.state_dict(),
+        scheduler=sched.state_dict(),
+        rng=ck.capture_rng(),
+        epoch=2,
+        position=3,
+        step=11,
+        skipped=0,
+        elapsed=1.5,
+        finished=False,
+        config={"model": {"head": "mlp"}, "train": {"name": None}},
+    )
 
 
 def test_round_trip_keeps_everything(tmp_path):
@@ -36,10 +46,14 @@ def test_round_trip_keeps_everything(tmp_path):
 
 
 def test_rng_states_restore_exactly():
-    torch.manual_seed(0); np.random.seed(0); random.seed(0)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
     saved = ck.capture_rng()
     expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.rand(5); np.random.rand(5); random.random()
+    torch.rand(5)
+    np.random.rand(5)
+    random.random()
     ck.restore_rng(saved)
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
@@ -152,8 +166,9 @@ def test_mismatched_model(tmp_path):
 def test_mismatched_config(tmp_path):
     with pytest.raises(CheckpointError, match="model.head"):
         ck.check_config_matches({"model": {"head": "mlp"}}, {"model": {"head": "transformer"}})
-    ck.check_config_matches({"model": {"head": "mlp"}, "train": {"epochs": 1}},
-                            {"model": {"head": "mlp"}, "train": {"epochs": 9}})
+    ck.check_config_matches(
+        {"model": {"head": "mlp"}, "train": {"epochs": 1}}, {"model": {"head": "mlp"}, "train": {"epochs": 9}}
+    )
 
 
 def test_errors_are_one_line(tmp_path):
@@ -263,17 +278,20 @@ def test_a_real_failed_write_is_an_oserror_and_keeps_the_old_checkpoint(tmp_path
 
 
 # ---------------------------------------------------------------- every field checked
-@pytest.mark.parametrize("change, words", [
-    (dict(optimizer=None), "'optimizer' must be an optimiser state"),
-    (dict(step="x"), "'step' must be an integer >= 0"),
-    (dict(step=-3), "'step' must be an integer >= 0"),
-    (dict(epoch=1.5), "'epoch' must be an integer"),
-    (dict(finished="yes"), "'finished' must be true or false"),
-    (dict(elapsed=float("nan")), "'elapsed' must be a finite number"),
-    (dict(rng={"torch": torch.zeros(3)}), "'rng' must hold torch's RNG state"),
-    (dict(config=[1, 2]), "'config' must map config sections"),
-    (dict(model={"w": 3}), "'model' must map parameter names to tensors"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(optimizer=None), "'optimizer' must be an optimiser state"),
+        (dict(step="x"), "'step' must be an integer >= 0"),
+        (dict(step=-3), "'step' must be an integer >= 0"),
+        (dict(epoch=1.5), "'epoch' must be an integer"),
+        (dict(finished="yes"), "'finished' must be true or false"),
+        (dict(elapsed=float("nan")), "'elapsed' must be a finite number"),
+        (dict(rng={"torch": torch.zeros(3)}), "'rng' must hold torch's RNG state"),
+        (dict(config=[1, 2]), "'config' must map config sections"),
+        (dict(model={"w": 3}), "'model' must map parameter names to tensors"),
+    ],
+)
 def test_a_malformed_field_is_named(tmp_path, change, words):
     ck.save_checkpoint(dict(_state(), **change), tmp_path)
     with pytest.raises(CheckpointError) as info:

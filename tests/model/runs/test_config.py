@@ -1,11 +1,18 @@
 """Config: presets, overrides, error messages, hashing, round trips, and a parser fuzz test."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deepfusion.errors import ConfigError, DeepFusionError
-from deepfusion.model.runs.config import (config_from_dict, config_hash, config_to_dict, load_config, presets,
-                          save_config)
+from deepfusion.model.runs.config import (
+    config_from_dict,
+    config_hash,
+    config_to_dict,
+    load_config,
+    presets,
+    save_config,
+)
 
 
 @pytest.mark.parametrize("name", presets())
@@ -25,14 +32,24 @@ def test_expected_presets_exist():
 def test_paper_presets_keep_the_papers_head(name, backbone):
     cfg = load_config(name)
     m = cfg.model
-    assert (m.backbone, m.dim, m.depth, m.heads, m.ffn_dim, m.out_dim, m.norm) == (backbone, 256, 10, 16, 1024, 512, "post")
+    assert (m.backbone, m.dim, m.depth, m.heads, m.ffn_dim, m.out_dim, m.norm) == (
+        backbone,
+        256,
+        10,
+        16,
+        1024,
+        512,
+        "post",
+    )
     assert (m.scope, m.out_bn) == ("both_views", True)
     assert (cfg.loss.temperature, cfg.train.batch_size) == (0.02, 1024)
 
 
 def test_overrides_follow_yaml_scalar_rules():
-    cfg = load_config("digits", ["optim.lr=1e-3", "train.amp=false", "train.name=null", "data.options.n=7",
-                                 "model.head=mlp", "train.epochs=3"])
+    cfg = load_config(
+        "digits",
+        ["optim.lr=1e-3", "train.amp=false", "train.name=null", "data.options.n=7", "model.head=mlp", "train.epochs=3"],
+    )
     assert cfg.optim.lr == 1e-3 and cfg.train.amp is False and cfg.train.name is None
     assert cfg.data.options == {"n": 7} and cfg.model.head == "mlp" and cfg.train.epochs == 3
 
@@ -52,21 +69,33 @@ def test_unknown_section_lists_sections():
         load_config("digits", ["trian.epochs=1"])
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("train.epochs=ten", "train.epochs: expected int, got 'ten'"),
-    ("train.epochs=2.5", "expected int"),
-    ("train.amp=3", "train.amp: expected bool"),
-    ("optim.lr=fast", "optim.lr: expected float"),
-    ("data.options=[1]", "data.options: expected dict"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.epochs=ten", "train.epochs: expected int, got 'ten'"),
+        ("train.epochs=2.5", "expected int"),
+        ("train.amp=3", "train.amp: expected bool"),
+        ("optim.lr=fast", "optim.lr: expected float"),
+        ("data.options=[1]", "data.options: expected dict"),
+    ],
+)
 def test_type_errors_name_key_type_and_value(override, expected):
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace(".", r"\.")):
         load_config("digits", [override])
 
 
-@pytest.mark.parametrize("override", ["model.head=lstm", "optim.name=rmsprop", "train.device=tpu",
-                                      "loss.temperature=0", "train.batch_size=1", "model.heads=5",
-                                      "eval.head_batch=1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.head=lstm",
+        "optim.name=rmsprop",
+        "train.device=tpu",
+        "loss.temperature=0",
+        "train.batch_size=1",
+        "model.heads=5",
+        "eval.head_batch=1",
+    ],
+)
 def test_invalid_values_rejected(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config("digits", [override])
@@ -99,9 +128,11 @@ def test_hash_independent_of_key_order():
 
 
 _keys = st.sampled_from(["data", "model", "optim", "loss", "train", "eval", "x", ""]).flatmap(
-    lambda s: st.tuples(st.just(s), st.sampled_from(["name", "lr", "epochs", "options", "head", "amp", "zz", "a.b"])))
-_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-                    st.lists(st.integers(), max_size=3))
+    lambda s: st.tuples(st.just(s), st.sampled_from(["name", "lr", "epochs", "options", "head", "amp", "zz", "a.b"]))
+)
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20), st.lists(st.integers(), max_size=3)
+)
 
 
 @settings(deadline=None, max_examples=150)
@@ -125,8 +156,12 @@ def test_fuzz_yaml_text_raises_only_project_errors(text, tmp_path_factory):
 
 
 @settings(deadline=None, max_examples=150)
-@given(data=st.dictionaries(st.sampled_from(["train", "model", "loss", "eval", "q"]),
-                            st.one_of(_values, st.dictionaries(st.sampled_from(["epochs", "lr", "head", "name", "k"]), _values))))
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["train", "model", "loss", "eval", "q"]),
+        st.one_of(_values, st.dictionaries(st.sampled_from(["epochs", "lr", "head", "name", "k"]), _values)),
+    )
+)
 def test_fuzz_dicts_raise_only_project_errors(data):
     try:
         config_from_dict(data)

@@ -36,16 +36,19 @@ def test_nul_in_a_path_is_refused(key):
         load_config("synthetic", [f'{key}="out\\0x"'])
 
 
-@pytest.mark.parametrize("override, words", [
-    ("loss.temperature=1e-30", "loss.temperature=1e-30 must lie in [0.001, 100]"),
-    ("loss.temperature=1e6", "loss.temperature"),
-    ("eval.knn_t=1e-9", "eval.knn_t"),
-    ("optim.warmup_epochs=1e308", "optim.warmup_epochs=1e+308 must lie in [0, 100000]"),
-    ("train.seed=1000000000000000", "train.seed=1000000000000000 must lie in [0, 4294967295]"),
-    ("data.seed=4294967296", "data.seed"),
-    ("train.epochs=1000000000", "train.epochs"),
-    ("model.dim=99999999999", "model.dim=99999999999 must be at most 2147483647"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("loss.temperature=1e-30", "loss.temperature=1e-30 must lie in [0.001, 100]"),
+        ("loss.temperature=1e6", "loss.temperature"),
+        ("eval.knn_t=1e-9", "eval.knn_t"),
+        ("optim.warmup_epochs=1e308", "optim.warmup_epochs=1e+308 must lie in [0, 100000]"),
+        ("train.seed=1000000000000000", "train.seed=1000000000000000 must lie in [0, 4294967295]"),
+        ("data.seed=4294967296", "data.seed"),
+        ("train.epochs=1000000000", "train.epochs"),
+        ("model.dim=99999999999", "model.dim=99999999999 must be at most 2147483647"),
+    ],
+)
 def test_values_out_of_range_are_refused(override, words):
     with pytest.raises(ConfigError) as info:
         load_config("synthetic", [override])
@@ -74,8 +77,10 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
 
 def test_yaml_alias_bomb_in_an_override_is_refused():
     with pytest.raises(ConfigError, match=str(YAML_VALUES)):
-        load_config("synthetic", ["data.options=" + _bomb(7).split("options:")[1].replace("\n    ", ", ")
-                                  .strip(", \n").join("{}")])
+        load_config(
+            "synthetic",
+            ["data.options=" + _bomb(7).split("options:")[1].replace("\n    ", ", ").strip(", \n").join("{}")],
+        )
 
 
 def test_a_few_aliases_are_fine(tmp_path):

@@ -4,11 +4,9 @@ data.root is read from where the run started, ~ is expanded, and older run folde
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from deepfusion.cli import main
 from tests.model.runs.test_own_data import FAST, _vectors_file

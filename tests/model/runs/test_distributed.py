@@ -9,9 +9,9 @@ from torch import nn
 
 from deepfusion.model.network.collectives import gather_rows, gathered_nt_xent
 from deepfusion.model.network.forward_options import forward_options
-from deepfusion.model.runs.distributed import teardown
 from deepfusion.model.network.losses import nt_xent
 from deepfusion.model.network.transformer_head import TransformerHead
+from deepfusion.model.runs.distributed import teardown
 
 WORLD, N, IN = 2, 6, 10  # N instances per rank and view
 
@@ -26,7 +26,12 @@ def build(head: str, scope: str) -> nn.Module:
     return nn.Sequential(backbone, h).double()
 
 
-CASES = [("transformer", "both_views"), ("transformer", "per_view"), ("transformer", "mask_pair"), ("mlp", "both_views")]
+CASES = [
+    ("transformer", "both_views"),
+    ("transformer", "per_view"),
+    ("transformer", "mask_pair"),
+    ("mlp", "both_views"),
+]
 
 
 def _worker(rank, store, temperature):
@@ -63,8 +68,7 @@ def _compare(rank, head, scope, temperature):
     dist.all_reduce(total)
     torch.testing.assert_close(total / WORLD, ref_loss.detach(), rtol=1e-5, atol=1e-6)  # nt_xent computes in float32
     for (name, p), g in zip(model.named_parameters(), ref_grads):
-        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6,
-                                   msg=lambda m: f"{head}/{scope} {name}: {m}")
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6, msg=lambda m: f"{head}/{scope} {name}: {m}")
 
 
 def _check_gather_order(rank):

@@ -81,8 +81,12 @@ def test_resume_falls_back_past_a_diverged_last(tmp_path):
     prev_step = load_checkpoint(run / "checkpoints" / "prev.pt")["step"]
     _nan_copy(run / "checkpoints" / "last.pt")  # what the loop wrote before weights were checked
     assert latest_checkpoint(run / "checkpoints", quiet=True)["step"] == prev_step
-    train(tiny(tmp_path, "train.name=r", "train.epochs=2", "train.checkpoint_every=1", "eval.linear_epochs=0"),
-          run_dir=run, resume=True, progress=False)
+    train(
+        tiny(tmp_path, "train.name=r", "train.epochs=2", "train.checkpoint_every=1", "eval.linear_epochs=0"),
+        run_dir=run,
+        resume=True,
+        progress=False,
+    )
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     assert last["finished"] and finite(last["model"])
     assert list((run / "checkpoints").glob("last.corrupt-*.pt"))  # the diverged file was set aside, not rotated

@@ -76,8 +76,16 @@ def test_knn_matches_naive_weighted_vote(k, t, chunk):
     c = 5
     tr, te = rng.normal(size=(120, 8)), rng.normal(size=(40, 8))
     ytr, yte = rng.integers(0, c, 120), rng.integers(0, c, 40)
-    got = knn_accuracy(torch.tensor(tr, dtype=torch.float32), torch.tensor(ytr), torch.tensor(te, dtype=torch.float32),
-                       torch.tensor(yte), k=k, t=t, num_classes=c, chunk=chunk)
+    got = knn_accuracy(
+        torch.tensor(tr, dtype=torch.float32),
+        torch.tensor(ytr),
+        torch.tensor(te, dtype=torch.float32),
+        torch.tensor(yte),
+        k=k,
+        t=t,
+        num_classes=c,
+        chunk=chunk,
+    )
     assert got == pytest.approx(naive_knn(tr, ytr, te, yte, min(k, 120), t, c))
 
 
@@ -99,7 +107,7 @@ def test_probe_separable_data_reaches_one():
     w = torch.randn(20, 3, generator=g)
     x = torch.randn(600, 20, generator=g)
     logits = x @ w
-    keep = (logits.topk(2, dim=1).values.diff(dim=1).abs().flatten() > 0.5)  # a margin: linearly separable
+    keep = logits.topk(2, dim=1).values.diff(dim=1).abs().flatten() > 0.5  # a margin: linearly separable
     x, y = x[keep], logits[keep].argmax(1)
     acc = linear_probe(x[:300], y[:300], x[300:], y[300:], num_classes=3, epochs=100, weight_decay=1e-5)
     assert acc >= 0.98
@@ -233,8 +241,9 @@ def test_evaluate_model_returns_every_key_in_range():
         assert 0.0 <= low <= out.score(key) <= high <= 1.0, key
     assert out.knn_k == 10 and out.head_batch == 16 and (out.head_batches, out.head_batch_min) == (3, 15)
     assert out.linear_fraction == 0.5 and "offline" in out.protocol and "not the best" in out.protocol
-    assert out.linear_protocol == ("L-BFGS, 20 iterations, on a class-stratified 50% of the training split, "
-                                   "for trained and random alike")
+    assert out.linear_protocol == (
+        "L-BFGS, 20 iterations, on a class-stratified 50% of the training split, for trained and random alike"
+    )
     assert EvalResult.from_json(json.loads(json.dumps(out.to_json()))) == out  # JSON-ready
     assert model.training  # mode restored
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights untouched

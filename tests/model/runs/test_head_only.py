@@ -10,20 +10,31 @@ from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.factory import build_model
 from deepfusion.model.runs.optim import build_optimizer
 
-TINY = ["train.epochs=2", "train.batch_size=64", "train.device=cpu", "eval.linear_epochs=2", "eval.head_batch=32",
-        "data.options={samples_per_class: 40}", "model.depth=2"]
+TINY = [
+    "train.epochs=2",
+    "train.batch_size=64",
+    "train.device=cpu",
+    "eval.linear_epochs=2",
+    "eval.head_batch=32",
+    "data.options={samples_per_class: 40}",
+    "model.depth=2",
+]
 
 
 def _train(tmp_path, name, *overrides):
     from deepfusion.model.runs.loop import train
 
-    return train(load_config("synthetic", TINY + [f"train.name={name}", f"train.out_dir={tmp_path}", *overrides]),
-                 progress=False).run_dir
+    return train(
+        load_config("synthetic", TINY + [f"train.name={name}", f"train.out_dir={tmp_path}", *overrides]), progress=False
+    ).run_dir
 
 
 def _backbone(run_dir):
-    return {k: v for k, v in load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"].items()
-            if k.startswith("backbone.")}
+    return {
+        k: v
+        for k, v in load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"].items()
+        if k.startswith("backbone.")
+    }
 
 
 def test_frozen_backbone_is_bit_identical_to_its_initialisation(tmp_path):
@@ -36,8 +47,10 @@ def test_frozen_backbone_is_bit_identical_to_its_initialisation(tmp_path):
     train_ds, _, _ = load_datasets(cfg)
     fresh = build_model(cfg, tuple(train_ds.input_shape))  # the same seeded initialisation as the run
     trained = _backbone(run)
-    assert trained and all(torch.equal(trained[k], v) for k, v in
-                           {f"backbone.{k}": v for k, v in fresh.backbone.state_dict().items()}.items())
+    assert trained and all(
+        torch.equal(trained[k], v)
+        for k, v in {f"backbone.{k}": v for k, v in fresh.backbone.state_dict().items()}.items()
+    )
     head = [v for k, v in load_checkpoint(run / "checkpoints" / "last.pt")["model"].items() if k.startswith("head.")]
     fresh_head = list(fresh.head.state_dict().values())
     assert any(not torch.equal(a, b) for a, b in zip(head, fresh_head))  # the head did train
@@ -51,7 +64,6 @@ def test_frozen_backbone_stays_in_eval_mode_and_gets_no_gradient():
     out.sum().backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
-
 
 
 def test_pca_backbone_is_fitted_whitened_and_saved(tmp_path):

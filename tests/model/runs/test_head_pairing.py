@@ -14,15 +14,38 @@ from tests.model.data.data_files import write_fashion
 
 STEPS = 3  # the first steps recorded
 SHAPES = {
-    "synthetic": ["data.options.num_classes=4", "data.options.samples_per_class=40", "train.batch_size=16",
-                  "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8",
-                  "model.mlp_hidden=16"],
+    "synthetic": [
+        "data.options.num_classes=4",
+        "data.options.samples_per_class=40",
+        "train.batch_size=16",
+        "model.dim=16",
+        "model.depth=1",
+        "model.heads=2",
+        "model.ffn_dim=16",
+        "model.out_dim=8",
+        "model.mlp_hidden=16",
+    ],
     # the whole-model presets' backbone (cnn3 on images) with their augmentation of images
     # the preset of the whole-model head comparison, on small IDX files of the same format
-    "fashion_mnist_cpu": ["train.batch_size=16", "data.options.limit=40", "model.dim=16", "model.depth=1",
-                          "model.heads=2", "model.ffn_dim=16", "model.out_dim=8", "model.mlp_hidden=16"],
-    "digits": ["train.batch_size=16", "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16",
-               "model.out_dim=8", "model.mlp_hidden=16"],
+    "fashion_mnist_cpu": [
+        "train.batch_size=16",
+        "data.options.limit=40",
+        "model.dim=16",
+        "model.depth=1",
+        "model.heads=2",
+        "model.ffn_dim=16",
+        "model.out_dim=8",
+        "model.mlp_hidden=16",
+    ],
+    "digits": [
+        "train.batch_size=16",
+        "model.dim=16",
+        "model.depth=1",
+        "model.heads=2",
+        "model.ffn_dim=16",
+        "model.out_dim=8",
+        "model.mlp_hidden=16",
+    ],
 }
 
 
@@ -39,7 +62,7 @@ def first_steps(monkeypatch, tmp_path, preset: str, head: str, seed: int) -> dic
 
     def recording_get_batch(setup, perm, b, step, gen):
         B = setup.cfg.train.batch_size
-        seen["indices"].append(perm[b * B:(b + 1) * B].clone())
+        seen["indices"].append(perm[b * B : (b + 1) * B].clone())
         return GET_BATCH(setup, perm, b, step, gen)
 
     def recording_train_step(setup, views, skip_nonfinite):
@@ -56,9 +79,20 @@ def first_steps(monkeypatch, tmp_path, preset: str, head: str, seed: int) -> dic
     if preset == "fashion_mnist_cpu":
         write_fashion(tmp_path / "fashion", n_train=60, n_test=20)
         extra = [f"data.root={tmp_path / 'fashion'}"]
-    cfg = load_config(preset, SHAPES[preset] + extra + [
-        "train.device=cpu", "train.threads=1", "train.epochs=2", f"train.out_dir={tmp_path}",
-        f"train.name={head}_s{seed}", f"model.head={head}", f"train.seed={seed}"])
+    cfg = load_config(
+        preset,
+        SHAPES[preset]
+        + extra
+        + [
+            "train.device=cpu",
+            "train.threads=1",
+            "train.epochs=2",
+            f"train.out_dir={tmp_path}",
+            f"train.name={head}_s{seed}",
+            f"model.head={head}",
+            f"train.seed={seed}",
+        ],
+    )
     with pytest.raises(Stop):
         loop.train(cfg, progress=False)
     return seen

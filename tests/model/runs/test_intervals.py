@@ -40,13 +40,16 @@ def test_impossible_counts_are_refused(k, n):
         wilson_interval(k, n)
 
 
-@pytest.mark.parametrize("trained, baseline, word", [
-    ([0.80, 0.85], [0.70, 0.75], "above"),
-    ([0.60, 0.65], [0.70, 0.75], "below"),
-    ([0.72, 0.80], [0.70, 0.75], "tied"),
-    ([0.70, 0.75], [0.75, 0.80], "tied"),  # touching ends overlap
-    (None, [0.70, 0.75], ""),
-])
+@pytest.mark.parametrize(
+    "trained, baseline, word",
+    [
+        ([0.80, 0.85], [0.70, 0.75], "above"),
+        ([0.60, 0.65], [0.70, 0.75], "below"),
+        ([0.72, 0.80], [0.70, 0.75], "tied"),
+        ([0.70, 0.75], [0.75, 0.80], "tied"),  # touching ends overlap
+        (None, [0.70, 0.75], ""),
+    ],
+)
 def test_compare_intervals_in_words(trained, baseline, word):
     from deepfusion.model.runs.intervals import compare_intervals
 
@@ -57,10 +60,24 @@ def test_eval_table_says_tied_above_and_below_in_words():
     from deepfusion.model.runs.eval_report import format_table
     from deepfusion.model.runs.eval_result import EvalResult
 
-    results = EvalResult.from_json(dict(knn=0.80, knn_ci=[0.77, 0.82], random_knn=0.73, random_knn_ci=[0.70, 0.76],
-                   linear=0.75, linear_ci=[0.72, 0.78], random_linear=0.76, random_linear_ci=[0.73, 0.79],
-                   head_loo1nn=0.5, head_loo1nn_ci=[0.47, 0.53], untrained_head_loo1nn=0.6,
-                   untrained_head_loo1nn_ci=[0.57, 0.63], linear_fraction=0.1, linear_epochs=100))
+    results = EvalResult.from_json(
+        dict(
+            knn=0.80,
+            knn_ci=[0.77, 0.82],
+            random_knn=0.73,
+            random_knn_ci=[0.70, 0.76],
+            linear=0.75,
+            linear_ci=[0.72, 0.78],
+            random_linear=0.76,
+            random_linear_ci=[0.73, 0.79],
+            head_loo1nn=0.5,
+            head_loo1nn_ci=[0.47, 0.53],
+            untrained_head_loo1nn=0.6,
+            untrained_head_loo1nn_ci=[0.57, 0.63],
+            linear_fraction=0.1,
+            linear_epochs=100,
+        )
+    )
     rows = {line.split("  ")[0]: line for line in format_table(results).splitlines()}
     assert rows["kNN (backbone)"].endswith("above random backbone")
     assert rows["linear probe (backbone)"].endswith("tied with random backbone (95% intervals overlap)")

@@ -10,11 +10,13 @@ from deepfusion.model.runs.layout import write_atomic, write_json, write_text_at
 
 
 def test_importing_the_layout_leaves_the_umask_alone():
-    code = ("import os\n"
-            "calls = []\n"
-            "os.umask = lambda *a: calls.append(a) or 0o022\n"
-            "import deepfusion.model.runs.layout\n"
-            "raise SystemExit(len(calls))\n")
+    code = (
+        "import os\n"
+        "calls = []\n"
+        "os.umask = lambda *a: calls.append(a) or 0o022\n"
+        "import deepfusion.model.runs.layout\n"
+        "raise SystemExit(len(calls))\n"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
@@ -42,6 +44,7 @@ def test_a_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "eval.json"
     target.write_text("{}")
+
     def fail(f):
         f.write(b"half")
         raise OSError("disk full")

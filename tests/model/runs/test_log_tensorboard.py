@@ -10,10 +10,24 @@ from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.log_tensorboard import require_backend
 
-TINY = ["train.epochs=2", "data.options.num_classes=4", "data.options.samples_per_class=60", "data.test_fraction=0.25",
-        "train.batch_size=30", "train.log_every=2", "train.device=cpu", "train.threads=1",
-        "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8",
-        "eval.linear_epochs=2", "eval.head_batch=30", "eval.knn_k=5"]
+TINY = [
+    "train.epochs=2",
+    "data.options.num_classes=4",
+    "data.options.samples_per_class=60",
+    "data.test_fraction=0.25",
+    "train.batch_size=30",
+    "train.log_every=2",
+    "train.device=cpu",
+    "train.threads=1",
+    "model.dim=16",
+    "model.depth=1",
+    "model.heads=2",
+    "model.ffn_dim=16",
+    "model.out_dim=8",
+    "eval.linear_epochs=2",
+    "eval.head_batch=30",
+    "eval.knn_k=5",
+]
 
 
 def _scalars(logdir) -> dict:
@@ -25,11 +39,16 @@ def _scalars(logdir) -> dict:
 
 
 def test_event_files_hold_the_training_log_and_the_evaluation(tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install deepfusion[tensorboard])")
+    pytest.importorskip(
+        "tensorboard", reason="the tensorboard extra is not installed (pip install deepfusion[tensorboard])"
+    )
     from deepfusion.model.runs.loop import train
 
-    run = RunFolder(train(load_config("synthetic", TINY + ["train.log=tensorboard", f"train.out_dir={tmp_path}"]),
-                          progress=False).run_dir)
+    run = RunFolder(
+        train(
+            load_config("synthetic", TINY + ["train.log=tensorboard", f"train.out_dir={tmp_path}"]), progress=False
+        ).run_dir
+    )
     scalars = _scalars(run.tensorboard)
     lines = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     for key in ("loss", "lr", "images_per_s", "steps_per_s"):
@@ -70,7 +89,9 @@ def test_an_unknown_log_backend_lists_the_choices():
 
 def test_a_resume_hides_the_steps_logged_after_the_checkpoint(tmp_path):
     """What an interrupted run logged past its checkpoint is purged, as metrics.jsonl is truncated."""
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install deepfusion[tensorboard])")
+    pytest.importorskip(
+        "tensorboard", reason="the tensorboard extra is not installed (pip install deepfusion[tensorboard])"
+    )
     from deepfusion.model.runs.log_tensorboard import TensorBoardLog
 
     first = TensorBoardLog(tmp_path)

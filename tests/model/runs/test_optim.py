@@ -54,8 +54,10 @@ def test_lr_factor_without_warmup_starts_at_the_peak():
 
 @pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("lars", LARS), ("adamw", torch.optim.AdamW)])
 def test_build_optimizer_scales_the_lr_and_schedules_per_step(name, cls):
-    cfg = load_config("synthetic", [f"optim.name={name}", "optim.lr=0.4", "train.batch_size=128",
-                                    "train.epochs=3", "optim.warmup_epochs=1"])
+    cfg = load_config(
+        "synthetic",
+        [f"optim.name={name}", "optim.lr=0.4", "train.batch_size=128", "train.epochs=3", "optim.warmup_epochs=1"],
+    )
     model = nn.Linear(3, 2)
     opt, sched = build_optimizer(cfg, model, steps_per_epoch=4)
     assert isinstance(opt, cls)
@@ -78,8 +80,17 @@ class _TwoPart(nn.Module):
 
 @pytest.mark.parametrize("name", ["sgd", "lars", "adamw"])
 def test_head_lr_scale_puts_the_head_in_its_own_group_on_the_same_schedule(name):
-    cfg = load_config("synthetic", [f"optim.name={name}", "optim.lr=0.4", "train.batch_size=256",
-                                    "train.epochs=2", "optim.warmup_epochs=1", "optim.head_lr_scale=0.1"])
+    cfg = load_config(
+        "synthetic",
+        [
+            f"optim.name={name}",
+            "optim.lr=0.4",
+            "train.batch_size=256",
+            "train.epochs=2",
+            "optim.warmup_epochs=1",
+            "optim.head_lr_scale=0.1",
+        ],
+    )
     model = _TwoPart()
     opt, sched = build_optimizer(cfg, model, steps_per_epoch=2)
     backbone, head = opt.param_groups

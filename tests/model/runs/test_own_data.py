@@ -14,9 +14,20 @@ from deepfusion.cli import main
 from deepfusion.errors import ConfigError, DataError
 from deepfusion.model.runs.own_data import resolve_config
 
-FAST = ["train.epochs=2", "train.device=cpu", "train.threads=1", "train.batch_size=16", "model.depth=1",
-        "model.dim=16", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8", "eval.linear_epochs=5",
-        "eval.knn_k=5", "eval.head_batch=8"]
+FAST = [
+    "train.epochs=2",
+    "train.device=cpu",
+    "train.threads=1",
+    "train.batch_size=16",
+    "model.depth=1",
+    "model.dim=16",
+    "model.heads=2",
+    "model.ffn_dim=16",
+    "model.out_dim=8",
+    "eval.linear_epochs=5",
+    "eval.knn_k=5",
+    "eval.head_batch=8",
+]
 
 
 def _vectors_file(path: Path, n=60, labels=None) -> Path:
@@ -64,8 +75,12 @@ def test_statistics_are_the_training_splits_and_saved(vector_run):
     from deepfusion.model.data import load_dataset
 
     record = json.loads((vector_run / "data.json").read_text())
-    train = load_dataset("npz", root=yaml.safe_load((vector_run / "config.yaml").read_text())["data"]["root"],
-                         split="train", test_fraction=0.2)
+    train = load_dataset(
+        "npz",
+        root=yaml.safe_load((vector_run / "config.yaml").read_text())["data"]["root"],
+        split="train",
+        test_fraction=0.2,
+    )
     x = train.x.double().numpy()
     assert np.allclose(record["standardize"]["mean"], x.mean(0)) and np.allclose(record["standardize"]["std"], x.std(0))
     assert record["n_train"] == len(train) and record["kind"] == "vector"
@@ -102,7 +117,11 @@ def test_4d_x_picks_the_images_preset(tmp_path, capsys):
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("pics-")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert cfg["model"]["backbone"] == "cnn3" and json.loads((run_dir / "data.json").read_text())["input_shape"] == [1, 8, 8]
+    assert cfg["model"]["backbone"] == "cnn3" and json.loads((run_dir / "data.json").read_text())["input_shape"] == [
+        1,
+        8,
+        8,
+    ]
 
 
 def test_without_npz_the_default_preset_stays_digits():
@@ -206,7 +225,7 @@ def _signals_file(path: Path, n=60, length=16) -> Path:
     rng = np.random.default_rng(2)
     y = np.arange(n) % 3
     t = np.linspace(-1, 1, length)
-    x = np.exp(-((t[None] - (y[:, None] - 1) * 0.5 - rng.uniform(-0.1, 0.1, (n, 1))) / 0.2) ** 2)
+    x = np.exp(-(((t[None] - (y[:, None] - 1) * 0.5 - rng.uniform(-0.1, 0.1, (n, 1))) / 0.2) ** 2))
     np.savez(path, x=(x + 0.05 * rng.normal(size=x.shape)).astype("float32"), y=y)
     return path
 
@@ -220,8 +239,16 @@ def test_2d_x_names_the_signals_preset_for_ordered_rows(tmp_path):
 
 def test_signals_preset_trains_a_1d_cnn_with_the_signal_augmentation(tmp_path, capsys):
     path = _signals_file(tmp_path / "traces.npz")
-    argv = ["train", "--config", "signals", f"data.root={path}", "--out", str(tmp_path / "runs"), "--no-progress",
-            *FAST]
+    argv = [
+        "train",
+        "--config",
+        "signals",
+        f"data.root={path}",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+        *FAST,
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "augment: data.augment=signal: shift up to 0.15, stretch 0.85-1.15x, amplitude 0.7-1.3x" in out
@@ -241,5 +268,8 @@ def test_grey_images_get_brightness_and_contrast_jitter_and_the_note_says_so(tmp
     np.savez(tmp_path / "grey.npz", x=x, y=np.arange(40) % 2)
     cfg, notes = resolve_config(None, ["data.name=npz", f"data.root={tmp_path / 'grey.npz'}"])
     assert cfg.data.augment == "default"
-    assert any(n.startswith("augment: data.augment=fashion_mnist_jitter (chosen by the data's channels and size)")
-               and "brightness/contrast jitter on 80% of the views" in n for n in notes)
+    assert any(
+        n.startswith("augment: data.augment=fashion_mnist_jitter (chosen by the data's channels and size)")
+        and "brightness/contrast jitter on 80% of the views" in n
+        for n in notes
+    )

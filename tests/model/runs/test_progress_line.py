@@ -64,10 +64,23 @@ def test_training_into_a_pipe_prints_plain_progress_lines(tmp_path, capfd):
     from deepfusion.model.runs.config import load_config
     from deepfusion.model.runs.loop import train
 
-    tiny = ["train.epochs=1", "data.options.num_classes=4", "data.options.samples_per_class=40",
-            "train.batch_size=32", "train.device=cpu", "train.threads=1", "model.dim=16", "model.depth=1",
-            "model.heads=2", "model.ffn_dim=16", "model.out_dim=8", "eval.linear_epochs=2", "eval.head_batch=32",
-            "eval.knn_k=5", f"train.out_dir={tmp_path}"]
+    tiny = [
+        "train.epochs=1",
+        "data.options.num_classes=4",
+        "data.options.samples_per_class=40",
+        "train.batch_size=32",
+        "train.device=cpu",
+        "train.threads=1",
+        "model.dim=16",
+        "model.depth=1",
+        "model.heads=2",
+        "model.ffn_dim=16",
+        "model.out_dim=8",
+        "eval.linear_epochs=2",
+        "eval.head_batch=32",
+        "eval.knn_k=5",
+        f"train.out_dir={tmp_path}",
+    ]
     train(load_config("synthetic", tiny), progress=True)  # pytest's stderr is not a terminal
     err = capfd.readouterr().err
     assert "\r" not in err

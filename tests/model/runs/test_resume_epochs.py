@@ -12,7 +12,11 @@ def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_p
     run = train(tiny(tmp_path, "train.name=r", "train.epochs=2", "eval.linear_epochs=0"), progress=False).run_dir
     before = {p.name: p.read_bytes() for p in (run / "eval.json", run / "config.yaml", run / "checkpoints" / "last.pt")}
     with pytest.raises(RunError, match=r"past the \d+ steps of train.epochs=1; resume with train.epochs >= 2"):
-        train(tiny(tmp_path, "train.name=r", "train.epochs=1", "eval.linear_epochs=0"), run_dir=run, resume=True,
-              progress=False)
+        train(
+            tiny(tmp_path, "train.name=r", "train.epochs=1", "eval.linear_epochs=0"),
+            run_dir=run,
+            resume=True,
+            progress=False,
+        )
     after = {p.name: p.read_bytes() for p in (run / "eval.json", run / "config.yaml", run / "checkpoints" / "last.pt")}
     assert after == before

@@ -33,8 +33,13 @@ class Holder:
         self.root = root
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLD, str(self.root)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=_env())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(self.root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
         assert self.proc.stdout.readline().strip() == "locked"
         return self.proc
 
@@ -69,9 +74,14 @@ def _train_argv(out: Path, name: str, *extra: str) -> list[str]:
 @pytest.mark.slow  # a real training process (about 6 s)
 def test_second_train_and_resume_of_a_training_run_are_refused(tmp_path, capsys):
     """A real training process; a second train of the same name and a --resume of it both stop at once."""
-    proc = subprocess.Popen([sys.executable, "-m", "deepfusion.cli"] + _train_argv(tmp_path, "busy", "train.epochs=200",
-                            "train.checkpoint_every=1", "eval.linear_epochs=0"),
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepfusion.cli"]
+        + _train_argv(tmp_path, "busy", "train.epochs=200", "train.checkpoint_every=1", "eval.linear_epochs=0"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert _wait_for_step(proc, tmp_path / "busy" / "metrics.jsonl", 2)
         before = (tmp_path / "busy" / "metrics.jsonl").read_text()

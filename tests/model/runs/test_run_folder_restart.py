@@ -3,7 +3,6 @@ in place of a run folder or its checkpoints/ are refused, and nothing behind the
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -53,7 +52,9 @@ def test_leftovers_of_a_kill_during_the_first_write_are_cleared(tmp_path):
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
     (run / ".write-test.abc123").write_text("ok")
     (run / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"PK\x03\x04half")
-    assert train(tiny(tmp_path, "train.name=k9", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir == run
+    assert (
+        train(tiny(tmp_path, "train.name=k9", "train.epochs=1", "eval.linear_epochs=0"), progress=False).run_dir == run
+    )
     assert not (run / "checkpoints" / ".last.pt.x1y2.tmp").exists() and not (run / ".write-test.abc123").exists()
 
 
@@ -84,8 +85,23 @@ def test_a_run_folder_that_is_a_link_is_not_trained_into(tmp_path):
 
 def test_a_checkpoints_link_is_neither_written_nor_cleaned_through(tmp_path):
     out = tmp_path / "out"
-    assert main(["train", "--config", "synthetic", "--no-progress", "--out", str(out), *TINY, "train.name=r",
-                 "train.epochs=1", "eval.linear_epochs=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "synthetic",
+                "--no-progress",
+                "--out",
+                str(out),
+                *TINY,
+                "train.name=r",
+                "train.epochs=1",
+                "eval.linear_epochs=0",
+            ]
+        )
+        == 0
+    )
     run, elsewhere = out / "r", tmp_path / "elsewhere"
     shutil.move(run / "checkpoints", elsewhere)
     (run / "checkpoints").symlink_to(elsewhere)
@@ -102,15 +118,43 @@ def test_bad_data_leaves_no_run_folder_behind(tmp_path):
     x = np.random.default_rng(0).normal(size=(40, 4))
     x[5] = np.nan
     np.savez(tmp_path / "nan.npz", x=x, y=np.arange(40) % 2)
-    assert main(["train", "--no-progress", "data.name=npz", f"data.root={tmp_path / 'nan.npz'}", "--out",
-                 str(tmp_path / "runs"), "train.name=r", "train.threads=1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--no-progress",
+                "data.name=npz",
+                f"data.root={tmp_path / 'nan.npz'}",
+                "--out",
+                str(tmp_path / "runs"),
+                "train.name=r",
+                "train.threads=1",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "runs" / "r").exists()
 
 
 def test_a_deleted_config_yaml_is_taken_from_the_checkpoint(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["train", "--config", "synthetic", "--no-progress", "--out", str(out), *TINY, "train.name=r",
-                 "train.epochs=1", "eval.linear_epochs=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "synthetic",
+                "--no-progress",
+                "--out",
+                str(out),
+                *TINY,
+                "train.name=r",
+                "train.epochs=1",
+                "eval.linear_epochs=0",
+            ]
+        )
+        == 0
+    )
     (out / "r" / "config.yaml").unlink()
     assert main(["eval", "--run", str(out / "r"), "--device", "cpu", "--no-write"]) == 0
     assert main(["train", "--no-progress", "--resume", str(out / "r"), "train.epochs=2"]) == 0

@@ -9,13 +9,29 @@ import torch
 
 from deepfusion.model.runs.checkpoint import load_checkpoint
 
-SMALL = ["train.device=cpu", "train.threads=1", "train.attend=global", "model.depth=1", "eval.linear_epochs=2",
-         "--no-progress"]
+SMALL = [
+    "train.device=cpu",
+    "train.threads=1",
+    "train.attend=global",
+    "model.depth=1",
+    "eval.linear_epochs=2",
+    "--no-progress",
+]
 
 
 def torchrun(*args, timeout=300):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "deepfusion", "train", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "deepfusion",
+        "train",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -27,7 +43,9 @@ def test_two_process_digits_run_finishes_and_resumes(tmp_path):
     torchrun("--config", "digits", "train.epochs=1", "train.name=t", f"train.out_dir={tmp_path}", *SMALL)
     first = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert first["step"] == 5 and first["finished"]  # 1,437 digits // global batch 256
-    assert len(first["rng_ranks"]) == 2 and not torch.equal(first["rng_ranks"][0]["torch"], first["rng_ranks"][1]["torch"])
+    assert len(first["rng_ranks"]) == 2 and not torch.equal(
+        first["rng_ranks"][0]["torch"], first["rng_ranks"][1]["torch"]
+    )
     assert (run_dir / "eval.json").is_file()
 
     torchrun("--resume", str(run_dir), "train.epochs=2", "--no-progress")
@@ -50,9 +68,27 @@ def test_sigterm_under_torchrun_is_honoured_within_a_step(tmp_path):
 
     run_dir = tmp_path / "t"
     args = [a for a in TINY if not a.startswith(("train.epochs", "train.log_every", "train.device"))]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "deepfusion",
-           "train", "--config", "synthetic", *args, *SMALL, "train.epochs=5000", "train.log_every=1000000",
-           "train.checkpoint_every=0", "eval.linear_epochs=0", "train.name=t", f"train.out_dir={tmp_path}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "deepfusion",
+        "train",
+        "--config",
+        "synthetic",
+        *args,
+        *SMALL,
+        "train.epochs=5000",
+        "train.log_every=1000000",
+        "train.checkpoint_every=0",
+        "eval.linear_epochs=0",
+        "train.name=t",
+        f"train.out_dir={tmp_path}",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.time() + 240

@@ -19,10 +19,23 @@ from deepfusion.model.runs.checksum import with_checksum
 from deepfusion.model.runs.config import load_config
 
 # A few seconds on CPU: synthetic clusters, MLP backbone, 2-layer transformer head.
-TINY = ["train.epochs=3", "data.options.num_classes=4", "data.options.samples_per_class=80", "data.test_fraction=0.25",
-        "train.batch_size=32", "train.log_every=1", "train.device=cpu",
-        "model.dim=16", "model.depth=1", "model.heads=2", "model.ffn_dim=16", "model.out_dim=8",
-        "eval.linear_epochs=2", "eval.head_batch=32", "eval.knn_k=5"]
+TINY = [
+    "train.epochs=3",
+    "data.options.num_classes=4",
+    "data.options.samples_per_class=80",
+    "data.test_fraction=0.25",
+    "train.batch_size=32",
+    "train.log_every=1",
+    "train.device=cpu",
+    "model.dim=16",
+    "model.depth=1",
+    "model.heads=2",
+    "model.ffn_dim=16",
+    "model.out_dim=8",
+    "eval.linear_epochs=2",
+    "eval.head_batch=32",
+    "eval.knn_k=5",
+]
 
 
 def tiny(tmp_path, *extra):
@@ -114,15 +127,20 @@ def test_skip_nonfinite_skips_bounded_number_of_steps(tmp_path, monkeypatch):
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(run_setup, "nt_xent", nan_once)
-    run_dir = T.train(tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False).run_dir
+    run_dir = T.train(
+        tiny(tmp_path, "train.name=skip", "train.skip_nonfinite=1", "eval.linear_epochs=0"), progress=False
+    ).run_dir
     ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert ckpt["skipped"] == 1 and ckpt["finished"]
 
 
-@pytest.mark.parametrize("override, error, match", [
-    ("train.device=cuda", RunError, "CUDA"),
-    ("train.batch_size=100000", ConfigError, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "override, error, match",
+    [
+        ("train.device=cuda", RunError, "CUDA"),
+        ("train.batch_size=100000", ConfigError, "batch_size"),
+    ],
+)
 def test_bad_setups_fail_before_work(tmp_path, override, error, match):
     from deepfusion.model.runs.loop import train
 
@@ -164,7 +182,9 @@ def test_torch_write_error_is_a_run_error(tmp_path, monkeypatch):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
     monkeypatch.setattr(ck.torch, "save", full)
-    with pytest.raises(RunError, match="cannot write a checkpoint.*unexpected pos.*free on that disk.*--resume") as info:
+    with pytest.raises(
+        RunError, match="cannot write a checkpoint.*unexpected pos.*free on that disk.*--resume"
+    ) as info:
         T.train(tiny(tmp_path, "train.name=full"), progress=False)
     assert "\n" not in str(info.value)
 
@@ -179,19 +199,23 @@ def test_disk_filling_up_during_a_real_run_is_one_line(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
-    out = subprocess.run(_cli(tmp_path, "full"), env=_env(), capture_output=True, text=True, timeout=300,
-                         preexec_fn=limit)
+    out = subprocess.run(
+        _cli(tmp_path, "full"), env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=limit
+    )
     assert out.returncode == 3, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot write a checkpoint" in lines[0] and "torch could not write" in lines[0], lines
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("optimizer", None, "'optimizer' must be an optimiser state"),
-    ("rng", {"torch": "x"}, "'rng' must hold torch's RNG state"),
-    ("step", 5, "impossible position"),
-    ("optimizer", {"state": {}, "param_groups": []}, "its optimizer state does not fit"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("optimizer", None, "'optimizer' must be an optimiser state"),
+        ("rng", {"torch": "x"}, "'rng' must hold torch's RNG state"),
+        ("step", 5, "impossible position"),
+        ("optimizer", {"state": {}, "param_groups": []}, "its optimizer state does not fit"),
+    ],
+)
 def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, value, words):
     from deepfusion.model.runs.loop import train
 
@@ -201,8 +225,12 @@ def test_a_damaged_checkpoint_field_stops_resume_with_one_line(tmp_path, field, 
     torch.save(with_checksum(ckpt), run / "checkpoints" / "last.pt")  # damaged as written, not on disk
     (run / "checkpoints" / "prev.pt").unlink(missing_ok=True)
     with pytest.raises((RunError, ConfigError, CheckpointError)) as info:
-        train(tiny(tmp_path, "train.name=f", "train.epochs=2", "eval.linear_epochs=0"), run_dir=run, resume=True,
-              progress=False)
+        train(
+            tiny(tmp_path, "train.name=f", "train.epochs=2", "eval.linear_epochs=0"),
+            run_dir=run,
+            resume=True,
+            progress=False,
+        )
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
@@ -242,9 +270,23 @@ def test_existing_run_needs_resume(tmp_path):
 
 # ---------------------------------------------------------------- real processes
 def _cli(tmp_path, name, *extra):
-    return [sys.executable, "-m", "deepfusion.cli", "train", "--config", "synthetic", "--no-progress",
-            "--out", str(tmp_path), *TINY, "train.epochs=4", "train.checkpoint_every=1",
-            "eval.linear_epochs=0", f"train.name={name}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "deepfusion.cli",
+        "train",
+        "--config",
+        "synthetic",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+        *TINY,
+        "train.epochs=4",
+        "train.checkpoint_every=1",
+        "eval.linear_epochs=0",
+        f"train.name={name}",
+        *extra,
+    ]
 
 
 def _env():
@@ -270,8 +312,13 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL) if proc.poll() is None else None
     proc.communicate(timeout=60)
     assert reached, f"run ended before step {kill_step}"
-    resumed = subprocess.run(_cli(tmp_path, "ignored")[:4] + ["--resume", str(tmp_path / "cut"), "--no-progress"],
-                             env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _cli(tmp_path, "ignored")[:4] + ["--resume", str(tmp_path / "cut"), "--no-progress"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert same(weights(tmp_path / "full"), weights(tmp_path / "cut")), f"differs after kill at step {kill_step}"
 
@@ -279,8 +326,13 @@ def test_sigkill_at_random_step_then_resume_matches_uninterrupted(tmp_path):
 @pytest.mark.slow  # a real training process per signal (5-6 s each)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, signum):
-    proc = subprocess.Popen(_cli(tmp_path, "term", "train.epochs=50", "train.checkpoint_every=0"), env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(tmp_path, "term", "train.epochs=50", "train.checkpoint_every=0"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert _wait_for_step(proc, tmp_path / "term" / "metrics.jsonl", 3)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepfusion.errors import ConfigError
 from deepfusion.paper_figures import runs
 
 # build, pool and the run expansion are imported inside run(): `deepfusion --help` and argument errors must
@@ -93,8 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.pool import stopped
+    from deepfusion.experiments.pooling import expand_runs
     from deepfusion.experiments.runs import default_workers
-    from deepfusion.paper_figures.build import build_figures, build_run_figures, parse_only
+    from deepfusion.paper_figures.build import build_figures, build_head_figures, build_run_figures, parse_only
 
     if args.heads:
         clash = [
@@ -108,15 +110,10 @@ def run(args: argparse.Namespace) -> int:
             if given
         ]
         if clash:
-            from deepfusion.errors import ConfigError
-
             raise ConfigError(
                 f"--heads draws F4 from your head runs and cannot be combined with {', '.join(clash)}; "
                 "drop one or the other"
             )
-        from deepfusion.experiments.pooling import expand_runs
-        from deepfusion.paper_figures.build import build_head_figures
-
         build_head_figures(expand_runs(args.heads, "--heads"), args.out, patterns=args.heads)
         return 0
 
@@ -134,8 +131,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--run draws your own runs and cannot be combined with {', '.join(clash)}; drop one or the other"
             )
-        from deepfusion.experiments.pooling import expand_runs
-
         build_run_figures(expand_runs(args.run), args.out)
         return 0
 

@@ -31,6 +31,8 @@ import torch
 from sklearn.neural_network import MLPClassifier
 
 from deepfusion.model.data import load_dataset
+from deepfusion.model.runs.eval_result import EvalResult
+from deepfusion.model.runs.layout import RunFolder
 from deepfusion.model.runs.probes import knn_accuracy
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -192,15 +194,15 @@ def run_one(path: Path, seed: int, runs: Path, extra: list[str]) -> dict:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
-    ev = json.loads((runs / name / "eval.json").read_text())
+    ev = EvalResult.load(RunFolder(runs / name).eval)
     return dict(
-        knn=ev["knn"],
-        random_knn=ev["random_knn"],
-        linear=ev["linear"],
-        random_linear=ev["random_linear"],
-        n_train=ev["n_train"],
-        n_test=ev["n_test"],
-        steps=ev["train_steps"],
+        knn=ev.knn,
+        random_knn=ev.random_knn,
+        linear=ev.linear,
+        random_linear=ev.random_linear,
+        n_train=ev.n_train,
+        n_test=ev.n_test,
+        steps=ev.train_steps,
         wall=wall,
     )
 

@@ -274,8 +274,9 @@ def _label(head: str) -> str:
     return HEADS.get(head).label if head in HEADS.names() else head
 
 
-def finished_eval(run_dir) -> EvalResult:
-    """The evaluation of the finished run in ``run_dir``; one line naming the fix when there is none."""
+def _required_eval(run_dir) -> EvalResult:
+    """The evaluation of the finished run in ``run_dir``; one line naming the fix when there is none
+    (unlike ``runs.finished_eval``, which answers None for the run cache and checks the checkpoint)."""
     path = RunFolder(run_dir).eval
     if not path.is_file():
         raise DataError(f"{run_dir} has no {path.name} (training not finished?); finish it or leave it out")
@@ -303,7 +304,7 @@ def compare_heads(run_dirs) -> HeadComparison:
     heads = []
     for head in _order(groups):
         runs = [groups[head][s] for s in seeds]
-        evals = [finished_eval(r) for r in runs]
+        evals = [_required_eval(r) for r in runs]
         values = {k: tuple(_percent(ev, k, r) for ev, r in zip(evals, runs)) for k in (*METRICS, *BASELINES)}
         heads.append(HeadRuns(head, _label(head), tuple(str(r) for r in runs), values))
     ref = heads[0]

@@ -13,23 +13,24 @@ run at once: the second stops with an error naming the first one's process.
 evaluation); :func:`run_all` does so for a list of specs, in order, and :func:`prefetch` trains the
 missing ones first, several processes at a time (:mod:`deepfusion.experiments.pool`).
 
-When the training or evaluation code changes in a way that changes results, bump ``CACHE_VERSION``
-(every run is redone) or pass a ``salt`` for the experiments affected.
+Run folders are named by :mod:`deepfusion.model.runs.run_name`, the one scheme ``deepfusion train``
+uses too: ``train`` without ``--resume`` gets its run here, so the same command run again shows the
+finished run's evaluation instead of training it twice, and continues a run that was stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from deepfusion.errors import CheckpointError, Interrupted, RunError
+from deepfusion.errors import CheckpointError, ConfigError, DataError, Interrupted, RunError
 from deepfusion.experiments.pool import interrupted, run_jobs
+from deepfusion.model.runs import run_name
 from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
 from deepfusion.model.runs.config import OUTPUT_KEYS, SECTIONS, Config, config_hash, config_to_dict, load_config
 from deepfusion.model.runs.eval_result import EvalResult
@@ -37,10 +38,10 @@ from deepfusion.model.runs.layout import RunFolder, write_json
 from deepfusion.model.runs.loading import with_legacy
 from deepfusion.model.runs.lock import folder_lock
 from deepfusion.model.runs.loop import train
-from deepfusion.model.runs.run_folder import BEFORE_FIRST_CHECKPOINT, check_plain
+from deepfusion.model.runs.run_folder import BEFORE_FIRST_CHECKPOINT, check_plain, make_folder, remove_if_untouched
+from deepfusion.model.runs.run_name import default_run_dir, run_dir_for, run_key
 from deepfusion.model.runs.run_record import Run
 
-CACHE_VERSION = 1
 CACHE_FILE = "cache.json"  # the key, config hash, salt and cache version a cached folder was made for
 
 
@@ -92,24 +93,6 @@ class RunResult:
         return f"{self.spec.describe()}  (config {self.config_hash})"
 
 
-# ---------------------------------------------------------------- keys and folders
-def run_key(cfg: Config, salt: str = "") -> str:
-    """The cache key of ``cfg``: its config hash, the cache version and the salt, hashed again."""
-    text = f"v{CACHE_VERSION}|{salt}|{config_hash(cfg)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _slug(cfg: Config) -> str:
-    # Readable prefix only; the key alone decides identity.
-    parts = [str(cfg.data.name), str(cfg.model.head), f"s{cfg.train.seed}"]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts))
-
-
-def run_dir_for(cfg: Config, root: str | Path, salt: str = "") -> Path:
-    """Where the run of ``cfg`` lives under ``root`` (whether or not it exists yet)."""
-    return Path(root) / f"{_slug(cfg)}-{run_key(cfg, salt)}"
-
-
 # ---------------------------------------------------------------- what counts as finished
 def config_mismatch(saved: dict, cfg: Config) -> list[str]:
     """``section.key`` names where a checkpoint's resolved config differs from ``cfg`` in what the
@@ -144,7 +127,7 @@ def is_finished(run_dir: str | Path, cfg: Config | None = None) -> bool:
 
 
 def _check_trained_as_named(run_dir: Path, cfg: Config) -> None:
-    """Refuse a run folder whose checkpoint was trained with another config than its key names."""
+    """Refuse a run folder whose checkpoint was trained with another config than the one asked for."""
     try:
         saved = latest_checkpoint(RunFolder(run_dir).checkpoints, quiet=True, mmap=True)["config"]
     except CheckpointError:  # none yet, or unreadable: training decides
@@ -152,9 +135,9 @@ def _check_trained_as_named(run_dir: Path, cfg: Config) -> None:
     diffs = config_mismatch(saved, cfg)
     if diffs:
         raise RunError(
-            f"cached run {run_dir} was trained with other settings than its name stands for "
-            f"({', '.join(diffs[:4])} differ: resumed or edited after the cache made it); move the folder "
-            "away to have it trained again as configured"
+            f"{run_dir} holds a run trained with other settings than these ({', '.join(diffs[:4])} differ); "
+            f"continue that run with `deepfusion train --resume {run_dir}` and overrides, or move the folder "
+            "away (or set train.name) to train these settings"
         )
 
 
@@ -172,6 +155,11 @@ def _clear_unfinished_start(folder: RunFolder) -> None:
             pass
 
 
+def _write_cache_record(run_dir: Path, cfg: Config, salt: str) -> None:
+    record = {"key": run_key(cfg, salt), "config_hash": config_hash(cfg), "salt": salt}
+    write_json(run_dir / CACHE_FILE, {**record, "cache_version": run_name.CACHE_VERSION})
+
+
 # ---------------------------------------------------------------- getting runs
 TrainFn = Callable[..., Run]  # (cfg, run_dir=, resume=, progress=) -> Run: model.runs.loop.train
 
@@ -182,43 +170,54 @@ def _as_config(spec_or_cfg: RunSpec | Config) -> Config:
 
 def get_run(
     spec_or_cfg: RunSpec | Config,
-    root: str | Path,
+    root: str | Path | None = None,
     *,
     salt: str = "",
     train_fn: TrainFn | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-) -> Run:
-    """The finished run of a spec or config under ``root``, trained (or resumed) first when needed.
+) -> Run | None:
+    """The finished run of a spec or config, trained (or resumed) first when needed: under ``root``
+    in its cache folder (:func:`~deepfusion.model.runs.run_name.run_dir_for`), or with no ``root`` in
+    the config's own folder (``train.out_dir`` and ``train.name``, as ``deepfusion train`` names it).
 
     ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.runs.loop.train``.
     Raises ``RunError`` if another process works in the run folder, if the folder holds a run trained
     with other settings, or if training returns without a finished checkpoint and its evaluation.
+    Under torchrun every rank calls it; rank 0 alone locks and writes, and the others get None.
     """
     cfg = _as_config(spec_or_cfg)
-    run_dir = run_dir_for(cfg, root, salt)
+    run_dir = run_dir_for(cfg, root, salt) if root is not None else default_run_dir(cfg)
     ev = finished_eval(run_dir, cfg)
     if ev is not None:
         if log:
             log(f"cached  {run_dir.name}")
         return Run(run_dir, cfg, ev)
-    check_plain(RunFolder(run_dir))  # never lock, clear or train through a symbolic link
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(run_dir, "train in") as folder:  # the training loop takes it again (re-entrant)
+    main = int(os.environ.get("RANK", "0")) == 0
+    folder = RunFolder(run_dir)
+    made = main and not run_dir.exists()
+    if main:
+        check_plain(folder)  # never lock, clear or train through a symbolic link
+        make_folder(folder)
+    with folder_lock(run_dir, "train in") if main else nullcontext():  # re-entrant: the loop takes it again
         ev = finished_eval(run_dir, cfg)
         if ev is not None:  # finished while this process waited to decide
             return Run(run_dir, cfg, ev)
         _check_trained_as_named(run_dir, cfg)
         resume = folder.last.is_file() or folder.prev.is_file()
-        if not resume:
+        if main and not resume:
             _clear_unfinished_start(folder)
         if log:
             log(f"{'resume' if resume else 'train '}  {run_dir.name}")
-        run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
-        write_json(
-            run_dir / CACHE_FILE,
-            {"key": run_key(cfg, salt), "config_hash": config_hash(cfg), "salt": salt, "cache_version": CACHE_VERSION},
-        )
+        try:
+            run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
+        except (ConfigError, DataError):
+            if made:  # bad input leaves nothing behind: the folder this call made, while still empty
+                remove_if_untouched(folder)
+            raise
+        if not main:
+            return None
+        _write_cache_record(run_dir, cfg, salt)
     if not is_finished(run_dir, cfg):
         raise RunError(f"training ended without a finished checkpoint and its {folder.eval}; see {folder.metrics}")
     return Run(run_dir, cfg, run.eval)

@@ -29,10 +29,13 @@ Overrides are section.key=value pairs after the preset; values follow YAML rules
 
   deepfusion train --config digits model.head=mlp train.epochs=10 loss.temperature=0.1
 
-The run folder <train.out_dir>/<train.name or preset-hash>/ receives config.yaml, data.json,
-metrics.jsonl, checkpoints/last.pt and eval.json. Ctrl-C or SIGTERM saves a
-checkpoint and stops; continue with --resume RUN_DIR. A folder that exists and is not empty
-is never trained into without --resume, and one process at a time works in a run folder.
+The run folder <train.out_dir>/<train.name>/, or <train.out_dir>/<data>-<head>-s<seed>-<key>/ without
+a name (the key is hashed from the resolved config; the run cache of the figures uses the same
+scheme), receives config.yaml, data.json, metrics.jsonl, checkpoints/last.pt and eval.json.
+The same command run again shows the finished run's evaluation without training; after Ctrl-C or
+SIGTERM (which save a checkpoint and stop) it continues the run, as does --resume RUN_DIR, which
+also takes overrides such as more epochs. A folder holding a run of other settings, or files that
+are not a run, is never trained into; one process at a time works in a run folder.
 """
 
 from __future__ import annotations
@@ -127,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.model.runs.loading import run_config
 
     if args.force and not args.resume:
-        raise ConfigError("--force applies only with --resume; a new run never trains into an existing folder")
+        raise ConfigError(
+            "--force applies only with --resume; a new run never trains into a folder holding another run"
+        )
     overrides = list(args.overrides)
     if args.out is not None:
         overrides.append(f"train.out_dir={json.dumps(str(args.out))}")
@@ -141,14 +146,28 @@ def run(args: argparse.Namespace) -> int:
         for note in notes if os.environ.get("RANK", "0") == "0" else ():  # under torchrun, rank 0 reports
             print(note, flush=True)
         run_dir = None
-    from deepfusion.model.runs.loop import TrainingInterrupted, train  # after the config is checked: errors come fast
+    # After the config is checked, so that errors come fast: these import torch.
+    from deepfusion.experiments.runs import get_run
+    from deepfusion.model.runs.loop import TrainingInterrupted, train
 
     start = time.perf_counter()
     try:
-        run = train(cfg, run_dir=run_dir, resume=bool(args.resume), progress=not args.no_progress, force=args.force)
+        if args.resume:  # the named folder, continued with the saved config and the overrides
+            run = train(cfg, run_dir=run_dir, resume=True, progress=not args.no_progress, force=args.force)
+        else:  # the config's own folder: trained, continued where it stopped, or its finished run shown
+            run = get_run(cfg, progress=not args.no_progress, log=_report_reuse)
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
     if run is not None:  # under torchrun only rank 0 has the evaluation, and reports
         print(summary(run, time.perf_counter() - start))
     return 0
+
+
+def _report_reuse(line: str) -> None:
+    """Say when the run folder already held this config's run (finished, or stopped and now continued)."""
+    action, name = line.split(maxsplit=1)
+    if action == "cached":
+        print(f"{name} already holds this run, finished: its evaluation below (nothing trained)", flush=True)
+    elif action == "resume" and os.environ.get("RANK", "0") == "0":
+        print(f"{name} holds this run, stopped before the end: continuing from its last checkpoint", flush=True)

@@ -75,7 +75,7 @@ class TrainConfig:
     attend: str = "local"  # under torchrun: the head attends to this process's batch (local) or all (global)
     threads: int = 0  # CPU threads for torch; 0 = torch's default (1 is often faster on a busy machine)
     out_dir: str = "runs"
-    name: Optional[str] = None  # run folder name; None = <preset>-<config hash>
+    name: Optional[str] = None  # run folder name; None = <data>-<head>-s<seed>-<key> (model.runs.run_name)
     freeze_backbone: bool = False  # head-only training: the backbone is a fixed feature map
     log: str = "jsonl"  # jsonl: metrics.jsonl only; tensorboard: also event files in <run>/tensorboard/
 

@@ -1,6 +1,7 @@
 """The one place that names the files of a run folder, and how the project writes them.
 
-A run folder ``<train.out_dir>/<train.name or preset-hash>/`` holds::
+A run folder ``<train.out_dir>/<train.name>/`` (without a name, ``<data>-<head>-s<seed>-<key>``:
+:mod:`~deepfusion.model.runs.run_name`) holds::
 
     config.yaml          the resolved config
     metrics.jsonl        one JSON object per logged step

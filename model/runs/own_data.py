@@ -9,7 +9,7 @@ the shape of ``x`` from the file's header (without loading it) and picks:
 - ``images`` for 3-D and 4-D ``x`` (small CNN, the image augmentation chosen by channels and size).
 
 Without ``data.name=npz`` the default preset stays ``digits``. For any run on an ``.npz`` (unless
-``train.name`` is set) the run folder is named after the file: ``<out_dir>/<file stem>-<hash>``.
+``train.name`` is set) the run folder is named after the file: ``<out_dir>/<file stem>-<head>-s<seed>-<key>``.
 With these two presets, a training split smaller than ``train.batch_size`` (or one that full batches
 would leave more than 10% unused each epoch) gets the batch ``n // ceil(n / batch_size)`` (unless
 ``train.batch_size`` was given on the command line), and a split too small to give the preset's
@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import replace
-from pathlib import Path
 
 from deepfusion.errors import ConfigError
 from deepfusion.model.data.augment import OVERRIDES, PRESETS, default_preset
@@ -31,6 +29,7 @@ from deepfusion.model.data.base import stratified_split, stratified_take
 from deepfusion.model.data.npz import summarize
 from deepfusion.model.runs.batch import fitted_batch
 from deepfusion.model.runs.config import Config, Override, load_config, parse_overrides
+from deepfusion.model.runs.run_name import run_label
 
 PRESET_FOR_KIND = {"vector": "vectors", "image": "images"}
 DEFAULT_PRESET = "digits"
@@ -51,11 +50,6 @@ def _describe(summary) -> str:
         return f"{n:,} vectors of {summary.input_shape[0]:,} features (2-D x)"
     c, h, w = summary.input_shape
     return f"{n:,} images of {c} channel(s), {h}x{w} ({len(summary.x_shape)}-D x of shape {summary.x_shape})"
-
-
-def run_label(path) -> str:
-    """The run-folder prefix for a data file: its stem with anything unusual replaced by '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(path)).stem).strip("-.") or "npz"
 
 
 def _training_size(summary, cfg: Config) -> int:

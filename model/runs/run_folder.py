@@ -19,19 +19,15 @@ from pathlib import Path
 from deepfusion.errors import CheckpointError, ConfigError, DataError, RunError, warn
 from deepfusion.model.runs import distributed as ddp_util
 from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
-from deepfusion.model.runs.config import Config, config_hash, config_to_dict
+from deepfusion.model.runs.config import Config, config_to_dict
 from deepfusion.model.runs.layout import RunFolder, write_text_atomic
 from deepfusion.model.runs.loading import with_legacy
 from deepfusion.model.runs.lock import folder_lock, holds_lock
+from deepfusion.model.runs.run_name import default_run_dir
 
 # What a resume may not change without --force: these sections whole, and these train keys.
 TRAJECTORY_SECTIONS = ("data", "model", "optim", "loss")
 TRAJECTORY_KEYS = (("train", "batch_size"), ("train", "seed"), ("train", "attend"))
-
-
-def default_run_dir(cfg) -> Path:
-    """``<out_dir>/<name>``, or ``<out_dir>/<preset>-<config hash>`` when no name is set (``~`` expanded)."""
-    return Path(cfg.train.out_dir).expanduser() / (cfg.train.name or f"{cfg.preset}-{config_hash(cfg)}")
 
 
 def _unwritable(folder: RunFolder, err: OSError) -> RunError:
@@ -40,7 +36,7 @@ def _unwritable(folder: RunFolder, err: OSError) -> RunError:
     )
 
 
-def _make_folder(folder: RunFolder) -> None:
+def make_folder(folder: RunFolder) -> None:
     try:
         folder.root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -168,7 +164,7 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
     made = dinfo.main and not resume and not folder.root.exists()
     if dinfo.main:
         check_plain(folder)
-        _make_folder(folder)
+        make_folder(folder)
     lock = folder_lock(folder.root, "resume" if resume else "train in") if dinfo.main else _nothing(folder)
     with lock:
         if resume:  # rank 0 alone (it holds the lock) sets an unreadable last.pt aside
@@ -186,11 +182,11 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
             yield folder, ckpt
         except (ConfigError, DataError):
             if made:  # bad input leaves nothing behind: the folder this start made, while it holds nothing else
-                _remove_if_untouched(folder)
+                remove_if_untouched(folder)
             raise
 
 
-def _remove_if_untouched(folder: RunFolder) -> None:
+def remove_if_untouched(folder: RunFolder) -> None:
     """Remove a run folder holding only its lock file and an empty checkpoints/ (what a start makes
     before it reads its data)."""
     if folder.contents() not in ([], [folder.checkpoints.name]):

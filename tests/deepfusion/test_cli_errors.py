@@ -233,7 +233,7 @@ CASES = [
         ["absent", "does not exist"],
     ),
     (
-        "existing run without --resume",
+        "existing run of other settings without --resume",
         lambda t, g: [
             "train",
             "--config",
@@ -242,10 +242,11 @@ CASES = [
             "--out",
             str(g.parent),
             *TINY,
+            "loss.temperature=0.3",
             "train.name=good",
         ],
         3,
-        ["already holds a run", "--resume"],
+        ["loss.temperature", "--resume"],
     ),
     (
         "folder in the way without a checkpoint",
@@ -353,14 +354,14 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "optim.lrate" in debug.stderr.strip().splitlines()[-1]
 
 
-def test_a_model_too_large_for_memory_is_one_line(monkeypatch, capsys):
+def test_a_model_too_large_for_memory_is_one_line(monkeypatch, capsys, tmp_path):
     """``model.depth=2147483647`` ends in C++'s std::bad_alloc, raised by torch as a RuntimeError."""
-    import deepfusion.model.runs.loop as loop
+    import deepfusion.experiments.runs as runs
 
     def bad_alloc(*a, **k):
         raise RuntimeError("std::bad_alloc")
 
-    monkeypatch.setattr(loop, "train", bad_alloc)
-    assert main(["train", "--config", "synthetic", "--no-progress", "train.epochs=1"]) == 3
+    monkeypatch.setattr(runs, "train", bad_alloc)  # the training loop as the run cache calls it
+    assert main(["train", "--config", "synthetic", "--no-progress", "--out", str(tmp_path), "train.epochs=1"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "out of memory (std::bad_alloc)" in err[0]

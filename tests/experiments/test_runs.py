@@ -7,8 +7,8 @@ import json
 import pytest
 
 from deepfusion.errors import RunError
-from deepfusion.experiments import runs
 from deepfusion.experiments.runs import RunSpec, get_run, is_finished, run_dir_for
+from deepfusion.model.runs import run_name
 from deepfusion.model.runs.config import load_config
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.run_record import Run
@@ -56,7 +56,7 @@ def test_salt_and_version_rerun(tmp_path, monkeypatch):
     cfg = load_config("digits", ["train.epochs=1"])
     get_run(cfg, tmp_path, train_fn=train)
     get_run(cfg, tmp_path, salt="loss-fix", train_fn=train)
-    monkeypatch.setattr(runs, "CACHE_VERSION", runs.CACHE_VERSION + 1)
+    monkeypatch.setattr(run_name, "CACHE_VERSION", run_name.CACHE_VERSION + 1)
     get_run(cfg, tmp_path, train_fn=train)
     assert len(train.calls) == 3
 

@@ -33,3 +33,38 @@ def test_unknown_preset_is_one_line():
 def test_resume_of_missing_folder_is_one_line(tmp_path):
     res = _run("--resume", str(tmp_path / "none"))
     assert res.returncode != 0 and "Traceback" not in res.stderr and "does not exist" in res.stderr
+
+
+TINY = [
+    "--config",
+    "synthetic",
+    "--no-progress",
+    "train.epochs=1",
+    "data.options.num_classes=3",
+    "data.options.samples_per_class=40",
+    "train.batch_size=30",
+    "model.dim=16",
+    "model.depth=1",
+    "model.heads=2",
+    "model.ffn_dim=16",
+    "model.out_dim=8",
+    "eval.linear_epochs=2",
+]
+
+
+def test_same_command_again_shows_the_finished_run_without_training(tmp_path, capsys):
+    from deepfusion.cli import main
+    from deepfusion.model.runs.config import load_config
+    from deepfusion.model.runs.run_name import run_dir_for
+
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 0
+    first = capsys.readouterr().out
+    run_dir = run_dir_for(load_config("synthetic", TINY[3:]), tmp_path)  # the run cache's folder for this config
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    assert main(["train", "--out", str(tmp_path), *TINY]) == 0
+    second = capsys.readouterr().out
+    assert "already holds this run" in second and "already holds" not in first
+    assert (run_dir / "metrics.jsonl").read_text() == metrics  # nothing trained again
+    score = [line for line in first.splitlines() if line.strip().startswith("kNN")]
+    assert score and score == [line for line in second.splitlines() if line.strip().startswith("kNN")]
+    assert [p.name for p in tmp_path.iterdir()] == [run_dir.name]

@@ -55,7 +55,7 @@ def vector_run(tmp_path_factory):
 
 
 def test_2d_x_picks_the_vectors_preset_and_names_the_run_after_the_file(vector_run):
-    assert vector_run.name.startswith("my-data-")  # the file stem, made folder-safe, then the config hash
+    assert vector_run.name.startswith("my-data-")  # the file stem, made folder-safe, then head, seed and key
     cfg = yaml.safe_load((vector_run / "config.yaml").read_text())
     assert cfg["model"]["backbone"] == "mlp" and cfg["data"]["augment"] == "vector" and cfg["data"]["standardize"]
     assert cfg["preset"] == "my-data"

@@ -67,12 +67,13 @@ def test_tiny_run_writes_every_file(tmp_path):
     assert "skipped" not in results
 
 
-def test_default_run_folder_is_preset_and_hash(tmp_path):
-    from deepfusion.model.runs.config import config_hash
-    from deepfusion.model.runs.run_folder import default_run_dir
+def test_default_run_folder_is_the_cache_scheme(tmp_path):
+    from deepfusion.model.runs.run_name import default_run_dir, run_dir_for
 
     cfg = tiny(tmp_path)
-    assert default_run_dir(cfg) == tmp_path / f"synthetic-{config_hash(cfg)}"
+    assert default_run_dir(cfg) == run_dir_for(cfg, tmp_path)
+    assert default_run_dir(cfg).name.startswith(f"synthetic-{cfg.model.head}-s{cfg.train.seed}-")
+    assert default_run_dir(tiny(tmp_path, "train.name=mine")) == tmp_path / "mine"
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):

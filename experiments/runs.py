@@ -24,7 +24,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -65,9 +65,9 @@ class RunSpec:
         return " ".join([self.preset, *self.overrides])
 
 
-def seed_specs(spec: RunSpec, seeds: int) -> list[RunSpec]:
-    """``spec`` with ``train.seed`` = 0 .. seeds-1."""
-    return [spec.with_overrides(f"train.seed={s}") for s in range(seeds)]
+def seed_specs(spec: RunSpec, seeds: int | Sequence[int]) -> list[RunSpec]:
+    """``spec`` with ``train.seed`` = 0 .. seeds-1, or each seed of a sequence."""
+    return [spec.with_overrides(f"train.seed={s}") for s in (range(seeds) if isinstance(seeds, int) else seeds)]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def needed(quick: bool, data=None, seeds: int = 3) -> list[RunSpec]:
     return seed_specs(main_spec(quick, data), seeds)
 
 
-def _draw_nulls(ax, depth, v) -> None:
+def draw_nulls(ax, depth, v) -> None:
     """The permutation null's 97.5% quantile per layer and, when given, the untrained head."""
     ax.plot(
         depth,
@@ -78,7 +78,7 @@ def plot(study: SeedStudy, out_dir: Path, stem: str) -> list[Path]:
         color=style.OKABE_ITO["blue"],
         label=f"trained, {v.seeds} seeds (verdict's interval)",
     )
-    _draw_nulls(ax, depth, v)
+    draw_nulls(ax, depth, v)
     predicted = _predicted_ratio(pooled)
     if np.isfinite(predicted).any():
         ax.plot(

@@ -15,15 +15,24 @@ head comparison.
   default   full theory checks and sanity runs; figures on digits, or with --data on the
             paper's datasets (CIFAR-10/100, Tiny-ImageNet; a GPU is expected)
 
+  --paper   the paper's regime instead (FINDINGS 4c): paper_cpu as is, at temperature 0.1 and
+            with mask_pair, 6 training seeds each, judged under rule v3; ablations of batch size,
+            temperature and weight decay, 3 seeds each; F7 and paper_regime.json in --out/paper.
+            33 runs of about 18 CPU-minutes each: about 5 hours on 2 cores (two runs at a time),
+            resumed from the cache when stopped. With --data DIR (CIFAR-10 under
+            DIR/cifar-10-batches-py) the same study runs the cifar10 preset, on a GPU.
+
 Training runs are cached by their resolved config under --out/runs, so a second call only
 redraws. Examples:
   deepfusion reproduce --quick
   deepfusion reproduce --out results --data ~/datasets
+  deepfusion reproduce --paper --out results
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset folder: figures on CIFAR-10/100 and Tiny-ImageNet instead of digits (not with --quick)",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per head in the head comparison (default: 3)")
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="instead of the three steps: the paper's regime (paper_cpu; with --data, CIFAR-10 at the paper's "
+        "preset on a GPU): Deep Fusion per arm under rule v3 (6 seeds each), the ablations (3 seeds each) and F7, "
+        "from the run cache under --out/runs; it resumes where it stopped",
+    )
+    parser.add_argument(
+        "--skip-ablations", action="store_true", help="with --paper: the arms alone (18 runs instead of 33)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -235,12 +254,54 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
     return summary
 
 
+MINUTES_PER_PAPER_CPU_RUN = 18  # one paper_cpu seed on one core of the 2-core CPU (FINDINGS 4b)
+
+
+def reproduce_paper(
+    out: Path, data=None, ablations: bool = True, workers: int | None = None, log=print, base=None, design=None
+):
+    """The paper-regime study into ``out`` (runs under ``out/runs``, F7 and the record under
+    ``out/paper``); returns its ``PaperRegime`` record. ``base`` and ``design`` replace the preset
+    and the study's arms and sweeps (tests run it small)."""
+    from deepfusion.experiments.runs import default_workers, is_finished, prefetch, run_dir_for
+    from deepfusion.experiments.studies import paper_regime as study
+    from deepfusion.model.runs.layout import write_json
+    from deepfusion.paper_figures import f7_paper_regime, index
+    from deepfusion.paper_figures.runs import check_data
+
+    if data is not None:
+        check_data(False, data)
+    out, base, design = Path(out), base or study.base_spec(data), design or study.Design()
+    workers = workers or default_workers()
+    specs = study.needed(base, design, ablations=ablations)
+    todo = [s for s in specs if not is_finished(run_dir_for(s.config(), out / "runs"), s.config())]
+    hours = len(todo) * MINUTES_PER_PAPER_CPU_RUN / 60 / workers
+    about = f"; about {hours:.1f} hours on this CPU, {workers} at a time" if data is None and todo else ""
+    log(f"== paper regime ({base.describe()}): {len(specs)} runs, {len(todo)} still to train{about}")
+    prefetch(specs, out / "runs", workers=workers, log=log, what="reproduce --paper")
+    record = study.paper_regime(out / "runs", base, design, ablations=ablations, log=log)
+    (out / "paper").mkdir(parents=True, exist_ok=True)
+    write_json(out / "paper" / "paper_regime.json", record.to_json(), indent=1)
+    command = shlex.join(
+        ["deepfusion", "reproduce", "--paper", "--out", str(out)]
+        + (["--data", str(data)] if data is not None else [])
+        + ([] if ablations else ["--skip-ablations"])
+    )
+    figure = f7_paper_regime.make(record, out / "paper", command)
+    index.write_index([figure], out / "paper")
+    return record
+
+
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.pool import stopped
     from deepfusion.model.runs.devices import limit_threads
 
     if args.quick and args.data is not None:
         raise ConfigError("--quick runs on bundled digits; drop --data, or drop --quick to use the paper's datasets")
+    if args.paper:
+        return _run_paper(args)
+    if args.skip_ablations:
+        raise ConfigError("--skip-ablations applies only with --paper")
     with limit_threads(args.threads), stopped("reproduce") as outcome:
         summary = reproduce(args.out, args.quick, args.data, args.seeds)
     if outcome["exit"]:
@@ -250,4 +311,20 @@ def run(args: argparse.Namespace) -> int:
     failed = failures(summary)
     if failed:
         raise CheckFailed("checks failed: " + "; ".join(failed))
+    return 0
+
+
+def _run_paper(args: argparse.Namespace) -> int:
+    from deepfusion.experiments.pool import stopped
+    from deepfusion.experiments.studies.paper_regime import format_paper_regime
+    from deepfusion.model.runs.devices import limit_threads
+
+    if args.quick:
+        raise ConfigError("--paper is the paper's regime, hours of training; it has no --quick version")
+    with limit_threads(args.threads), stopped("reproduce --paper") as outcome:
+        record = reproduce_paper(args.out, args.data, ablations=not args.skip_ablations)
+    if outcome["exit"]:
+        return outcome["exit"]
+    print("\n" + format_paper_regime(record))
+    print(f"written: {args.out / 'paper' / 'paper_regime.json'}, {args.out / 'paper' / 'index.md'}")
     return 0

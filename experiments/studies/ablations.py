@@ -9,9 +9,11 @@ sweep, so the cache trains it once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 from deepfusion.errors import DataError
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
+from deepfusion.experiments.studies.deep_fusion import run_analysis
 
 ABLATIONS_VERSION = 1
 METRICS = ("linear", "knn")  # the accuracies each swept value records
@@ -50,14 +52,17 @@ class SweepResult:
     base_value: float  # the base run's value of ``key``
     linear: list[list[float]]  # [swept value][seed]
     knn: list[list[float]]
+    random_knn: list[list[float]] | None = None  # the random backbone's kNN (%), same layout
+    ratio: list[list[float]] | None = None  # last layer's same-class ratio (rule v3's statistic), same layout
 
 
 @dataclass(frozen=True)
 class Ablations:
     base: str  # the base run, described (preset and overrides)
-    seeds: int
+    seeds: int  # seeds per swept value
     sweeps: list[SweepResult]
     runs: list[str]  # every distinct run used, described with its config hash
+    train_seeds: list[int] | None = None  # the seeds trained (None: 0 .. seeds-1)
     version: int = ABLATIONS_VERSION
 
     def to_json(self) -> dict:
@@ -70,12 +75,12 @@ class Ablations:
         return cls(**{**data, "sweeps": [SweepResult(**s) for s in data["sweeps"]]})
 
 
-def plan(base: RunSpec, sweeps, seeds: int = 1) -> dict[Sweep, list[list[RunSpec]]]:
+def plan(base: RunSpec, sweeps, seeds: int | Sequence[int] = 1) -> dict[Sweep, list[list[RunSpec]]]:
     """{sweep: [[spec per seed] per value]}; specs equal to the base collapse in the cache."""
     return {s: [seed_specs(base.with_overrides(f"{s.key}={v}"), seeds) for v in s.values] for s in sweeps}
 
 
-def needed(base: RunSpec, sweeps, seeds: int = 1) -> list[RunSpec]:
+def needed(base: RunSpec, sweeps, seeds: int | Sequence[int] = 1) -> list[RunSpec]:
     """Every run the study trains (for ``experiments.runs.prefetch``)."""
     return [spec for grid in plan(base, sweeps, seeds).values() for specs in grid for spec in specs]
 
@@ -85,17 +90,24 @@ def _base_value(spec: RunSpec, key: str):
     return getattr(getattr(spec.config(), section), name)
 
 
-def ablations(base: RunSpec, sweeps, seeds: int, root, log=None, train_fn=None) -> Ablations:
-    """Train (or load from the cache) every sweep's runs; the record of their accuracies."""
+def ablations(
+    base: RunSpec, sweeps, seeds: int | Sequence[int], root, log=None, train_fn=None, attention: bool = False
+) -> Ablations:
+    """Train (or load from the cache) every sweep's runs; the record of their accuracies. With
+    ``attention``, each run is also analysed (``deep_fusion.run_analysis``, reused when its folder
+    holds one) for its last layer's ratio, and the random backbone's kNN is kept beside the kNN."""
     results, seen = [], {}
     for sweep, grid in plan(base, sweeps, seeds).items():
-        per_metric = {m: [] for m in METRICS}
+        per_metric = {m: [] for m in (*METRICS, "random_knn", "ratio")}
         for specs in grid:
             got = run_all(specs, root, log=log, train_fn=train_fn)
             for r in got:
                 seen.setdefault(r.config_hash, r)
             for m in METRICS:
                 per_metric[m].append([r.eval.percent(m) for r in got])
+            if attention:
+                per_metric["random_knn"].append([r.eval.percent("random_knn") for r in got])
+                per_metric["ratio"].append([_last_ratio(r.run_dir) for r in got])
         results.append(
             SweepResult(
                 sweep.key,
@@ -105,6 +117,14 @@ def ablations(base: RunSpec, sweeps, seeds: int, root, log=None, train_fn=None) 
                 _base_value(base, sweep.key),
                 per_metric["linear"],
                 per_metric["knn"],
+                per_metric["random_knn"] if attention else None,
+                per_metric["ratio"] if attention else None,
             )
         )
-    return Ablations(base.describe(), seeds, results, [r.describe() for r in seen.values()])
+    count = seeds if isinstance(seeds, int) else len(seeds)
+    listed = None if isinstance(seeds, int) else list(seeds)
+    return Ablations(base.describe(), count, results, [r.describe() for r in seen.values()], listed)
+
+
+def _last_ratio(run_dir) -> float:
+    return float(run_analysis(run_dir).verdict.last_layer_ratio)

@@ -132,3 +132,32 @@ def test_quick_with_data_is_refused(tmp_path, capsys):
     assert main(["reproduce", "--quick", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--quick" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["reproduce", "--skip-ablations"], ["--skip-ablations", "--paper"]),
+        (["reproduce", "--paper", "--quick"], ["--paper", "--quick"]),
+    ],
+)
+def test_paper_options_out_of_place_are_one_line(argv, words, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_reproduce_paper_writes_its_record_and_f7_and_a_second_call_trains_nothing(tmp_path):
+    from tests.experiments.studies.test_paper_regime import DESIGN, TINY
+
+    lines = []
+    record = reproduce.reproduce_paper(tmp_path, workers=1, log=lines.append, base=TINY, design=DESIGN)
+    assert "5 runs, 5 still to train" in lines[0]
+    assert json.loads((tmp_path / "paper" / "paper_regime.json").read_text())["base"] == record.base
+    assert (tmp_path / "paper" / "f7_paper_regime.png").is_file()
+    assert "F7" in (tmp_path / "paper" / "index.md").read_text()
+    lines.clear()
+    reproduce.reproduce_paper(tmp_path, workers=1, log=lines.append, base=TINY, design=DESIGN)
+    assert "5 runs, 0 still to train" in lines[0]

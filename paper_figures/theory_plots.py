@@ -59,7 +59,8 @@ def figure_fusion_region(C=FIG_C, n=FIG_N, alpha=1.0, layers=FIG_LAYERS):
         )
         cb = fig.colorbar(im, ax=ax, pad=0.02)
         cb.set_label(rf"$\log_{{10}}(r_{{{layers}}}/r_0)$")
-        ax.contour(beta, r0, ratio, levels=[-1.0], colors=[ORANGE], linewidths=1.5)
+        # solid: a single-colour contour at a negative level would be dashed by default, unlike its legend line
+        ax.contour(beta, r0, ratio, levels=[-1.0], colors=[ORANGE], linewidths=1.5, linestyles="solid")
         with matplotlib.rc_context({"hatch.color": VERMILLION, "hatch.linewidth": 0.8}):
             ax.contourf(beta, r0, a_self, levels=[0.5, 2.0], colors="none", hatches=["////"])
         ax.contour(beta, r0, a_self, levels=[0.5], colors=[VERMILLION], linewidths=1.2, linestyles="--")

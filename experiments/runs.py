@@ -21,7 +21,6 @@ finished run's evaluation instead of training it twice, and continues a run that
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,12 +32,21 @@ from deepfusion.experiments.pool import interrupted, run_jobs
 from deepfusion.model.runs import run_name
 from deepfusion.model.runs.checkpoint import STALE, config_diffs, latest_checkpoint
 from deepfusion.model.runs.config import OUTPUT_KEYS, SECTIONS, Config, config_hash, config_to_dict, load_config
+from deepfusion.model.runs.data_source import fingerprint, locate
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.layout import RunFolder, write_json
 from deepfusion.model.runs.loading import with_legacy
 from deepfusion.model.runs.lock import folder_lock
 from deepfusion.model.runs.loop import train
-from deepfusion.model.runs.run_folder import BEFORE_FIRST_CHECKPOINT, check_plain, make_folder, remove_if_untouched
+from deepfusion.model.runs.prepare import read_record
+from deepfusion.model.runs.run_folder import (
+    BEFORE_FIRST_CHECKPOINT,
+    TRAJECTORY_KEYS,
+    TRAJECTORY_SECTIONS,
+    check_plain,
+    make_folder,
+    remove_if_untouched,
+)
 from deepfusion.model.runs.run_name import default_run_dir, run_dir_for, run_key
 from deepfusion.model.runs.run_record import Run
 
@@ -126,19 +134,49 @@ def is_finished(run_dir: str | Path, cfg: Config | None = None) -> bool:
     return finished_eval(run_dir, cfg) is not None
 
 
-def _check_trained_as_named(run_dir: Path, cfg: Config) -> None:
+def _check_trained_as_named(run_dir: Path, cfg: Config, cache: bool) -> None:
     """Refuse a run folder whose checkpoint was trained with another config than the one asked for."""
     try:
         saved = latest_checkpoint(RunFolder(run_dir).checkpoints, quiet=True, mmap=True)["config"]
     except CheckpointError:  # none yet, or unreadable: training decides
         return
     diffs = config_mismatch(saved, cfg)
-    if diffs:
-        raise RunError(
-            f"{run_dir} holds a run trained with other settings than these ({', '.join(diffs[:4])} differ); "
-            f"continue that run with `deepfusion train --resume {run_dir}` and overrides, or move the folder "
-            "away (or set train.name) to train these settings"
+    if not diffs:
+        return
+    if cache:
+        fix = "move the folder away to have it trained again as configured"
+    elif any(_alters_trajectory(d) for d in diffs):
+        fix = "set train.name (or --out) to a new place, or move the folder away, to train these settings"
+    else:  # e.g. more epochs, or other evaluation settings: a resume may change those
+        fix = (
+            f"continue it with `deepfusion train --resume {run_dir}` and those overrides (more epochs, other "
+            "evaluation settings), or set train.name to train these settings apart"
         )
+    raise RunError(
+        f"{run_dir} holds a run trained with other settings than these ({', '.join(diffs[:4])} differ); {fix}"
+    )
+
+
+def _alters_trajectory(key: str) -> bool:
+    section, name = key.split(".", 1)
+    return section in TRAJECTORY_SECTIONS or (section, name.split(".")[0]) in TRAJECTORY_KEYS
+
+
+def _check_same_data(run_dir: Path, cfg: Config) -> None:
+    """Refuse a finished run whose data file (``data.root``) changed since it was trained: its
+    evaluation would be shown for data it never saw."""
+    if cfg.data.root is None:
+        return
+    record = read_record(RunFolder(run_dir).data)
+    recorded = record.source if record is not None else None
+    current = fingerprint(cfg.data.root, locate(cfg.data.root, recorded))
+    if recorded is None or current is None or recorded.same_content(current):
+        return
+    raise DataError(
+        f"the data at {current.path} is not what the finished run in {run_dir} was trained on: then "
+        f"{recorded.describe()}, now {current.describe()}; put the original data back, or set train.name (or "
+        "move the folder away) to train on this data"
+    )
 
 
 def _clear_unfinished_start(folder: RunFolder) -> None:
@@ -176,36 +214,36 @@ def get_run(
     train_fn: TrainFn | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-) -> Run | None:
+) -> Run:
     """The finished run of a spec or config, trained (or resumed) first when needed: under ``root``
     in its cache folder (:func:`~deepfusion.model.runs.run_name.run_dir_for`), or with no ``root`` in
     the config's own folder (``train.out_dir`` and ``train.name``, as ``deepfusion train`` names it).
 
     ``train_fn(cfg, run_dir=..., resume=..., progress=...)`` defaults to ``model.runs.loop.train``.
     Raises ``RunError`` if another process works in the run folder, if the folder holds a run trained
-    with other settings, or if training returns without a finished checkpoint and its evaluation.
-    Under torchrun every rank calls it; rank 0 alone locks and writes, and the others get None.
+    with other settings, or if training returns without a finished checkpoint and its evaluation;
+    ``DataError`` if a finished run's own data file changed since it was trained. One process only:
+    under torchrun ``deepfusion train`` calls the training loop itself.
     """
     cfg = _as_config(spec_or_cfg)
     run_dir = run_dir_for(cfg, root, salt) if root is not None else default_run_dir(cfg)
     ev = finished_eval(run_dir, cfg)
     if ev is not None:
+        _check_same_data(run_dir, cfg)
         if log:
             log(f"cached  {run_dir.name}")
         return Run(run_dir, cfg, ev)
-    main = int(os.environ.get("RANK", "0")) == 0
     folder = RunFolder(run_dir)
-    made = main and not run_dir.exists()
-    if main:
-        check_plain(folder)  # never lock, clear or train through a symbolic link
-        make_folder(folder)
-    with folder_lock(run_dir, "train in") if main else nullcontext():  # re-entrant: the loop takes it again
+    made = not run_dir.exists()
+    check_plain(folder)  # never lock, clear or train through a symbolic link
+    make_folder(folder)
+    with folder_lock(run_dir, "train in"):  # re-entrant: the training loop takes it again
         ev = finished_eval(run_dir, cfg)
         if ev is not None:  # finished while this process waited to decide
             return Run(run_dir, cfg, ev)
-        _check_trained_as_named(run_dir, cfg)
+        _check_trained_as_named(run_dir, cfg, cache=root is not None)
         resume = folder.last.is_file() or folder.prev.is_file()
-        if main and not resume:
+        if root is not None and not resume:  # a cache folder; the loop decides on a folder the user names
             _clear_unfinished_start(folder)
         if log:
             log(f"{'resume' if resume else 'train '}  {run_dir.name}")
@@ -215,9 +253,8 @@ def get_run(
             if made:  # bad input leaves nothing behind: the folder this call made, while still empty
                 remove_if_untouched(folder)
             raise
-        if not main:
-            return None
-        _write_cache_record(run_dir, cfg, salt)
+        if root is not None:
+            _write_cache_record(run_dir, cfg, salt)
     if not is_finished(run_dir, cfg):
         raise RunError(f"training ended without a finished checkpoint and its {folder.eval}; see {folder.metrics}")
     return Run(run_dir, cfg, run.eval)

@@ -69,7 +69,7 @@ def _sweep_row(axes, sweeps, metric: str, ylabel: str) -> None:
         ax.errorbar(x, mean, yerr=err if err.any() else None, marker="s", ms=3, color=style.OKABE_ITO["blue"])
         if sweep.scale == "log":
             ax.set_xscale("log")
-        elif sweep.scale == "symlog":
+        elif sweep.scale == "symlog" and (x > 0).any():
             ax.set_xscale("symlog", linthresh=min(v for v in x if v > 0))
         ax.set_xticks(x, [f"{v:g}" for v in sweep.values])
         ax.minorticks_off()
@@ -88,9 +88,12 @@ def plot(record: PaperRegime, out_dir: Path, stem: str) -> list[Path]:
     top = axes[0]
     for i, arm in enumerate(arms):
         _arm_panel(top[i], arm, style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]])
-        top[i].sharey(top[0])
+        if i:
+            top[i].sharey(top[0])
     top[0].set_ylabel("same-class share / chance")
     _gain_panel(top[len(arms)], arms)
+    for ax in top[len(arms) + 1 :]:
+        ax.axis("off")
     handles, labels = top[0].get_legend_handles_labels()
     if sweeps:
         _sweep_row(axes[1], sweeps, "gain", "kNN gain over\nrandom (points)")

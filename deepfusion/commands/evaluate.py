@@ -12,7 +12,7 @@ from the current folder); data whose size or SHA-256 changed since is refused (-
 come from the run's config; eval.* overrides change them for this evaluation only, e.g. the
 paper's 10% linear probe:
 
-  deepfusion eval --run runs/digits-0123456789 eval.linear_fraction=0.1
+  deepfusion eval --run runs/digits-transformer-s123-0123456789abcdef eval.linear_fraction=0.1
 
 Results go to RUN_DIR/eval.json (keeping the training time recorded there) unless --json PATH
 or --no-write says otherwise; they record the training step of the checkpoint evaluated and

@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset folder: figures on CIFAR-10/100 and Tiny-ImageNet instead of digits (not with --quick)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per head in the head comparison (default: 3)")
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="seeds per head in the head comparison (default: 3; not with --paper)"
+    )
     parser.add_argument(
         "--paper",
         action="store_true",
@@ -275,8 +277,9 @@ def reproduce_paper(
     workers = workers or default_workers()
     specs = study.needed(base, design, ablations=ablations)
     todo = [s for s in specs if not is_finished(run_dir_for(s.config(), out / "runs"), s.config())]
-    hours = len(todo) * MINUTES_PER_PAPER_CPU_RUN / 60 / workers
-    about = f"; about {hours:.1f} hours on this CPU, {workers} at a time" if data is None and todo else ""
+    at_once = max(1, min(workers, len(todo)))
+    hours = len(todo) * MINUTES_PER_PAPER_CPU_RUN / 60 / at_once
+    about = f"; about {hours:.1f} hours on this CPU, {at_once} at a time" if data is None and todo else ""
     log(f"== paper regime ({base.describe()}): {len(specs)} runs, {len(todo)} still to train{about}")
     prefetch(specs, out / "runs", workers=workers, log=log, what="reproduce --paper")
     record = study.paper_regime(out / "runs", base, design, ablations=ablations, log=log)
@@ -303,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     if args.skip_ablations:
         raise ConfigError("--skip-ablations applies only with --paper")
     with limit_threads(args.threads), stopped("reproduce") as outcome:
-        summary = reproduce(args.out, args.quick, args.data, args.seeds)
+        summary = reproduce(args.out, args.quick, args.data, 3 if args.seeds is None else args.seeds)
     if outcome["exit"]:
         return outcome["exit"]
     print("\n== summary\n" + summary_markdown(summary))
@@ -321,6 +324,8 @@ def _run_paper(args: argparse.Namespace) -> int:
 
     if args.quick:
         raise ConfigError("--paper is the paper's regime, hours of training; it has no --quick version")
+    if args.seeds is not None:
+        raise ConfigError("--seeds sets the head comparison's seeds; --paper's seeds are fixed by its plan")
     with limit_threads(args.threads), stopped("reproduce --paper") as outcome:
         record = reproduce_paper(args.out, args.data, ablations=not args.skip_ablations)
     if outcome["exit"]:

@@ -35,7 +35,8 @@ scheme), receives config.yaml, data.json, metrics.jsonl, checkpoints/last.pt and
 The same command run again shows the finished run's evaluation without training; after Ctrl-C or
 SIGTERM (which save a checkpoint and stop) it continues the run, as does --resume RUN_DIR, which
 also takes overrides such as more epochs. A folder holding a run of other settings, or files that
-are not a run, is never trained into; one process at a time works in a run folder.
+are not a run, is never trained into; one process at a time works in a run folder. Under torchrun
+a new run needs a missing or empty folder, and --resume continues one.
 """
 
 from __future__ import annotations
@@ -120,10 +121,11 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
-def summary(run, wall: float) -> str:
-    """Final report of the run :func:`train` returned: its folder, wall time and each accuracy (95%
-    interval) beside its baseline."""
-    return "\n".join([f"run folder: {run.run_dir}", f"wall time:  {wall:.1f} s", *format_lines(run.eval)])
+def summary(run, wall: float | None) -> str:
+    """Final report of the run :func:`train` returned: its folder, wall time (None: nothing was trained)
+    and each accuracy (95% interval) beside its baseline."""
+    timing = [] if wall is None else [f"wall time:  {wall:.1f} s"]
+    return "\n".join([f"run folder: {run.run_dir}", *timing, *format_lines(run.eval)])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,26 +150,31 @@ def run(args: argparse.Namespace) -> int:
         run_dir = None
     # After the config is checked, so that errors come fast: these import torch.
     from deepfusion.experiments.runs import get_run
+    from deepfusion.model.runs.distributed import launched
     from deepfusion.model.runs.loop import TrainingInterrupted, train
 
-    start = time.perf_counter()
+    start, reused = time.perf_counter(), []
+    progress = not args.no_progress
     try:
         if args.resume:  # the named folder, continued with the saved config and the overrides
-            run = train(cfg, run_dir=run_dir, resume=True, progress=not args.no_progress, force=args.force)
+            run = train(cfg, run_dir=run_dir, resume=True, progress=progress, force=args.force)
+        elif launched():  # torchrun: every rank trains a new run (the ranks share no decision before it)
+            run = train(cfg, progress=progress)
         else:  # the config's own folder: trained, continued where it stopped, or its finished run shown
-            run = get_run(cfg, progress=not args.no_progress, log=_report_reuse)
+            run = get_run(cfg, progress=progress, log=lambda line: reused.append(_report_reuse(line)))
     except TrainingInterrupted as err:
         print(f"deepfusion train: {err}", flush=True)
         return err.exit_code
     if run is not None:  # under torchrun only rank 0 has the evaluation, and reports
-        print(summary(run, time.perf_counter() - start))
+        print(summary(run, None if "cached" in reused else time.perf_counter() - start))
     return 0
 
 
-def _report_reuse(line: str) -> None:
+def _report_reuse(line: str) -> str:
     """Say when the run folder already held this config's run (finished, or stopped and now continued)."""
     action, name = line.split(maxsplit=1)
     if action == "cached":
         print(f"{name} already holds this run, finished: its evaluation below (nothing trained)", flush=True)
-    elif action == "resume" and os.environ.get("RANK", "0") == "0":
+    elif action == "resume":
         print(f"{name} holds this run, stopped before the end: continuing from its last checkpoint", flush=True)
+    return action

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from deepfusion.errors import DataError
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
-from deepfusion.experiments.studies.deep_fusion import run_analysis
+from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, run_analysis
 
 ABLATIONS_VERSION = 1
 METRICS = ("linear", "knn")  # the accuracies each swept value records
@@ -127,4 +127,5 @@ def ablations(
 
 
 def _last_ratio(run_dir) -> float:
-    return float(run_analysis(run_dir).verdict.last_layer_ratio)
+    # The analysis defaults, always: an analysis of the folder made with other settings is refused.
+    return float(run_analysis(run_dir, AnalysisOptions()).verdict.last_layer_ratio)

@@ -28,7 +28,7 @@ from deepfusion.errors import DataError
 from deepfusion.experiments.record import PooledAnalysis
 from deepfusion.experiments.runs import RunSpec, run_all, seed_specs
 from deepfusion.experiments.studies import ablations as abl
-from deepfusion.experiments.studies.deep_fusion import analyze_runs
+from deepfusion.experiments.studies.deep_fusion import AnalysisOptions, analyze_runs
 from deepfusion.model.runs.config import config_hash
 
 PAPER_REGIME_VERSION = 1
@@ -125,7 +125,7 @@ def arm_result(base: RunSpec, name: str, overrides, seeds, root, log=None, train
     """One arm's seeds from the cache (trained when missing), analysed and judged together."""
     spec = base.with_overrides(*overrides)
     results = run_all(seed_specs(spec, seeds), root, log=log, train_fn=train_fn)
-    pooled = analyze_runs([r.run_dir for r in results], log=log)
+    pooled = analyze_runs([r.run_dir for r in results], AnalysisOptions(), log=log)  # FINDINGS 4c's settings
     return ArmResult(
         name,
         spec.describe(),
@@ -171,7 +171,7 @@ def format_paper_regime(record: PaperRegime) -> str:
             f"{arm.name:<16} {v.seeds:>5}  {v.outcome:<14} {f'{v.last_layer_ratio:.2f}x {_ci(v.effect_ci)}':<22} "
             f"{v.permutation_null.effect_q975:>8.2f}x {untrained:>9}  {_mean_sd(gain)}"
         )
-    if record.ablations is not None:
+    if record.ablations is not None and record.ablations.sweeps[0].ratio is not None:
         lines += ["", "ablations (exploratory): kNN gain over random (points) and last-layer ratio, per swept value"]
         for sweep in record.ablations.sweeps:
             for value, knn, rnd, ratio in zip(sweep.values, sweep.knn, sweep.random_knn, sweep.ratio):

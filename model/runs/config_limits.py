@@ -31,7 +31,7 @@ RANGES = {
 INT_MAX = 2**31 - 1  # every other integer key: what torch's C++ side takes without overflowing
 # Strings that become file or folder names: a plain name, never a path.
 NAME_KEYS = (("train", "name"), ("preset",))
-NAME_BYTES = 200  # room for "-<hash>" within the 255 bytes of a file name
+NAME_BYTES = 200  # train.name is the whole folder name, within the 255 bytes a file name may have
 # Strings that are paths: only NUL, which no path can hold, is refused.
 PATH_KEYS = (("train", "out_dir"), ("data", "root"))
 YAML_VALUES = 100_000  # values a YAML document may expand to through aliases

@@ -73,6 +73,10 @@ class DataSource:
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{source}: malformed data fingerprint ({type(err).__name__}: {err})") from None
 
+    def same_content(self, other: "DataSource") -> bool:
+        """Whether ``other`` fingerprints the same data (size, digest and kind; the path may differ)."""
+        return (self.size, self.sha256, self.kind) == (other.size, other.sha256, other.kind)
+
     def describe(self) -> str:
         what = "bytes" if self.content else "names and sizes"
         return f"{self.size} bytes in {self.files} file(s), SHA-256 of its {what} {self.sha256[:12]}"
@@ -132,7 +136,7 @@ def check(recorded: DataSource | None, current: DataSource | None, force: bool, 
                 "unchecked, and its fingerprint is recorded from now on"
             )
         return
-    if (recorded.size, recorded.sha256, recorded.kind) == (current.size, current.sha256, current.kind):
+    if recorded.same_content(current):
         return
     message = (
         f"the data at {current.path} is not what this run started on: then {recorded.describe()}, now "

@@ -28,9 +28,13 @@ def run_key(cfg: Config, salt: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+LABEL_CHARS = 160  # a data file's stem in a folder name: with "-<head>-s<seed>-<key>" well within 255 bytes
+
+
 def run_label(path) -> str:
-    """The run-folder prefix for a data file: its stem with anything unusual replaced by '-'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(path)).stem).strip("-.") or "npz"
+    """The run-folder prefix for a data file: its stem with anything unusual replaced by '-', cut to
+    ``LABEL_CHARS`` (ASCII by then, so as many bytes)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(path)).stem)[:LABEL_CHARS].strip("-.") or "npz"
 
 
 def _slug(cfg: Config) -> str:

@@ -246,7 +246,7 @@ CASES = [
             "train.name=good",
         ],
         3,
-        ["loss.temperature", "--resume"],
+        ["loss.temperature", "train.name"],
     ),
     (
         "folder in the way without a checkpoint",

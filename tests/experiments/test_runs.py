@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from deepfusion.errors import RunError
+from deepfusion.errors import DataError, RunError
+from deepfusion.experiments import runs
 from deepfusion.experiments.runs import RunSpec, get_run, is_finished, run_dir_for
 from deepfusion.model.runs import run_name
 from deepfusion.model.runs.config import load_config
@@ -217,3 +218,62 @@ def test_a_run_whose_eval_json_predates_the_record_is_still_cached(tmp_path):
     assert (
         train.calls == [] and run.run_dir == run_dir and (run.eval.knn, run.eval.linear, run.eval.step) == (0.9, 0.8, 5)
     )
+
+
+# ---------------------------------------------------------------- the config's own folder (deepfusion train)
+def test_without_a_root_the_run_lives_in_the_configs_own_folder(tmp_path):
+    train = CountingTrain()
+    cfg = load_config("digits", ["train.epochs=1", f"train.out_dir={tmp_path}", "train.name=mine"])
+    assert get_run(cfg, train_fn=train).run_dir == tmp_path / "mine"
+    assert not (tmp_path / "mine" / runs.CACHE_FILE).exists()  # a folder the user names gets no cache record
+
+
+def test_a_folder_it_made_is_removed_when_the_data_is_refused(tmp_path):
+    def refuse(*a, **k):
+        raise DataError("no such data")
+
+    cfg = load_config("digits", ["train.epochs=1", f"train.out_dir={tmp_path}"])
+    with pytest.raises(DataError):
+        get_run(cfg, train_fn=refuse)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leftovers_beside_a_users_file_in_a_named_folder_are_kept(tmp_path):
+    """A folder the user names is left to the training loop, which refuses it without deleting a file."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("notes.txt", "metrics.jsonl", "config.yaml", "eval.json"):
+        (folder / name).write_text("x")
+    cfg = load_config("synthetic", ["train.epochs=1", f"train.out_dir={tmp_path}", "train.name=mine"])
+    with pytest.raises(RunError, match="exists and is not empty"):
+        get_run(cfg)
+    assert {"notes.txt", "metrics.jsonl", "config.yaml", "eval.json"} <= {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "change, resume_suggested", [("train.epochs=2", True), ("loss.temperature=0.3", False)], ids=["epochs", "loss"]
+)
+def test_a_run_of_other_settings_is_refused_with_a_fix_that_works(tmp_path, change, resume_suggested):
+    first = load_config("digits", ["train.epochs=1", f"train.out_dir={tmp_path}", "train.name=r"])
+    write_finished(tmp_path / "r", {"knn": 0.5}, cfg=first)
+    other = load_config("digits", ["train.epochs=1", change, f"train.out_dir={tmp_path}", "train.name=r"])
+    with pytest.raises(RunError, match=change.split("=")[0]) as err:
+        get_run(other, train_fn=CountingTrain())
+    assert ("--resume" in str(err.value)) == resume_suggested  # a resume may not change the loss (check_trajectory)
+
+
+def test_a_finished_run_whose_data_file_changed_is_refused(tmp_path, capsys):
+    import numpy as np
+
+    from deepfusion.cli import main
+
+    x, y = np.random.default_rng(0).normal(size=(90, 4)), np.repeat([0, 1, 2], 30)
+    np.savez(tmp_path / "mine.npz", x=x, y=y)
+    argv = ["train", "--out", str(tmp_path / "runs"), "--no-progress", "data.name=npz"]
+    argv += [f"data.root={tmp_path / 'mine.npz'}", "train.epochs=1", "eval.linear_epochs=2", "model.depth=1"]
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same data: the finished run is shown
+    capsys.readouterr()
+    np.savez(tmp_path / "mine.npz", x=x + 1, y=y)
+    assert main(argv) == 2
+    assert "is not what the finished run" in capsys.readouterr().err

@@ -68,3 +68,24 @@ def test_same_command_again_shows_the_finished_run_without_training(tmp_path, ca
     score = [line for line in first.splitlines() if line.strip().startswith("kNN")]
     assert score and score == [line for line in second.splitlines() if line.strip().startswith("kNN")]
     assert [p.name for p in tmp_path.iterdir()] == [run_dir.name]
+
+
+def test_same_command_after_a_stop_continues_the_run(tmp_path, capsys, monkeypatch):
+    import json
+    import signal
+
+    from deepfusion.cli import main
+    from deepfusion.model.runs import loop
+
+    argv = ["train", "--out", str(tmp_path), *TINY, "train.epochs=2", "train.log_every=1"]
+    real = loop.stop_requested
+    monkeypatch.setattr(loop, "stop_requested", lambda setup, state, stop: signal.SIGTERM if state.step == 3 else None)
+    assert main(argv) != 0  # stopped at step 3, checkpoint saved
+    assert "stopped by SIGTERM at step 3" in capsys.readouterr().out
+    monkeypatch.setattr(loop, "stop_requested", real)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "continuing from its last checkpoint" in out and "wall time" in out
+    (run_dir,) = tmp_path.iterdir()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > 3  # each step once, on to the end

@@ -23,7 +23,7 @@ def test_trained_runs_compare_paired_by_seed(tmp_path):
         for s in (1, 2)
         for h in HEADS
     ]
-    rec = compare_heads(runs)
+    rec = compare_heads([r.run_dir for r in runs])  # train() returns a Run
     assert rec.seeds == (1, 2) and {h.head for h in rec.heads} == set(HEADS)
     ref = rec.head("transformer")
     for h in rec.heads:

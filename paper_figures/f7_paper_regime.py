@@ -22,7 +22,7 @@ from deepfusion.paper_figures.record import FigureRecord
 
 KEY = "F7"
 TITLE = "The paper's regime: same-class attention by layer per arm, with nulls, and the ablations"
-ARM_COLORS = ("blue", "vermillion", "green")
+ARM_COLORS = ("blue", "vermillion", "purple")  # green is the effect line
 
 
 def _arm_panel(ax, arm, color) -> None:
@@ -49,7 +49,7 @@ def _gain_panel(ax, arms) -> None:
         ax.plot(x, gain, "o", ms=3, color=style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]], alpha=0.8)
         ax.plot([i - 0.25, i + 0.25], [gain.mean()] * 2, color="black", lw=1.2)
     ax.axhline(0.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
-    ax.set_xticks(range(len(arms)), [a.name.replace(" ", "\n", 1) for a in arms], fontsize=6.5)
+    ax.set_xticks(range(len(arms)), [a.name for a in arms], fontsize=6.5, rotation=25, ha="right")
     ax.set_ylabel("backbone kNN gain\nover random (points)")
     ax.set_title("what the backbone learned", fontsize=7)
 

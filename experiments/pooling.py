@@ -48,6 +48,11 @@ def seedless(cfg) -> dict:
     return {k: v for k, v in _flat(config_to_dict(cfg)).items() if k not in skip}
 
 
+def differing_keys(a: dict, b: dict) -> list[str]:
+    """The flat keys whose values differ between two flat configs (a key missing on one side differs)."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def seedless_hash(cfg) -> str:
     c = copy.deepcopy(cfg)
     c.train.seed = 0
@@ -84,8 +89,7 @@ def check_runs(run_dirs) -> list:
     cfgs = [run_config(p) for p in paths]
     first = seedless(cfgs[0])
     for p, cfg in zip(paths[1:], cfgs[1:]):
-        other = seedless(cfg)
-        diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        diff = differing_keys(first, seedless(cfg))
         if diff:
             raise DataError(
                 f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in train.seed; pool only runs "

@@ -92,6 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _given(args: argparse.Namespace, *flags: str) -> list[str]:
+    """Which of ``flags`` the command line set (an option left at its default of None, False or [] is not)."""
+    return [f for f in flags if getattr(args, f.lstrip("-").replace("-", "_")) not in (None, False, [])]
+
+
 def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.pool import stopped
     from deepfusion.experiments.pooling import expand_runs
@@ -99,16 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.paper_figures.build import build_figures, build_head_figures, build_run_figures, parse_only
 
     if args.heads:
-        clash = [
-            flag
-            for flag, given in (
-                ("--quick", args.quick),
-                ("--data", args.data is not None),
-                ("--only", args.only is not None),
-                ("--run", bool(args.run)),
-            )
-            if given
-        ]
+        clash = _given(args, "--quick", "--data", "--only", "--run")
         if clash:
             raise ConfigError(
                 f"--heads draws F4 from your head runs and cannot be combined with {', '.join(clash)}; "
@@ -118,15 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     if args.run:
-        clash = [
-            flag
-            for flag, given in (
-                ("--quick", args.quick),
-                ("--data", args.data is not None),
-                ("--only", args.only is not None),
-            )
-            if given
-        ]
+        clash = _given(args, "--quick", "--data", "--only")
         if clash:
             raise ConfigError(
                 f"--run draws your own runs and cannot be combined with {', '.join(clash)}; drop one or the other"

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from deepfusion.errors import DataError
-from deepfusion.experiments.pooling import seedless, seedless_hash
+from deepfusion.experiments.pooling import differing_keys, seedless, seedless_hash
 from deepfusion.model.network.registry import HEADS
 from deepfusion.model.runs.eval_result import EvalResult
 from deepfusion.model.runs.layout import RunFolder
@@ -219,8 +219,7 @@ def _check_config(paths, cfgs) -> None:
     """One config apart from head and seed (and where the outputs went)."""
     first = _headless(cfgs[0])
     for p, cfg in zip(paths[1:], cfgs[1:]):
-        other = _headless(cfg)
-        diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        diff = differing_keys(first, _headless(cfg))
         if diff:
             raise DataError(
                 f"{p} and {paths[0]} differ in {', '.join(diff)}, not only in model.head and "

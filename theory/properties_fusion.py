@@ -144,6 +144,7 @@ def s3_spread_shrinks_iff_same_beats_out(C, n, w, alpha):
     a_self, a_same, a_out = a_self / z, a_same / z, a_out / z
     assume(abs(a_same - a_out) > 1e-9)
     m = a_self + (n - 1) * a_same
+    assume(abs(1.0 + alpha * fusion.kappa(m, C)) > 1e-3)  # S2 needs 1 + alpha kappa(m) != 0 (C=2, m=0, alpha=1)
     r_next = fusion.layer_map(1.0, a_self, a_same, m, C, alpha)
     require((r_next < 1.0) == (a_same > a_out), "failed: (r_next < 1.0) == (a_same > a_out)")
 

@@ -2,6 +2,7 @@
 properties and checks are wired to the statements they claim (see test_planted_bugs for failures)."""
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,16 @@ def test_property_names_its_statement_and_is_documented(statement, prop):
 def test_no_property_is_listed_twice():
     props = [p for ps in properties_fusion.PROPERTIES.values() for p in ps]
     assert len(props) == len(set(props))
+
+
+@pytest.mark.filterwarnings("ignore:Using `assume` outside")  # the inner test is called directly
+def test_s3_property_skips_s2s_singular_point():
+    # C=2, m=0, alpha=1 makes 1 + alpha kappa(m) = 0, outside S2's hypothesis: the property must
+    # reject the draw, not divide by zero (verify printed a RuntimeWarning when Hypothesis drew it).
+    from hypothesis.errors import UnsatisfiedAssumption
+
+    inner = properties_fusion.s3_spread_shrinks_iff_same_beats_out.hypothesis.inner_test
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(UnsatisfiedAssumption):
+            inner(2, 2, (0.0, 0.0, 0.5), 1.0)

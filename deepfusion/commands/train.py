@@ -105,7 +105,7 @@ def config_help() -> str:
     import dataclasses
     import textwrap
 
-    from deepfusion.model.data import DATASETS
+    from deepfusion.model.dataset_names import DATASETS
     from deepfusion.model.runs.config import SECTIONS, Config
 
     defaults = Config()

@@ -17,6 +17,7 @@ import os
 from deepfusion.errors import ConfigError
 from deepfusion.model.data import cifar, digits, fashion_mnist, npz, synthetic, theory_features, tiny_imagenet
 from deepfusion.model.data.base import ArrayDataset, float_option, int_option, stratified_split, stratified_take
+from deepfusion.model.dataset_names import DATASETS
 
 __all__ = ["ArrayDataset", "DATASETS", "SPLITS", "load_dataset", "dataset_options", "stratified_split"]
 
@@ -32,7 +33,6 @@ _LOADERS = {
     "tiny_imagenet": tiny_imagenet.load,
     "npz": npz.load,
 }
-DATASETS = tuple(_LOADERS)
 SPLITS = ("train", "test")
 COMMON_OPTIONS = {"test_fraction": 0.25, "limit": None}
 

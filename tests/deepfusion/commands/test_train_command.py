@@ -17,6 +17,17 @@ def test_help_lists_options_and_presets():
         assert word in res.stdout, word
 
 
+def test_help_does_not_import_torch():
+    # torch takes seconds to import; --help (the config keys and dataset names) needs none of it
+    code = (
+        "import sys\nfrom deepfusion.cli import main\ntry:\n    main(['train', '--help'])\n"
+        "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_bad_key_is_one_line_without_traceback():
     res = _run("--config", "digits", "optim.lrate=0.1")
     assert res.returncode != 0

@@ -33,6 +33,12 @@ def test_unknown_option_lists_the_loaders_options():
     assert all(k in str(err.value) for k in ("num_classes", "dim", "samples_per_class", "noise", "test_fraction"))
 
 
+def test_the_torch_free_name_list_is_the_loaders():
+    from deepfusion.model.data import _LOADERS
+
+    assert DATASETS == tuple(_LOADERS)
+
+
 def test_every_loader_accepts_the_common_options():
     for name in DATASETS:
         assert {"test_fraction", "limit"} <= set(dataset_options(name))

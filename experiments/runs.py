@@ -134,6 +134,29 @@ def is_finished(run_dir: str | Path, cfg: Config | None = None) -> bool:
     return finished_eval(run_dir, cfg) is not None
 
 
+def _highest_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
+    top = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        top = p
+    return top
+
+
+def _remove_empty_parents(run_dir: Path, top: Path) -> None:
+    """Remove ``run_dir``'s parents up to ``top`` (which this call made) while they are empty."""
+    if top == run_dir:
+        return
+    for p in run_dir.parents:
+        try:
+            p.rmdir()  # only if empty: another run may have been put there meanwhile
+        except OSError:
+            return
+        if p == top:
+            return
+
+
 def _check_trained_as_named(run_dir: Path, cfg: Config, cache: bool) -> None:
     """Refuse a run folder whose checkpoint was trained with another config than the one asked for."""
     try:
@@ -234,7 +257,7 @@ def get_run(
             log(f"cached  {run_dir.name}")
         return Run(run_dir, cfg, ev)
     folder = RunFolder(run_dir)
-    made = not run_dir.exists()
+    made = _highest_missing(run_dir)  # what this call makes: the run folder and any parent
     check_plain(folder)  # never lock, clear or train through a symbolic link
     make_folder(folder)
     with folder_lock(run_dir, "train in"):  # re-entrant: the training loop takes it again
@@ -250,8 +273,9 @@ def get_run(
         try:
             run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
         except (ConfigError, DataError):
-            if made:  # bad input leaves nothing behind: the folder this call made, while still empty
+            if made is not None:  # bad input leaves nothing behind: the folders this call made, while still empty
                 remove_if_untouched(folder)
+                _remove_empty_parents(run_dir, made)
             raise
         if root is not None:
             _write_cache_record(run_dir, cfg, salt)

@@ -46,6 +46,7 @@ from deepfusion.model.runs.run_folder import (
     check_plain,
     make_folder,
     remove_if_untouched,
+    remove_made,
 )
 from deepfusion.model.runs.run_name import default_run_dir, run_dir_for, run_key
 from deepfusion.model.runs.run_record import Run
@@ -132,29 +133,6 @@ def is_finished(run_dir: str | Path, cfg: Config | None = None) -> bool:
     """Whether the run's newest loadable checkpoint is finished and ``eval.json`` describes its step;
     with ``cfg``, also whether that checkpoint was trained with ``cfg`` (:func:`config_mismatch`)."""
     return finished_eval(run_dir, cfg) is not None
-
-
-def _highest_missing(path: Path) -> Path | None:
-    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
-    top = None
-    for p in (path, *path.parents):
-        if p.exists():
-            break
-        top = p
-    return top
-
-
-def _remove_empty_parents(run_dir: Path, top: Path) -> None:
-    """Remove ``run_dir``'s parents up to ``top`` (which this call made) while they are empty."""
-    if top == run_dir:
-        return
-    for p in run_dir.parents:
-        try:
-            p.rmdir()  # only if empty: another run may have been put there meanwhile
-        except OSError:
-            return
-        if p == top:
-            return
 
 
 def _check_trained_as_named(run_dir: Path, cfg: Config, cache: bool) -> None:
@@ -257,9 +235,8 @@ def get_run(
             log(f"cached  {run_dir.name}")
         return Run(run_dir, cfg, ev)
     folder = RunFolder(run_dir)
-    made = _highest_missing(run_dir)  # what this call makes: the run folder and any parent
     check_plain(folder)  # never lock, clear or train through a symbolic link
-    make_folder(folder)
+    made = make_folder(folder)  # the run folder and any parents this call made
     with folder_lock(run_dir, "train in"):  # re-entrant: the training loop takes it again
         ev = finished_eval(run_dir, cfg)
         if ev is not None:  # finished while this process waited to decide
@@ -273,9 +250,10 @@ def get_run(
         try:
             run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
         except (ConfigError, DataError):
-            if made is not None:  # bad input leaves nothing behind: the folders this call made, while still empty
+            if made and made[-1] == folder.root:  # bad input leaves nothing behind: what this call made
                 remove_if_untouched(folder)
-                _remove_empty_parents(run_dir, made)
+                if not folder.root.exists():
+                    remove_made(made[:-1])
             raise
         if root is not None:
             _write_cache_record(run_dir, cfg, salt)

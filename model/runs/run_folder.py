@@ -36,11 +36,41 @@ def _unwritable(folder: RunFolder, err: OSError) -> RunError:
     )
 
 
-def make_folder(folder: RunFolder) -> None:
-    try:
-        folder.root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise _unwritable(folder, err) from None
+def make_folder(folder: RunFolder, tries: int = 3) -> list[Path]:
+    """Make the run folder and its missing parents, one level at a time; the folders this call made,
+    outermost first (a level another process made first is not ours: FileExistsError). A parent
+    removed meanwhile (a refused run cleaning up the parents it made) is made again."""
+    for attempt in range(tries):
+        made = []
+        try:
+            for level in (*reversed(folder.root.parents), folder.root):
+                if level.is_dir():  # follows links and resolves "..", as the kernel will
+                    continue
+                try:
+                    level.mkdir()
+                    made.append(level)
+                except FileExistsError:
+                    if not level.is_dir():
+                        raise
+            return made
+        except FileNotFoundError as err:
+            if attempt == tries - 1:
+                raise _unwritable(folder, err) from None
+        except OSError as err:
+            raise _unwritable(folder, err) from None
+    return []
+
+
+def remove_made(folders: list[Path]) -> None:
+    """Remove folders :func:`make_folder` made, innermost first, while empty (another run may have
+    been put in one meanwhile: it and those above it stay)."""
+    for level in reversed(folders):
+        try:
+            level.rmdir()
+        except FileNotFoundError:  # already gone
+            continue
+        except OSError:
+            return
 
 
 def _check_writable(folder: RunFolder) -> None:

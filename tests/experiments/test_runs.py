@@ -251,6 +251,18 @@ def test_the_out_parents_it_made_are_removed_when_the_data_is_refused(tmp_path):
     assert [p.name for p in (tmp_path / "keep").iterdir()] == ["other"]
 
 
+def test_only_what_it_made_is_removed_through_dot_dot(tmp_path):
+    def refuse(*a, **k):
+        raise DataError("no such data")
+
+    (tmp_path / "runs").mkdir()  # exists before, empty: "new/../runs" names it through a folder made now
+    cfg = load_config("digits", ["train.epochs=1", f"train.out_dir={tmp_path / 'new' / '..' / 'runs'}"])
+    with pytest.raises(DataError):
+        get_run(cfg, train_fn=refuse)
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
 def test_leftovers_beside_a_users_file_in_a_named_folder_are_kept(tmp_path):
     """A folder the user names is left to the training loop, which refuses it without deleting a file."""
     folder = tmp_path / "mine"

@@ -15,6 +15,7 @@ from deepfusion.cli import main
 from deepfusion.errors import CheckpointError, RunError
 from deepfusion.model.runs.layout import RunFolder, write_json
 from deepfusion.model.runs.lock import folder_lock, holds_lock
+from deepfusion.model.runs.run_folder import make_folder, remove_made
 from tests.model.runs.test_train import TINY, _env, _wait_for_step, tiny
 
 HOLD = textwrap.dedent("""
@@ -204,3 +205,16 @@ def test_analysis_of_a_held_folder_is_refused_before_the_checkpoint_is_read(tmp_
     with Holder(tmp_path) as proc:
         with pytest.raises(RunError, match=f"in use by process {proc.pid}"):
             analyze.analyze_run(tmp_path)
+
+
+def test_make_folder_reports_the_levels_it_made_and_remove_made_undoes_them(tmp_path):
+    (tmp_path / "a").mkdir()
+    made = make_folder(RunFolder(tmp_path / "a" / "b" / "c"))
+    assert made == [tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]
+    assert make_folder(RunFolder(tmp_path / "a" / "b" / "c")) == []
+    (tmp_path / "a" / "b" / "kept").mkdir()  # another run put in a made level: it stays, and so does b
+    remove_made(made)
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["kept"]
+    (tmp_path / "a" / "b" / "kept").rmdir()
+    remove_made(made)
+    assert list((tmp_path / "a").iterdir()) == []

@@ -107,6 +107,21 @@ def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] 
     return records
 
 
+def build_paper_figure(record_file, out_dir: str | Path, log: Callable[[str], None] = print) -> list[FigureRecord]:
+    """``deepfusion figures --paper-record FILE``: F7 from a saved paper-regime record, training nothing."""
+    import shlex
+
+    from deepfusion.experiments.studies.paper_regime import read_paper_regime
+    from deepfusion.paper_figures import f7_paper_regime
+
+    record = read_paper_regime(record_file)
+    command = shlex.join(["deepfusion", "figures", "--paper-record", str(record_file), "--out", str(out_dir)])
+    records = [f7_paper_regime.make(record, Path(out_dir), command)]
+    paths = index.write_index(records, out_dir)
+    log(f"index: {paths[0]}")
+    return records
+
+
 def build_head_figures(
     run_dirs, out_dir: str | Path, patterns=None, log: Callable[[str], None] = print
 ) -> list[FigureRecord]:

@@ -23,12 +23,17 @@ second call reuses finished runs, a changed config trains anew.
             paired by seed (per seed each head's accuracy, and transformer minus each head with its
             95% t-interval over seeds); the index lists every run and seed behind it
 
+  --paper-record FILE  a saved paper-regime record (deepfusion reproduce --paper's
+            paper/paper_regime.json, or experiments/paper_regime_cpu.json in the repository): F7
+            drawn from it, nothing trained
+
 Each figure's command in the index regenerates it into the same folder (--out).
 
 Examples:
   deepfusion figures --run runs/mydata-0123456789 --out my_figures
   deepfusion figures --quick --out figures
   deepfusion figures --heads 'results/heads/*' --out heads_figures
+  deepfusion figures --paper-record experiments/paper_regime_cpu.json --out f7
   deepfusion figures --only F3
   deepfusion figures --data ~/datasets --out paper --seeds 3
 """
@@ -83,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paper's figures (as deepfusion heads compares them)",
     )
     parser.add_argument(
+        "--paper-record",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a saved paper-regime record (reproduce --paper's paper/paper_regime.json, or the "
+        "project's experiments/paper_regime_cpu.json): draws F7 from it, training nothing",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -101,7 +114,23 @@ def run(args: argparse.Namespace) -> int:
     from deepfusion.experiments.pool import stopped
     from deepfusion.experiments.pooling import expand_runs
     from deepfusion.experiments.runs import default_workers
-    from deepfusion.paper_figures.build import build_figures, build_head_figures, build_run_figures, parse_only
+    from deepfusion.paper_figures.build import (
+        build_figures,
+        build_head_figures,
+        build_paper_figure,
+        build_run_figures,
+        parse_only,
+    )
+
+    if args.paper_record is not None:
+        clash = _given(args, "--quick", "--data", "--only", "--run", "--heads")
+        if clash:
+            raise ConfigError(
+                f"--paper-record draws F7 from a saved record and cannot be combined with {', '.join(clash)}; "
+                "drop one or the other"
+            )
+        build_paper_figure(args.paper_record, args.out)
+        return 0
 
     if args.heads:
         clash = _given(args, "--quick", "--data", "--only", "--run")

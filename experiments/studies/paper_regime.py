@@ -121,6 +121,24 @@ class PaperRegime:
         return cls(data["base"], arms, sweeps, data["version"])
 
 
+def read_paper_regime(path) -> PaperRegime:
+    """A saved record (``reproduce --paper``'s ``paper/paper_regime.json``, or the project's
+    ``experiments/paper_regime_cpu.json``); ``DataError`` naming the file when it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"paper-regime record {path} not found; deepfusion reproduce --paper writes one") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not a readable paper-regime record ({err})") from None
+    try:
+        return PaperRegime.from_json(data)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise DataError(f"{path} is not a paper-regime record (missing or malformed {err})") from None
+    except DataError as err:
+        raise DataError(f"{path}: {err}") from None
+
+
 def arm_result(base: RunSpec, name: str, overrides, seeds, root, log=None, train_fn=None) -> ArmResult:
     """One arm's seeds from the cache (trained when missing), analysed and judged together."""
     spec = base.with_overrides(*overrides)

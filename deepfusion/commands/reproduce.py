@@ -18,8 +18,8 @@ head comparison.
   --paper   the paper's regime instead (FINDINGS 4c): paper_cpu as is, at temperature 0.1 and
             with mask_pair, 6 training seeds each, judged under rule v3; ablations of batch size,
             temperature and weight decay, 3 seeds each; F7 and paper_regime.json in --out/paper.
-            33 runs of about 18 CPU-minutes each: about 5 hours on 2 cores (two runs at a time),
-            resumed from the cache when stopped. With --data DIR (CIFAR-10 under
+            33 runs of 21-28 minutes each with their analysis, two at a time: about 7 hours on
+            2 cores, resumed from the cache when stopped. With --data DIR (CIFAR-10 under
             DIR/cifar-10-batches-py) the same study runs the cifar10 preset, on a GPU.
 
 Training runs are cached by their resolved config under --out/runs, so a second call only
@@ -256,7 +256,7 @@ def reproduce(out: Path, quick: bool, data=None, seeds: int = 3, log=print) -> R
     return summary
 
 
-MINUTES_PER_PAPER_CPU_RUN = 18  # one paper_cpu seed on one core of the 2-core CPU (FINDINGS 4b)
+MINUTES_PER_PAPER_CPU_RUN = 25  # one paper_cpu run and its analysis, two at a time on the 2-core CPU (FINDINGS 4d)
 
 
 def reproduce_paper(

@@ -37,7 +37,7 @@ def _arm_panel(ax, arm, color) -> None:
     draw_nulls(ax, depth, v)
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
     ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
-    ax.set_title(f"{arm.name}\n{v.outcome} ({v.seeds} seeds, last {v.last_layer_ratio:.2f}x)", fontsize=7)
+    ax.set_title(f"{arm.name}\n{v.outcome}\n({v.seeds} seeds, last {v.last_layer_ratio:.2f}x)", fontsize=7)
     ax.set_xticks(depth[::3] if len(depth) > 6 else depth)
     ax.set_xlabel("layer of the head")
 
@@ -54,7 +54,15 @@ def _gain_panel(ax, arms) -> None:
     ax.set_title("what the backbone learned", fontsize=7)
 
 
-def _sweep_row(axes, sweeps, metric: str, ylabel: str) -> None:
+def _tick(value) -> str:
+    """1e-4 rather than 0.0001, so that neighbouring weight-decay ticks do not run together."""
+    v = float(value)
+    return f"{v:g}" if v == 0 or abs(v) >= 1e-3 else f"{v:.0e}".replace("e-0", "e-")
+
+
+def _sweep_row(axes, sweeps, metric: str, ylabel: str, line: float | None = None) -> None:
+    """One row of ablation panels; with ``line`` (the ratio row) the effect line is drawn and every
+    panel spans chance to above it, so that a ratio of 1.002 does not look like an effect."""
     for ax, sweep in zip(axes, sweeps):
         x = np.asarray(sweep.values, dtype=float)
         if metric == "gain":
@@ -71,11 +79,15 @@ def _sweep_row(axes, sweeps, metric: str, ylabel: str) -> None:
             ax.set_xscale("log")
         elif sweep.scale == "symlog" and (x > 0).any():
             ax.set_xscale("symlog", linthresh=min(v for v in x if v > 0))
-        ax.set_xticks(x, [f"{v:g}" for v in sweep.values])
+        ax.set_xticks(x, [_tick(v) for v in sweep.values])
         ax.minorticks_off()
         ax.axvline(sweep.base_value, color=style.REFERENCE_COLOR, ls=":", lw=1)
         ax.axhline(1.0 if metric == "ratio" else 0.0, color=style.REFERENCE_COLOR, ls=":", lw=0.8)
         ax.set_xlabel(sweep.label)
+        if line is not None:
+            ax.axhline(line, color=style.OKABE_ITO["green"], ls=":", lw=1)
+            low, high = min(0.95, *(c.min() for c in cells)), max(line, *(c.max() for c in cells))
+            ax.set_ylim(low - 0.02, high + 0.03)
     axes[0].set_ylabel(ylabel)
 
 
@@ -97,7 +109,8 @@ def plot(record: PaperRegime, out_dir: Path, stem: str) -> list[Path]:
     handles, labels = top[0].get_legend_handles_labels()
     if sweeps:
         _sweep_row(axes[1], sweeps, "gain", "kNN gain over\nrandom (points)")
-        _sweep_row(axes[2], sweeps, "ratio", "last-layer ratio\n(same-class / chance)")
+        line = arms[0].pooled.verdict.line if arms else 1.25
+        _sweep_row(axes[2], sweeps, "ratio", "last-layer ratio\n(same-class / chance)", line)
         for r in (1, 2):
             for ax in axes[r][len(sweeps) :]:
                 ax.axis("off")

@@ -194,8 +194,8 @@ def format_paper_regime(record: PaperRegime) -> str:
         for sweep in record.ablations.sweeps:
             for value, knn, rnd, ratio in zip(sweep.values, sweep.knn, sweep.random_knn, sweep.ratio):
                 gain = np.asarray(knn) - np.asarray(rnd)
+                setting = f"{sweep.key}={value:g}"
                 lines.append(
-                    f"  {sweep.key}={value:<8g} seeds {len(knn)}  kNN gain {_mean_sd(gain):<20} "
-                    f"ratio {np.mean(ratio):.2f}x"
+                    f"  {setting:<26} seeds {len(knn)}  kNN gain {_mean_sd(gain):<20} ratio {np.mean(ratio):.2f}x"
                 )
     return "\n".join(lines)

@@ -40,3 +40,9 @@ def test_paper_record_cannot_be_combined_with_the_other_modes(tmp_path, capsys):
     assert main(["figures", "--paper-record", str(RECORD), "--quick", "--out", str(tmp_path / "x")]) != 0
     assert "cannot be combined with --quick" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_weight_decay_ticks_stay_short():
+    from deepfusion.paper_figures.f7_paper_regime import _tick
+
+    assert [_tick(v) for v in (0.0, 1e-4, 5e-4, 0.02, 256)] == ["0", "1e-4", "5e-4", "0.02", "256"]

@@ -45,8 +45,7 @@ from deepfusion.model.runs.run_folder import (
     TRAJECTORY_SECTIONS,
     check_plain,
     make_folder,
-    remove_if_untouched,
-    remove_made,
+    undo_start,
 )
 from deepfusion.model.runs.run_name import default_run_dir, run_dir_for, run_key
 from deepfusion.model.runs.run_record import Run
@@ -250,10 +249,7 @@ def get_run(
         try:
             run = (train_fn or train)(cfg, run_dir=run_dir, resume=resume, progress=progress)
         except (ConfigError, DataError):
-            if made and made[-1] == folder.root:  # bad input leaves nothing behind: what this call made
-                remove_if_untouched(folder)
-                if not folder.root.exists():
-                    remove_made(made[:-1])
+            undo_start(folder, made)  # bad input leaves nothing behind
             raise
         if root is not None:
             _write_cache_record(run_dir, cfg, salt)

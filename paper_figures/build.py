@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import shlex
 import time
 from pathlib import Path
 from typing import Callable
@@ -109,8 +110,6 @@ def build_run_figures(run_dirs, out_dir: str | Path, log: Callable[[str], None] 
 
 def build_paper_figure(record_file, out_dir: str | Path, log: Callable[[str], None] = print) -> list[FigureRecord]:
     """``deepfusion figures --paper-record FILE``: F7 from a saved paper-regime record, training nothing."""
-    import shlex
-
     from deepfusion.experiments.studies.paper_regime import read_paper_regime
     from deepfusion.paper_figures import f7_paper_regime
 

@@ -58,7 +58,7 @@ def make_folder(folder: RunFolder, tries: int = 3) -> list[Path]:
                 raise _unwritable(folder, err) from None
         except OSError as err:
             raise _unwritable(folder, err) from None
-    return []
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def remove_made(folders: list[Path]) -> None:
@@ -71,6 +71,14 @@ def remove_made(folders: list[Path]) -> None:
             continue
         except OSError:
             return
+
+
+def undo_start(folder: RunFolder, made: list[Path]) -> None:
+    """Bad input leaves nothing behind: the run folder a start made (while untouched) and the
+    parents it made (while empty), as :func:`make_folder` reported them."""
+    if made and made[-1] == folder.root:
+        remove_if_untouched(folder)
+        remove_made(made[:-1])  # stops at the first level still holding something
 
 
 def _check_writable(folder: RunFolder) -> None:
@@ -191,10 +199,10 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
         raise RunError(
             f"cannot resume: {folder} has no {folder.checkpoints.name}/ folder; start a new run without --resume"
         )
-    made = dinfo.main and not resume and not folder.root.exists()
+    made = []  # what this start made (a resumed folder exists already)
     if dinfo.main:
         check_plain(folder)
-        make_folder(folder)
+        made = make_folder(folder)
     lock = folder_lock(folder.root, "resume" if resume else "train in") if dinfo.main else _nothing(folder)
     with lock:
         if resume:  # rank 0 alone (it holds the lock) sets an unreadable last.pt aside
@@ -211,8 +219,7 @@ def open_run_folder(cfg, run_dir, resume: bool, dinfo, force: bool = False):
         try:
             yield folder, ckpt
         except (ConfigError, DataError):
-            if made:  # bad input leaves nothing behind: the folder this start made, while it holds nothing else
-                remove_if_untouched(folder)
+            undo_start(folder, made)
             raise
 
 

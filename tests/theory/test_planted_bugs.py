@@ -100,6 +100,7 @@ def _verify_under_O(tmp_path, bug, only):
     )
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch, sympy and scipy: 10-20 s
 def test_verify_under_python_O_fails_on_a_planted_bug(tmp_path):
     out = _verify_under_O(tmp_path, "layer_map_abs", "S2")
     assert out.returncode == 1, out.stdout + out.stderr

@@ -16,19 +16,31 @@ def test_needed_lists_the_arms_seed_by_seed_then_each_distinct_ablation_once():
     specs = study.needed(study.base_spec())
     hashes = [config_hash(s.config()) for s in specs]
     assert len(set(hashes)) == len(hashes)
-    arms = len(study.ARMS) * len(study.ARM_SEEDS)
+    arms = sum(len(study.Design().seeds(name)) for name in study.ARMS)
     # The ablation cells equal to an arm (batch 1024, temperature 0.02 and 0.1, weight decay 1e-4 at
-    # seeds 1-3) are the arms' runs: only the 5 other values x 3 seeds are new.
+    # seeds 1-3) are the arms' runs: only the 5 other values x 3 seeds are new (temperature 0.5's
+    # arm has seeds 4-9, its ablation cell seeds 1-3).
     assert len(specs) == arms + 5 * len(study.ABLATION_SEEDS)
     first = [s.config() for s in specs[: len(study.ARMS)]]
-    assert {c.train.seed for c in first} == {1}
-    assert [c.loss.temperature for c in first] == [0.02, 0.1, 0.02]
-    assert [c.model.scope for c in first] == ["both_views", "both_views", "mask_pair"]
+    assert [c.train.seed for c in first] == [1, 1, 1, 4]
+    assert [c.loss.temperature for c in first] == [0.02, 0.1, 0.02, 0.5]
+    assert [c.model.scope for c in first] == ["both_views", "both_views", "mask_pair", "both_views"]
     assert all(s.config().train.seed in study.ABLATION_SEEDS for s in specs[arms:])
 
 
 def test_without_ablations_only_the_arms_are_needed():
-    assert len(study.needed(study.base_spec(), ablations=False)) == len(study.ARMS) * len(study.ARM_SEEDS)
+    arms = study.needed(study.base_spec(), ablations=False)
+    assert len(arms) == 3 * len(study.ARM_SEEDS) + len(study.ARM_SEEDS_OF["temperature 0.5"])
+    fresh = [c.train.seed for c in (s.config() for s in arms) if c.loss.temperature == 0.5]
+    assert fresh == [4, 5, 6, 7, 8, 9]  # FINDINGS 4e: seeds 1-3 made the hypothesis, so none of them judges it
+
+
+def test_an_arm_with_its_own_seeds_is_interleaved_seed_by_seed():
+    design = study.Design(arms={"a": (), "b": ("loss.temperature=0.5",)}, arm_seeds=(1, 2), seeds_of={"b": (7,)})
+    got = [
+        (c.loss.temperature, c.train.seed) for c in (s.config() for s in study.needed(study.base_spec(), design, False))
+    ]
+    assert got == [(0.02, 1), (0.5, 7), (0.02, 2)]
 
 
 def test_the_gpu_version_is_the_paper_preset_on_the_data_folder(tmp_path):

@@ -104,3 +104,18 @@ def test_sigterm_under_torchrun_is_honoured_within_a_step(tmp_path):
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["step"] >= first and not last["finished"]
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+@pytest.mark.distributed_slow
+def test_a_run_refused_for_its_data_under_torchrun_leaves_no_folder(tmp_path):
+    """Each rank calls the training loop itself, so each undoes its own start (run_folder.undo_start):
+    the run folder and the --out parents this call made are gone, a parent that held something stays."""
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "other").mkdir()
+    out = tmp_path / "keep" / "a" / "b"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["-m", "deepfusion", "train", "--config", "fashion_mnist", f"data.root={tmp_path / 'nothere'}"]
+    cmd += ["--out", str(out), *SMALL]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Fashion-MNIST train split not found" in proc.stderr, proc.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["other"], proc.stderr[-3000:]

@@ -1,7 +1,7 @@
 """F7: the paper's regime: same-class attention by layer per arm with its nulls, and the ablations.
 
 Draws the record of ``experiments.studies.paper_regime``. Top row, one panel per arm (the preset as
-is, temperature 0.1, ``mask_pair``): the rule v3 ratio per layer, seeds averaged, with the
+is, temperature 0.1, ``mask_pair``, temperature 0.5): the rule v3 ratio per layer, seeds averaged, with the
 interval of the verdict's look; each seed's curve faintly; the label-permutation null's 97.5%
 quantile and the untrained head; chance (1x) and the effect line; the verdict in the panel's
 title. The last top panel: each seed's backbone kNN gain over its random backbone, per arm. When
@@ -22,7 +22,7 @@ from deepfusion.paper_figures.record import FigureRecord
 
 KEY = "F7"
 TITLE = "The paper's regime: same-class attention by layer per arm, with nulls, and the ablations"
-ARM_COLORS = ("blue", "vermillion", "purple")  # green is the effect line
+ARM_COLORS = ("blue", "vermillion", "purple", "sky")  # green is the effect line, orange the untrained head
 
 
 def _arm_panel(ax, arm, color) -> None:
@@ -49,9 +49,11 @@ def _gain_panel(ax, arms) -> None:
         ax.plot(x, gain, "o", ms=3, color=style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]], alpha=0.8)
         ax.plot([i - 0.25, i + 0.25], [gain.mean()] * 2, color="black", lw=1.2)
     ax.axhline(0.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
-    ax.set_xticks(range(len(arms)), [a.name for a in arms], fontsize=6.5, rotation=25, ha="right")
+    ax.set_xticks(range(len(arms)), [a.name for a in arms], fontsize=6.5, rotation=40, ha="right")
+    ax.yaxis.tick_right()  # its own scale, kept clear of the arm panel beside it
+    ax.yaxis.set_label_position("right")
     ax.set_ylabel("backbone kNN gain\nover random (points)")
-    ax.set_title("what the backbone learned", fontsize=7)
+    ax.set_title("what the backbone\nlearned", fontsize=7)
 
 
 def _tick(value) -> str:
@@ -83,7 +85,7 @@ def _sweep_row(axes, sweeps, metric: str, ylabel: str, line: float | None = None
         ax.minorticks_off()
         ax.axvline(sweep.base_value, color=style.REFERENCE_COLOR, ls=":", lw=1)
         ax.axhline(1.0 if metric == "ratio" else 0.0, color=style.REFERENCE_COLOR, ls=":", lw=0.8)
-        ax.set_xlabel(sweep.label)
+        ax.set_xlabel(sweep.label.replace(" (", "\n("))  # two lines: neighbouring labels stay apart
         if line is not None:
             ax.axhline(line, color=style.OKABE_ITO["green"], ls=":", lw=1)
             low, high = min(0.95, *(c.min() for c in cells)), max(line, *(c.max() for c in cells))
@@ -95,26 +97,27 @@ def plot(record: PaperRegime, out_dir: Path, stem: str) -> list[Path]:
     arms = record.arms
     sweeps = record.ablations.sweeps if record.ablations is not None else []
     rows = 3 if sweeps else 1
-    cols = max(len(arms) + 1, len(sweeps))
-    fig, axes = style.subplots(rows, cols, width=style.FULL_WIDTH, height=2.4 * rows)
-    top = axes[0]
+    # The arms' row and the ablations' rows have their own column counts: four arms do not squeeze
+    # three sweeps, and the ablations keep a last column for the legend.
+    fig = style.figure(width=style.FULL_WIDTH, height=2.4 * rows)
+    grid = fig.add_gridspec(rows, 1, height_ratios=[1.15] + [1] * (rows - 1))
+    top = grid[0].subgridspec(1, len(arms) + 1).subplots(squeeze=False)[0]
     for i, arm in enumerate(arms):
         _arm_panel(top[i], arm, style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]])
         if i:
             top[i].sharey(top[0])
+            top[i].tick_params(labelleft=False)  # the first panel's scale serves the row
     top[0].set_ylabel("same-class share / chance")
     _gain_panel(top[len(arms)], arms)
-    for ax in top[len(arms) + 1 :]:
-        ax.axis("off")
     handles, labels = top[0].get_legend_handles_labels()
     if sweeps:
-        _sweep_row(axes[1], sweeps, "gain", "kNN gain over\nrandom (points)")
+        low = grid[1:].subgridspec(2, len(sweeps) + 1).subplots(squeeze=False)
+        _sweep_row(low[0], sweeps, "gain", "kNN gain over\nrandom (points)")
         line = arms[0].pooled.verdict.line if arms else 1.25
-        _sweep_row(axes[2], sweeps, "ratio", "last-layer ratio\n(same-class / chance)", line)
-        for r in (1, 2):
-            for ax in axes[r][len(sweeps) :]:
-                ax.axis("off")
-        axes[1][-1].legend(handles, labels, loc="center", fontsize=6.5)
+        _sweep_row(low[1], sweeps, "ratio", "last-layer ratio\n(same-class / chance)", line)
+        for ax in low[:, -1]:
+            ax.axis("off")
+        low[0][-1].legend(handles, labels, loc="center", fontsize=6.5)
         fig.tight_layout()
     else:
         fig.tight_layout(rect=(0, 0.12, 1, 1))

@@ -66,6 +66,11 @@ def context():
     return matplotlib.rc_context(RC)
 
 
+def figure(width: float = COLUMN_WIDTH, height: float | None = None) -> Figure:
+    """An empty figure at paper size, for layouts :func:`subplots` cannot give (nested grids)."""
+    return Figure(figsize=(width, width * 0.75 if height is None else height))
+
+
 def subplots(nrows: int = 1, ncols: int = 1, width: float = COLUMN_WIDTH, height: float | None = None, **kwargs):
     """A figure at paper size and its axes (a 2-D array unless ``squeeze=True``); the height defaults
     to a 4:3 panel per row. Call it inside :func:`context` so the axes take the style."""

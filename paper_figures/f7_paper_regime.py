@@ -33,7 +33,7 @@ def _arm_panel(ax, arm, color) -> None:
     mean = np.asarray(v.layers)
     ci = np.asarray([c if c is not None else [m, m] for c, m in zip(v.layers_ci, mean)])
     err = np.vstack([mean - ci[:, 0], ci[:, 1] - mean]).clip(min=0)
-    ax.errorbar(depth, mean, yerr=err, marker="o", ms=3, color=color, label=f"trained, {v.seeds} seeds")
+    ax.errorbar(depth, mean, yerr=err, marker="o", ms=3, color=color, label="trained, mean over seeds")
     draw_nulls(ax, depth, v)
     ax.axhline(1.0, color=style.REFERENCE_COLOR, ls=":", lw=1)
     ax.axhline(v.line, color=style.OKABE_ITO["green"], ls=":", lw=1, label=f"effect line {v.line}x")
@@ -103,10 +103,10 @@ def plot(record: PaperRegime, out_dir: Path, stem: str) -> list[Path]:
     grid = fig.add_gridspec(rows, 1, height_ratios=[1.15] + [1] * (rows - 1))
     top = grid[0].subgridspec(1, len(arms) + 1).subplots(squeeze=False)[0]
     for i, arm in enumerate(arms):
-        _arm_panel(top[i], arm, style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]])
-        if i:
+        if i:  # shared before drawing, so that the row's limits take in every arm's intervals
             top[i].sharey(top[0])
             top[i].tick_params(labelleft=False)  # the first panel's scale serves the row
+        _arm_panel(top[i], arm, style.OKABE_ITO[ARM_COLORS[i % len(ARM_COLORS)]])
     top[0].set_ylabel("same-class share / chance")
     _gain_panel(top[len(arms)], arms)
     handles, labels = top[0].get_legend_handles_labels()

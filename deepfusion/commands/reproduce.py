@@ -19,8 +19,9 @@ head comparison.
             and with mask_pair (seeds 1-6 each) and at temperature 0.5 (seeds 4-9), judged under
             rule v3; ablations of batch size, temperature and weight decay, 3 seeds each; F7 and
             paper_regime.json in --out/paper. 39 runs of 21-28 minutes each with their analysis,
-            two at a time: about 8 hours on 2 cores, resumed from the cache when stopped. With --data DIR (CIFAR-10 under
-            DIR/cifar-10-batches-py) the same study runs the cifar10 preset, on a GPU.
+            two at a time: about 8 hours on 2 cores, resumed from the cache when stopped. With
+            --data DIR (CIFAR-10 under DIR/cifar-10-batches-py) the same study runs the cifar10
+            preset, on a GPU.
 
 Training runs are cached by their resolved config under --out/runs, so a second call only
 redraws. Examples:

@@ -66,7 +66,8 @@ class Design:
 
     arms: dict = field(default_factory=lambda: dict(ARMS))
     arm_seeds: tuple = ARM_SEEDS
-    seeds_of: dict = field(default_factory=lambda: dict(ARM_SEEDS_OF))  # per-arm exceptions to arm_seeds
+    # Per-arm exceptions to arm_seeds, by arm name; a name that is not among the arms is ignored.
+    seeds_of: dict = field(default_factory=lambda: dict(ARM_SEEDS_OF))
     sweeps: tuple = SWEEPS
     ablation_seeds: tuple = ABLATION_SEEDS
 

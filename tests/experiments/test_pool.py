@@ -110,8 +110,7 @@ def test_workers_die_with_a_killed_parent():
     assert _gone(workers, timeout=10) == []
 
 
-# SIGTERM takes the same path as Ctrl-C and costs seconds more: it runs with the slow tests.
-@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_parent_reports_one_line_and_leaves_no_worker(signum):
     proc, workers = _sleepers()
     proc.send_signal(signum)  # the parent alone: it forwards the stop to its workers

@@ -108,8 +108,9 @@ def test_sigterm_under_torchrun_is_honoured_within_a_step(tmp_path):
 
 @pytest.mark.distributed_slow
 def test_a_run_refused_for_its_data_under_torchrun_leaves_no_folder(tmp_path):
-    """Each rank calls the training loop itself, so each undoes its own start (run_folder.undo_start):
-    the run folder and the --out parents this call made are gone, a parent that held something stays."""
+    """Each rank calls the training loop itself; rank 0 makes the run folder and the --out parents, so
+    its undo (run_folder.undo_start) removes them, while the other ranks made nothing to undo. A parent
+    that held something before stays."""
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "other").mkdir()
     out = tmp_path / "keep" / "a" / "b"

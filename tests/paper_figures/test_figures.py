@@ -91,6 +91,7 @@ def test_f3_theory_calls_theory_plots(tmp_path, monkeypatch):
         assert_figure_files(r.paths)
 
 
+@pytest.mark.slow  # every theory plot; test_theory_plots draws each, the test above the wiring
 def test_f3_theory_real(tmp_path):
     pytest.importorskip("deepfusion.paper_figures.theory_plots")
     for r in f3_theory.make(tmp_path / "out", quick=True):

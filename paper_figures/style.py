@@ -77,7 +77,7 @@ def subplots(nrows: int = 1, ncols: int = 1, width: float = COLUMN_WIDTH, height
     if height is None:
         height = width / ncols * 0.75 * nrows
     kwargs.setdefault("squeeze", False)
-    fig = Figure(figsize=(width, height))
+    fig = figure(width, height)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 

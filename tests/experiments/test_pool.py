@@ -102,6 +102,7 @@ def _sleepers():
     return proc, _children(proc.pid)
 
 
+@pytest.mark.slow  # interpreter start-ups, about 3 s; the default run keeps the Ctrl-C case below
 def test_workers_die_with_a_killed_parent():
     proc, workers = _sleepers()
     assert len(workers) >= 2
@@ -110,7 +111,10 @@ def test_workers_die_with_a_killed_parent():
     assert _gone(workers, timeout=10) == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],  # SIGTERM: about 5 s, slow run
+)
 def test_a_stopped_parent_reports_one_line_and_leaves_no_worker(signum):
     proc, workers = _sleepers()
     proc.send_signal(signum)  # the parent alone: it forwards the stop to its workers

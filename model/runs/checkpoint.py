@@ -13,6 +13,7 @@ every field is checked (:mod:`deepfusion.model.runs.checkpoint_fields`) before a
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import random
 import secrets
@@ -80,8 +81,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` through a fsynced temporary file and ``os.replace``."""
+def atomic_save(obj: Any, path: str | Path, before_replace=None) -> Path:
+    """``torch.save`` to ``path`` through a fsynced temporary file and ``os.replace`` (``before_replace``:
+    as in ``layout.write_atomic``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -91,7 +93,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
         except RuntimeError as err:  # torch reports a failed write (a full disk) as RuntimeError
             raise _write_failed(err, path) from None
 
-    write_atomic(path, save)
+    write_atomic(path, save, before_replace)
     _fsync_dir(path.parent)
     _remember_good(path)
     return path
@@ -157,9 +159,11 @@ STALE = (f".{LAST}.*.tmp", f".{PREV}.*.tmp", f".{PREV}.*.link")  # what a proces
 def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = False) -> Path:
     """Write ``state`` as ``folder/last.pt``, keeping the previous one as ``prev.pt`` if it loads.
 
-    ``last.pt`` exists at every instant unless it was unreadable: the old file is hard-linked to
-    ``prev.pt`` (atomically, via a unique temporary name) before the new one is renamed over it. A
-    ``last.pt`` that does not load is set aside instead, so ``prev.pt`` stays the good one.
+    ``last.pt`` exists at every instant unless it was unreadable: once the new state is written and
+    fsynced to a temporary file, the old ``last.pt`` is hard-linked to ``prev.pt`` (atomically, via a
+    unique temporary name) and the new one is renamed over it; a write that fails rotates nothing, so
+    ``last.pt`` and ``prev.pt`` stay two checkpoints. A ``last.pt`` that does not load is set aside
+    instead, so ``prev.pt`` stays the good one.
     ``clear_stale`` removes temporary files left by a killed write; only a caller that holds the
     run folder's lock (:mod:`deepfusion.model.runs.lock`) may pass it, as another process's live
     temporary file would otherwise be deleted under it.
@@ -177,13 +181,14 @@ def save_checkpoint(state: dict, folder: str | Path, *, clear_stale: bool = Fals
                 stale.unlink(missing_ok=True)
     last = folder / LAST
     payload = with_checksum({"format": FORMAT, "version": VERSION, **state})
+    rotate = None
     if last.exists():
         reason = _loads(last)
         if reason is not None:
             set_aside(last, reason)
         else:
-            _rotate(last, folder / PREV)
-    return atomic_save(payload, last)
+            rotate = functools.partial(_rotate, last, folder / PREV)  # run once the new state is written
+    return atomic_save(payload, last, rotate)
 
 
 def _rotate(last: Path, prev: Path) -> None:

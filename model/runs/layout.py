@@ -128,8 +128,9 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no unused temporary name beside the file", str(path))
 
 
-def write_atomic(path: str | Path, write) -> Path:
+def write_atomic(path: str | Path, write, before_replace=None) -> Path:
     """Call ``write(f)`` on a uniquely named temporary file beside ``path`` (binary, fsynced), then
+    ``before_replace()`` if given (it runs only once the new content is safely written), then
     ``os.replace`` it onto ``path``; the temporary file is removed if anything fails."""
     path = Path(path)
     fd, tmp = _create_temporary(path)
@@ -138,6 +139,8 @@ def write_atomic(path: str | Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -82,6 +82,20 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_failed_write_keeps_last_and_prev_two_checkpoints(tmp_path, monkeypatch):
+    ck.save_checkpoint(dict(_state(), step=1), tmp_path)
+    ck.save_checkpoint(dict(_state(), step=2), tmp_path)
+    _fail_writes(monkeypatch)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(dict(_state(), step=3), tmp_path)
+    monkeypatch.undo()
+    last, prev = tmp_path / "last.pt", tmp_path / "prev.pt"
+    assert ck.load_checkpoint(last)["step"] == 2 and ck.load_checkpoint(prev)["step"] == 1
+    assert not os.path.samefile(last, prev)  # not two names of one file: damage to one spares the other
+    ck.save_checkpoint(dict(_state(), step=4), tmp_path)  # the next save rotates as usual
+    assert ck.load_checkpoint(last)["step"] == 4 and ck.load_checkpoint(prev)["step"] == 2
+
+
 def test_temp_file_of_a_killed_write_is_cleared_only_by_the_lock_holder(tmp_path):
     ck.save_checkpoint(dict(_state(), step=1), tmp_path)
     for name in (".last.pt.abc123.tmp", ".prev.pt.def456.link"):  # as SIGKILL mid-write leaves them
@@ -273,7 +287,7 @@ def test_a_real_failed_write_is_an_oserror_and_keeps_the_old_checkpoint(tmp_path
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert out.stdout.startswith("OSError") and "torch could not write the file" in out.stdout, out.stdout
     assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 1
-    assert ck.load_checkpoint(tmp_path / "prev.pt")["step"] == 1  # rotated before the write failed
+    assert not (tmp_path / "prev.pt").exists()  # nothing rotated: the write failed before the rename
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -103,3 +103,17 @@ def test_analyses_made_with_other_options_are_not_pooled_and_named(tmp_path):
     b.settings.views = "eval_view"
     with pytest.raises(DataError, match="differ in views"):
         pool([a, b], [da, db])
+
+
+def test_a_fit_that_no_seed_has_pools_to_nan_without_a_warning(tmp_path):
+    import dataclasses
+    import warnings
+
+    record, folder = synthetic_record(tmp_path, 0, [1.0, 1.3])
+    layer = record.layers[1]
+    nan_fit = dataclasses.replace(layer, heads={**layer.heads, "beta_r2": np.full_like(layer.heads["beta_r2"], np.nan)})
+    record = dataclasses.replace(record, layers=[record.layers[0], nan_fit])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would reach the user's terminal
+        pooled = pool([record], [folder])
+    assert np.isnan(pooled.layers[1]["beta_r2"]) and np.isfinite(pooled.layers[0]["beta_r2"])

@@ -3,6 +3,7 @@ written and read again; which findings fail the job; options it refuses."""
 
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -161,3 +162,46 @@ def test_reproduce_paper_writes_its_record_and_f7_and_a_second_call_trains_nothi
     lines.clear()
     reproduce.reproduce_paper(tmp_path, workers=1, log=lines.append, base=TINY, design=DESIGN)
     assert "5 runs, 0 still to train" in lines[0]
+
+
+def _balanced_cifar10(folder, per_class_batch: int = 10, test_per_class: int = 20):
+    """CIFAR-10's python batches with random pixels and balanced labels (the analysis draws 16 test
+    images per class)."""
+    from tests.model.data.data_files import cifar_pickle
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    parts = [(f"data_batch_{i}", per_class_batch) for i in range(1, 6)] + [("test_batch", test_per_class)]
+    for name, per_class in parts:
+        labels = np.repeat(np.arange(10), per_class)
+        x = rng.integers(0, 256, (labels.size, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(cifar_pickle(x, labels.tolist(), b"labels"))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # nothing numpy mutters reaches the user's terminal
+def test_reproduce_paper_on_a_cifar10_folder_runs_the_paper_preset_end_to_end(tmp_path):
+    """The GPU version's plumbing on a CPU: the cifar10 preset (ResNet-18, the paper's head layout,
+    SGD, temperature 0.02) read from a CIFAR-10 folder, shrunk only in size and length."""
+    from deepfusion.experiments.studies import paper_regime as study
+
+    data, out = tmp_path / "datasets", tmp_path / "out"
+    _balanced_cifar10(data / "cifar-10-batches-py")
+    small = ("train.epochs=1", "train.batch_size=50", "model.dim=32", "model.depth=2", "model.heads=2")
+    small += ("model.ffn_dim=32", "model.out_dim=16", "optim.warmup_epochs=0", "eval.linear_epochs=2")
+    base = study.base_spec(data).with_overrides(*small, "train.device=cpu")
+    design = study.Design(arms={"as is": ()}, arm_seeds=(1,), sweeps=(), ablation_seeds=())
+    lines = []
+    record = reproduce.reproduce_paper(out, data, False, workers=1, log=lines.append, base=base, design=design)
+    cfg = base.config()
+    paper = (cfg.preset, cfg.model.backbone, cfg.loss.temperature, cfg.optim.name, cfg.model.scope)
+    assert paper == ("cifar10", "resnet18", 0.02, "sgd", "both_views")
+    assert "1 runs, 1 still to train" in lines[0] and "hours" not in lines[0]  # the CPU estimate is paper_cpu's
+    (arm,) = record.arms
+    assert arm.pooled.verdict.seeds == 1 and arm.pooled.verdict.outcome == "exploratory"
+    assert arm.pooled.num_layers == 2 and arm.pooled.num_classes == 10
+    assert record.ablations is None and record.base.startswith("cifar10 data.root=")
+    assert (out / "paper" / "f7_paper_regime.png").is_file()
+    assert "--data" in (out / "paper" / "index.md").read_text()

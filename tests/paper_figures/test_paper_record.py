@@ -46,3 +46,17 @@ def test_weight_decay_ticks_stay_short():
     from deepfusion.paper_figures.f7_paper_regime import _tick
 
     assert [_tick(v) for v in (0.0, 1e-4, 5e-4, 0.02, 256)] == ["0", "1e-4", "5e-4", "0.02", "256"]
+
+
+def test_the_projects_record_holds_every_seed_of_every_ablation_cell():
+    record = read_paper_regime(RECORD)
+    sweeps = record.ablations
+    assert sweeps.train_seeds == list(range(1, sweeps.seeds + 1))
+    for sweep in sweeps.sweeps:
+        for per_value in (sweep.knn, sweep.random_knn, sweep.ratio, sweep.linear):
+            assert len(per_value) == len(sweep.values) and all(len(v) == sweeps.seeds for v in per_value)
+    # a cell equal to the preset is one set of runs, whichever sweep it sits in
+    preset = [s.knn[s.values.index(s.base_value)] for s in sweeps.sweeps]
+    assert all(p == preset[0] for p in preset)
+    # and those runs are the first arm's (the preset as is) seeds of the same numbers
+    assert preset[0] == record.arms[0].knn[: sweeps.seeds]

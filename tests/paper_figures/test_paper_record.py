@@ -51,12 +51,17 @@ def test_weight_decay_ticks_stay_short():
 def test_the_projects_record_holds_every_seed_of_every_ablation_cell():
     record = read_paper_regime(RECORD)
     sweeps = record.ablations
-    assert sweeps.train_seeds == list(range(1, sweeps.seeds + 1))
+    seeds = sweeps.seeds
+    assert sweeps.train_seeds == list(range(1, seeds + 1))
     for sweep in sweeps.sweeps:
         for per_value in (sweep.knn, sweep.random_knn, sweep.ratio, sweep.linear):
-            assert len(per_value) == len(sweep.values) and all(len(v) == sweeps.seeds for v in per_value)
-    # a cell equal to the preset is one set of runs, whichever sweep it sits in
-    preset = [s.knn[s.values.index(s.base_value)] for s in sweeps.sweeps]
-    assert all(p == preset[0] for p in preset)
-    # and those runs are the first arm's (the preset as is) seeds of the same numbers
-    assert preset[0] == record.arms[0].knn[: sweeps.seeds]
+            assert len(per_value) == len(sweep.values) and all(len(v) == seeds for v in per_value)
+    # A cell whose config is an arm's (the preset in every sweep, temperature 0.1) holds that arm's runs.
+    arms = {arm.name: arm for arm in record.arms}
+    by_key = {s.key: s for s in sweeps.sweeps}
+    cells = [(s.key, s.base_value, "as is") for s in sweeps.sweeps] + [("loss.temperature", 0.1, "temperature 0.1")]
+    for key, value, name in cells:
+        sweep, arm = by_key[key], arms[name]
+        i = sweep.values.index(value)
+        assert sweep.knn[i] == arm.knn[:seeds] and sweep.random_knn[i] == arm.random_knn[:seeds], (key, value)
+        assert sweep.ratio[i] == [r["last_ratio"] for r in arm.pooled.per_run][:seeds], (key, value)

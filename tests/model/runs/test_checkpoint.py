@@ -1,5 +1,6 @@
 """Checkpoints: atomic writes, round trips, and every kind of bad file -> CheckpointError."""
 
+import errno
 import os
 import random
 
@@ -94,6 +95,19 @@ def test_a_failed_write_keeps_last_and_prev_two_checkpoints(tmp_path, monkeypatc
     assert not os.path.samefile(last, prev)  # not two names of one file: damage to one spares the other
     ck.save_checkpoint(dict(_state(), step=4), tmp_path)  # the next save rotates as usual
     assert ck.load_checkpoint(last)["step"] == 4 and ck.load_checkpoint(prev)["step"] == 2
+
+
+def test_without_hard_links_prev_is_a_copy_made_after_the_write(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported", str(dst))
+
+    monkeypatch.setattr(ck.os, "link", no_links)
+    for step in (1, 2, 3):
+        ck.save_checkpoint(dict(_state(), step=step), tmp_path)
+    last, prev = tmp_path / "last.pt", tmp_path / "prev.pt"
+    assert ck.load_checkpoint(last)["step"] == 3 and ck.load_checkpoint(prev)["step"] == 2
+    assert not os.path.samefile(last, prev)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]  # no temporary left
 
 
 def test_temp_file_of_a_killed_write_is_cleared_only_by_the_lock_holder(tmp_path):

@@ -65,3 +65,17 @@ def test_the_projects_record_holds_every_seed_of_every_ablation_cell():
         i = sweep.values.index(value)
         assert sweep.knn[i] == arm.knn[:seeds] and sweep.random_knn[i] == arm.random_knn[:seeds], (key, value)
         assert sweep.ratio[i] == [r["last_ratio"] for r in arm.pooled.per_run][:seeds], (key, value)
+
+
+def test_the_paper_cpu_head_record_pairs_with_the_paper_regime_record():
+    from deepfusion.experiments.studies.head_comparison import HeadComparison
+
+    heads = HeadComparison.from_json(json.loads((RECORD.parent / "heads_paper_cpu.json").read_text()))
+    as_is = next(arm for arm in read_paper_regime(RECORD).arms if arm.name == "as is")
+    # the transformer's runs are the preset's: the same seeds give the arm's numbers
+    transformer = heads.head("transformer").values
+    n = len(heads.seeds)
+    assert heads.seeds == (1, 2) and list(transformer["knn"]) == as_is.knn[:n]
+    assert list(transformer["random_knn"]) == as_is.random_knn[:n]
+    ffn = heads.difference("ffn", "head_knn")
+    assert ffn.per_seed == tuple(t - f for t, f in zip(transformer["head_knn"], heads.head("ffn").values["head_knn"]))

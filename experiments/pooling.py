@@ -121,8 +121,9 @@ def _check_poolable(records: list[RunAnalysis], run_dirs) -> None:
         )
 
 
-def _nanmean(values) -> float:
-    """The mean of the finite values; NaN, without numpy's warning, when no seed has one."""
+def quiet_nanmean(values) -> float:
+    """The mean of the values that are not NaN; NaN, without numpy's "Mean of empty slice" warning,
+    when none is (a fit that no seed or head has)."""
     v = np.asarray(values, dtype=float)
     return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else float("nan")
 
@@ -140,9 +141,9 @@ def _pooled_layer(records: list[RunAnalysis], l: int, chance: float) -> dict:
         "effective_rank",
         "block_distance",
     ):
-        entry[stat] = _nanmean([np.mean(r.layers[l].heads[stat]) for r in records])
+        entry[stat] = quiet_nanmean([np.mean(r.layers[l].heads[stat]) for r in records])
     for stat in ("relative_spread", "class_mean_cosine"):
-        entry[stat] = _nanmean([r.layers[l].tokens[stat] for r in records])
+        entry[stat] = quiet_nanmean([r.layers[l].tokens[stat] for r in records])
     for key in ("predicted_mass", "predicted_r_ratio", "measured_r_ratio"):
         values = [r.layer_prediction.get(key, [None] * records[0].num_layers)[l] for r in records]
         entry[key] = float(np.mean(values)) if all(v is not None for v in values) else None

@@ -18,6 +18,7 @@ import numpy as np
 
 from deepfusion.errors import CheckFailed, ConfigError
 from deepfusion.experiments.analyze import analyze_run
+from deepfusion.experiments.pooling import quiet_nanmean
 from deepfusion.experiments.runs import RunSpec, get_run
 from deepfusion.experiments.sanity import block_statistics, idealised_layers
 from deepfusion.experiments.sanity_record import (
@@ -47,11 +48,11 @@ def _attention_layers(record) -> list[AttentionLayer]:
             v.layers[l],
             v.layers_ci[l],
             float(np.mean(e.heads["same_class_mass"])),
-            float(np.nanmean(e.heads["predicted_same_class_mass"])),
+            quiet_nanmean(e.heads["predicted_same_class_mass"]),
             float(np.mean(e.heads["self_mass"])),
             float(np.mean(e.heads["positive_mass"])),
-            float(np.nanmean(e.heads["beta_eff"])),
-            float(np.nanmean(e.heads["beta_r2"])),
+            quiet_nanmean(e.heads["beta_eff"]),
+            quiet_nanmean(e.heads["beta_r2"]),
         )
         for l, e in enumerate(record.layers)
     ]

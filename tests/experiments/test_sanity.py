@@ -107,3 +107,18 @@ def test_trained_heads_reuse_finished_runs_of_the_same_budget(tmp_path):
     for (_, head), (_, head_again) in zip(first.heads(), again.heads()):
         assert head_again.eval == head.eval
         assert head_again.train_wall_s == head.train_wall_s > 0
+
+
+def test_attention_summary_of_a_fit_no_head_has_is_nan_without_a_warning(tmp_path):
+    import warnings
+
+    from tests.experiments.test_pooling import synthetic_record
+
+    record, _ = synthetic_record(tmp_path, 0, [1.0, 1.3])
+    layer = record.layers[1]
+    heads = {**layer.heads, "beta_eff": np.full_like(layer.heads["beta_eff"], np.nan)}
+    record = dataclasses.replace(record, layers=[record.layers[0], dataclasses.replace(layer, heads=heads)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would reach the user's terminal
+        layers = study._attention_layers(record)
+    assert np.isnan(layers[1].beta_eff) and np.isfinite(layers[0].beta_eff)

@@ -111,10 +111,8 @@ def test_workers_die_with_a_killed_parent():
     assert _gone(workers, timeout=10) == []
 
 
-@pytest.mark.parametrize(
-    "signum",
-    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],  # SIGTERM: about 5 s, slow run
-)
+# SIGTERM takes the same path as Ctrl-C and costs seconds more: it runs with the slow tests.
+@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_stopped_parent_reports_one_line_and_leaves_no_worker(signum):
     proc, workers = _sleepers()
     proc.send_signal(signum)  # the parent alone: it forwards the stop to its workers

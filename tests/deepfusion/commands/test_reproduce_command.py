@@ -3,7 +3,6 @@ written and read again; which findings fail the job; options it refuses."""
 
 import json
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -164,31 +163,16 @@ def test_reproduce_paper_writes_its_record_and_f7_and_a_second_call_trains_nothi
     assert "5 runs, 0 still to train" in lines[0]
 
 
-def _balanced_cifar10(folder, per_class_batch: int = 10, test_per_class: int = 20):
-    """CIFAR-10's python batches with random pixels and balanced labels (the analysis draws 16 test
-    images per class)."""
-    from tests.model.data.data_files import cifar_pickle
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    parts = [(f"data_batch_{i}", per_class_batch) for i in range(1, 6)] + [("test_batch", test_per_class)]
-    for name, per_class in parts:
-        labels = np.repeat(np.arange(10), per_class)
-        x = rng.integers(0, 256, (labels.size, 3072), dtype=np.uint8)
-        (folder / name).write_bytes(cifar_pickle(x, labels.tolist(), b"labels"))
-    meta = {b"label_names": [f"c{i}".encode() for i in range(10)], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # nothing numpy mutters reaches the user's terminal
 def test_reproduce_paper_on_a_cifar10_folder_runs_the_paper_preset_end_to_end(tmp_path):
     """The GPU version's plumbing on a CPU: the cifar10 preset (ResNet-18, the paper's head layout,
     SGD, temperature 0.02) read from a CIFAR-10 folder, shrunk only in size and length."""
     from deepfusion.experiments.studies import paper_regime as study
+    from tests.model.data.data_files import write_cifar10
 
     data, out = tmp_path / "datasets", tmp_path / "out"
-    _balanced_cifar10(data / "cifar-10-batches-py")
+    write_cifar10(data / "cifar-10-batches-py", per_batch=100, test_batch=200, balanced=True)  # 20 test images a class
     small = ("train.epochs=1", "train.batch_size=50", "model.dim=32", "model.depth=2", "model.heads=2")
     small += ("model.ffn_dim=32", "model.out_dim=16", "optim.warmup_epochs=0", "eval.linear_epochs=2")
     base = study.base_spec(data).with_overrides(*small, "train.device=cpu")

@@ -41,13 +41,19 @@ def cifar_pickle(data: np.ndarray, labels, label_key: bytes, protocol: int = 2) 
     return pickle.dumps({b"batch_label": b"test", label_key: list(labels), b"data": data}, protocol=protocol)
 
 
-def write_cifar10(folder: Path, per_batch: int = 4, seed: int = 0) -> dict:
+def write_cifar10(
+    folder: Path, per_batch: int = 4, seed: int = 0, test_batch: int | None = None, balanced: bool = False
+) -> dict:
+    """CIFAR-10's python batches: five training batches of ``per_batch`` random images and a test
+    batch of ``test_batch`` (default ``per_batch``); labels random, or cycling through the 10 classes
+    when ``balanced`` (so a batch of 10k images holds k of each)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out = {"train": ([], []), "test": ([], [])}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        x = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        y = rng.integers(0, 10, per_batch).tolist()
+        n = per_batch if name != "test_batch" or test_batch is None else test_batch
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = (np.arange(n) % 10 if balanced else rng.integers(0, 10, n)).tolist()
         (folder / name).write_bytes(cifar_pickle(x, y, b"labels", protocol=2 if name != "test_batch" else 4))
         part = "test" if name == "test_batch" else "train"
         out[part][0].append(x)
